@@ -1,0 +1,159 @@
+"""Suites: short declarative TOML files expanded into jobs (seed x task x method x grid).
+
+    description = "..."
+    tasks = ["rte", "mrpc"]
+    seeds = [1, 2, 3]
+    methods = ["kdfd", "vanilla-kd", "finetune"]
+    data_source = "auto"            # optional: auto | tsv | hf | synthetic
+    tokenizer = "auto"              # optional
+    [teacher]  ...                  # a kdfd.models.ModelSpec
+    [student]  ...
+    [train]    ...                  # a kdfd.config.TrainConfig
+    [method.kdfd]                   # method parameters
+    temperature = [1.0, 1.5]        # a list is a grid axis; axes expand to their cartesian product
+    [method.kdfd.train]             # training settings for this method only (lists are axes too)
+    lr = [1e-5, 3e-5, 5e-5]
+
+Methods that start from a fine-tuned teacher get one teacher fine-tuning job per (teacher model, task, seed, teacher
+training settings), shared by every job that needs it and run before them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from kdfd.config import RunConfig, TrainConfig, build
+from kdfd.data import SOURCES
+from kdfd.distiller import get_method, parse_params
+from kdfd.errors import ConfigError, one_of
+from kdfd.job import resolve
+from kdfd.models import ModelSpec
+from kdfd.tasks import get_task
+
+SUITES_DIR = Path(__file__).resolve().parent / "suites"
+TOP_KEYS = ("description", "tasks", "seeds", "methods", "data_source", "tokenizer", "teacher", "student", "train",
+            "method")
+LIST_FIELDS = {"tasks": str, "seeds": int, "methods": str}
+
+
+@dataclass(frozen=True)
+class Job:
+    config: RunConfig
+    label: str  # `method[k=v,...]` for grid points, `teacher` for teacher fine-tuning
+    teacher: "Job | None" = None
+
+    @property
+    def id(self) -> str:
+        return self.config.hash()
+
+
+@dataclass
+class Suite:
+    name: str
+    path: Path
+    description: str
+    jobs: list[Job]  # teacher jobs first, then method jobs; no two with the same id
+
+
+def available() -> list[str]:
+    return sorted(p.stem for p in SUITES_DIR.glob("*.toml"))
+
+
+def suite_path(name: str) -> Path:
+    if name.endswith(".toml"):
+        path = Path(name)
+        if not path.is_file():
+            raise ConfigError(f"suite file {name!r} does not exist")
+        return path
+    path = SUITES_DIR / f"{name}.toml"
+    if not path.is_file():
+        raise ConfigError(one_of("suite", name, available()))
+    return path
+
+
+def load(name: str, tasks=None, methods=None, seeds=None) -> Suite:
+    """Read and expand a suite; `tasks`, `methods`, `seeds` replace the file's lists when given."""
+    path = suite_path(name)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML ({e})") from None
+    where = str(path)
+    for key in raw:
+        if key not in TOP_KEYS:
+            raise ConfigError(f"{where}: unknown key {key!r} (allowed: {', '.join(TOP_KEYS)})")
+    lists = {}
+    for key, tp in LIST_FIELDS.items():
+        value = {"tasks": tasks, "seeds": seeds, "methods": methods}[key] or raw.get(key)
+        if not isinstance(value, list) or not value or not all(isinstance(v, tp) and not isinstance(v, bool) for v in value):
+            raise ConfigError(f"{where}: {key} must be a non-empty list of {tp.__name__} values, got {value!r}")
+        lists[key] = value
+    for t in lists["tasks"]:
+        get_task(t)
+    for m in lists["methods"]:
+        get_method(m)
+    source = raw.get("data_source", "auto")
+    if source not in SOURCES:
+        raise ConfigError(f"{where}: data_source {source!r} is not allowed (allowed: {', '.join(SOURCES)})")
+    teacher = build(ModelSpec, raw.get("teacher"), f"{where} [teacher]") if "teacher" in raw else None
+    student = build(ModelSpec, raw.get("student"), f"{where} [student]")
+    method_tables = raw.get("method", {})
+    for m in method_tables:
+        get_method(m)
+
+    jobs: dict[str, Job] = {}
+    for method in lists["methods"]:
+        table = dict(method_tables.get(method, {}))
+        train_raw = {**raw.get("train", {}), **table.pop("train", {})}
+        points = expand({**{f"train.{k}": v for k, v in train_raw.items()}, **table}, f"{where} [method.{method}]")
+        for point, label_items in points:
+            train = build(TrainConfig, {k[6:]: v for k, v in point.items() if k.startswith("train.")},
+                          f"{where} [train] of {method}")
+            params = {k: v for k, v in point.items() if not k.startswith("train.")}
+            full = dataclasses.asdict(parse_params(get_method(method), params, where))
+            label = method + (f"[{','.join(f'{k}={v}' for k, v in label_items)}]" if label_items else "")
+            for task in lists["tasks"]:
+                for seed in lists["seeds"]:
+                    cfg = RunConfig(task=task, method=method, seed=seed, student=student, teacher=teacher, params=full,
+                                    train=train, data_source=source, tokenizer=raw.get("tokenizer", "auto"),
+                                    method_version=get_method(method).version)
+                    _, _, _, needs = resolve(cfg)
+                    if needs.teacher == "none":
+                        cfg = dataclasses.replace(cfg, teacher=None)
+                    teacher_job = None
+                    if needs.needs_finetuned_teacher:
+                        teacher_job = _teacher_job(cfg)
+                        jobs.setdefault(teacher_job.id, teacher_job)
+                        cfg = dataclasses.replace(cfg, teacher_job=teacher_job.id)
+                    job = Job(cfg, label, teacher_job)
+                    jobs.setdefault(job.id, job)
+    ordered = sorted(jobs.values(), key=lambda j: j.config.role != "teacher")  # stable: teachers first
+    return Suite(path.stem, path, raw.get("description", ""), ordered)
+
+
+def _teacher_job(cfg: RunConfig) -> Job:
+    """The fine-tuning job of cfg's teacher: method finetune on the teacher model, with the teacher's settings."""
+    tc = dataclasses.replace(cfg.train, lr=cfg.train.teacher_lr, epochs=cfg.train.teacher_epochs)
+    tcfg = RunConfig(task=cfg.task, method="finetune", seed=cfg.seed, student=cfg.teacher, teacher=None, params={},
+                     train=tc, data_source=cfg.data_source, tokenizer=cfg.resolved_tokenizer(), role="teacher",
+                     method_version=get_method("finetune").version)
+    return Job(tcfg, "teacher")
+
+
+def expand(table: dict, where: str) -> list[tuple[dict, list[tuple[str, object]]]]:
+    """Cartesian product of the list-valued entries. Returns (values, the grid coordinates for the label)."""
+    axes = {k: v for k, v in table.items() if isinstance(v, list)}
+    for k, v in axes.items():
+        if not v:
+            raise ConfigError(f"{where}: grid axis {k!r} is empty (give at least one value)")
+    fixed = {k: v for k, v in table.items() if k not in axes}
+    out = []
+    for combo in itertools.product(*axes.values()):
+        point = dict(zip(axes, combo))
+        label = [(k.removeprefix("train."), v) for k, v in point.items() if len(axes[k]) > 1]
+        out.append(({**fixed, **point}, label))
+    return out

@@ -1,0 +1,123 @@
+"""Typed run configuration, validated once at the edge.
+
+`build(cls, raw, where)` turns plain values (from a suite file or the command line) into a frozen dataclass, with a
+one-line error for an unknown key (naming the allowed ones), a wrong type, or an impossible value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+
+from .errors import ConfigError
+from .models import ModelSpec
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training budget and optimisation. The paper fixes max_length 128 and batch 32; it leaves epochs, warmup,
+    schedule and weight decay open: the defaults below are the usual BERT fine-tuning recipe (AdamW, linear warmup
+    over 10% of steps then linear decay, weight decay 0.01 except biases and LayerNorm, gradient clipping at 1)."""
+
+    epochs: int = 3
+    batch_size: int = 32
+    eval_batch_size: int = 128
+    max_length: int = 128
+    lr: float = 3e-5  # the student's (or the single model's) learning rate
+    teacher_lr: float = 3e-5  # the teacher's: its fine-tuning and its online updates
+    teacher_epochs: int = 3  # epochs of the teacher's task fine-tuning
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    max_grad_norm: float = 1.0
+    max_train_examples: int | None = None  # a fixed random subset (data seed 0, the same for every run seed)
+    max_eval_examples: int | None = None
+    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
+    device: str = "auto"  # auto: cuda when available
+
+    def __post_init__(self):
+        for name in ("epochs", "batch_size", "eval_batch_size", "max_length", "teacher_epochs"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} = {getattr(self, name)} is not allowed (must be >= 1)")
+        for name in ("lr", "teacher_lr"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name} = {getattr(self, name)} is not allowed (must be > 0)")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ConfigError(f"warmup_ratio = {self.warmup_ratio} is not allowed (must be in [0, 1))")
+        if self.weight_decay < 0 or self.max_grad_norm <= 0:
+            raise ConfigError("weight_decay must be >= 0 and max_grad_norm > 0")
+        for name in ("max_train_examples", "max_eval_examples"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ConfigError(f"{name} = {getattr(self, name)} is not allowed (must be >= 1 or unset)")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision {self.precision!r} is not allowed (allowed: {', '.join(PRECISIONS)})")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One job: a method trained on a task with a seed. `role = teacher` marks a teacher fine-tuning job (method
+    finetune on the teacher model), whose checkpoint other jobs start from."""
+
+    task: str
+    method: str
+    seed: int
+    student: ModelSpec
+    teacher: ModelSpec | None = None
+    params: dict = field(default_factory=dict)  # the method's parameters, every default filled in
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data_source: str = "auto"
+    tokenizer: str = "auto"  # auto: the teacher's, else the student's, else the synthetic word-level one
+    role: str = "student"
+    method_version: str = "1"
+    teacher_job: str | None = None  # id of the teacher fine-tuning job this job starts from
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def hash(self) -> str:
+        """A stable id of everything that changes the result (sorted-key canonical JSON)."""
+        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def resolved_tokenizer(self) -> str:
+        if self.tokenizer != "auto":
+            return self.tokenizer
+        for spec in (self.teacher, self.student):
+            if spec is not None and spec.pretrained:
+                return spec.name
+        return "synthetic"
+
+
+def build(cls, raw: dict | None, where: str):
+    """A frozen dataclass from plain values; errors name `where` (file and section), the key, and what is allowed."""
+    raw = dict(raw or {})
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key in raw:
+        if key not in names:
+            raise ConfigError(f"{where}: unknown key {key!r} (allowed: {', '.join(names)})")
+    values = {k: coerce(v, hints[k], f"{where}: {k}") for k, v in raw.items()}
+    try:
+        return cls(**values)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
+
+
+def coerce(value, tp, what: str):
+    """Check a plain value against a simple annotation (int, float, str, bool, X | None)."""
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        tp = next(a for a in args if a is not type(None))
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    ok = isinstance(value, tp) and not (tp in (int, float) and isinstance(value, bool))
+    if not ok:
+        raise ConfigError(f"{what} = {value!r} has type {type(value).__name__}, expected {tp.__name__}")
+    return value

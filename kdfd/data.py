@@ -1,0 +1,250 @@
+"""Task data: one loader over three sources, tokenization, and dynamically padded batches.
+
+Sources, in the order `source="auto"` tries them:
+1. `synthetic` for the embedded synthetic tasks;
+2. `tsv`: a local directory in the original GLUE layout (`glue_dir`, or the `GLUE_DIR` environment variable);
+3. `hf`: Hugging Face `datasets` by name (`nyu-mll/glue`), where a hub is reachable.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import synthetic
+from .data_types import Example
+from .errors import ConfigError, DataError
+from .tasks import Task, TsvLayout
+
+SOURCES = ("auto", "tsv", "hf", "synthetic")
+HF_DATASET = "nyu-mll/glue"
+
+
+# ----------------------------------------------------------------------------------------------------------- TSV
+
+
+def read_tsv(path: Path, layout: TsvLayout, labels: tuple[str, ...] | None, with_labels: bool = True) -> list[Example]:
+    """Read one GLUE TSV file strictly: tab-separated, never quoted, one row per line.
+
+    Every defect is a `DataError` naming the file (and line): missing file, empty file, bytes that are not UTF-8,
+    a missing column, a row with the wrong number of fields, a label outside the task's label set.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"missing data file {path}")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: bytes at offset {e.start} are not UTF-8") from None
+    lines = text.lstrip("\ufeff").split("\n")  # MRPC headers begin with a byte-order mark
+    lines = [line[:-1] if line.endswith("\r") else line for line in lines]
+    while lines and lines[-1] == "":
+        lines.pop()
+    if not lines:
+        raise DataError(f"{path}: empty file (expected a GLUE TSV)")
+
+    if layout.header:
+        header = lines[0].split("\t")
+        n_cols, start = len(header), 1
+
+        def col(name):
+            if name is None:
+                return None
+            if name not in header:
+                raise DataError(f"{path}: missing column {name!r} (header has: {', '.join(header)})")
+            return header.index(name)
+    else:
+        n_cols, start = layout.n_columns, 0
+
+        def col(index):
+            return index
+
+    ia, ib = col(layout.text_a), col(layout.text_b)
+    il = col(layout.label) if with_labels else None
+    out = []
+    for lineno, line in enumerate(lines[start:], start=start + 1):
+        fields = line.split("\t")
+        if len(fields) != n_cols:
+            raise DataError(f"{path}:{lineno}: expected {n_cols} tab-separated fields, found {len(fields)}")
+        label = None if il is None else _check_label(fields[il], labels, path, lineno)
+        out.append(Example(fields[ia], None if ib is None else fields[ib], label))
+    if not out:
+        raise DataError(f"{path}: no data rows")
+    return out
+
+
+def _check_label(value: str, labels: tuple[str, ...] | None, path, lineno) -> str:
+    if labels is None:
+        try:
+            float(value)
+        except ValueError:
+            raise DataError(f"{path}:{lineno}: regression score {value!r} is not a number") from None
+    elif value not in labels:
+        raise DataError(f"{path}:{lineno}: label {value!r} is not in the task's label set ({', '.join(labels)})")
+    return value
+
+
+def resolve_glue_dir(glue_dir: str | os.PathLike | None) -> Path | None:
+    """The GLUE directory from the option, else `GLUE_DIR`, else None. A named directory must exist."""
+    chosen = glue_dir if glue_dir else os.environ.get("GLUE_DIR")
+    if not chosen:
+        return None
+    path = Path(chosen).expanduser()
+    if not path.is_dir():
+        raise DataError(
+            f"GLUE dir {str(path)!r} does not exist (pass --glue-dir or set GLUE_DIR to a folder in the original "
+            "GLUE layout: CoLA/, SST-2/, MRPC/, ...)"
+        )
+    return path
+
+
+def _task_dir(root: Path, task: Task) -> Path:
+    d = root / task.glue_dir
+    if not d.is_dir():
+        found = sorted(p.name for p in root.iterdir() if p.is_dir())
+        raise DataError(f"{root}: no folder {task.glue_dir}/ for task {task.name!r} (found: {', '.join(found)})")
+    return d
+
+
+# ----------------------------------------------------------------------------------------------------- the loader
+
+
+@dataclass
+class TaskData:
+    """Raw examples of one task: `train`, and dev examples per split (MNLI: dev_matched, dev_mismatched)."""
+
+    task: Task
+    train: list[Example]
+    dev: dict[str, list[Example]]
+    source: str
+
+
+def load_task(task: Task, source: str = "auto", glue_dir: str | None = None) -> TaskData:
+    if source not in SOURCES:
+        raise ConfigError(f"unknown data source {source!r} (allowed: {', '.join(SOURCES)})")
+    if task.synthetic:
+        if source not in ("auto", "synthetic"):
+            raise ConfigError(f"task {task.name!r} is synthetic; data source {source!r} does not provide it")
+        return TaskData(task, list(synthetic.generate(task.name, "train")),
+                        {"dev": list(synthetic.generate(task.name, "dev"))}, "synthetic")
+    if source == "synthetic":
+        raise ConfigError(f"task {task.name!r} is not synthetic (synthetic tasks: synth-single, synth-pair, synth-reg)")
+    root = resolve_glue_dir(glue_dir)
+    if source == "tsv" or (source == "auto" and root is not None):
+        if root is None:
+            raise DataError(f"data source 'tsv' for task {task.name!r} needs --glue-dir or GLUE_DIR")
+        d = _task_dir(root, task)
+        read = lambda name: read_tsv(d / name, task.layout, task.labels)  # noqa: E731
+        return TaskData(task, read(task.train_file), {s: read(f) for s, f in task.dev_files.items()}, "tsv")
+    return _load_hf(task)
+
+
+def _load_hf(task: Task) -> TaskData:
+    try:
+        import datasets
+    except ImportError:
+        raise DataError(
+            f"task {task.name!r} needs data: pass --glue-dir (or set GLUE_DIR) to a GLUE folder, or install "
+            "kdfd-bench[hub] to load nyu-mll/glue from the Hugging Face hub"
+        ) from None
+    try:
+        ds = datasets.load_dataset(HF_DATASET, task.hf_config)
+    except Exception as e:  # offline, hub unreachable, ...: name the way out
+        raise DataError(
+            f"could not load {HF_DATASET}/{task.hf_config} from the hub ({type(e).__name__}); "
+            "pass --glue-dir or set GLUE_DIR to a local GLUE folder"
+        ) from None
+    a, b = task.hf_text
+
+    def convert(split):
+        rows = ds[split]
+        out = []
+        for row in rows:
+            label = row["label"]
+            out.append(Example(row[a], row[b] if b else None,
+                               str(label) if task.labels is None else task.labels[label]))
+        return out
+
+    return TaskData(task, convert("train"), {s: convert(hs) for s, hs in task.hf_dev_splits.items()}, "hf")
+
+
+def subset(examples: list[Example], n: int | None, seed: int = 0) -> list[Example]:
+    """A fixed random subset of n examples in their original order (the same for every run seed and method)."""
+    if n is None or n >= len(examples):
+        return list(examples)
+    keep = np.sort(np.random.default_rng(seed).permutation(len(examples))[:n])
+    return [examples[i] for i in keep]
+
+
+# ------------------------------------------------------------------------------------------- tokenized batches
+
+
+class EncodedDataset(torch.utils.data.Dataset):
+    """Tokenized examples, unpadded: each item holds its own-length id lists and a label tensor value."""
+
+    def __init__(self, examples: list[Example], task: Task, tokenizer, max_length: int):
+        a = [e.text_a for e in examples]
+        b = [e.text_b for e in examples] if task.is_pair else None
+        enc = tokenizer(a, b, truncation=True, max_length=max_length, padding=False)
+        self.input_ids = enc["input_ids"]
+        self.token_type_ids = enc.get("token_type_ids")
+        if task.labels is None:
+            self.labels = [float(e.label) for e in examples]
+        else:
+            index = {s: i for i, s in enumerate(task.labels)}
+            self.labels = [index[e.label] for e in examples]
+        self.regression = task.is_regression
+        self.pad_id = tokenizer.pad_token_id
+
+    def __len__(self):
+        return len(self.input_ids)
+
+    def __getitem__(self, i):
+        item = {"input_ids": self.input_ids[i], "label": self.labels[i]}
+        if self.token_type_ids is not None:
+            item["token_type_ids"] = self.token_type_ids[i]
+        return item
+
+    def lengths(self) -> list[int]:
+        return [len(x) for x in self.input_ids]
+
+
+class Collator:
+    """Pads a batch to its own longest sequence (never to max_length).
+
+    Returns input_ids, attention_mask (and token_type_ids when the tokenizer makes them): LongTensor [B, T_batch];
+    labels: LongTensor [B], or FloatTensor [B] for regression.
+    """
+
+    def __init__(self, pad_id: int, regression: bool):
+        self.pad_id, self.regression = pad_id, regression
+
+    def __call__(self, items):
+        width = max(len(it["input_ids"]) for it in items)
+        ids = torch.full((len(items), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(items), width), dtype=torch.long)
+        types = torch.zeros((len(items), width), dtype=torch.long) if "token_type_ids" in items[0] else None
+        for i, it in enumerate(items):
+            n = len(it["input_ids"])
+            ids[i, :n] = torch.tensor(it["input_ids"])
+            mask[i, :n] = 1
+            if types is not None:
+                types[i, :n] = torch.tensor(it["token_type_ids"])
+        dtype = torch.float if self.regression else torch.long
+        batch = {"input_ids": ids, "attention_mask": mask, "labels": torch.tensor([it["label"] for it in items], dtype=dtype)}
+        if types is not None:
+            batch["token_type_ids"] = types
+        return batch
+
+
+def make_loader(ds: EncodedDataset, batch_size: int, shuffle: bool, seed: int = 0, pin_memory: bool = False):
+    generator = torch.Generator().manual_seed(seed)
+    return torch.utils.data.DataLoader(
+        ds, batch_size=batch_size, shuffle=shuffle, generator=generator if shuffle else None,
+        collate_fn=Collator(ds.pad_id, ds.regression), num_workers=0, pin_memory=pin_memory,
+    )

@@ -1,0 +1,238 @@
+"""The training engine: the only training loop in the codebase.
+
+It owns devices and autocast, optimizers and schedules, the step order of online methods, evaluation, loss
+checks and logging. A `Distiller` only says what it needs and computes losses.
+
+Step order for `online` methods (paper eqs. 4-5 and 9-10):
+  1. student forward at theta_s^m (with grad; kept for step 4, the student's parameters do not change before it);
+  2. teacher forward at theta_t^m (with grad), teacher loss against the detached student, teacher update;
+  3. teacher forward again at theta_t^{m+1} (no grad, eval mode): the targets the student sees are the updated
+     teacher's;
+  4. student loss, student update.
+Teacher targets (frozen and online) are always computed in eval mode, without dropout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import os
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from . import metrics as glue_metrics
+from .config import TrainConfig
+from .distiller import FROZEN, NONE, ONLINE, Distiller
+from .errors import NonFiniteLossError
+from .models import Forward
+from .tasks import Task
+
+INPUT_KEYS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def set_seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
+    """bf16 autocast on CUDA under `auto` or `bf16`; none on CPU unless `bf16` is asked for explicitly."""
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+        return torch.bfloat16
+    return None
+
+
+def make_optimizer(modules: list[nn.Module], lr: float, weight_decay: float, fused: bool) -> torch.optim.AdamW:
+    """AdamW with no weight decay on biases and LayerNorm weights (the BERT recipe)."""
+    decay, no_decay, seen = [], [], set()
+    for module in modules:
+        for name, p in module.named_parameters():
+            if not p.requires_grad or id(p) in seen:
+                continue
+            seen.add(id(p))
+            (no_decay if p.ndim < 2 or "LayerNorm" in name or "norm" in name.lower() else decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=lr, fused=fused or None)
+
+
+def linear_schedule(optimizer, total_steps: int, warmup_ratio: float):
+    warmup = int(total_steps * warmup_ratio)
+
+    def factor(step):
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def detach(out: Forward) -> Forward:
+    """A copy of a forward pass cut from its graph (what the teacher phase sees of the student)."""
+    def cut(x):
+        if x is None:
+            return None
+        if isinstance(x, tuple):
+            return tuple(t.detach() for t in x)
+        return x.detach()
+
+    return Forward(**{f.name: cut(getattr(out, f.name)) for f in dataclasses.fields(Forward)})
+
+
+class Engine:
+    """Trains `student` (and `teacher`, for online methods) with `distiller`'s losses.
+
+    Shapes: batches hold input_ids / attention_mask / token_type_ids LongTensor [B, T] and labels [B].
+    """
+
+    def __init__(self, distiller: Distiller, student: nn.Module, teacher: nn.Module | None, task: Task,
+                 train: TrainConfig, total_steps: int, device: torch.device | None = None, progress: bool = True):
+        self.distiller, self.student, self.teacher, self.task, self.cfg = distiller, student, teacher, task, train
+        self.needs = distiller.needs(distiller.params)
+        if self.needs.teacher != NONE and teacher is None:
+            raise ValueError(f"method {distiller.name!r} needs a teacher")
+        self.device = device or resolve_device(train.device)
+        self.amp = autocast_dtype(self.device, train.precision)
+        self.progress = progress
+        self.step = 0
+        fused = self.device.type == "cuda"
+        for m in (student, teacher, distiller):
+            if m is not None:
+                m.to(self.device)
+        self.opt_s = make_optimizer([student, distiller.student_modules], train.lr, train.weight_decay, fused)
+        self.sched_s = linear_schedule(self.opt_s, total_steps, train.warmup_ratio)
+        self.opt_t = self.sched_t = None
+        if self.needs.teacher == ONLINE:
+            self.opt_t = make_optimizer([teacher, distiller.teacher_modules], train.teacher_lr, train.weight_decay, fused)
+            self.sched_t = linear_schedule(self.opt_t, total_steps, train.warmup_ratio)
+        elif self.needs.teacher == FROZEN:
+            teacher.eval().requires_grad_(False)
+
+    # ------------------------------------------------------------------------------------------------ forwards
+
+    def autocast(self):
+        if self.amp is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp)
+
+    def forward(self, model: nn.Module, batch: dict) -> Forward:
+        inputs = {k: batch[k] for k in INPUT_KEYS if k in batch}
+        with self.autocast():
+            return model(**inputs, hidden_states=self.needs.hidden_states, attentions=self.needs.attentions)
+
+    def to_device(self, batch: dict) -> dict:
+        non_blocking = self.device.type == "cuda"
+        return {k: v.to(self.device, non_blocking=non_blocking) for k, v in batch.items()}
+
+    # ----------------------------------------------------------------------------------------------- one step
+
+    def train_step(self, batch: dict) -> dict[str, float]:
+        """One optimisation step; returns every loss term as `role/term`."""
+        batch = self.to_device(batch)
+        logs: dict[str, float] = {}
+        self.student.train()
+        self.distiller.train()
+        s = self.forward(self.student, batch)
+        t = None
+        if self.needs.teacher == ONLINE:
+            self.teacher.train()
+            t_losses = self.distiller.teacher_loss(batch, self.forward(self.teacher, batch), detach(s))
+            logs.update(self._check(t_losses, "teacher"))
+            self._update(t_losses["total"], self.opt_t, self.sched_t, [self.teacher, self.distiller.teacher_modules])
+        if self.needs.teacher != NONE:
+            self.teacher.eval()
+            with torch.no_grad():
+                t = self.forward(self.teacher, batch)
+        s_losses = self.distiller.student_loss(batch, s, t)
+        logs.update(self._check(s_losses, "student"))
+        self._update(s_losses["total"], self.opt_s, self.sched_s, [self.student, self.distiller.student_modules])
+        self.step += 1
+        return logs
+
+    def _check(self, terms: dict[str, torch.Tensor], role: str) -> dict[str, float]:
+        if "total" not in terms:
+            raise KeyError(f"method {self.distiller.name!r}: {role} losses must include 'total'")
+        values = {k: float(v.detach()) for k, v in terms.items()}
+        for k, v in values.items():
+            if not math.isfinite(v):
+                raise NonFiniteLossError(self.step, k, v, role)
+        return {f"{role}/{k}": v for k, v in values.items()}
+
+    def _update(self, loss, optimizer, scheduler, modules):
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        params = [p for m in modules for p in m.parameters() if p.grad is not None]
+        torch.nn.utils.clip_grad_norm_(params, self.cfg.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+
+    # --------------------------------------------------------------------------------------------- evaluation
+
+    @torch.no_grad()
+    def predict(self, role: str, loader) -> tuple[np.ndarray, np.ndarray]:
+        """Logits [N, C] and gold labels [N] of one model over a loader."""
+        model = self.student if role == "student" else self.teacher
+        model.eval()
+        self.distiller.eval()
+        logits, gold = [], []
+        for batch in loader:
+            batch = self.to_device(batch)
+            out = self.forward(model, batch)
+            logits.append(self.distiller.predict(role, out).float().cpu())
+            gold.append(batch["labels"].cpu())
+        return torch.cat(logits).numpy(), torch.cat(gold).numpy()
+
+    def evaluate(self, role: str, loaders: dict) -> dict[str, dict[str, float]]:
+        """The task's official metrics per dev split."""
+        out = {}
+        for split, loader in loaders.items():
+            logits, gold = self.predict(role, loader)
+            out[split] = glue_metrics.compute(self.task, logits, gold)
+        return out
+
+    # ------------------------------------------------------------------------------------------------ the loop
+
+    def fit(self, train_loader, dev_loaders: dict, epochs: int, desc: str = "train") -> list[dict]:
+        """Train for `epochs`; after each epoch, evaluate the student (and an online teacher). Returns the
+        per-epoch curves: mean of every loss term, dev metrics per role and split, seconds, steps."""
+        history = []
+        for epoch in range(1, epochs + 1):
+            start, sums, n = time.perf_counter(), {}, 0
+            bar = tqdm(train_loader, desc=f"{desc} epoch {epoch}/{epochs}", leave=False, disable=not self.progress)
+            for batch in bar:
+                for k, v in self.train_step(batch).items():
+                    sums[k] = sums.get(k, 0.0) + v
+                n += 1
+                bar.set_postfix({"loss": f"{sums['student/total'] / n:.4f}"}, refresh=False)
+            train_seconds = time.perf_counter() - start
+            dev = {"student": self.evaluate("student", dev_loaders)}
+            if self.needs.teacher == ONLINE:
+                dev["teacher"] = self.evaluate("teacher", dev_loaders)
+            history.append({
+                "epoch": epoch, "steps": self.step, "train_seconds": train_seconds,
+                "eval_seconds": time.perf_counter() - start - train_seconds,
+                "loss": {k: v / max(n, 1) for k, v in sums.items()}, "dev": dev,
+            })
+        return history
+
+
+def save_state(module: nn.Module, path: Path) -> None:
+    """Write a state dict atomically: a reader sees the old file or the complete new one, never a partial one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save({k: v.detach().cpu() for k, v in module.state_dict().items()}, tmp)
+    os.replace(tmp, path)

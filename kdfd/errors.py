@@ -1,0 +1,37 @@
+"""Errors a user can act on.
+
+Every error raised for bad input derives from `KdfdError`; the command line prints its message as one line and exits
+with code 2 (usage and configuration errors), without a traceback unless `--debug` is given.
+"""
+
+
+class KdfdError(Exception):
+    """Bad input: the message names the offending value and what is allowed."""
+
+
+class ConfigError(KdfdError):
+    """An invalid configuration value (a suite file, a method parameter, a command-line option)."""
+
+
+class DataError(KdfdError):
+    """Missing or malformed task data (GLUE dir, TSV file, labels)."""
+
+
+class ModelError(KdfdError):
+    """A model that cannot be found or built as asked."""
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss term became NaN or inf during training; the job is recorded as failed at that step.
+
+    Not a `KdfdError`: it is a training failure of one job, not bad input, so the other jobs go on.
+    """
+
+    def __init__(self, step: int, term: str, value: float, role: str):
+        super().__init__(f"non-finite loss at step {step}: {role} term '{term}' = {value}")
+        self.step, self.term, self.value, self.role = step, term, value, role
+
+
+def one_of(kind: str, value, allowed) -> str:
+    """The standard phrase for an unknown name: `unknown task 'foo' (allowed: a, b, c)`."""
+    return f"unknown {kind} {value!r} (allowed: {', '.join(sorted(map(str, allowed)))})"

@@ -1,0 +1,98 @@
+"""One job from a `RunConfig`: build data, models and the method, train with the engine, return the results.
+
+Knows nothing of suites or records (the runner in `benchmarks` owns those).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+from .config import RunConfig
+from .data import EncodedDataset, load_task, make_loader, subset
+from .distiller import NONE, ModelInfo, get_method, parse_params
+from .engine import Engine, resolve_device, save_state, set_seed
+from .errors import ConfigError, ModelError
+from .models import build_classifier, count_params, load_tokenizer
+from .tasks import get_task
+
+
+def resolve(cfg: RunConfig):
+    """Validate a config's names and parameters without loading anything: (task, method class, params, needs)."""
+    task = get_task(cfg.task)
+    method = get_method(cfg.method)
+    params = parse_params(method, cfg.params)
+    needs = method.needs(params)
+    if needs.teacher != NONE and cfg.teacher is None:
+        raise ConfigError(f"method {cfg.method!r} needs a teacher model, and none is configured")
+    if cfg.teacher is not None and cfg.student.layers and cfg.teacher.layers and cfg.student.layers > cfg.teacher.layers:
+        raise ConfigError(f"the student has {cfg.student.layers} layers, more than its teacher's {cfg.teacher.layers}")
+    return task, method, params, needs
+
+
+def run(cfg: RunConfig, glue_dir: str | None = None, teacher_checkpoint: Path | None = None,
+        save_model_to: Path | None = None, progress: bool = True) -> dict:
+    """Train one job. Returns metrics (student dev metrics per split, last epoch), teacher metrics, per-epoch
+    curves, parameter counts and timings."""
+    started = time.perf_counter()
+    task, method, params, needs = resolve(cfg)
+    set_seed(cfg.seed)
+    tokenizer = load_tokenizer(cfg.resolved_tokenizer())
+    data = load_task(task, cfg.data_source, glue_dir)
+    tc = cfg.train
+    train_ds = EncodedDataset(subset(data.train, tc.max_train_examples), task, tokenizer, tc.max_length)
+    dev_ds = {s: EncodedDataset(subset(ex, tc.max_eval_examples), task, tokenizer, tc.max_length)
+              for s, ex in data.dev.items()}
+    device = resolve_device(tc.device)
+    pin = device.type == "cuda"
+    train_loader = make_loader(train_ds, tc.batch_size, shuffle=True, seed=cfg.seed, pin_memory=pin)
+    dev_loaders = {s: make_loader(d, tc.eval_batch_size, shuffle=False, pin_memory=pin) for s, d in dev_ds.items()}
+
+    attn = "eager" if needs.attentions else "sdpa"  # attention maps need the eager implementation
+    vocab = len(tokenizer)
+    student = build_classifier(cfg.student, task.num_labels, vocab, attn)
+    teacher = None
+    if needs.teacher != NONE:
+        teacher = build_classifier(cfg.teacher, task.num_labels, vocab, attn)
+        if teacher.num_layers < student.num_layers:
+            raise ConfigError(f"the student has {student.num_layers} layers, more than its teacher's {teacher.num_layers}")
+        if needs.needs_finetuned_teacher:
+            if teacher_checkpoint is None:
+                raise ConfigError(f"method {cfg.method!r} starts from a fine-tuned teacher; no checkpoint was given")
+            teacher.load_state_dict(_load_state(teacher_checkpoint))
+    info = lambda m: None if m is None else ModelInfo(m.hidden_size, m.num_layers)  # noqa: E731
+    distiller = method(params, task, info(student), info(teacher))
+
+    engine = Engine(distiller, student, teacher, task, tc, tc.epochs * len(train_loader), device, progress)
+    teacher_start = engine.evaluate("teacher", dev_loaders) if teacher is not None else None
+    setup_seconds = time.perf_counter() - started
+    curves = engine.fit(train_loader, dev_loaders, tc.epochs, desc=f"{cfg.task}/{cfg.method}")
+    if save_model_to is not None:
+        save_state(student, save_model_to)
+    last = curves[-1]["dev"]
+    return {
+        "metrics": last["student"],
+        "teacher_metrics": last.get("teacher", teacher_start),
+        "teacher_metrics_start": teacher_start,
+        "curves": curves,
+        "data": {"source": data.source, "train_examples": len(train_ds),
+                 "dev_examples": {s: len(d) for s, d in dev_ds.items()}},
+        "params": {"student": count_params(student), "teacher": count_params(teacher),
+                   "method_student_modules": count_params(distiller.student_modules),
+                   "method_teacher_modules": count_params(distiller.teacher_modules)},
+        "device": str(device),
+        "timing": {"setup_seconds": setup_seconds, "train_seconds": sum(c["train_seconds"] for c in curves),
+                   "eval_seconds": sum(c["eval_seconds"] for c in curves), "steps": engine.step,
+                   "wall_seconds": time.perf_counter() - started},
+    }
+
+
+def _load_state(path: Path) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ModelError(f"teacher checkpoint {path} does not exist") from None
+    except Exception as e:
+        raise ModelError(f"teacher checkpoint {path} is corrupt ({type(e).__name__}); delete it to retrain") from None

