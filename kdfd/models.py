@@ -165,6 +165,9 @@ def _truncate(backbone: nn.Module, spec: ModelSpec) -> nn.Module:
 def build_backbone(spec: ModelSpec, vocab_size: int, attn_implementation: str = "sdpa") -> nn.Module:
     """A base encoder (no head). Random init of tiny models follows the caller's torch seed."""
     from transformers import AutoModel, BertConfig, BertModel
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # one bar per weight load would bury the runner's own progress
 
     if spec.name == TINY:
         config = BertConfig(

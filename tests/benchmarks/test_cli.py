@@ -1,0 +1,118 @@
+"""End to end: the real `bench` command on tiny synthetic data and on real GLUE files."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TINY_SUITE = """
+description = "test suite"
+tasks = ["synth-single"]
+seeds = [1]
+methods = ["kdfd", "vanilla-kd", "finetune"]
+data_source = "synthetic"
+[teacher]
+name = "tiny"
+layers = 2
+hidden = 32
+[student]
+name = "tiny"
+layers = 1
+hidden = 16
+[train]
+epochs = 1
+teacher_epochs = 1
+batch_size = 32
+max_length = 32
+lr = 1e-3
+teacher_lr = 1e-3
+max_train_examples = 128
+max_eval_examples = 64
+[method.kdfd]
+latent_dim = 8
+"""
+
+
+def bench(*args, cwd=None, env=None):
+    return subprocess.run([sys.executable, "-m", "benchmarks.cli", *args], capture_output=True, text=True, cwd=cwd,
+                          env=env, timeout=600)
+
+
+def test_run_writes_a_record_per_job_then_skips_them(tmp_path):
+    suite = tmp_path / "tiny.toml"
+    suite.write_text(TINY_SUITE)
+    results = tmp_path / "results"
+    first = bench("run", "--suite", str(suite), "--results", str(results), "--no-progress")
+    assert first.returncode == 0, first.stderr
+    records = sorted(results.rglob("*.json"))
+    assert len(records) == 4  # one teacher fine-tuning + three methods
+    recs = [json.loads(p.read_text()) for p in records]
+    assert all(r["status"] == "done" for r in recs)
+    kdfd = next(r for r in recs if r["method"] == "kdfd")
+    assert set(kdfd["metrics"]["dev"]) == {"accuracy"} and kdfd["teacher_metrics"]["dev"]["accuracy"] > 0
+    assert {"git", "packages", "hardware"} <= set(kdfd["provenance"])
+    assert kdfd["config_hash"] == kdfd["id"] and kdfd["method_version"] == "1"
+    assert {"teacher/vae", "student/kd"} <= set(kdfd["curves"][0]["loss"])
+    assert kdfd["params"]["student"] > 0 and kdfd["params"]["teacher"] > kdfd["params"]["student"]
+    assert len(list(results.rglob("*.pt"))) == 1  # the shared teacher checkpoint
+    mtimes = [p.stat().st_mtime_ns for p in records]
+
+    second = bench("run", "--suite", str(suite), "--results", str(results), "--no-progress")
+    assert second.returncode == 0 and second.stdout.count("skipped") == 4
+    assert [p.stat().st_mtime_ns for p in records] == mtimes
+
+
+def test_a_failing_job_is_recorded_and_the_others_go_on(tmp_path):
+    suite = tmp_path / "fail.toml"
+    # latent_dim 64 > the student's hidden size 16: the kdfd job fails when it builds, the others run
+    suite.write_text(TINY_SUITE.replace("latent_dim = 8", "latent_dim = 64"))
+    results = tmp_path / "results"
+    out = bench("run", "--suite", str(suite), "--results", str(results), "--no-progress")
+    assert out.returncode == 1
+    recs = {json.loads(p.read_text())["label"]: json.loads(p.read_text()) for p in results.rglob("*.json")}
+    assert recs["kdfd"]["status"] == "failed" and "latent_dim = 64" in recs["kdfd"]["error"]["message"]
+    assert recs["finetune"]["status"] == recs["vanilla-kd"]["status"] == "done"
+
+
+def _one_line_error(out, *fragments):
+    assert out.returncode == 2, (out.stdout, out.stderr)
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
+    for f in fragments:
+        assert f in lines[0], lines[0]
+
+
+def test_usage_errors_are_one_line_with_exit_code_2(tmp_path):
+    _one_line_error(bench("run", "--suite", "smoke", "--tasks", "nope", "--dry-run"), "unknown task 'nope'", "rte")
+    _one_line_error(bench("run", "--suite", "smoke", "--methods", "nope", "--dry-run"), "unknown method 'nope'", "kdfd")
+    _one_line_error(bench("run", "--suite", "nope", "--dry-run"), "unknown suite 'nope'", "smoke")
+    _one_line_error(bench("run", "--suite", "glue-tiny", "--glue-dir", str(tmp_path / "missing"),
+                          "--results", str(tmp_path)), "GLUE dir", "does not exist")
+    bad = tmp_path / "lam.toml"
+    bad.write_text(TINY_SUITE.replace("latent_dim = 8", "latent_dim = 8\nvae_lambda = -0.5"))
+    _one_line_error(bench("run", "--suite", str(bad), "--dry-run"), "vae_lambda = -0.5", "[0.0, inf]")
+
+
+def test_tsv_without_a_needed_column(tmp_path):
+    rte = tmp_path / "glue" / "RTE"
+    rte.mkdir(parents=True)
+    (rte / "train.tsv").write_text("index\tsentence1\tsentence2\n0\ta\tb\n")
+    (rte / "dev.tsv").write_text("index\tsentence1\tsentence2\tlabel\n0\ta\tb\tentailment\n")
+    out = bench("run", "--suite", "glue-tiny", "--tasks", "rte", "--glue-dir", str(tmp_path / "glue"),
+                "--results", str(tmp_path / "r"))
+    _one_line_error(out, "train.tsv", "missing column 'label'")
+    assert not (tmp_path / "r").exists()
+
+
+def test_glue_full_dry_run_needs_no_network():
+    out = bench("run", "--suite", "glue-full", "--dry-run")
+    assert out.returncode == 0 and "1680 jobs (120 teacher fine-tuning, 1560 method)" in out.stdout
+
+
+def test_list_shows_tasks_methods_and_suites():
+    out = bench("list")
+    assert out.returncode == 0
+    for word in ("mnli", "dev_mismatched", "kdfd", "vanilla-kd", "finetune", "vae_lambda=0.005", "glue-cpu"):
+        assert word in out.stdout

@@ -1,0 +1,60 @@
+import pytest
+
+from benchmarks import runner  # noqa: F401  (registers every method)
+from benchmarks import suite as suites
+from kdfd.errors import ConfigError
+
+
+def test_glue_full_expands_offline_to_the_papers_grid():
+    s = suites.load("glue-full")
+    teachers = [j for j in s.jobs if j.config.role == "teacher"]
+    # 8 tasks x 5 seeds x 3 teacher lrs; kdfd 18 grid points, vanilla-kd 18, finetune 3
+    assert len(teachers) == 8 * 5 * 3
+    assert len(s.jobs) - len(teachers) == 8 * 5 * (18 + 18 + 3)
+    assert len({j.id for j in s.jobs}) == len(s.jobs)
+    assert s.jobs[0].config.role == "teacher"
+
+
+def test_every_job_needing_a_teacher_points_at_an_expanded_teacher_job():
+    s = suites.load("smoke")
+    ids = {j.id for j in s.jobs}
+    kd = [j for j in s.jobs if j.config.method in ("kdfd", "vanilla-kd")]
+    assert kd and all(j.config.teacher_job in ids for j in kd)
+    assert len([j for j in s.jobs if j.config.role == "teacher"]) == 3  # one per task, shared by both methods
+
+
+def test_overrides_and_labels():
+    s = suites.load("glue-full", tasks=["rte"], seeds=[1], methods=["kdfd"])
+    labels = {j.label for j in s.jobs if j.config.role != "teacher"}
+    assert "kdfd[lr=5e-05,teacher_lr=1e-05,temperature=1.5]" in labels and len(labels) == 18
+
+
+def _suite(tmp_path, text: str) -> str:
+    p = tmp_path / "bad.toml"
+    p.write_text('tasks = ["synth-single"]\nseeds = [1]\nmethods = ["kdfd"]\nstudent = {name = "tiny"}\n'
+                 'teacher = {name = "tiny", layers = 4}\n' + text)
+    return str(p)
+
+
+@pytest.mark.parametrize("text,message", [
+    ("colour = 1\n", "unknown key 'colour' (allowed: description, tasks"),
+    ("[train]\nepocs = 1\n", "unknown key 'epocs' (allowed: epochs"),
+    ("[train]\nlr = -1.0\n", "lr = -1.0 is not allowed"),
+    ("[train]\nepochs = \"two\"\n", "epochs = 'two' has type str, expected int"),
+    ("[method.kdfd]\ntemperature = []\n", "grid axis 'temperature' is empty"),
+    ("[method.kdfd]\nvae_lambda = -1.0\n", "vae_lambda = -1.0 is not allowed"),
+    ("[method.kdfd]\nlambda = 0.1\n", "unknown key 'lambda'"),
+])
+def test_bad_suite_files_give_one_line_errors_naming_file_and_key(tmp_path, text, message):
+    with pytest.raises(ConfigError) as e:
+        suites.load(_suite(tmp_path, text))
+    assert message in str(e.value) and "bad.toml" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_unknown_names():
+    with pytest.raises(ConfigError, match="unknown suite 'nope' \\(allowed: .*smoke"):
+        suites.load("nope")
+    with pytest.raises(ConfigError, match="unknown task 'foo' \\(allowed: .*rte"):
+        suites.load("smoke", tasks=["foo"])
+    with pytest.raises(ConfigError, match="unknown method 'bar' \\(allowed: .*kdfd"):
+        suites.load("smoke", methods=["bar"])

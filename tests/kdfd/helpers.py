@@ -1,0 +1,45 @@
+"""Tiny real models and batches for engine and method tests."""
+
+from __future__ import annotations
+
+import torch
+
+from kdfd import synthetic
+from kdfd.config import TrainConfig
+from kdfd.data import Collator, EncodedDataset
+from kdfd.distiller import ModelInfo
+from kdfd.engine import Engine, set_seed
+from kdfd.models import ModelSpec, build_classifier
+from kdfd.tasks import get_task
+
+TEACHER = ModelSpec("tiny", layers=4, hidden=32, heads=2, intermediate=64, dropout=0.0)
+STUDENT = ModelSpec("tiny", layers=2, hidden=16, heads=2, intermediate=32, dropout=0.0)
+
+
+def batch(task_name: str = "synth-pair", n: int = 8) -> dict:
+    task = get_task(task_name)
+    tok = synthetic.build_tokenizer()
+    ds = EncodedDataset(list(synthetic.generate(task_name, "train"))[:n], task, tok, max_length=64)
+    return Collator(tok.pad_token_id, task.is_regression)([ds[i] for i in range(n)])
+
+
+def setup(method_cls, params=None, task_name="synth-pair", lr=1e-2, seed=0):
+    """(engine, distiller, student, teacher) on tiny random BERTs."""
+    set_seed(seed)
+    task = get_task(task_name)
+    vocab = len(synthetic.VOCAB)
+    student = build_classifier(STUDENT, task.num_labels, vocab)
+    teacher = build_classifier(TEACHER, task.num_labels, vocab)
+    params = params if params is not None else method_cls.Params()
+    distiller = method_cls(params, task, ModelInfo(16, 2), ModelInfo(32, 4))
+    train = TrainConfig(lr=lr, teacher_lr=lr, warmup_ratio=0.0, device="cpu")
+    engine = Engine(distiller, student, teacher, task, train, total_steps=10, progress=False)
+    return engine, distiller, student, teacher
+
+
+def params_of(module) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in module.parameters()]
+
+
+def same(a, b) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a, b))

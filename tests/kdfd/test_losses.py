@@ -1,0 +1,62 @@
+import math
+
+import torch
+
+from kdfd import losses
+
+
+def test_kd_kl_at_temperature_one_matches_hand_computed_value():
+    student = torch.tensor([[0.0, 0.0]])
+    teacher = torch.tensor([[math.log(3.0), 0.0]])  # softmax -> (0.75, 0.25)
+    expected = 0.75 * math.log(0.75 / 0.5) + 0.25 * math.log(0.25 / 0.5)  # KL(teacher || student)
+    assert math.isclose(losses.kd_kl(student, teacher, 1.0).item(), expected, rel_tol=1e-6)
+
+
+def test_kd_kl_divides_logits_by_tau_and_scales_by_tau_squared():
+    student = torch.tensor([[0.0, 0.0]])
+    teacher = torch.tensor([[math.log(3.0), 0.0]])
+    tau = 2.0
+    q1 = math.sqrt(3) / (math.sqrt(3) + 1)  # softmax(log3 / 2, 0)
+    q = (q1, 1 - q1)
+    expected = tau**2 * sum(qi * math.log(qi / 0.5) for qi in q)
+    assert math.isclose(losses.kd_kl(student, teacher, tau).item(), expected, rel_tol=1e-6)
+
+
+def test_kd_kl_direction_is_target_first_and_averages_over_batch():
+    a = torch.tensor([[2.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
+    b = torch.tensor([[0.0, 0.5, 0.0], [1.0, -1.0, 2.0]])
+    p, q = a.softmax(-1), b.softmax(-1)
+    kl_q_p = (q * (q / p).log()).sum(-1).mean()  # KL(softmax(b) || softmax(a)): b is the target
+    assert torch.allclose(losses.kd_kl(a, b, 1.0), kl_q_p, atol=1e-6)
+    assert not torch.allclose(losses.kd_kl(b, a, 1.0), kl_q_p, atol=1e-4)
+
+
+def test_regression_kd_is_mse_without_temperature():
+    s, t = torch.tensor([[1.0], [3.0]]), torch.tensor([[2.0], [1.0]])
+    assert math.isclose(losses.distill(s, t, 5.0, regression=True).item(), (1 + 4) / 2)
+
+
+def test_gaussian_kl_hand_computed_sum_and_mean():
+    mu = torch.tensor([[1.0, 0.0]])
+    logvar = torch.tensor([[0.0, math.log(2.0)]])
+    d1 = 0.5 * (1.0**2 + 1.0 - 1.0 - 0.0)  # 0.5 (mu^2 + sigma^2 - 1 - log sigma^2)
+    d2 = 0.5 * (0.0 + 2.0 - 1.0 - math.log(2.0))
+    assert math.isclose(losses.gaussian_kl(mu, logvar, "sum").item(), d1 + d2, rel_tol=1e-6)
+    assert math.isclose(losses.gaussian_kl(mu, logvar, "mean").item(), (d1 + d2) / 2, rel_tol=1e-6)
+
+
+def test_gaussian_kl_is_zero_for_the_prior():
+    assert losses.gaussian_kl(torch.zeros(3, 4), torch.zeros(3, 4)).item() == 0.0
+
+
+def test_reconstruction_sum_and_mean_average_over_batch():
+    h = torch.zeros(2, 2)
+    h_hat = torch.tensor([[1.0, 2.0], [0.0, 1.0]])
+    assert math.isclose(losses.reconstruction(h_hat, h, "sum").item(), (5 + 1) / 2)
+    assert math.isclose(losses.reconstruction(h_hat, h, "mean").item(), (2.5 + 0.5) / 2)
+
+
+def test_task_loss_ce_and_mse():
+    logits = torch.tensor([[0.0, 0.0]])
+    assert math.isclose(losses.task_loss(logits, torch.tensor([1]), False).item(), math.log(2), rel_tol=1e-6)
+    assert math.isclose(losses.task_loss(torch.tensor([[2.0]]), torch.tensor([5.0]), True).item(), 9.0)

@@ -1,0 +1,39 @@
+import pytest
+import torch
+
+from kdfd.errors import ConfigError, ModelError
+from kdfd.models import ModelSpec, build_classifier, keep_layers, load_tokenizer, resolve_path
+
+
+def test_keep_layers_first_and_skip():
+    assert keep_layers(12, 6, "first") == [0, 1, 2, 3, 4, 5]
+    assert keep_layers(12, 6, "skip") == [1, 3, 5, 7, 9, 11]
+    assert keep_layers(6, 3, "skip") == [1, 3, 5]
+    with pytest.raises(ConfigError):
+        keep_layers(3, 4, "first")
+
+
+def test_student_cut_from_minilm_keeps_the_teachers_layers():
+    tok = load_tokenizer("minilm")
+    full = build_classifier(ModelSpec("minilm"), 2, len(tok))
+    cut = build_classifier(ModelSpec("minilm", layers=3, layer_choice="skip"), 2, len(tok))
+    assert cut.num_layers == 3 and full.num_layers == 6 and cut.hidden_size == 384
+    for mine, theirs in zip(cut.backbone.encoder.layer, [full.backbone.encoder.layer[i] for i in (1, 3, 5)]):
+        assert torch.equal(mine.output.dense.weight, theirs.output.dense.weight)
+
+
+def test_bad_model_names():
+    with pytest.raises(ModelError, match="does not exist"):
+        resolve_path("./no/such/model")
+    with pytest.raises(ConfigError, match="layer_choice"):
+        ModelSpec("tiny", layer_choice="middle")
+
+
+def test_forward_returns_hidden_states_only_when_asked():
+    tok = load_tokenizer("synthetic")
+    model = build_classifier(ModelSpec("tiny", layers=2, hidden=16, heads=2, intermediate=32), 3, len(tok))
+    ids = torch.tensor([[2, 10, 11, 3]])
+    out = model(ids, torch.ones_like(ids))
+    assert out.logits.shape == (1, 3) and out.hidden_states is None and out.attentions is None
+    out = model(ids, torch.ones_like(ids), hidden_states=True)
+    assert len(out.hidden_states) == 3 and out.hidden_states[-1].shape == (1, 4, 16)
