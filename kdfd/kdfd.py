@@ -29,6 +29,9 @@ Every point the paper leaves open is a parameter (see ../shared/reference/kdfd_p
   pretrained. The sentence "all parameters of the teacher are frozen" contradicts eqs. 4 and 9; we follow the
   equations: the teacher trains.
 - bottleneck = vae (default) | ae (Table 2's autoencoder; also registered as the method `kdfd-ae` later).
+A model with a bottleneck predicts from its head on z_mu, so a fine-tuned teacher with a VAE starts with a fresh
+head: its first KD targets are weak until that head has trained (the alpha_t = 0.9 CE term drives it). The record's
+`teacher_metrics_start` shows where it started.
 """
 
 from __future__ import annotations
