@@ -1,5 +1,6 @@
 """Suites: short declarative TOML files expanded into jobs (seed x task x method x grid).
 
+    base = "glue-cpu"               # optional: start from another suite; tables merge, other values replace
     description = "..."
     tasks = ["rte", "mrpc"]
     seeds = [1, 2, 3]
@@ -13,6 +14,8 @@
     temperature = [1.0, 1.5]        # a list is a grid axis; axes expand to their cartesian product
     [method.kdfd.train]             # training settings for this method only (lists are axes too)
     lr = [1e-5, 3e-5, 5e-5]
+    [method.bert-pkd.student]       # this method's own student model (BERT-PKD: the teacher's first k layers)
+    layers = 6
 
 Methods that start from a fine-tuned teacher get one teacher fine-tuning job per (teacher model, task, seed, teacher
 training settings), shared by every job that needs it and run before them.
@@ -35,7 +38,7 @@ from kdfd.models import ModelSpec
 from kdfd.tasks import get_task
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
-TOP_KEYS = ("description", "tasks", "seeds", "methods", "data_source", "tokenizer", "teacher", "student", "train",
+TOP_KEYS = ("base", "description", "tasks", "seeds", "methods", "data_source", "tokenizer", "teacher", "student", "train",
             "method")
 LIST_FIELDS = {"tasks": str, "seeds": int, "methods": str}
 
@@ -78,14 +81,8 @@ def suite_path(name: str) -> Path:
 def load(name: str, tasks=None, methods=None, seeds=None) -> Suite:
     """Read and expand a suite; `tasks`, `methods`, `seeds` replace the file's lists when given."""
     path = suite_path(name)
-    try:
-        raw = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: not valid TOML ({e})") from None
+    raw = read_raw(path)
     where = str(path)
-    for key in raw:
-        if key not in TOP_KEYS:
-            raise ConfigError(f"{where}: unknown key {key!r} (allowed: {', '.join(TOP_KEYS)})")
     lists = {}
     for key, tp in LIST_FIELDS.items():
         value = {"tasks": tasks, "seeds": seeds, "methods": methods}[key] or raw.get(key)
@@ -101,6 +98,7 @@ def load(name: str, tasks=None, methods=None, seeds=None) -> Suite:
         raise ConfigError(f"{where}: data_source {source!r} is not allowed (allowed: {', '.join(SOURCES)})")
     teacher = build(ModelSpec, raw.get("teacher"), f"{where} [teacher]") if "teacher" in raw else None
     student = build(ModelSpec, raw.get("student"), f"{where} [student]")
+    student_raw = raw.get("student", {})
     method_tables = raw.get("method", {})
     for m in method_tables:
         get_method(m)
@@ -108,6 +106,9 @@ def load(name: str, tasks=None, methods=None, seeds=None) -> Suite:
     jobs: dict[str, Job] = {}
     for method in lists["methods"]:
         table = dict(method_tables.get(method, {}))
+        method_student = student
+        if "student" in table:
+            method_student = build(ModelSpec, {**student_raw, **table.pop("student")}, f"{where} [method.{method}.student]")
         train_raw = {**raw.get("train", {}), **table.pop("train", {})}
         points = expand({**{f"train.{k}": v for k, v in train_raw.items()}, **table}, f"{where} [method.{method}]")
         for point, label_items in points:
@@ -118,7 +119,7 @@ def load(name: str, tasks=None, methods=None, seeds=None) -> Suite:
             label = method + (f"[{','.join(f'{k}={v}' for k, v in label_items)}]" if label_items else "")
             for task in lists["tasks"]:
                 for seed in lists["seeds"]:
-                    cfg = RunConfig(task=task, method=method, seed=seed, student=student, teacher=teacher, params=full,
+                    cfg = RunConfig(task=task, method=method, seed=seed, student=method_student, teacher=teacher, params=full,
                                     train=train, data_source=source, tokenizer=raw.get("tokenizer", "auto"),
                                     method_version=get_method(method).version)
                     _, _, _, needs = resolve(cfg)
@@ -133,6 +134,34 @@ def load(name: str, tasks=None, methods=None, seeds=None) -> Suite:
                     jobs.setdefault(job.id, job)
     ordered = sorted(jobs.values(), key=lambda j: j.config.role != "teacher")  # stable: teachers first
     return Suite(path.stem, path, raw.get("description", ""), ordered)
+
+
+def read_raw(path: Path, chain: tuple[Path, ...] = ()) -> dict:
+    """A suite file's table, with its `base` suite merged under it (tables merge key by key; any other value,
+    lists included, replaces the base's). Unknown top-level keys are errors naming the allowed ones."""
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML ({e})") from None
+    for key in raw:
+        if key not in TOP_KEYS:
+            raise ConfigError(f"{path}: unknown key {key!r} (allowed: {', '.join(TOP_KEYS)})")
+    if "base" not in raw:
+        return raw
+    base = raw.pop("base")
+    if not isinstance(base, str):
+        raise ConfigError(f"{path}: base must be a suite name, got {base!r}")
+    base_path = suite_path(base if not base.endswith(".toml") else str(path.parent / base))
+    if base_path.resolve() in {p.resolve() for p in (*chain, path)}:
+        raise ConfigError(f"{path}: base {base!r} makes a cycle")
+    return merge(read_raw(base_path, (*chain, path)), raw)
+
+
+def merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
 
 
 def _teacher_job(cfg: RunConfig) -> Job:

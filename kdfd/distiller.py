@@ -46,13 +46,15 @@ class Needs:
     teacher: `none` (student alone), `frozen` (a fixed teacher, inference only), `online` (teacher and student
     trained together, a teacher phase then a student phase per step). teacher_init: whether the teacher starts from
     a task-fine-tuned checkpoint (the runner schedules one shared fine-tuning job) or from the pre-trained model.
-    hidden_states / attentions: whether forward passes return every layer's states / attention maps.
+    hidden_states / attentions / attention_scores: whether forward passes return every layer's states / attention
+    probabilities (which need eager attention) / pre-softmax attention scores.
     """
 
     teacher: str = NONE
     teacher_init: str = "finetuned"
     hidden_states: bool = False
     attentions: bool = False
+    attention_scores: bool = False
 
     def __post_init__(self):
         if self.teacher not in TEACHER_ROLES:
@@ -74,6 +76,21 @@ class ModelInfo:
 
 
 @dataclass(frozen=True)
+class Stage:
+    """One phase of a staged method (PID, TinyBERT's two stages): its name, its share of the training steps, and
+    which student parameter groups train during it (None: all of them). Groups (see `Classifier.param_groups`):
+    `embeddings`, `layer.1` .. `layer.L` (1-based, as in hidden_states), `head` (the classifier and the pooler).
+    The method's own student modules always train. The engine freezes the other groups for the stage's steps."""
+
+    name: str
+    share: float = 1.0
+    train: tuple[str, ...] | None = None
+
+
+ALL = Stage("all")
+
+
+@dataclass(frozen=True)
 class NoParams:
     pass
 
@@ -89,6 +106,11 @@ class Distiller(nn.Module):
         self.params, self.task = params, task
         self.student_modules = nn.ModuleDict()
         self.teacher_modules = nn.ModuleDict()
+        self.stage = ALL  # set by the engine at each stage change
+
+    def stages(self) -> list[Stage]:
+        """The method's training phases, in order; one stage over all steps by default."""
+        return [ALL]
 
     @classmethod
     def needs(cls, params) -> Needs:

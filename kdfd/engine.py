@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from . import metrics as glue_metrics
 from .config import TrainConfig
-from .distiller import FROZEN, NONE, ONLINE, Distiller
+from .distiller import FROZEN, NONE, ONLINE, Distiller, Stage
 from .errors import NonFiniteLossError
 from .models import Forward
 from .tasks import Task
@@ -120,6 +120,30 @@ class Engine:
             self.sched_t = linear_schedule(self.opt_t, total_steps, train.warmup_ratio)
         elif self.needs.teacher == FROZEN:
             teacher.eval().requires_grad_(False)
+        self.stages = distiller.stages()
+        self.stage_ends = stage_ends(self.stages, total_steps)
+        self.stage_index = -1
+        self._enter_stage(0)
+
+    # ------------------------------------------------------------------------------------------------- stages
+
+    def _enter_stage(self, index: int) -> None:
+        """Freeze the student's parameter groups that this stage does not train (the optimizer skips parameters
+        without gradients, so a frozen group keeps its weights and its AdamW moments)."""
+        self.stage_index = index
+        stage = self.distiller.stage = self.stages[index]
+        if stage.train is None:
+            self.student.requires_grad_(True)
+        else:
+            groups = self.student.param_groups()
+            unknown = set(stage.train) - set(groups)
+            if unknown:
+                raise ValueError(f"stage {stage.name!r} trains unknown groups {sorted(unknown)} (allowed: {list(groups)})")
+            for name, params in groups.items():
+                for p in params:
+                    p.requires_grad_(name in stage.train)
+        if len(self.stages) > 1 and self.progress:
+            tqdm.write(f"stage {index + 1}/{len(self.stages)} {stage.name!r} from step {self.step}")
 
     # ------------------------------------------------------------------------------------------------ forwards
 
@@ -131,7 +155,8 @@ class Engine:
     def forward(self, model: nn.Module, batch: dict) -> Forward:
         inputs = {k: batch[k] for k in INPUT_KEYS if k in batch}
         with self.autocast():
-            return model(**inputs, hidden_states=self.needs.hidden_states, attentions=self.needs.attentions)
+            return model(**inputs, hidden_states=self.needs.hidden_states, attentions=self.needs.attentions,
+                         attention_scores=self.needs.attention_scores)
 
     def to_device(self, batch: dict) -> dict:
         non_blocking = self.device.type == "cuda"
@@ -141,6 +166,8 @@ class Engine:
 
     def train_step(self, batch: dict) -> dict[str, float]:
         """One optimisation step; returns every loss term as `role/term`."""
+        while self.step >= self.stage_ends[self.stage_index] and self.stage_index + 1 < len(self.stages):
+            self._enter_stage(self.stage_index + 1)
         batch = self.to_device(batch)
         logs: dict[str, float] = {}
         self.student.train()
@@ -210,11 +237,12 @@ class Engine:
         per-epoch curves: mean of every loss term, dev metrics per role and split, seconds, steps."""
         history = []
         for epoch in range(1, epochs + 1):
-            start, sums, n = time.perf_counter(), {}, 0
+            start, sums, counts, n = time.perf_counter(), {}, {}, 0
             bar = tqdm(train_loader, desc=f"{desc} epoch {epoch}/{epochs}", leave=False, disable=not self.progress)
             for batch in bar:
                 for k, v in self.train_step(batch).items():
                     sums[k] = sums.get(k, 0.0) + v
+                    counts[k] = counts.get(k, 0) + 1  # staged methods log different terms in different stages
                 n += 1
                 bar.set_postfix({"loss": f"{sums['student/total'] / n:.4f}"}, refresh=False)
             train_seconds = time.perf_counter() - start
@@ -224,9 +252,24 @@ class Engine:
             history.append({
                 "epoch": epoch, "steps": self.step, "train_seconds": train_seconds,
                 "eval_seconds": time.perf_counter() - start - train_seconds,
-                "loss": {k: v / max(n, 1) for k, v in sums.items()}, "dev": dev,
+                "loss": {k: v / counts[k] for k, v in sums.items()}, "dev": dev, "stage": self.distiller.stage.name,
             })
         return history
+
+
+def stage_ends(stages: list[Stage], total_steps: int) -> list[int]:
+    """The step at which each stage ends: shares are normalised and split total_steps (the last stage takes the
+    rounding remainder, and every stage gets at least one step when there are enough)."""
+    if not stages:
+        raise ValueError("a method must declare at least one stage")
+    shares = [s.share for s in stages]
+    if any(not share > 0 for share in shares):
+        raise ValueError(f"stage shares must be > 0, got {shares}")
+    total_share, ends, acc = sum(shares), [], 0.0
+    for share in shares[:-1]:
+        acc += share
+        ends.append(max(len(ends) + 1, round(total_steps * acc / total_share)))
+    return ends + [max(total_steps, len(stages))]
 
 
 def save_state(module: nn.Module, path: Path) -> None:

@@ -45,7 +45,7 @@ from torch import nn
 from . import losses
 from .distiller import ONLINE, Distiller, ModelInfo, Needs, check_choice, check_range, register
 from .errors import ConfigError
-from .models import Forward, Projection, pool
+from .models import Forward, Projection, layer_map, pool
 from .tasks import Task
 from .vae import Bottleneck
 
@@ -87,11 +87,11 @@ class KDFDParams:
 
 
 def span_pairs(student_layers: int, teacher_layers: int, mode: str) -> list[tuple[int, int]]:
-    """(student layer, teacher layer) pairs, 1-based (0 is the embedding output): uniform maps student layer i to
-    teacher layer round(i * L_t / L_s); last maps only the last layers."""
+    """(student layer, teacher layer) pairs, 1-based: `uniform` maps student layer i to teacher layer
+    round(i * L_t / L_s); `last` maps only the last layers."""
     if mode == "last":
         return [(student_layers, teacher_layers)]
-    return [(i, round(i * teacher_layers / student_layers)) for i in range(1, student_layers + 1)]
+    return layer_map(student_layers, teacher_layers, "skip")
 
 
 @register

@@ -48,3 +48,40 @@ def reconstruction(h_hat: torch.Tensor, h: torch.Tensor, reduction: str = "sum")
 def _reduce(per_dim: torch.Tensor, reduction: str) -> torch.Tensor:
     per_example = per_dim.sum(-1) if reduction == "sum" else per_dim.mean(-1)
     return per_example.mean()
+
+
+def soft_cross_entropy(logits: torch.Tensor, target_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """TinyBERT's prediction-layer loss (Jiao et al. 2020, eq. 10): -sum softmax(z_t / tau) . log_softmax(z_s / tau),
+    averaged over the batch; no tau^2 factor. logits, target_logits [B, C]."""
+    target = F.softmax(target_logits.float() / temperature, dim=-1)
+    return -(target * F.log_softmax(logits.float() / temperature, dim=-1)).sum(-1).mean()
+
+
+def patient_loss(student_cls: torch.Tensor, teacher_cls: torch.Tensor) -> torch.Tensor:
+    """BERT-PKD's L_PT for one pair of layers (Sun et al. 2019, eq. 6): the squared L2 distance between the
+    L2-normalised [CLS] states, summed over dimensions and averaged over the batch. [B, H] each."""
+    s = F.normalize(student_cls.float(), dim=-1)
+    t = F.normalize(teacher_cls.float(), dim=-1)
+    return (s - t).pow(2).sum(-1).mean()
+
+
+def cosine_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """1 - cos(student, teacher), averaged over the batch (Aguilar et al.'s [CLS] activation loss). [B, H] each."""
+    return (1.0 - F.cosine_similarity(student.float(), teacher.float(), dim=-1)).mean()
+
+
+def attention_kl(student_probs: torch.Tensor, teacher_probs: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """KL(A_t || A_s) between self-attention distributions (Aguilar et al.): for every head and every non-padded
+    query token, the KL between the teacher's and the student's attention rows, averaged over heads and query
+    tokens. probs [B, heads, T, T] (rows sum to 1, padded keys 0); attention_mask [B, T]."""
+    t, s = teacher_probs.float(), student_probs.float().clamp_min(1e-12)
+    per_row = (torch.xlogy(t, t) - torch.xlogy(t, s)).sum(-1)  # [B, heads, T]; 0 log 0 = 0 on padded keys
+    rows = attention_mask[:, None, :].to(per_row.dtype).expand_as(per_row)
+    return (per_row * rows).sum() / rows.sum().clamp_min(1.0)
+
+
+def masked_mse(student: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over the entries where `mask` is 1 (TinyBERT's hidden-state, embedding and attention
+    losses with padded positions left out). student, teacher [B, ..]; mask broadcastable to them."""
+    mask = mask.to(torch.float32).expand_as(student)
+    return ((student.float() - teacher.float()).pow(2) * mask).sum() / mask.sum().clamp_min(1.0)

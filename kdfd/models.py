@@ -88,7 +88,8 @@ def load_tokenizer(name: str):
 class Forward:
     """One forward pass. Shapes: logits [B, C]; last_hidden [B, T, H]; pooler [B, H] or None;
     hidden_states: L+1 tensors [B, T, H] (embeddings first), only when asked for; attentions: L tensors
-    [B, heads, T, T], only when asked for; attention_mask [B, T]."""
+    [B, heads, T, T] of attention probabilities, only when asked for; attention_scores: L tensors [B, heads, T, T]
+    of pre-softmax scores, unmasked, only when asked for; attention_mask [B, T]."""
 
     logits: torch.Tensor
     last_hidden: torch.Tensor
@@ -96,6 +97,7 @@ class Forward:
     attention_mask: torch.Tensor
     hidden_states: tuple[torch.Tensor, ...] | None = None
     attentions: tuple[torch.Tensor, ...] | None = None
+    attention_scores: tuple[torch.Tensor, ...] | None = None
 
 
 def pool(kind: str, last_hidden: torch.Tensor, attention_mask: torch.Tensor, pooler: torch.Tensor | None) -> torch.Tensor:
@@ -128,9 +130,11 @@ class Classifier(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(self.hidden_size, num_labels)
 
-    def forward(self, input_ids, attention_mask, token_type_ids=None, hidden_states=False, attentions=False) -> Forward:
+    def forward(self, input_ids, attention_mask, token_type_ids=None, hidden_states=False, attentions=False,
+                attention_scores=False) -> Forward:
         kwargs = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
-        out = self.backbone(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=hidden_states,
+        out = self.backbone(input_ids=input_ids, attention_mask=attention_mask,
+                            output_hidden_states=hidden_states or attention_scores,
                             output_attentions=attentions, return_dict=True, **kwargs)
         pooler = getattr(out, "pooler_output", None)
         features = pool(self.pooling, out.last_hidden_state, attention_mask, pooler)
@@ -138,7 +142,47 @@ class Classifier(nn.Module):
             logits=self.head(self.dropout(features)), last_hidden=out.last_hidden_state, pooler=pooler,
             attention_mask=attention_mask, hidden_states=out.hidden_states if hidden_states else None,
             attentions=out.attentions if attentions else None,
+            attention_scores=tuple(self.attention_scores(out.hidden_states, layer)
+                                   for layer in range(1, self.num_layers + 1)) if attention_scores else None,
         )
+
+
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Parameters by group, for staged methods: embeddings, layer.1 .. layer.L, head (classifier + pooler)."""
+        embeddings = getattr(self.backbone, "embeddings", None)
+        layers = getattr(getattr(self.backbone, "encoder", None), "layer", None)
+        if embeddings is None or not isinstance(layers, nn.ModuleList):
+            raise ModelError("staged training needs a BERT-style model (embeddings and encoder.layer)")
+        groups = {"embeddings": list(embeddings.parameters())}
+        groups.update({f"layer.{i}": list(layer.parameters()) for i, layer in enumerate(layers, 1)})
+        pooler = getattr(self.backbone, "pooler", None)
+        groups["head"] = list(self.head.parameters()) + (list(pooler.parameters()) if pooler is not None else [])
+        return groups
+
+    def attention_scores(self, hidden_states: tuple[torch.Tensor, ...], layer: int) -> torch.Tensor:
+        """Pre-softmax self-attention scores QK^T / sqrt(d) of `layer` (1-based), [B, heads, T, T], recomputed from
+        that layer's input hidden_states[layer - 1] with its own query and key maps (gradients flow to both).
+        No mask is added: callers mask padded positions themselves."""
+        att = self.backbone.encoder.layer[layer - 1].attention.self
+        x = hidden_states[layer - 1]
+        b, t, _ = x.shape
+        heads, d = att.num_attention_heads, att.attention_head_size
+        q = att.query(x).view(b, t, heads, d).transpose(1, 2)
+        k = att.key(x).view(b, t, heads, d).transpose(1, 2)
+        return q @ k.transpose(-1, -2) * d**-0.5
+
+
+def layer_map(student_layers: int, teacher_layers: int, scheme: str) -> list[tuple[int, int]]:
+    """(student layer, teacher layer) pairs, 1-based. `skip`: student layer i <-> teacher layer i * L_t / L_s,
+    rounded (12 -> 6: 2, 4, .., 12; BERT-PKD's PKD-Skip, TinyBERT's g(m)); `last`: i <-> L_t - L_s + i (PKD-Last:
+    the teacher's last L_s layers)."""
+    if student_layers > teacher_layers:
+        raise ConfigError(f"the student has {student_layers} layers, more than its teacher's {teacher_layers}")
+    if scheme == "skip":
+        return [(i, round(i * teacher_layers / student_layers)) for i in range(1, student_layers + 1)]
+    if scheme == "last":
+        return [(i, teacher_layers - student_layers + i) for i in range(1, student_layers + 1)]
+    raise ConfigError(f"layer map {scheme!r} is not allowed (allowed: skip, last)")
 
 
 def keep_layers(n_total: int, k: int, choice: str) -> list[int]:

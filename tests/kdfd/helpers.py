@@ -23,17 +23,18 @@ def batch(task_name: str = "synth-pair", n: int = 8) -> dict:
     return Collator(tok.pad_token_id, task.is_regression)([ds[i] for i in range(n)])
 
 
-def setup(method_cls, params=None, task_name="synth-pair", lr=1e-2, seed=0):
+def setup(method_cls, params=None, task_name="synth-pair", lr=1e-2, seed=0, total_steps=10):
     """(engine, distiller, student, teacher) on tiny random BERTs."""
     set_seed(seed)
     task = get_task(task_name)
     vocab = len(synthetic.VOCAB)
-    student = build_classifier(STUDENT, task.num_labels, vocab)
-    teacher = build_classifier(TEACHER, task.num_labels, vocab)
     params = params if params is not None else method_cls.Params()
+    attn = "eager" if method_cls.needs(params).attentions else "sdpa"
+    student = build_classifier(STUDENT, task.num_labels, vocab, attn)
+    teacher = build_classifier(TEACHER, task.num_labels, vocab, attn)
     distiller = method_cls(params, task, ModelInfo(16, 2), ModelInfo(32, 4))
     train = TrainConfig(lr=lr, teacher_lr=lr, warmup_ratio=0.0, device="cpu")
-    engine = Engine(distiller, student, teacher, task, train, total_steps=10, progress=False)
+    engine = Engine(distiller, student, teacher, task, train, total_steps=total_steps, progress=False)
     return engine, distiller, student, teacher
 
 

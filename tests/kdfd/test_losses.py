@@ -60,3 +60,53 @@ def test_task_loss_ce_and_mse():
     logits = torch.tensor([[0.0, 0.0]])
     assert math.isclose(losses.task_loss(logits, torch.tensor([1]), False).item(), math.log(2), rel_tol=1e-6)
     assert math.isclose(losses.task_loss(torch.tensor([[2.0]]), torch.tensor([5.0]), True).item(), 9.0)
+
+
+def test_soft_cross_entropy_hand_computed_and_no_tau_squared():
+    student = torch.tensor([[0.0, 0.0]])
+    teacher = torch.tensor([[math.log(3.0), 0.0]])  # softmax -> (0.75, 0.25)
+    assert math.isclose(losses.soft_cross_entropy(student, teacher, 1.0).item(), math.log(2.0), rel_tol=1e-6)
+    q1 = math.sqrt(3) / (math.sqrt(3) + 1)  # tau = 2: softmax(log3 / 2, 0); the student stays uniform
+    expected = -(q1 * math.log(0.5) + (1 - q1) * math.log(0.5))  # = log 2, with no factor tau^2 = 4
+    assert math.isclose(losses.soft_cross_entropy(student, teacher, 2.0).item(), expected, rel_tol=1e-6)
+    s2 = torch.tensor([[1.0, -1.0]])
+    p = torch.tensor([1.0, -1.0]).div(2.0).softmax(-1)
+    expected = -(q1 * math.log(p[0]) + (1 - q1) * math.log(p[1]))
+    assert math.isclose(losses.soft_cross_entropy(s2, teacher, 2.0).item(), expected, rel_tol=1e-6)
+
+
+def test_patient_loss_normalises_before_the_distance():
+    s = torch.tensor([[3.0, 4.0]])  # unit: (0.6, 0.8)
+    t = torch.tensor([[0.0, 10.0]])  # unit: (0, 1)
+    expected = 0.6**2 + 0.2**2
+    assert math.isclose(losses.patient_loss(s, t).item(), expected, rel_tol=1e-6)
+    assert math.isclose(losses.patient_loss(10 * s, t).item(), expected, rel_tol=1e-6)  # scale does not matter
+    both = losses.patient_loss(torch.cat([s, t]), torch.cat([t, t]))
+    assert math.isclose(both.item(), expected / 2, rel_tol=1e-6)  # averaged over the batch
+
+
+def test_cosine_loss_hand_computed():
+    s = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
+    t = torch.tensor([[0.0, 2.0], [2.0, 2.0]])
+    assert math.isclose(losses.cosine_loss(s, t).item(), ((1 - 0) + (1 - 1)) / 2, abs_tol=1e-6)
+
+
+def test_attention_kl_is_teacher_first_per_row_and_skips_padded_queries():
+    t = torch.tensor([[[[0.5, 0.5], [1.0, 0.0]]]])  # [B=1, heads=1, T=2, T=2]
+    s = torch.tensor([[[[0.25, 0.75], [0.5, 0.5]]]])
+    row1 = 0.5 * math.log(0.5 / 0.25) + 0.5 * math.log(0.5 / 0.75)
+    row2 = 1.0 * math.log(1.0 / 0.5)
+    both = torch.ones(1, 2)
+    assert math.isclose(losses.attention_kl(s, t, both).item(), (row1 + row2) / 2, rel_tol=1e-6)
+    first_only = torch.tensor([[1, 0]])
+    assert math.isclose(losses.attention_kl(s, t, first_only).item(), row1, rel_tol=1e-6)
+    reverse = 0.25 * math.log(0.25 / 0.5) + 0.75 * math.log(0.75 / 0.5)
+    assert not math.isclose(losses.attention_kl(t, s, first_only).item(), row1, rel_tol=1e-3)
+    assert math.isclose(losses.attention_kl(t, s, first_only).item(), reverse, rel_tol=1e-6)
+
+
+def test_masked_mse_averages_over_unmasked_entries_only():
+    s = torch.tensor([[[1.0, 2.0], [5.0, 5.0]]])  # [B=1, T=2, H=2]
+    t = torch.tensor([[[0.0, 0.0], [0.0, 0.0]]])
+    mask = torch.tensor([[1, 0]])[:, :, None]
+    assert math.isclose(losses.masked_mse(s, t, mask).item(), (1 + 4) / 2, rel_tol=1e-6)
