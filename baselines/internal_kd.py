@@ -25,9 +25,8 @@ from dataclasses import dataclass
 import torch
 
 from kdfd import losses
-from kdfd.distiller import FROZEN, Distiller, Needs, Stage, check_choice, check_range, register
-from kdfd.errors import ConfigError
-from kdfd.models import Projection, layer_map
+from kdfd.distiller import FROZEN, Distiller, Needs, Stage, check_choice, check_range, matched_layers, register
+from kdfd.models import Projection
 
 
 @dataclass(frozen=True)
@@ -56,7 +55,7 @@ class InternalKD(Distiller):
 
     def __init__(self, params, task, student, teacher):
         super().__init__(params, task, student, teacher)
-        self.pairs = layer_map(student.num_layers, teacher.num_layers, "skip")
+        self.pairs = matched_layers(self.name, student, teacher, same_heads=True)
         self.student_modules["proj"] = Projection(student.hidden_size, teacher.hidden_size)
 
     @classmethod
@@ -77,9 +76,6 @@ class InternalKD(Distiller):
         att, cls = [], []
         for i, j in pairs:
             a_s, a_t = s.attentions[i - 1], t.attentions[j - 1]
-            if a_s.shape[1] != a_t.shape[1]:
-                raise ConfigError(f"internal-kd matches attention heads: the student has {a_s.shape[1]} heads, "
-                                  f"the teacher {a_t.shape[1]} (they must be equal)")
             att.append(losses.attention_kl(a_s, a_t, s.attention_mask))
             cls.append(losses.cosine_loss(self.student_modules["proj"](s.hidden_states[i][:, 0]), t.hidden_states[j][:, 0]))
         return {"attention": torch.stack(att).sum(), "cls": torch.stack(cls).sum()}

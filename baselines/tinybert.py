@@ -21,9 +21,8 @@ from dataclasses import dataclass
 import torch
 
 from kdfd import losses
-from kdfd.distiller import FROZEN, Distiller, Needs, Stage, check_range, register
-from kdfd.errors import ConfigError
-from kdfd.models import Projection, layer_map
+from kdfd.distiller import FROZEN, Distiller, Needs, Stage, check_range, matched_layers, register
+from kdfd.models import Projection
 
 
 @dataclass(frozen=True)
@@ -44,7 +43,7 @@ class TinyBERT(Distiller):
 
     def __init__(self, params, task, student, teacher):
         super().__init__(params, task, student, teacher)
-        self.pairs = layer_map(student.num_layers, teacher.num_layers, "skip")
+        self.pairs = matched_layers(self.name, student, teacher, same_heads=True)
         self.student_modules["proj"] = Projection(student.hidden_size, teacher.hidden_size)
 
     @classmethod
@@ -72,9 +71,6 @@ class TinyBERT(Distiller):
         for i, j in self.pairs:
             hidn.append(losses.masked_mse(proj(s.hidden_states[i]), t.hidden_states[j], tokens))
             a_s, a_t = s.attention_scores[i - 1], t.attention_scores[j - 1]
-            if a_s.shape[1] != a_t.shape[1]:
-                raise ConfigError(f"tinybert matches attention heads: the student has {a_s.shape[1]} heads, "
-                                  f"the teacher {a_t.shape[1]} (they must be equal)")
             pairs_mask = (mask[:, None, :, None] * mask[:, None, None, :])  # query and key both real tokens
             attn.append(losses.masked_mse(a_s, a_t, pairs_mask))
         hidn, attn = torch.stack(hidn).sum(), torch.stack(attn).sum()

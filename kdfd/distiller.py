@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from .errors import ConfigError, one_of
-from .models import Forward
+from .models import Forward, layer_map
 from .tasks import Task
 
 NONE, FROZEN, ONLINE = "none", "frozen", "online"
@@ -73,6 +73,7 @@ class ModelInfo:
 
     hidden_size: int
     num_layers: int
+    num_heads: int | None = None
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,15 @@ class Stage:
 
 
 ALL = Stage("all")
+
+
+def matched_layers(method: str, student: ModelInfo, teacher: ModelInfo, same_heads: bool = False) -> list[tuple[int, int]]:
+    """The uniform (student, teacher) layer map, 1-based (12 -> 6: 2i); with same_heads, a clear error when the two
+    models' attention maps cannot be compared head by head."""
+    if same_heads and None not in (student.num_heads, teacher.num_heads) and student.num_heads != teacher.num_heads:
+        raise ConfigError(f"{method} matches attention heads one to one: the student has {student.num_heads} heads, "
+                          f"the teacher {teacher.num_heads} (they must be equal)")
+    return layer_map(student.num_layers, teacher.num_layers, "skip")
 
 
 @dataclass(frozen=True)

@@ -127,6 +127,7 @@ class Classifier(nn.Module):
             raise ModelError("pooling 'pooler' asked for, but the model has no pooler (use cls or mean)")
         self.hidden_size = backbone.config.hidden_size
         self.num_layers = backbone.config.num_hidden_layers
+        self.num_heads = backbone.config.num_attention_heads
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(self.hidden_size, num_labels)
 

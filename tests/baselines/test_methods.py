@@ -148,3 +148,11 @@ def test_kdfd_ae_is_kdfd_with_an_autoencoder():
     assert KDFDAE.Params().bottleneck == "ae"
     m = KDFDAE(KDFDAE.Params(latent_dim=4), TASK, ModelInfo(H, 3), ModelInfo(H, 6))
     assert not m.student_modules["bottleneck"].variational
+
+
+def test_attention_methods_refuse_models_with_different_head_counts():
+    from kdfd.errors import ConfigError
+
+    for cls in (InternalKD, TinyBERT):
+        with pytest.raises(ConfigError, match="student has 2 heads, the teacher 4"):
+            cls(cls.Params(), TASK, ModelInfo(H, 3, 2), ModelInfo(H, 6, 4))

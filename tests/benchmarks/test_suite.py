@@ -37,7 +37,7 @@ def _suite(tmp_path, text: str) -> str:
 
 
 @pytest.mark.parametrize("text,message", [
-    ("colour = 1\n", "unknown key 'colour' (allowed: description, tasks"),
+    ("colour = 1\n", "unknown key 'colour' (allowed: base, description, tasks"),
     ("[train]\nepocs = 1\n", "unknown key 'epocs' (allowed: epochs"),
     ("[train]\nlr = -1.0\n", "lr = -1.0 is not allowed"),
     ("[train]\nepochs = \"two\"\n", "epochs = 'two' has type str, expected int"),
@@ -58,3 +58,35 @@ def test_unknown_names():
         suites.load("smoke", tasks=["foo"])
     with pytest.raises(ConfigError, match="unknown method 'bar' \\(allowed: .*kdfd"):
         suites.load("smoke", methods=["bar"])
+
+
+def test_base_suite_merges_tables_and_replaces_lists(tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_text('base = "glue-cpu"\nmethods = ["kdfd", "bert-pkd"]\nseeds = [7]\n'
+                    '[method.kdfd]\nlatent_dim = 32\n[method.bert-pkd.student]\nlayers = 2\n')
+    s = suites.load(str(path), tasks=["rte"])
+    by_method = {j.config.method: j.config for j in s.jobs if j.config.role != "teacher"}
+    assert set(by_method) == {"kdfd", "bert-pkd"}
+    assert by_method["kdfd"].params["latent_dim"] == 32
+    assert by_method["kdfd"].train.lr == 1e-4  # glue-cpu's [train], inherited
+    assert by_method["kdfd"].student.layers == 3 and by_method["bert-pkd"].student.layers == 2
+    assert by_method["bert-pkd"].student.pooling == "mean"  # the base student's other fields stay
+    assert {j.config.seed for j in s.jobs} == {7}
+
+
+def test_base_cycle_is_an_error(tmp_path):
+    (tmp_path / "a.toml").write_text('base = "b.toml"\n')
+    (tmp_path / "b.toml").write_text('base = "a.toml"\n')
+    with pytest.raises(ConfigError, match="cycle"):
+        suites.load(str(tmp_path / "a.toml"))
+
+
+def test_table_suites_name_the_papers_methods():
+    for name, methods in {"table1": {"finetune", "bert-pkd", "tinybert", "prokt", "kdfd"},
+                          "table2": {"kdfd", "kdfd-ae"}, "table3": {"vanilla-kd", "kdfd"}}.items():
+        for variant in (name, f"{name}-cpu"):
+            s = suites.load(variant, tasks=["rte"], seeds=[1])
+            assert {j.config.method for j in s.jobs if j.config.role != "teacher"} == methods, variant
+    cpu = suites.load("glue-cpu", tasks=["mrpc"], seeds=[1])
+    labels = sorted(j.label for j in cpu.jobs if j.config.method == "internal-kd")
+    assert labels == ["internal-kd[schedule=pid]", "internal-kd[schedule=sid]"]

@@ -32,7 +32,7 @@ def setup(method_cls, params=None, task_name="synth-pair", lr=1e-2, seed=0, tota
     attn = "eager" if method_cls.needs(params).attentions else "sdpa"
     student = build_classifier(STUDENT, task.num_labels, vocab, attn)
     teacher = build_classifier(TEACHER, task.num_labels, vocab, attn)
-    distiller = method_cls(params, task, ModelInfo(16, 2), ModelInfo(32, 4))
+    distiller = method_cls(params, task, ModelInfo(16, 2, 2), ModelInfo(32, 4, 2))
     train = TrainConfig(lr=lr, teacher_lr=lr, warmup_ratio=0.0, device="cpu")
     engine = Engine(distiller, student, teacher, task, train, total_steps=total_steps, progress=False)
     return engine, distiller, student, teacher
