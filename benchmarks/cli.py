@@ -114,7 +114,7 @@ def parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run a suite's jobs, skipping the finished ones")
     r.add_argument("--suite", required=True, help="a suite name (see `bench list`) or a .toml file")
     r.add_argument("--tasks", nargs="+", help="replace the suite's tasks")
-    r.add_argument("--methods", nargs="+", help="replace the suite's methods")
+    r.add_argument("--methods", nargs="+", help="replace the suite's methods (`all`: every registered method)")
     r.add_argument("--seeds", nargs="+", help="replace the suite's seeds")
     r.add_argument("--glue-dir", default=None, help="GLUE data in the original TSV layout (default: $GLUE_DIR)")
     r.add_argument("--results", default=os.environ.get("KDFD_RESULTS", "results"), help="results root")

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from kdfd.config import RunConfig, TrainConfig, build
 from kdfd.data import SOURCES
-from kdfd.distiller import get_method, parse_params
+from kdfd.distiller import METHODS, get_method, parse_params
 from kdfd.errors import ConfigError, one_of
 from kdfd.job import resolve
 from kdfd.models import ModelSpec
@@ -79,7 +79,10 @@ def suite_path(name: str) -> Path:
 
 
 def load(name: str, tasks=None, methods=None, seeds=None) -> Suite:
-    """Read and expand a suite; `tasks`, `methods`, `seeds` replace the file's lists when given."""
+    """Read and expand a suite; `tasks`, `methods`, `seeds` replace the file's lists when given (`methods = ["all"]`:
+    every registered method)."""
+    if methods == ["all"]:
+        methods = sorted(METHODS)
     path = suite_path(name)
     raw = read_raw(path)
     where = str(path)

@@ -90,3 +90,10 @@ def test_table_suites_name_the_papers_methods():
     cpu = suites.load("glue-cpu", tasks=["mrpc"], seeds=[1])
     labels = sorted(j.label for j in cpu.jobs if j.config.method == "internal-kd")
     assert labels == ["internal-kd[schedule=pid]", "internal-kd[schedule=sid]"]
+
+
+def test_methods_all_means_every_registered_method():
+    from kdfd.distiller import METHODS
+
+    s = suites.load("smoke", tasks=["synth-single"], methods=["all"])
+    assert {j.config.method for j in s.jobs if j.config.role != "teacher"} == set(METHODS)
