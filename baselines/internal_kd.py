@@ -56,6 +56,9 @@ class InternalKD(Distiller):
     def __init__(self, params, task, student, teacher):
         super().__init__(params, task, student, teacher)
         self.pairs = matched_layers(self.name, student, teacher, same_heads=True)
+        # the pairs whose internal losses each layer stage sums: its own (pid) or every one up to it (sid)
+        self.stage_pairs = {f"layer.{i}": self.pairs[k - 1:k] if params.schedule == "pid" else self.pairs[:k]
+                            for k, (i, _) in enumerate(self.pairs, 1)}
         self.student_modules["proj"] = Projection(student.hidden_size, teacher.hidden_size)
 
     @classmethod
@@ -86,7 +89,6 @@ class InternalKD(Distiller):
             ce = losses.task_loss(s.logits, batch["labels"], self.task.is_regression)
             kd = losses.distill(s.logits, t.logits, p.temperature, self.task.is_regression)
             return {"total": p.alpha * ce + (1 - p.alpha) * kd, "ce": ce, "kd": kd}
-        k = next(n for n, (i, _) in enumerate(self.pairs, 1) if self.stage.name == f"layer.{i}")
-        terms = self.internal(s, t, self.pairs[k - 1:k] if p.schedule == "pid" else self.pairs[:k])
+        terms = self.internal(s, t, self.stage_pairs[self.stage.name])
         total = p.attention_weight * terms["attention"] + p.cls_weight * terms["cls"]
         return {"total": total, **terms}

@@ -67,11 +67,11 @@ class TinyBERT(Distiller):
         tokens = mask[:, :, None]
         proj = self.student_modules["proj"]
         emb = losses.masked_mse(proj(s.hidden_states[0]), t.hidden_states[0], tokens)
+        score_mask = mask[:, None, :, None] * mask[:, None, None, :]  # query and key both real tokens
         hidn, attn = [], []
         for i, j in self.pairs:
             hidn.append(losses.masked_mse(proj(s.hidden_states[i]), t.hidden_states[j], tokens))
             a_s, a_t = s.attention_scores[i - 1], t.attention_scores[j - 1]
-            pairs_mask = (mask[:, None, :, None] * mask[:, None, None, :])  # query and key both real tokens
-            attn.append(losses.masked_mse(a_s, a_t, pairs_mask))
+            attn.append(losses.masked_mse(a_s, a_t, score_mask))
         hidn, attn = torch.stack(hidn).sum(), torch.stack(attn).sum()
         return {"total": emb + hidn + attn, "emb": emb, "hidden": hidn, "attention": attn}

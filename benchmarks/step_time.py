@@ -34,8 +34,7 @@ def time_method(method: str, role_model, cfg, task, batches, tokenizer, device) 
     student_spec = cfg.teacher if role_model == "teacher" else cfg.student
     student = build_classifier(student_spec, task.num_labels, len(tokenizer))
     teacher = build_classifier(cfg.teacher, task.num_labels, len(tokenizer)) if cls.needs(params).teacher != "none" else None
-    info = lambda m: None if m is None else ModelInfo(m.hidden_size, m.num_layers)  # noqa: E731
-    distiller = cls(params, task, info(student), info(teacher))
+    distiller = cls(params, task, ModelInfo.of(student), ModelInfo.of(teacher))
     engine = Engine(distiller, student, teacher, task, cfg.train, total_steps=len(batches) + 1, device=device,
                     progress=False)
     engine.train_step(batches[0])  # warm-up: allocator, autograd graph caches

@@ -75,6 +75,11 @@ class ModelInfo:
     num_layers: int
     num_heads: int | None = None
 
+    @classmethod
+    def of(cls, model) -> "ModelInfo | None":
+        """What a built `Classifier` tells a method (None for no model)."""
+        return None if model is None else cls(model.hidden_size, model.num_layers, model.num_heads)
+
 
 @dataclass(frozen=True)
 class Stage:

@@ -62,8 +62,7 @@ def run(cfg: RunConfig, glue_dir: str | None = None, teacher_checkpoint: Path | 
             if teacher_checkpoint is None:
                 raise ConfigError(f"method {cfg.method!r} starts from a fine-tuned teacher; no checkpoint was given")
             teacher.load_state_dict(_load_state(teacher_checkpoint))
-    info = lambda m: None if m is None else ModelInfo(m.hidden_size, m.num_layers, m.num_heads)  # noqa: E731
-    distiller = method(params, task, info(student), info(teacher))
+    distiller = method(params, task, ModelInfo.of(student), ModelInfo.of(teacher))
 
     engine = Engine(distiller, student, teacher, task, tc, tc.epochs * len(train_loader), device, progress)
     teacher_start = engine.evaluate("teacher", dev_loaders) if teacher is not None else None
