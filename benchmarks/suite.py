@@ -169,7 +169,9 @@ def merge(base: dict, over: dict) -> dict:
 
 def _teacher_job(cfg: RunConfig) -> Job:
     """The fine-tuning job of cfg's teacher: method finetune on the teacher model, with the teacher's settings."""
-    tc = dataclasses.replace(cfg.train, lr=cfg.train.teacher_lr, epochs=cfg.train.teacher_epochs)
+    t = cfg.train
+    tc = dataclasses.replace(t, lr=t.teacher_lr, epochs=t.teacher_epochs,
+                             max_train_examples=t.teacher_max_train_examples or t.max_train_examples)
     tcfg = RunConfig(task=cfg.task, method="finetune", seed=cfg.seed, student=cfg.teacher, teacher=None, params={},
                      train=tc, data_source=cfg.data_source, tokenizer=cfg.resolved_tokenizer(), role="teacher",
                      method_version=get_method("finetune").version)

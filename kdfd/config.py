@@ -36,6 +36,9 @@ class TrainConfig:
     warmup_ratio: float = 0.1
     max_grad_norm: float = 1.0
     max_train_examples: int | None = None  # a fixed random subset (data seed 0, the same for every run seed)
+    # The teacher's fine-tuning subset; unset: the same as max_train_examples. CPU suites give the teacher more data
+    # than the students so that it is a teacher worth distilling from.
+    teacher_max_train_examples: int | None = None
     max_eval_examples: int | None = None
     precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
     device: str = "auto"  # auto: cuda when available
@@ -51,7 +54,7 @@ class TrainConfig:
             raise ConfigError(f"warmup_ratio = {self.warmup_ratio} is not allowed (must be in [0, 1))")
         if self.weight_decay < 0 or self.max_grad_norm <= 0:
             raise ConfigError("weight_decay must be >= 0 and max_grad_norm > 0")
-        for name in ("max_train_examples", "max_eval_examples"):
+        for name in ("max_train_examples", "teacher_max_train_examples", "max_eval_examples"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"{name} = {getattr(self, name)} is not allowed (must be >= 1 or unset)")
         if self.precision not in PRECISIONS:

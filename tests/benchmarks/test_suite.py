@@ -23,6 +23,17 @@ def test_every_job_needing_a_teacher_points_at_an_expanded_teacher_job():
     assert len([j for j in s.jobs if j.config.role == "teacher"]) == 3  # one per task, shared by both methods
 
 
+def test_the_teacher_job_takes_the_teachers_budget():
+    s = suites.load("glue-cpu", tasks=["rte"], seeds=[1], methods=["vanilla-kd"])
+    teacher, student = sorted(s.jobs, key=lambda j: j.config.role != "teacher")
+    t, st = teacher.config.train, student.config.train
+    assert (t.epochs, t.lr, t.max_train_examples) == (st.teacher_epochs, st.teacher_lr, st.teacher_max_train_examples)
+    assert t.max_train_examples != st.max_train_examples
+    smoke = suites.load("smoke", tasks=["synth-single"], seeds=[1], methods=["vanilla-kd"])
+    t = next(j for j in smoke.jobs if j.config.role == "teacher").config.train
+    assert t.teacher_max_train_examples is None and t.max_train_examples == 1000  # unset: the students' subset
+
+
 def test_overrides_and_labels():
     s = suites.load("glue-full", tasks=["rte"], seeds=[1], methods=["kdfd"])
     labels = {j.label for j in s.jobs if j.config.role != "teacher"}
