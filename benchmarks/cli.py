@@ -1,7 +1,7 @@
-"""The `bench` command line: `bench list`, `bench run`.
+"""The `bench` command line: `bench list`, `bench run`, `bench status`, `bench wait`, `bench cancel`.
 
-Exit codes: 0 all jobs done (or skipped); 1 some job failed (its record says why); 2 a usage or configuration
-error, printed as one line (a traceback only with --debug).
+Exit codes: 0 all jobs done (or skipped, or submitted); 1 some job failed (its record says why); 2 a usage or
+configuration error, printed as one line (a traceback only with --debug).
 """
 
 from __future__ import annotations
@@ -75,12 +75,18 @@ def job_table(suite, results: Path, title: str) -> Table:
     return t
 
 
-def cmd_run(args) -> int:
-    from . import runner
+def load_suite(args):
+    from . import runner  # noqa: F401  (registers every method)
     from . import suite as suites
 
     seeds = [int(s) for s in args.seeds] if args.seeds else None
-    suite = suites.load(args.suite, tasks=args.tasks, methods=args.methods, seeds=seeds)
+    return suites.load(args.suite, tasks=args.tasks, methods=args.methods, seeds=seeds)
+
+
+def cmd_run(args) -> int:
+    from . import runner
+
+    suite = load_suite(args)
     results = Path(args.results)
     n_teacher = sum(j.config.role == "teacher" for j in suite.jobs)
     count = f"{len(suite.jobs)} jobs ({n_teacher} teacher fine-tuning, {len(suite.jobs) - n_teacher} method)"
@@ -88,8 +94,13 @@ def cmd_run(args) -> int:
         console.print(job_table(suite, results, f"suite {suite.name}: {suite.description}"))
         console.print(count)
         return 0
+    if args.checkpoint_every < 1:
+        raise KdfdError(f"--checkpoint-every {args.checkpoint_every} is not allowed (must be >= 1 step)")
+    if args.executor == "slurm":
+        return submit(args, suite, results, count)
     console.print(f"suite {suite.name}: {count}; results in {results}")
-    outcomes = runner.run_suite(suite, results, glue_dir=args.glue_dir, progress=not args.no_progress)
+    outcomes = runner.run_suite(suite, results, glue_dir=args.glue_dir, progress=not args.no_progress,
+                                checkpoint_every=args.checkpoint_every)
     t = Table(title=f"suite {suite.name}")
     for col in ("task", "job", "seed", "status", "student dev", "teacher dev", "seconds"):
         t.add_column(col)
@@ -106,21 +117,114 @@ def cmd_run(args) -> int:
     return 0
 
 
+def submit(args, suite, results: Path, count: str) -> int:
+    from . import slurm
+
+    opts = slurm.options(suite, {f: getattr(args, f) for f in slurm.SLURM_FIELDS if hasattr(args, f)})
+    new = slurm.submit(suite, results, args.glue_dir, opts, args.jobs_per_task, args.checkpoint_every)
+    tasks = len(set(new.values()))
+    console.print(f"suite {suite.name}: {count}; submitted {len(new)} jobs as {tasks} SLURM tasks "
+                  f"({len(suite.jobs) - len(new)} done or already queued); results in {results}")
+    console.print(f"follow them with `bench status --suite {args.suite}` or `bench wait --suite {args.suite}`")
+    return 0
+
+
+def status_table(items, title: str) -> Table:
+    t = Table(title=title)
+    for col in ("task", "job", "seed", "state", "slurm id", "student dev", "error"):
+        t.add_column(col, overflow="fold")
+    colour = {"done": "green", "failed": "red", "running": "yellow"}
+    for s in items:
+        c = s.job.config
+        state = f"[{colour[s.state]}]{s.state}[/]" if s.state in colour else s.state
+        t.add_row(c.task, s.job.label, str(c.seed), state, s.slurm_id or "-",
+                  _fmt_metrics((s.record or {}).get("metrics")) if s.state == "done" else "-", (s.error or "")[:100])
+    return t
+
+
+def cmd_status(args) -> int:
+    from . import status
+
+    suite = load_suite(args)
+    items = status.states(suite, Path(args.results))
+    console.print(status_table(items, f"suite {suite.name}"))
+    console.print(", ".join(f"{n} {k}" for k, n in status.counts(items).items()))
+    return 1 if any(s.state == "failed" for s in items) else 0
+
+
+def cmd_wait(args) -> int:
+    import time
+
+    from tqdm.auto import tqdm
+
+    from . import status
+
+    suite = load_suite(args)
+    results = Path(args.results)
+    bar = tqdm(total=len(suite.jobs), desc=f"suite {suite.name}", unit="job", disable=args.no_progress)
+    while True:
+        items = status.states(suite, results)
+        n = status.counts(items)
+        bar.n = n.get("done", 0) + n.get("failed", 0)
+        bar.set_postfix(n, refresh=True)
+        if not any(s.state in ("running", "pending") for s in items):
+            break
+        time.sleep(args.poll)
+    bar.close()
+    console.print(status_table(items, f"suite {suite.name}"))
+    return 1 if n.get("failed") else 0
+
+
+def cmd_cancel(args) -> int:
+    from . import slurm
+
+    ids = slurm.cancel(Path(args.results), load_suite(args))
+    console.print(f"cancelled {len(ids)} SLURM tasks" + (f": {' '.join(ids)}" if ids else ""))
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bench", description="kdfd-bench: knowledge distillation benchmarks")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="tasks, methods and suites")
-    r = sub.add_parser("run", help="run a suite's jobs, skipping the finished ones")
-    r.add_argument("--suite", required=True, help="a suite name (see `bench list`) or a .toml file")
-    r.add_argument("--tasks", nargs="+", help="replace the suite's tasks")
-    r.add_argument("--methods", nargs="+", help="replace the suite's methods (`all`: every registered method)")
-    r.add_argument("--seeds", nargs="+", help="replace the suite's seeds")
+
+    def suite_args(q):
+        q.add_argument("--suite", required=True, help="a suite name (see `bench list`) or a .toml file")
+        q.add_argument("--tasks", nargs="+", help="replace the suite's tasks")
+        q.add_argument("--methods", nargs="+", help="replace the suite's methods (`all`: every registered method)")
+        q.add_argument("--seeds", nargs="+", help="replace the suite's seeds")
+        q.add_argument("--results", default=os.environ.get("KDFD_RESULTS", "results"), help="results root")
+        q.add_argument("--debug", action="store_true", help="show tracebacks")
+
+    r = sub.add_parser("run", help="run a suite's jobs (or submit them to SLURM), skipping the finished ones")
+    suite_args(r)
     r.add_argument("--glue-dir", default=None, help="GLUE data in the original TSV layout (default: $GLUE_DIR)")
-    r.add_argument("--results", default=os.environ.get("KDFD_RESULTS", "results"), help="results root")
     r.add_argument("--dry-run", action="store_true", help="print the job table and count, run nothing")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
-    r.add_argument("--debug", action="store_true", help="show tracebacks")
+    r.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints (and every epoch end)")
+    r.add_argument("--executor", choices=("local", "slurm"), default="local",
+                   help="local: run here, in order; slurm: submit job arrays through submitit and return")
+    g = r.add_argument_group("slurm (override the suite's [slurm] table)")
+    g.add_argument("--jobs-per-task", type=int, default=1, help="pack this many jobs into one SLURM task")
+    g.add_argument("--partition")
+    g.add_argument("--time", type=int, help="minutes per SLURM task")
+    g.add_argument("--gpus", type=int)
+    g.add_argument("--cpus", type=int)
+    g.add_argument("--mem-gb", dest="mem_gb", type=float)
+    g.add_argument("--account")
+    g.add_argument("--qos")
+    g.add_argument("--constraint")
+    g.add_argument("--array-parallelism", dest="array_parallelism", type=int,
+                   help="at most this many tasks of one array at once")
+    sub_status = sub.add_parser("status", help="a table of the suite's jobs: done, failed, running, pending")
+    suite_args(sub_status)
+    w = sub.add_parser("wait", help="block until no job of the suite is pending or running")
+    suite_args(w)
+    w.add_argument("--poll", type=float, default=5.0, help="seconds between looks")
+    w.add_argument("--no-progress", action="store_true", help="no progress bar")
+    c = sub.add_parser("cancel", help="cancel the suite's queued and running SLURM tasks")
+    suite_args(c)
     return p
 
 
@@ -133,7 +237,7 @@ def main(argv=None) -> int:
             bad = [s for s in args.seeds if not s.lstrip("-").isdigit()]
             if bad:
                 raise KdfdError(f"seed {bad[0]!r} is not an integer")
-        return cmd_run(args)
+        return {"run": cmd_run, "status": cmd_status, "wait": cmd_wait, "cancel": cmd_cancel}[args.command](args)
     except KdfdError as e:
         if args.debug:
             raise

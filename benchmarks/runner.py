@@ -3,12 +3,14 @@
 A job whose record says `done` under the same config hash is skipped. A job that raises (or meets a NaN loss) is
 recorded as `failed` with its error, the other jobs go on, and a job whose teacher failed is recorded as failed
 without running. Records live at <results>/<task>/<method or teacher>/s<seed>-<id>.json; a teacher's fine-tuned
-weights sit beside its record as .pt, shared by every suite on the same results root.
+weights sit beside its record as .pt, shared by every suite on the same results root. Beside each record too: a
+`.lock` (held while the job runs) and a `.ckpt` (the job's last checkpoint while it is unfinished).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import fnmatch
 import json
 import os
 import time
@@ -23,10 +25,12 @@ import baselines  # noqa: F401  (registers the baselines)
 from kdfd import job as kdfd_job
 from kdfd import provenance
 from kdfd.data import load_task
+from kdfd.checkpoint import Checkpointer
 from kdfd.errors import NonFiniteLossError
 from kdfd.models import resolve_path
 from kdfd.tasks import get_task
 
+from .lock import JobLock
 from .suite import Job, Suite
 
 SCHEMA = 1
@@ -38,7 +42,7 @@ def record_path(results: Path, job: Job) -> Path:
     return Path(results) / c.task / kind / f"s{c.seed}-{job.id}.json"
 
 
-def checkpoint_path(results: Path, job: Job) -> Path:
+def weights_path(results: Path, job: Job) -> Path:
     return record_path(results, job).with_suffix(".pt")
 
 
@@ -65,7 +69,7 @@ def is_done(results: Path, job: Job) -> bool:
     rec = read_record(record_path(results, job))
     ok = rec is not None and rec.get("status") == "done" and rec.get("config_hash") == job.id
     if ok and job.config.role == "teacher":
-        ok = checkpoint_path(results, job).is_file()
+        ok = weights_path(results, job).is_file()
     return ok
 
 
@@ -85,49 +89,93 @@ def preflight(suite: Suite, glue_dir: str | None) -> None:
 @dataclass
 class Outcome:
     job: Job
-    status: str  # done | failed | skipped
+    status: str  # done | failed | skipped (done before, or by another process)
     record: dict | None
 
 
-def run_suite(suite: Suite, results: Path, glue_dir: str | None = None, progress: bool = True) -> list[Outcome]:
+def run_suite(suite: Suite, results: Path, glue_dir: str | None = None, progress: bool = True,
+              checkpoint_every: int = 500) -> list[Outcome]:
+    """Run every job of `suite` not yet done, in order, in this process.
+
+    A job locked by another process (a second `bench run`, a SLURM task) is put off, with the jobs that need it as
+    their teacher, until this pass ends; then this run waits for its lock and runs it only if it is still not done.
+    """
     results = Path(results)
     preflight(suite, glue_dir)
     prov = provenance.collect()
-    outcomes, status = [], {}
-    bar = tqdm(suite.jobs, desc=f"suite {suite.name}", unit="job", disable=not progress)
-    for job in bar:
+    outcomes: dict[str, Outcome] = {}
+    put_off: list[Job] = []
+    bar = tqdm(total=len(suite.jobs), desc=f"suite {suite.name}", unit="job", disable=not progress)
+
+    def report(job: Job, outcome: Outcome) -> None:
+        outcomes[job.id] = outcome
+        bar.update(1)
+        if progress and outcome.status != "skipped":
+            rec = outcome.record
+            tqdm.write(f"{outcome.status:>6}  {job.config.task:<12} {job.label:<28} seed {job.config.seed}"
+                       + (f"  {rec['error']['message']}" if rec["error"] else ""))
+
+    for job in suite.jobs:
         bar.set_postfix_str(f"{job.config.task} {job.label} s{job.config.seed}")
-        if is_done(results, job):
-            status[job.id] = "done"
-            outcomes.append(Outcome(job, "skipped", read_record(record_path(results, job))))
+        if job.teacher is not None and any(j.id == job.teacher.id for j in put_off):
+            put_off.append(job)
             continue
-        record = run_job(suite, job, results, glue_dir, prov, status, progress)
-        status[job.id] = record["status"]
-        outcomes.append(Outcome(job, record["status"], record))
+        outcome = execute(suite.name, job, results, glue_dir, prov, progress, checkpoint_every, block=False)
+        if outcome is None:
+            put_off.append(job)
+        else:
+            report(job, outcome)
+    for job in put_off:
         if progress:
-            tqdm.write(f"{record['status']:>6}  {job.config.task:<12} {job.label:<28} seed {job.config.seed}"
-                       + (f"  {record['error']['message']}" if record["error"] else ""))
-    return outcomes
+            tqdm.write(f"waiting for another process to finish {job.config.task} {job.label} seed {job.config.seed}")
+        report(job, execute(suite.name, job, results, glue_dir, prov, progress, checkpoint_every, block=True))
+    bar.close()
+    return [outcomes[j.id] for j in suite.jobs]
 
 
-def run_job(suite: Suite, job: Job, results: Path, glue_dir, prov: dict, status: dict, progress: bool) -> dict:
+def lock_path(results: Path, job: Job) -> Path:
+    return record_path(results, job).with_suffix(".lock")
+
+
+def resume_path(results: Path, job: Job) -> Path:
+    return record_path(results, job).with_suffix(".ckpt")
+
+
+def execute(suite_name: str, job: Job, results: Path, glue_dir, prov: dict, progress: bool, checkpoint_every: int,
+            block: bool) -> Outcome | None:
+    """Run one job under its lock unless it is done. Returns None when the lock is held elsewhere and not `block`."""
+    if is_done(results, job):
+        return Outcome(job, "skipped", read_record(record_path(results, job)))
+    with JobLock(lock_path(results, job)) as lock:
+        if not lock.acquire(block):
+            return None
+        if is_done(results, job):  # finished by the process that held the lock
+            return Outcome(job, "skipped", read_record(record_path(results, job)))
+        record = run_job(suite_name, job, results, glue_dir, prov, progress, checkpoint_every)
+        return Outcome(job, record["status"], record)
+
+
+def run_job(suite_name: str, job: Job, results: Path, glue_dir, prov: dict, progress: bool,
+            checkpoint_every: int = 500) -> dict:
     c = job.config
     started = dt.datetime.now(dt.timezone.utc)
     record = {
-        "schema": SCHEMA, "id": job.id, "config_hash": job.id, "suite": suite.name, "label": job.label,
+        "schema": SCHEMA, "id": job.id, "config_hash": job.id, "suite": suite_name, "label": job.label,
         "task": c.task, "method": c.method, "method_version": c.method_version, "seed": c.seed, "role": c.role,
         "config": c.to_dict(), "teacher_job": c.teacher_job, "status": "failed", "error": None,
-        "started": started.isoformat(), "provenance": prov,
+        "started": started.isoformat(), "provenance": prov, "executor": executor_info(),
     }
     t0 = time.perf_counter()
+    checkpointer = Checkpointer(resume_path(results, job), checkpoint_every)
     try:
-        if job.teacher is not None and status.get(job.teacher.id) != "done" and not is_done(results, job.teacher):
+        if job.teacher is not None and not is_done(results, job.teacher):
             raise RuntimeError(f"its teacher job {job.teacher.id} did not finish")
+        inject_failure(job)
         result = kdfd_job.run(
             c, glue_dir=glue_dir,
-            teacher_checkpoint=checkpoint_path(results, job.teacher) if job.teacher else None,
-            save_model_to=checkpoint_path(results, job) if c.role == "teacher" else None,
-            progress=progress,
+            teacher_checkpoint=weights_path(results, job.teacher) if job.teacher else None,
+            save_model_to=weights_path(results, job) if c.role == "teacher" else None,
+            progress=progress, checkpointer=checkpointer,
         )
         record.update(result, status="done")
     except Exception as e:  # a failed job is recorded, never lost; the suite goes on
@@ -138,4 +186,27 @@ def run_job(suite: Suite, job: Job, results: Path, glue_dir, prov: dict, status:
     record["finished"] = dt.datetime.now(dt.timezone.utc).isoformat()
     record["wall_seconds"] = time.perf_counter() - t0
     write_json(record_path(results, job), record)
+    if record["status"] == "done":
+        checkpointer.remove()  # a failed job keeps it: a retry after a crash goes on from there
     return record
+
+
+FAIL_ENV = "KDFD_FAIL_JOBS"
+
+
+def inject_failure(job: Job) -> None:
+    """Fault injection for tests and drills: `KDFD_FAIL_JOBS="kdfd*,teacher"` makes the jobs whose label matches
+    one of the globs raise before training (the variable reaches SLURM tasks too: sbatch exports the environment)."""
+    patterns = [p for p in os.environ.get(FAIL_ENV, "").split(",") if p]
+    if any(fnmatch.fnmatchcase(job.label, p) for p in patterns):
+        raise RuntimeError(f"failure injected by {FAIL_ENV}={os.environ[FAIL_ENV]!r} into job {job.label}")
+
+
+def executor_info() -> dict:
+    """Where the job ran: the SLURM job and array ids when under SLURM, else the local host and process."""
+    env = os.environ
+    info = {"kind": "slurm" if "SLURM_JOB_ID" in env else "local", "host": os.uname().nodename, "pid": os.getpid()}
+    for key in ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_RESTART_COUNT"):
+        if key in env:
+            info[key.lower()] = env[key]
+    return info

@@ -16,6 +16,8 @@
     lr = [1e-5, 3e-5, 5e-5]
     [method.bert-pkd.student]       # this method's own student model (BERT-PKD: the teacher's first k layers)
     layers = 6
+    [slurm]                         # resources of one SLURM task: benchmarks.slurm.SlurmOptions
+    partition = "gpu"
 
 Methods that start from a fine-tuned teacher get one teacher fine-tuning job per (teacher model, task, seed, teacher
 training settings), shared by every job that needs it and run before them.
@@ -39,7 +41,7 @@ from kdfd.tasks import get_task
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
 TOP_KEYS = ("base", "description", "tasks", "seeds", "methods", "data_source", "tokenizer", "teacher", "student", "train",
-            "method")
+            "method", "slurm")
 LIST_FIELDS = {"tasks": str, "seeds": int, "methods": str}
 
 
@@ -60,6 +62,7 @@ class Suite:
     path: Path
     description: str
     jobs: list[Job]  # teacher jobs first, then method jobs; no two with the same id
+    slurm: dict = dataclasses.field(default_factory=dict)  # the `[slurm]` table: benchmarks.slurm.SlurmOptions
 
 
 def available() -> list[str]:
@@ -136,7 +139,11 @@ def load(name: str, tasks=None, methods=None, seeds=None) -> Suite:
                     job = Job(cfg, label, teacher_job)
                     jobs.setdefault(job.id, job)
     ordered = sorted(jobs.values(), key=lambda j: j.config.role != "teacher")  # stable: teachers first
-    return Suite(path.stem, path, raw.get("description", ""), ordered)
+    from .slurm import SlurmOptions  # here: slurm.py imports this module
+
+    slurm_table = raw.get("slurm", {})
+    build(SlurmOptions, slurm_table, f"{where} [slurm]")  # checked now, not at submission
+    return Suite(path.stem, path, raw.get("description", ""), ordered, slurm_table)
 
 
 def read_raw(path: Path, chain: tuple[Path, ...] = ()) -> dict:

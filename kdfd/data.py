@@ -242,9 +242,29 @@ class Collator:
         return batch
 
 
+class EpochSampler(torch.utils.data.Sampler):
+    """A shuffled order that depends only on (seed, epoch), so a run stopped mid-epoch can take up its data order
+    at the same example: `set_epoch(epoch, start)` yields that epoch's permutation from position `start` on."""
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.seed, self.epoch, self.start = n, seed, 0, 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self.epoch, self.start = epoch, start
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(self.n, generator=g)[self.start:].tolist())
+
+    def __len__(self) -> int:
+        return max(0, self.n - self.start)
+
+
 def make_loader(ds: EncodedDataset, batch_size: int, shuffle: bool, seed: int = 0, pin_memory: bool = False):
-    generator = torch.Generator().manual_seed(seed)
+    # The loader gets its own generator: without one, every new iterator draws its base seed from the global RNG,
+    # which would make the dropout stream depend on where a resumed run re-created its iterator.
     return torch.utils.data.DataLoader(
-        ds, batch_size=batch_size, shuffle=shuffle, generator=generator if shuffle else None,
-        collate_fn=Collator(ds.pad_id, ds.regression), num_workers=0, pin_memory=pin_memory,
+        ds, batch_size=batch_size, sampler=EpochSampler(len(ds), seed) if shuffle else None,
+        generator=torch.Generator().manual_seed(seed), collate_fn=Collator(ds.pad_id, ds.regression), num_workers=0,
+        pin_memory=pin_memory,
     )

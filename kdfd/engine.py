@@ -28,6 +28,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import metrics as glue_metrics
+from .checkpoint import Checkpointer, rng_state, set_rng_state
 from .config import TrainConfig
 from .distiller import FROZEN, NONE, ONLINE, Distiller, Stage
 from .errors import NonFiniteLossError
@@ -230,21 +231,73 @@ class Engine:
             out[split] = glue_metrics.compute(self.task, logits, gold)
         return out
 
+    # ------------------------------------------------------------------------------------------------ the state
+
+    def state_dict(self) -> dict:
+        """Everything training changes (a frozen teacher is rebuilt from its own checkpoint, so it is left out)."""
+        state = {"step": self.step, "stage_index": self.stage_index, "student": self.student.state_dict(),
+                 "distiller": self.distiller.state_dict(), "opt_s": self.opt_s.state_dict(),
+                 "sched_s": self.sched_s.state_dict()}
+        if self.opt_t is not None:
+            state.update(teacher=self.teacher.state_dict(), opt_t=self.opt_t.state_dict(),
+                         sched_t=self.sched_t.state_dict())
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        self.student.load_state_dict(state["student"])
+        self.distiller.load_state_dict(state["distiller"])
+        self.opt_s.load_state_dict(state["opt_s"])
+        self.sched_s.load_state_dict(state["sched_s"])
+        if self.opt_t is not None:
+            self.teacher.load_state_dict(state["teacher"])
+            self.opt_t.load_state_dict(state["opt_t"])
+            self.sched_t.load_state_dict(state["sched_t"])
+        self.step = state["step"]
+        if state["stage_index"] != self.stage_index:
+            self._enter_stage(state["stage_index"])
+
     # ------------------------------------------------------------------------------------------------ the loop
 
-    def fit(self, train_loader, dev_loaders: dict, epochs: int, desc: str = "train") -> list[dict]:
+    def fit(self, train_loader, dev_loaders: dict, epochs: int, desc: str = "train",
+            checkpointer: Checkpointer | None = None) -> list[dict]:
         """Train for `epochs`; after each epoch, evaluate the student (and an online teacher). Returns the
-        per-epoch curves: mean of every loss term, dev metrics per role and split, seconds, steps."""
-        history = []
-        for epoch in range(1, epochs + 1):
-            start, sums, counts, n = time.perf_counter(), {}, {}, 0
+        per-epoch curves: mean of every loss term, dev metrics per role and split, seconds, steps.
+
+        With a `checkpointer`, saves every `checkpointer.every` steps and at each epoch's end, and first takes up
+        the last checkpoint if there is one (`self.resumed_from` is then its step)."""
+        history, first_epoch, skip, sums, counts, n = [], 1, 0, {}, {}, 0
+        self.resumed_from = None
+        saved = checkpointer.load() if checkpointer else None
+        if saved is not None:
+            self.load_state_dict(saved["engine"])
+            set_rng_state(saved["rng"])
+            history, first_epoch, skip = saved["history"], saved["epoch"], saved["batch"]
+            sums, counts, n = saved["sums"], saved["counts"], saved["batch"]
+            self.resumed_from = self.step
+            # said even without progress bars: a SLURM task's log must show where it took up
+            tqdm.write(f"{desc}: resumed from checkpoint {checkpointer.path.name} at step {self.step} "
+                       f"(epoch {first_epoch}, batch {skip})")
+
+        def save(epoch: int, batch: int) -> None:
+            checkpointer.save({"engine": self.state_dict(), "rng": rng_state(), "history": history, "epoch": epoch,
+                               "batch": batch, "sums": sums, "counts": counts})
+
+        sampler = train_loader.sampler
+        for epoch in range(first_epoch, epochs + 1):
+            if hasattr(sampler, "set_epoch"):
+                sampler.set_epoch(epoch, skip * train_loader.batch_size)
+            elif skip:
+                raise ValueError("resuming mid-epoch needs a loader made by kdfd.data.make_loader (an EpochSampler)")
+            start = time.perf_counter()
             bar = tqdm(train_loader, desc=f"{desc} epoch {epoch}/{epochs}", leave=False, disable=not self.progress)
             for batch in bar:
                 for k, v in self.train_step(batch).items():
                     sums[k] = sums.get(k, 0.0) + v
                     counts[k] = counts.get(k, 0) + 1  # staged methods log different terms in different stages
                 n += 1
-                bar.set_postfix({"loss": f"{sums['student/total'] / n:.4f}"}, refresh=False)
+                bar.set_postfix({"loss": f"{sums['student/total'] / counts['student/total']:.4f}"}, refresh=False)
+                if checkpointer and self.step % checkpointer.every == 0:
+                    save(epoch, n)
             train_seconds = time.perf_counter() - start
             dev = {"student": self.evaluate("student", dev_loaders)}
             if self.needs.teacher == ONLINE:
@@ -254,6 +307,9 @@ class Engine:
                 "eval_seconds": time.perf_counter() - start - train_seconds,
                 "loss": {k: v / counts[k] for k, v in sums.items()}, "dev": dev, "stage": self.distiller.stage.name,
             })
+            skip, sums, counts, n = 0, {}, {}, 0
+            if checkpointer:
+                save(epoch + 1, 0)
         return history
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from .checkpoint import Checkpointer
 from .config import RunConfig
 from .data import EncodedDataset, load_task, make_loader, subset
 from .distiller import NONE, ModelInfo, get_method, parse_params
@@ -33,9 +34,10 @@ def resolve(cfg: RunConfig):
 
 
 def run(cfg: RunConfig, glue_dir: str | None = None, teacher_checkpoint: Path | None = None,
-        save_model_to: Path | None = None, progress: bool = True) -> dict:
+        save_model_to: Path | None = None, progress: bool = True, checkpointer: Checkpointer | None = None) -> dict:
     """Train one job. Returns metrics (student dev metrics per split, last epoch), teacher metrics, per-epoch
-    curves, parameter counts and timings."""
+    curves, parameter counts and timings. With a `checkpointer`, the job saves its state as it goes and first
+    takes up a checkpoint left by an interrupted run of the same job."""
     started = time.perf_counter()
     task, method, params, needs = resolve(cfg)
     set_seed(cfg.seed)
@@ -67,7 +69,7 @@ def run(cfg: RunConfig, glue_dir: str | None = None, teacher_checkpoint: Path | 
     engine = Engine(distiller, student, teacher, task, tc, tc.epochs * len(train_loader), device, progress)
     teacher_start = engine.evaluate("teacher", dev_loaders) if teacher is not None else None
     setup_seconds = time.perf_counter() - started
-    curves = engine.fit(train_loader, dev_loaders, tc.epochs, desc=f"{cfg.task}/{cfg.method}")
+    curves = engine.fit(train_loader, dev_loaders, tc.epochs, desc=f"{cfg.task}/{cfg.method}", checkpointer=checkpointer)
     if save_model_to is not None:
         save_state(student, save_model_to)
     last = curves[-1]["dev"]
@@ -82,6 +84,7 @@ def run(cfg: RunConfig, glue_dir: str | None = None, teacher_checkpoint: Path | 
                    "method_student_modules": count_params(distiller.student_modules),
                    "method_teacher_modules": count_params(distiller.teacher_modules)},
         "device": str(device),
+        "resumed_from_step": engine.resumed_from,
         "timing": {"setup_seconds": setup_seconds, "train_seconds": sum(c["train_seconds"] for c in curves),
                    "eval_seconds": sum(c["eval_seconds"] for c in curves), "steps": engine.step,
                    "wall_seconds": time.perf_counter() - started},

@@ -40,7 +40,6 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from . import losses
 from .distiller import ONLINE, Distiller, ModelInfo, Needs, check_choice, check_range, register

@@ -3,8 +3,6 @@ and the layer maps and stage schedules each method's paper fixes."""
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 import torch.nn.functional as F

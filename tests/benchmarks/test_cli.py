@@ -1,11 +1,8 @@
 """End to end: the real `bench` command on tiny synthetic data and on real GLUE files."""
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
-import pytest
+from .helpers import bench
 
 TINY_SUITE = """
 description = "test suite"
@@ -33,11 +30,6 @@ max_eval_examples = 64
 [method.kdfd]
 latent_dim = 8
 """
-
-
-def bench(*args, cwd=None, env=None):
-    return subprocess.run([sys.executable, "-m", "benchmarks.cli", *args], capture_output=True, text=True, cwd=cwd,
-                          env=env, timeout=600)
 
 
 def test_run_writes_a_record_per_job_then_skips_them(tmp_path):

@@ -29,5 +29,5 @@ def test_a_teacher_counts_as_done_only_with_its_checkpoint(tmp_path):
     teacher = next(j for j in suites.load("smoke").jobs if j.config.role == "teacher")
     runner.write_json(runner.record_path(tmp_path, teacher), {"status": "done", "config_hash": teacher.id})
     assert not runner.is_done(tmp_path, teacher)
-    runner.checkpoint_path(tmp_path, teacher).write_bytes(b"weights")
+    runner.weights_path(tmp_path, teacher).write_bytes(b"weights")
     assert runner.is_done(tmp_path, teacher)

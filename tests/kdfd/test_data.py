@@ -86,3 +86,20 @@ def test_batches_are_padded_to_their_longest_example():
     assert batch["input_ids"].shape == (8, max(lengths)) and max(lengths) < 128
     assert batch["attention_mask"].sum(1).tolist() == lengths
     assert batch["labels"].dtype == torch.long
+
+
+def test_epoch_order_depends_only_on_seed_and_epoch_and_resumes_at_a_position():
+    from kdfd.data import EpochSampler
+
+    a, b = EpochSampler(50, seed=3), EpochSampler(50, seed=3)
+    a.set_epoch(2)
+    full = list(a)
+    assert sorted(full) == list(range(50)) and full != list(range(50))
+    list(b)  # drawing other epochs first changes nothing
+    b.set_epoch(2, start=20)
+    assert list(b) == full[20:] and len(b) == 30
+    a.set_epoch(3)
+    assert list(a) != full
+    c = EpochSampler(50, seed=4)
+    c.set_epoch(2)
+    assert list(c) != full

@@ -1,0 +1,203 @@
+"""The SLURM executor: submits a suite's unfinished jobs through submitit as job arrays, and returns.
+
+- Jobs with no unfinished teacher go into one array; the jobs that need a teacher being trained in this submission go
+  into one array per teacher, with `--dependency=afterok:<teacher task>` (and `--kill-on-invalid-dep=yes`, so that a
+  failed teacher cancels its students instead of leaving them pending forever).
+- `jobs_per_task` packs several small jobs into one SLURM task (run one after the other).
+- Each task runs its jobs through `runner.execute`: a lock per job, done jobs skipped, a checkpoint as it goes. On a
+  time limit or a preemption, submitit signals the task ahead of time, calls `TaskRunner.checkpoint` and requeues it;
+  the requeued task skips its finished jobs and resumes the interrupted one from its last checkpoint.
+- What was submitted is kept in `<results>/.slurm/<suite>/submitted.json` (job id -> SLURM id), which `bench status`,
+  `bench wait` and `bench cancel` read together with the records and `sacct`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from kdfd import provenance
+from kdfd.config import build
+from kdfd.errors import ConfigError
+
+from . import runner
+from .suite import Job, Suite
+
+ACTIVE = {"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESIZING", "SUSPENDED", "COMPLETING",
+          "CONFIGURING", "STAGE_OUT", "SIGNALING", "PREEMPTED"}
+
+
+@dataclass(frozen=True)
+class SlurmOptions:
+    """Resources of one SLURM task (the suite's `[slurm]` table; `bench run` flags override it)."""
+
+    partition: str | None = None
+    time: int = 60  # minutes per task; on the limit the task is requeued and resumes from its checkpoint
+    gpus: int = 0  # per task
+    cpus: int = 4
+    mem_gb: float | None = None  # unset: the cluster's default per CPU
+    account: str | None = None
+    qos: str | None = None
+    constraint: str | None = None
+    array_parallelism: int = 64  # at most this many tasks of one array run at once
+    signal_delay_s: int = 90  # how long before the time limit submitit is told to checkpoint and requeue
+    max_requeues: int = 3  # time-outs a task may requeue after
+
+    def __post_init__(self):
+        for name in ("time", "cpus", "array_parallelism", "signal_delay_s"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"slurm {name} = {getattr(self, name)} is not allowed (must be >= 1)")
+        if self.gpus < 0 or self.max_requeues < 0 or (self.mem_gb is not None and self.mem_gb <= 0):
+            raise ConfigError("slurm gpus and max_requeues must be >= 0, mem_gb > 0")
+        if self.signal_delay_s >= self.time * 60:
+            raise ConfigError(f"slurm signal_delay_s = {self.signal_delay_s} must be shorter than the time limit "
+                              f"({self.time} min)")
+
+    def executor_parameters(self) -> dict:
+        p = {"timeout_min": self.time, "cpus_per_task": self.cpus, "slurm_array_parallelism": self.array_parallelism,
+             "slurm_signal_delay_s": self.signal_delay_s, "slurm_additional_parameters": {}}
+        if self.gpus:
+            p["gpus_per_node"] = self.gpus
+        if self.mem_gb is not None:
+            p["mem_gb"] = self.mem_gb
+        for name in ("partition", "account", "qos", "constraint"):
+            if getattr(self, name) is not None:
+                p[f"slurm_{name}"] = getattr(self, name)
+        return p
+
+
+def options(suite: Suite, overrides: dict) -> SlurmOptions:
+    """The suite's `[slurm]` table with the command line's values (those not None) on top."""
+    raw = {**suite.slurm, **{k: v for k, v in overrides.items() if v is not None}}
+    return build(SlurmOptions, raw, f"{suite.path} [slurm]")
+
+
+class TaskRunner:
+    """What one SLURM task runs (pickled by submitit). Subclasses submitit's Checkpointable at import time below,
+    so that this module imports without submitit installed."""
+
+    def __call__(self, suite_name: str, jobs: list[Job], results: str, glue_dir: str | None,
+                 checkpoint_every: int) -> list[str]:
+        prov = provenance.collect()
+        out = []
+        for job in jobs:
+            outcome = runner.execute(suite_name, job, Path(results), glue_dir, prov, False, checkpoint_every,
+                                     block=True)
+            out.append(outcome.status)
+        return out
+
+
+def _checkpointable():
+    import submitit
+
+    class Task(TaskRunner, submitit.helpers.Checkpointable):
+        """The default checkpoint(): requeue with the same arguments (the jobs' own checkpoints hold the progress)."""
+
+    return Task
+
+
+def state_path(results: Path, suite: Suite) -> Path:
+    return Path(results) / ".slurm" / suite.name / "submitted.json"
+
+
+def submitted(results: Path, suite: Suite) -> dict:
+    return runner.read_record(state_path(results, suite)) or {}
+
+
+def submit(suite: Suite, results: Path, glue_dir: str | None, opts: SlurmOptions, jobs_per_task: int = 1,
+           checkpoint_every: int = 500) -> dict[str, str]:
+    """Submit every job not done and not already queued or running; returns job id -> SLURM id of the new ones."""
+    import submitit
+
+    if jobs_per_task < 1:
+        raise ConfigError(f"jobs_per_task = {jobs_per_task} is not allowed (must be >= 1)")
+    results = Path(results).resolve()
+    runner.preflight(suite, glue_dir)
+    state = submitted(results, suite)
+    live = slurm_states([v["slurm_id"] for v in state.values()])
+    todo = [j for j in suite.jobs if not runner.is_done(results, j) and not is_active(state.get(j.id), live)]
+    if not todo:
+        return {}
+    executor = submitit.AutoExecutor(folder=results / ".slurm" / suite.name / "%j", cluster="slurm",
+                                     slurm_max_num_timeout=opts.max_requeues)
+    executor.update_parameters(name=f"bench-{suite.name}", **opts.executor_parameters())
+    slurm_ids = {job_id: v["slurm_id"] for job_id, v in state.items() if is_active(v, live)}
+    new: dict[str, str] = {}
+    todo_ids = {j.id for j in todo}
+    groups: dict[str | None, list[Job]] = {}
+    for job in todo:
+        waits_for = job.teacher.id if job.teacher is not None and not runner.is_done(results, job.teacher) else None
+        groups.setdefault(waits_for, []).append(job)
+    for teacher_id in [None, *[k for k in groups if k is not None]]:  # first the array the others depend on
+        jobs = groups.get(teacher_id, [])
+        if not jobs:
+            continue
+        extra = {"kill_on_invalid_dep": "yes"}
+        if teacher_id is not None:
+            dep = new.get(teacher_id) or slurm_ids.get(teacher_id)
+            if dep is None and teacher_id not in todo_ids:
+                raise ConfigError(f"teacher job {teacher_id} is neither done nor submitted")
+            extra["dependency"] = f"afterok:{dep}"
+        executor.update_parameters(slurm_additional_parameters=extra)
+        chunks = [jobs[i:i + jobs_per_task] for i in range(0, len(jobs), jobs_per_task)]
+        n = len(chunks)
+        handles = executor.map_array(_checkpointable()(), [suite.name] * n, chunks, [str(results)] * n,
+                                     [glue_dir] * n, [checkpoint_every] * n)
+        for chunk, handle in zip(chunks, handles):
+            for job in chunk:
+                new[job.id] = handle.job_id
+    now = dt.datetime.now(dt.timezone.utc).isoformat()
+    state.update({job_id: {"slurm_id": sid, "submitted": now} for job_id, sid in new.items()})
+    runner.write_json(state_path(results, suite), state)
+    return new
+
+
+def is_active(entry: dict | None, live: dict[str, str]) -> bool:
+    """Queued or running. A SLURM id that sacct does not show yet counts as queued: sacct lags behind sbatch."""
+    return entry is not None and live.get(entry["slurm_id"], "PENDING") in ACTIVE
+
+
+def slurm_states(ids: list[str]) -> dict[str, str]:
+    """SLURM id -> state from `sacct` (one call). Ids sacct does not know yet (it lags the controller) are left out."""
+    ids = [i for i in ids if i]
+    if not ids:
+        return {}
+    try:
+        out = subprocess.run(["sacct", "-n", "-P", "-X", "-o", "JobID,State", "-j", ",".join(sorted(set(ids)))],
+                             capture_output=True, text=True, timeout=60, check=True).stdout
+    except (OSError, subprocess.SubprocessError) as e:
+        raise ConfigError(f"cannot ask SLURM for job states (sacct: {e})") from None
+    states = {}
+    for line in out.splitlines():
+        job_id, _, state = line.partition("|")
+        state = state.split()[0] if state else "UNKNOWN"  # "CANCELLED by 0" -> CANCELLED
+        for one in expand_array_id(job_id):
+            states[one] = state
+    return states
+
+
+def expand_array_id(job_id: str) -> list[str]:
+    """sacct shows an array's still-pending tasks as one line: `123_[0-3,7%64]` -> 123_0 ... 123_3, 123_7."""
+    if "_[" not in job_id:
+        return [job_id]
+    base, _, spec = job_id.partition("_[")
+    out = []
+    for part in spec.rstrip("]").split("%")[0].split(","):
+        lo, _, hi = part.partition("-")
+        out += [f"{base}_{i}" for i in range(int(lo), int(hi or lo) + 1)]
+    return out
+
+
+def cancel(results: Path, suite: Suite) -> list[str]:
+    """scancel the suite's SLURM tasks that are still queued or running; returns their ids."""
+    state = submitted(results, suite)
+    live = slurm_states([v["slurm_id"] for v in state.values()])
+    ids = sorted({v["slurm_id"] for v in state.values() if is_active(v, live)})
+    if ids:
+        subprocess.run(["scancel", *ids], check=True, timeout=60)
+    return ids
+
+
+SLURM_FIELDS = [f.name for f in fields(SlurmOptions)]

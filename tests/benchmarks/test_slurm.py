@@ -1,0 +1,101 @@
+"""The SLURM executor against the real single-node SLURM of ../shared/slurm (started here; skipped, with the
+reason, where it cannot start: no script, not root)."""
+
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from ..conftest import ROOT
+from .helpers import RESUMABLE_SUITE, bench, records, same_training
+
+SLURM_DIR = Path(os.environ.get("KDFD_SLURM_SCRIPTS", ROOT.parent / "shared" / "slurm"))
+RESOURCES = ["--cpus", "1", "--mem-gb", "2", "--time", "10"]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    start = SLURM_DIR / "start-local-slurm.sh"
+    if not start.is_file():
+        pytest.skip(f"no local SLURM scripts at {SLURM_DIR} (set KDFD_SLURM_SCRIPTS)")
+    if os.geteuid() != 0 and shutil.which("sudo") is None:
+        pytest.skip("starting the local SLURM needs root")
+    cmd = ["bash", str(start)] if os.geteuid() == 0 else ["sudo", "-n", "bash", str(start)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if out.returncode != 0 or "LOCAL SLURM READY" not in out.stdout:
+        pytest.skip(f"the local SLURM did not start: {(out.stdout + out.stderr)[-500:]}")
+    yield
+    # left running: other tests and the next session reuse it (the start script is idempotent)
+
+
+def _suite(tmp_path, extra: str = "") -> str:
+    path = tmp_path / "slurm.toml"
+    path.write_text(RESUMABLE_SUITE + extra)
+    return str(path)
+
+
+def test_submit_returns_at_once_then_wait_and_status_show_the_local_metrics(cluster, tmp_path):
+    suite = _suite(tmp_path)
+    local = bench("run", "--suite", suite, "--results", str(tmp_path / "local"), "--no-progress")
+    assert local.returncode == 0, local.stderr
+
+    results = str(tmp_path / "slurm")
+    sub = bench("run", "--suite", suite, "--results", results, "--executor", "slurm", *RESOURCES)
+    assert sub.returncode == 0, sub.stderr
+    assert "submitted 2 jobs as 2 SLURM tasks" in sub.stdout
+    assert len(records(results)) < 2  # it returned before the jobs finished (the student waits for its teacher)
+    early = bench("status", "--suite", suite, "--results", results)
+    assert "pending" in early.stdout or "running" in early.stdout
+
+    wait = bench("wait", "--suite", suite, "--results", results, "--poll", "1", "--no-progress")
+    assert wait.returncode == 0, wait.stdout + wait.stderr
+    status = bench("status", "--suite", suite, "--results", results)
+    assert status.returncode == 0 and "2 done" in status.stdout
+    (on_slurm,), (here,) = records(results, "kdfd"), records(tmp_path / "local", "kdfd")
+    assert on_slurm["executor"]["kind"] == "slurm" and on_slurm["executor"]["slurm_job_id"]
+    assert same_training(on_slurm, here)
+    again = bench("run", "--suite", suite, "--results", results, "--executor", "slurm", *RESOURCES)
+    assert "submitted 0 jobs" in again.stdout  # nothing left to do
+
+
+def test_a_failing_job_shows_as_failed_the_others_finish_and_a_rerun_retries_only_it(cluster, tmp_path):
+    suite = _suite(tmp_path, '\n[method.finetune]\n')
+    results = str(tmp_path / "slurm")
+    env = {**os.environ, "KDFD_FAIL_JOBS": "kdfd"}
+    sub = bench("run", "--suite", suite, "--methods", "kdfd", "finetune", "--results", results, "--executor", "slurm",
+                *RESOURCES, env=env)
+    assert sub.returncode == 0, sub.stderr
+    wait = bench("wait", "--suite", suite, "--methods", "kdfd", "finetune", "--results", results, "--poll", "1",
+                 "--no-progress")
+    assert wait.returncode == 1
+    status = bench("status", "--suite", suite, "--methods", "kdfd", "finetune", "--results", results)
+    assert status.returncode == 1
+    assert "2 done, 1 failed" in status.stdout and "failure injected" in status.stdout
+    finetune = records(results, "finetune")[0]
+
+    retry = bench("run", "--suite", suite, "--methods", "kdfd", "finetune", "--results", results, "--executor", "slurm",
+                  *RESOURCES)
+    assert "submitted 1 jobs as 1 SLURM tasks" in retry.stdout, retry.stdout + retry.stderr
+    wait = bench("wait", "--suite", suite, "--methods", "kdfd", "finetune", "--results", results, "--poll", "1",
+                 "--no-progress")
+    assert wait.returncode == 0, wait.stdout
+    assert records(results, "finetune")[0]["started"] == finetune["started"]  # not run again
+
+
+def test_cancel_stops_what_is_queued(cluster, tmp_path):
+    suite = _suite(tmp_path)
+    results = str(tmp_path / "slurm")
+    assert bench("run", "--suite", suite, "--results", results, "--executor", "slurm", *RESOURCES).returncode == 0
+    cancel = bench("cancel", "--suite", suite, "--results", results)
+    assert cancel.returncode == 0 and "cancelled 2 SLURM tasks" in cancel.stdout
+    deadline = time.time() + 120
+    while True:  # sacct learns of the cancellation a moment later
+        status = bench("status", "--suite", suite, "--results", results)
+        if "pending" not in status.stdout and "running" not in status.stdout:
+            break
+        assert time.time() < deadline, status.stdout
+        time.sleep(1)
+    assert "CANCELLED" in status.stdout
