@@ -89,8 +89,16 @@ class TaskRunner:
         return out
 
 
+def _submitit():
+    try:
+        import submitit
+    except ImportError:
+        raise ConfigError("--executor slurm needs submitit: pip install 'kdfd-bench[slurm]'") from None
+    return submitit
+
+
 def _checkpointable():
-    import submitit
+    submitit = _submitit()
 
     class Task(TaskRunner, submitit.helpers.Checkpointable):
         """The default checkpoint(): requeue with the same arguments (the jobs' own checkpoints hold the progress)."""
@@ -109,7 +117,7 @@ def submitted(results: Path, suite: Suite) -> dict:
 def submit(suite: Suite, results: Path, glue_dir: str | None, opts: SlurmOptions, jobs_per_task: int = 1,
            checkpoint_every: int = 500) -> dict[str, str]:
     """Submit every job not done and not already queued or running; returns job id -> SLURM id of the new ones."""
-    import submitit
+    submitit = _submitit()
 
     if jobs_per_task < 1:
         raise ConfigError(f"jobs_per_task = {jobs_per_task} is not allowed (must be >= 1)")
