@@ -31,3 +31,49 @@ def test_a_teacher_counts_as_done_only_with_its_checkpoint(tmp_path):
     assert not runner.is_done(tmp_path, teacher)
     runner.weights_path(tmp_path, teacher).write_bytes(b"weights")
     assert runner.is_done(tmp_path, teacher)
+
+
+GRID_SUITE = """
+tasks = ["synth-single"]
+seeds = [1, 2]
+methods = ["vanilla-kd"]
+data_source = "synthetic"
+[teacher]
+name = "tiny"
+layers = 2
+hidden = 32
+[student]
+name = "tiny"
+layers = 1
+hidden = 16
+[train]
+epochs = 1
+teacher_epochs = 1
+max_length = 32
+lr = 1e-3
+teacher_lr = 1e-3
+max_train_examples = 64
+max_eval_examples = 32
+[method.vanilla-kd]
+temperature = [1.0, 2.0, 4.0]
+alpha = [0.2, 0.8]
+"""
+
+
+def test_a_3x2_grid_with_2_seeds_is_12_jobs_and_each_teacher_trains_once(tmp_path):
+    path = tmp_path / "grid.toml"
+    path.write_text(GRID_SUITE)
+    suite = suites.load(str(path))
+    teachers = [j for j in suite.jobs if j.config.role == "teacher"]
+    methods = [j for j in suite.jobs if j.config.role != "teacher"]
+    assert len(methods) == 12 and len(teachers) == 2  # one teacher per seed, shared by the 6 grid points
+    assert {j.label for j in methods} == {f"vanilla-kd[temperature={t},alpha={a}]"
+                                          for t in (1.0, 2.0, 4.0) for a in (0.2, 0.8)}
+    outcomes = runner.run_suite(suite, tmp_path / "results", progress=False)
+    ran = [o.job for o in outcomes if o.status == "done"]
+    assert len(ran) == 14 and sum(j.config.role == "teacher" for j in ran) == 2  # each teacher trained once
+    for seed in (1, 2):
+        ids = {j.config.teacher_job for j in methods if j.config.seed == seed}
+        assert ids == {t.id for t in teachers if t.config.seed == seed}
+    again = runner.run_suite(suite, tmp_path / "results", progress=False)
+    assert all(o.status == "skipped" for o in again)  # nothing trains twice

@@ -55,6 +55,9 @@ def _suite(tmp_path, text: str) -> str:
     ("[method.kdfd]\ntemperature = []\n", "grid axis 'temperature' is empty"),
     ("[method.kdfd]\nvae_lambda = -1.0\n", "vae_lambda = -1.0 is not allowed"),
     ("[method.kdfd]\nlambda = 0.1\n", "unknown key 'lambda'"),
+    ("[method.kdfd]\nlatent_dim = \"big\"\n", "latent_dim = 'big' has type str, expected int"),
+    ("[slurm]\npartion = \"gpu\"\n", "unknown key 'partion' (allowed: partition"),
+    ("[slurm]\ntime = 0\n", "slurm time = 0 is not allowed"),
 ])
 def test_bad_suite_files_give_one_line_errors_naming_file_and_key(tmp_path, text, message):
     with pytest.raises(ConfigError) as e:
