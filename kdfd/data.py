@@ -8,6 +8,9 @@ Sources, in the order `source="auto"` tries them:
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,6 +125,17 @@ class TaskData:
     train: list[Example]
     dev: dict[str, list[Example]]
     source: str
+
+
+def fingerprint(data: TaskData) -> str:
+    """A hash of the examples themselves (whatever their source): two records with equal fingerprints trained and
+    evaluated on the same text and labels."""
+    h = hashlib.sha256()
+    for split, examples in [("train", data.train), *sorted(data.dev.items())]:
+        h.update(split.encode())
+        for ex in examples:
+            h.update(json.dumps(ex, ensure_ascii=False).encode())
+    return h.hexdigest()[:16]
 
 
 def load_task(task: Task, source: str = "auto", glue_dir: str | None = None) -> TaskData:

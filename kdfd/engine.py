@@ -307,6 +307,10 @@ class Engine:
                 "eval_seconds": time.perf_counter() - start - train_seconds,
                 "loss": {k: v / counts[k] for k, v in sums.items()}, "dev": dev, "stage": self.distiller.stage.name,
             })
+            if self.progress:
+                scores = " ".join(f"{role} {split} {k} {v:.4f}" for role, by_split in dev.items()
+                                  for split, m in by_split.items() for k, v in m.items())
+                tqdm.write(f"{desc} epoch {epoch}/{epochs}: loss {history[-1]['loss']['student/total']:.4f}; {scores}")
             skip, sums, counts, n = 0, {}, {}, 0
             if checkpointer:
                 save(epoch + 1, 0)

@@ -13,10 +13,12 @@ import torch
 from .checkpoint import Checkpointer
 from .config import RunConfig
 from .data import EncodedDataset, load_task, make_loader, subset
+from .data import fingerprint as data_fingerprint
 from .distiller import NONE, ModelInfo, get_method, parse_params
 from .engine import Engine, resolve_device, save_state, set_seed
 from .errors import ConfigError, ModelError
 from .models import build_classifier, count_params, load_tokenizer
+from .models import fingerprint as model_fingerprint
 from .tasks import get_task
 
 
@@ -78,8 +80,10 @@ def run(cfg: RunConfig, glue_dir: str | None = None, teacher_checkpoint: Path | 
         "teacher_metrics": last.get("teacher", teacher_start),
         "teacher_metrics_start": teacher_start,
         "curves": curves,
-        "data": {"source": data.source, "train_examples": len(train_ds),
+        "data": {"source": data.source, "fingerprint": data_fingerprint(data), "train_examples": len(train_ds),
                  "dev_examples": {s: len(d) for s, d in dev_ds.items()}},
+        "model_fingerprints": {"student": model_fingerprint(cfg.student),
+                               "teacher": model_fingerprint(cfg.teacher) if cfg.teacher else None},
         "params": {"student": count_params(student), "teacher": count_params(teacher),
                    "method_student_modules": count_params(distiller.student_modules),
                    "method_teacher_modules": count_params(distiller.teacher_modules)},

@@ -8,6 +8,8 @@ BERT for smoke runs). `layers=k` keeps k transformer layers of a pre-trained mod
 
 from __future__ import annotations
 
+import hashlib
+
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,6 +69,23 @@ def resolve_path(name: str) -> str:
             raise ModelError(f"model path {name!r} does not exist (give a folder with config.json, a hub id, 'minilm' or 'tiny')")
         return str(path)
     return name
+
+
+def fingerprint(spec) -> str | None:
+    """A hash of a local pre-trained model's files (names, sizes, contents); None for `tiny` and for hub ids (their
+    weights are the hub's revision)."""
+    if not spec.pretrained:
+        return None
+    path = Path(resolve_path(spec.name))
+    if not path.is_dir():
+        return None
+    h = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        h.update(f"{f.relative_to(path)}:{f.stat().st_size}".encode())
+        with open(f, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()[:16]
 
 
 def load_tokenizer(name: str):

@@ -66,8 +66,9 @@ def test_a_failing_job_shows_as_failed_the_others_finish_and_a_rerun_retries_onl
     results = str(tmp_path / "slurm")
     env = {**os.environ, "KDFD_FAIL_JOBS": "kdfd"}
     sub = bench("run", "--suite", suite, "--methods", "kdfd", "finetune", "--results", results, "--executor", "slurm",
-                *RESOURCES, env=env)
+                "--jobs-per-task", "2", *RESOURCES, env=env)
     assert sub.returncode == 0, sub.stderr
+    assert "submitted 3 jobs as 2 SLURM tasks" in sub.stdout  # teacher + finetune packed; kdfd waits for the teacher
     wait = bench("wait", "--suite", suite, "--methods", "kdfd", "finetune", "--results", results, "--poll", "1",
                  "--no-progress")
     assert wait.returncode == 1

@@ -103,3 +103,14 @@ def test_epoch_order_depends_only_on_seed_and_epoch_and_resumes_at_a_position():
     c = EpochSampler(50, seed=4)
     c.set_epoch(2)
     assert list(c) != full
+
+
+def test_the_data_fingerprint_follows_the_examples():
+    from kdfd.data import TaskData, fingerprint, load_task
+    from kdfd.tasks import get_task
+
+    data = load_task(get_task("synth-pair"), "synthetic")
+    assert fingerprint(data) == fingerprint(load_task(get_task("synth-pair"), "synthetic"))
+    flipped = data.train[0]._replace(label="1" if data.train[0].label == "0" else "0")
+    changed = TaskData(data.task, [flipped, *data.train[1:]], data.dev, data.source)
+    assert fingerprint(changed) != fingerprint(data)

@@ -37,3 +37,11 @@ def test_forward_returns_hidden_states_only_when_asked():
     assert out.logits.shape == (1, 3) and out.hidden_states is None and out.attentions is None
     out = model(ids, torch.ones_like(ids), hidden_states=True)
     assert len(out.hidden_states) == 3 and out.hidden_states[-1].shape == (1, 4, 16)
+
+
+def test_model_fingerprints_hash_local_weights_only():
+    from kdfd.models import ModelSpec, fingerprint
+
+    assert fingerprint(ModelSpec(name="tiny")) is None
+    fp = fingerprint(ModelSpec(name="minilm"))
+    assert fp is not None and len(fp) == 16 and fp == fingerprint(ModelSpec(name="minilm", layers=3))
