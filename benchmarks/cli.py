@@ -1,4 +1,4 @@
-"""The `bench` command line: `bench list`, `bench run`, `bench status`, `bench wait`, `bench cancel`.
+"""The `bench` command line: `bench list`, `bench run`, `bench status`, `bench wait`, `bench cancel`, `bench report`.
 
 Exit codes: 0 all jobs done (or skipped, or submitted); 1 some job failed (its record says why); 2 a usage or
 configuration error, printed as one line (a traceback only with --debug).
@@ -183,6 +183,33 @@ def cmd_cancel(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from . import report, report_writer
+
+    suite = load_suite(args)
+    roots = [Path(args.results), *[Path(r) for r in args.also or []]]
+    collected = report.collect(suite, roots, args.checkpoint)
+    out = Path(args.out) / suite.name
+    result = report_writer.write(out, suite.name, collected, args.checkpoint)
+    for name, rows in result["tables"].items():
+        t = Table(title=f"{report_writer.TITLES[name]} (dev, mean over seeds; paper in brackets)")
+        t.add_column("method")
+        shown = [i for i, (task, *_rest) in enumerate(report.TABLE1_COLUMNS)
+                 if any(r["cells"][i][1].mean is not None for r in rows)]
+        for i in shown:
+            t.add_column(report.TABLE1_COLUMNS[i][3])
+        for r in rows:
+            cells = [r["cells"][i][1] for i in shown]
+            t.add_row(r["method"], *[(f"{c.mean:.1f}" if c.mean is not None else "-")
+                                     + (f" [{c.paper:.1f}]" if c.paper is not None else "") for c in cells])
+        if shown:
+            console.print(t)
+    console.print(f"{sum(len(g.runs) for g in collected.groups)} done records; {len(collected.failed)} failed and "
+                  f"{len(collected.missing)} not run, left out (listed in the report); checkpoint: {args.checkpoint}")
+    console.print(f"wrote {out}/report.md and the tables as .md, .tex and .csv")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bench", description="kdfd-bench: knowledge distillation benchmarks")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -225,6 +252,12 @@ def parser() -> argparse.ArgumentParser:
     w.add_argument("--no-progress", action="store_true", help="no progress bar")
     c = sub.add_parser("cancel", help="cancel the suite's queued and running SLURM tasks")
     suite_args(c)
+    rp = sub.add_parser("report", help="the paper's tables from a suite's records, beside the paper's numbers")
+    suite_args(rp)
+    rp.add_argument("--also", nargs="+", help="more results roots to read")
+    rp.add_argument("--out", default="reports", help="reports root (the report goes to OUT/<suite>/)")
+    rp.add_argument("--checkpoint", choices=("last", "best"), default="last",
+                    help="last: each run's final epoch; best: its best dev epoch (optimistic)")
     return p
 
 
@@ -237,7 +270,8 @@ def main(argv=None) -> int:
             bad = [s for s in args.seeds if not s.lstrip("-").isdigit()]
             if bad:
                 raise KdfdError(f"seed {bad[0]!r} is not an integer")
-        return {"run": cmd_run, "status": cmd_status, "wait": cmd_wait, "cancel": cmd_cancel}[args.command](args)
+        return {"run": cmd_run, "status": cmd_status, "wait": cmd_wait, "cancel": cmd_cancel,
+                "report": cmd_report}[args.command](args)
     except KdfdError as e:
         if args.debug:
             raise

@@ -1,0 +1,234 @@
+"""`bench report`: reads records (never trains), selects a config per (task, method), and builds the paper's tables
+beside the paper's own numbers.
+
+Rules, printed in every report:
+- Only `done` records count; failed and unfinished jobs are listed, never averaged in.
+- Records are grouped by (task, method, method version, config without the seed): two method versions or two
+  configs are never mixed in one cell.
+- Selection: per (task, method), the group with the best mean dev score over its seeds (the task's metrics averaged,
+  GLUE's convention), as the paper's grid search did; ties go to the group with more seeds, then the first id.
+- Checkpoint: `last` (the final epoch, the default) or `best` (each run's best dev epoch: optimistic, dev is also the
+  report's test set).
+- Cells: mean and sample standard deviation over seeds, with n. KDFD against a baseline: the difference of means
+  with a 95% percentile bootstrap interval (seeds resampled independently per method, 10,000 draws, fixed seed),
+  marked * where it excludes zero.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from kdfd.metrics import score
+from kdfd.tasks import get_task
+
+from . import runner
+from .suite import Suite
+
+PAPER_CSV = Path(__file__).resolve().parent / "reference" / "kdfd_paper_tables.csv"
+CHECKPOINTS = ("last", "best")
+BOOTSTRAP_DRAWS = 10_000
+
+# The paper's Table 1 columns: (task, dev split, metric, header)
+TABLE1_COLUMNS = [
+    ("cola", "dev", "mcc", "CoLA mcc"), ("sst2", "dev", "accuracy", "SST-2 acc"),
+    ("mrpc", "dev", "f1", "MRPC F1"), ("mrpc", "dev", "accuracy", "MRPC acc"),
+    ("stsb", "dev", "pearson", "STS-B P"), ("stsb", "dev", "spearman", "STS-B S"),
+    ("qqp", "dev", "f1", "QQP F1"), ("qqp", "dev", "accuracy", "QQP acc"),
+    ("mnli", "dev_matched", "accuracy", "MNLI-m"), ("mnli", "dev_mismatched", "accuracy", "MNLI-mm"),
+    ("qnli", "dev", "accuracy", "QNLI acc"), ("rte", "dev", "accuracy", "RTE acc"),
+]
+# our method name -> the paper's row name, per table
+PAPER_ROWS = {
+    "table1": {"teacher": "BERT-base (teacher)", "bert-pkd": "BERT-PKD", "tinybert": "TinyBERT", "prokt": "ProKT",
+               "kdfd": "KDFD"},
+    "table2": {"kdfd-ae": "AE", "kdfd": "VAE"},
+    "table3": {"vanilla-kd": "Vanilla KD", "kdfd": "KDFD"},
+}
+TABLE_METHODS = {
+    "table1": ["teacher", "finetune", "vanilla-kd", "bert-pkd", "tinybert", "prokt", "internal-kd", "dml", "kdfd-ae",
+               "kdfd"],
+    "table2": ["kdfd-ae", "kdfd"],
+    "table3": ["vanilla-kd", "kdfd"],
+}
+
+
+@dataclass
+class Group:
+    """The runs of one config over seeds."""
+
+    task: str
+    method: str  # `teacher` for teacher fine-tuning records
+    version: str
+    key: str  # hash of the config without seed
+    label: str
+    runs: list[dict] = field(default_factory=list)  # {"seed", "metrics" (split -> metric -> value), "id"}
+
+    @property
+    def scores(self) -> list[float]:
+        task = get_task(self.task)
+        return [score(task, r["metrics"]) for r in self.runs]
+
+    def values(self, split: str, metric: str) -> list[float]:
+        return [r["metrics"][split][metric] for r in self.runs if metric in r["metrics"].get(split, {})]
+
+
+@dataclass
+class Collected:
+    groups: list[Group]
+    failed: list[dict]  # {"task", "label", "seed", "error"}
+    missing: list[dict]  # jobs of the suite with no record
+
+
+def config_key(record: dict) -> str:
+    cfg = dict(record["config"])
+    for k in ("seed", "teacher_job"):
+        cfg.pop(k, None)
+    return hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def checkpoint_metrics(record: dict, checkpoint: str) -> dict:
+    if checkpoint == "last" or not record.get("curves"):
+        return record["metrics"]
+    task = get_task(record["task"])
+    return max((c["dev"]["student"] for c in record["curves"]), key=lambda m: score(task, m))
+
+
+def collect(suite: Suite, roots: list[Path], checkpoint: str = "last") -> Collected:
+    """The suite's records from one or more results roots (the first root holding a done record wins)."""
+    if checkpoint not in CHECKPOINTS:
+        raise ValueError(f"checkpoint {checkpoint!r} is not allowed (allowed: {', '.join(CHECKPOINTS)})")
+    groups: dict[tuple, Group] = {}
+    failed, missing = [], []
+    for job in suite.jobs:
+        records = [runner.read_record(runner.record_path(root, job)) for root in roots]
+        records = [r for r in records if r is not None and r.get("config_hash") == job.id]
+        done = next((r for r in records if r.get("status") == "done"), None)
+        c = job.config
+        if done is None:
+            entry = {"task": c.task, "label": job.label, "seed": c.seed}
+            if records:
+                failed.append({**entry, "error": (records[0].get("error") or {}).get("message", "")})
+            else:
+                missing.append(entry)
+            continue
+        method = "teacher" if c.role == "teacher" else c.method
+        key = (c.task, method, done["method_version"], config_key(done))
+        g = groups.setdefault(key, Group(c.task, method, done["method_version"], key[3], job.label))
+        g.runs.append({"seed": c.seed, "metrics": checkpoint_metrics(done, checkpoint), "id": job.id})
+    return Collected(list(groups.values()), failed, missing)
+
+
+def select(groups: list[Group]) -> dict[tuple[str, str], Group]:
+    """(task, method) -> the group with the best mean dev score over seeds."""
+    best: dict[tuple[str, str], Group] = {}
+    for g in sorted(groups, key=lambda g: g.key):
+        k = (g.task, g.method)
+        cur = best.get(k)
+        if cur is None or (np.mean(g.scores), len(g.runs)) > (np.mean(cur.scores), len(cur.runs)):
+            best[k] = g
+    return best
+
+
+@dataclass
+class Cell:
+    mean: float | None
+    std: float | None
+    n: int
+    paper: float | None = None
+
+    @property
+    def diff(self) -> float | None:
+        return None if self.mean is None or self.paper is None else self.mean - self.paper
+
+    def text(self) -> str:
+        out = "-"
+        if self.mean is not None:
+            out = f"{self.mean:.1f}" + (f" ± {self.std:.1f}" if self.std is not None else "") + f" (n={self.n})"
+        if self.paper is not None:
+            out += f" · paper {self.paper:.1f}" + (f" ({self.diff:+.1f})" if self.diff is not None else "")
+        return out
+
+
+def cell(values: list[float], paper: float | None = None) -> Cell:
+    """Mean and sample std (ddof 1) in percent; std is None for a single seed."""
+    if not values:
+        return Cell(None, None, 0, paper)
+    v = 100 * np.asarray(values, dtype=float)
+    return Cell(float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else None, len(v), paper)
+
+
+def paper_numbers(path: Path = PAPER_CSV) -> dict[tuple[str, str, str, str], float]:
+    """(table, paper row, task, metric) -> value. MNLI's metrics are accuracy_matched / accuracy_mismatched."""
+    with open(path, newline="") as f:
+        return {(r["table"], r["method"], r["task"], r["metric"]): float(r["value"]) for r in csv.DictReader(f)}
+
+
+def _paper_metric(task: str, split: str, metric: str) -> str:
+    if task == "mnli":
+        return f"{metric}_{'matched' if split == 'dev_matched' else 'mismatched'}"
+    return metric
+
+
+def table(name: str, selected: dict[tuple[str, str], Group], paper: dict) -> list[dict]:
+    """Rows of one paper table: per method, a Cell per Table-1 column, and the average of the complete row."""
+    rows = []
+    for method in TABLE_METHODS[name]:
+        paper_row = PAPER_ROWS[name].get(method)
+        cells = []
+        for task, split, metric, header in TABLE1_COLUMNS:
+            g = selected.get((task, method))
+            p = paper.get((name, paper_row, task, _paper_metric(task, split, metric))) if paper_row else None
+            cells.append((header, cell(g.values(split, metric) if g else [], p)))
+        means = [c.mean for _, c in cells]
+        avg = float(np.mean(means)) if all(m is not None for m in means) else None
+        if any(c.mean is not None for _, c in cells) or paper_row:
+            rows.append({"method": method, "paper_row": paper_row or "-", "cells": cells, "average": avg})
+    return rows
+
+
+def all_results(selected: dict[tuple[str, str], Group]) -> tuple[list[str], list[dict]]:
+    """Every task and metric present (synthetic tasks too): (column headers, rows of method -> Cells)."""
+    columns = []
+    for task in sorted({t for t, _ in selected}):
+        t = get_task(task)
+        for split in t.dev_files:
+            columns += [(task, split, m, f"{task}{'/' + split if len(t.dev_files) > 1 else ''} {m}") for m in t.metrics]
+    rows = []
+    for method in sorted({m for _, m in selected}):
+        cells = [(h, cell(selected[(task, method)].values(split, metric) if (task, method) in selected else []))
+                 for task, split, metric, h in columns]
+        rows.append({"method": method, "paper_row": "-", "cells": cells, "average": None})
+    return [h for *_, h in columns], rows
+
+
+def bootstrap_diff(a: list[float], b: list[float], draws: int = BOOTSTRAP_DRAWS, seed: int = 0):
+    """Mean(a) - mean(b) in percent with a 95% percentile interval, each sample's seeds resampled independently.
+    Returns (diff, low, high); low = high = None when either side has fewer than 2 seeds."""
+    a, b = 100 * np.asarray(a, dtype=float), 100 * np.asarray(b, dtype=float)
+    d = float(a.mean() - b.mean())
+    if len(a) < 2 or len(b) < 2:
+        return d, None, None
+    rng = np.random.default_rng(seed)
+    ma = a[rng.integers(0, len(a), (draws, len(a)))].mean(1)
+    mb = b[rng.integers(0, len(b), (draws, len(b)))].mean(1)
+    low, high = np.percentile(ma - mb, [2.5, 97.5])
+    return d, float(low), float(high)
+
+
+def comparisons(selected: dict[tuple[str, str], Group], against: str = "kdfd") -> list[dict]:
+    """KDFD against every other method, per task, on the task's selection score."""
+    out = []
+    for (task, method), g in sorted(selected.items()):
+        if method in (against, "teacher") or (task, against) not in selected:
+            continue
+        d, low, high = bootstrap_diff(selected[(task, against)].scores, g.scores)
+        out.append({"task": task, "baseline": method, "diff": d, "low": low, "high": high,
+                    "significant": low is not None and (low > 0 or high < 0),
+                    "n": (len(selected[(task, against)].runs), len(g.runs))})
+    return out

@@ -1,0 +1,105 @@
+"""Writes a report folder: report.md (every table, the rules, the excluded jobs), each table as .md, .tex and .csv,
+and the KDFD-against-baselines comparison."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+from pathlib import Path
+
+from . import report as rep
+
+CAPTION = ("Ours: GLUE dev sets, mean ± sample std over seeds (n seeds). Paper: the KDFD paper's numbers, from the "
+           "GLUE test server, so the differences mix model and split.")
+TITLES = {"table1": "Table 1: KDFD and the baselines", "table2": "Table 2: AE against VAE bottleneck",
+          "table3": "Table 3: vanilla KD against KDFD"}
+
+
+def _headers() -> list[str]:
+    return [h for *_, h in rep.TABLE1_COLUMNS]
+
+
+def markdown_table(rows: list[dict], headers: list[str] | None = None) -> str:
+    head = ["method", "paper row", *(headers or _headers()), "avg"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        avg = f"{r['average']:.1f}" if r["average"] is not None else "-"
+        lines.append("| " + " | ".join([r["method"], r["paper_row"], *[c.text() for _, c in r["cells"]], avg]) + " |")
+    return "\n".join(lines)
+
+
+def latex_table(name: str, rows: list[dict]) -> str:
+    def fmt(c: rep.Cell) -> str:
+        if c.mean is None:
+            return "-"
+        s = f"{c.mean:.1f}" + (f"$\\pm${c.std:.1f}" if c.std is not None else "")
+        return s + (f" ({c.paper:.1f})" if c.paper is not None else "")
+
+    head = " & ".join(["Method", *[h.replace("_", "\\_") for h in _headers()], "Avg"])
+    body = "\n".join(" & ".join([r["method"], *[fmt(c) for _, c in r["cells"]],
+                                 f"{r['average']:.1f}" if r["average"] is not None else "-"]) + " \\\\"
+                     for r in rows)
+    return ("\\begin{table*}\n\\centering\\small\n\\begin{tabular}{l" + "c" * (len(_headers()) + 1) + "}\n\\toprule\n"
+            f"{head} \\\\\n\\midrule\n{body}\n\\bottomrule\n\\end{{tabular}}\n"
+            f"\\caption{{{TITLES[name]}. {CAPTION} The paper's number is in parentheses.}}\n\\end{{table*}}\n")
+
+
+def csv_rows(name: str, rows: list[dict]) -> list[dict]:
+    out = []
+    for r in rows:
+        for (task, split, metric, header), (_, c) in zip(rep.TABLE1_COLUMNS, r["cells"]):
+            out.append({"table": name, "method": r["method"], "paper_row": r["paper_row"], "task": task,
+                        "split": split, "metric": metric, "mean": c.mean, "std": c.std, "n": c.n, "paper": c.paper,
+                        "diff": c.diff})
+    return out
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["empty"])
+        w.writeheader()
+        w.writerows(rows)
+
+
+def write(out: Path, suite_name: str, collected: rep.Collected, checkpoint: str, paper_csv: Path = rep.PAPER_CSV) -> dict:
+    """Write everything under `out`; returns the tables and comparisons (for the terminal summary)."""
+    out.mkdir(parents=True, exist_ok=True)
+    selected = rep.select(collected.groups)
+    paper = rep.paper_numbers(paper_csv)
+    tables = {name: rep.table(name, selected, paper) for name in rep.TABLE_METHODS}
+    comps = rep.comparisons(selected)
+    md = [f"# Report: suite `{suite_name}`", "",
+          f"Generated {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC by `bench report`; nothing was trained.", "",
+          "## Rules", "", rep.__doc__.split("Rules, printed in every report:")[1].strip(), "",
+          f"Checkpoint used here: **{checkpoint}**.", ""]
+    headers, every = rep.all_results(selected)
+    md += ["## Every task and method (the selected configuration of each)", "", CAPTION.split(" Paper:")[0], "",
+           markdown_table(every, headers), ""]
+    for name, rows in tables.items():
+        (out / f"{name}.md").write_text(markdown_table(rows) + "\n")
+        (out / f"{name}.tex").write_text(latex_table(name, rows))
+        write_csv(out / f"{name}.csv", csv_rows(name, rows))
+        md += [f"## {TITLES[name]}", "", CAPTION, "", markdown_table(rows), ""]
+    md += ["## KDFD against each baseline", "",
+           "Difference of mean dev score (KDFD minus baseline, points), 95% bootstrap interval over seeds; "
+           "* where it excludes zero.", "", "| task | baseline | diff | 95% interval | n (kdfd, baseline) |",
+           "|---|---|---|---|---|"]
+    for c in comps:
+        ci = f"[{c['low']:+.1f}, {c['high']:+.1f}]" if c["low"] is not None else "needs 2+ seeds each"
+        md.append(f"| {c['task']} | {c['baseline']} | {c['diff']:+.1f}{' *' if c['significant'] else ''} | {ci} | "
+                  f"{c['n'][0]}, {c['n'][1]} |")
+    write_csv(out / "comparisons.csv", comps)
+    md += ["", "## Selected configurations", "", "| task | method | version | config | seeds | mean score |",
+           "|---|---|---|---|---|---|"]
+    for (task, method), g in sorted(selected.items()):
+        md.append(f"| {task} | {method} | {g.version} | {g.label} ({g.key}) | "
+                  f"{', '.join(str(r['seed']) for r in g.runs)} | {100 * sum(g.scores) / len(g.scores):.1f} |")
+    md += ["", "## Left out", ""]
+    if not collected.failed and not collected.missing:
+        md.append("Nothing: every job of the suite has a done record.")
+    for f in collected.failed:
+        md.append(f"- failed: {f['task']} {f['label']} seed {f['seed']}: {f['error']}")
+    for m in collected.missing:
+        md.append(f"- not run: {m['task']} {m['label']} seed {m['seed']}")
+    (out / "report.md").write_text("\n".join(md) + "\n")
+    return {"tables": tables, "comparisons": comps, "selected": selected}

@@ -1,0 +1,126 @@
+"""`bench report` on hand-written records with known values: cells, selection, paper differences, bootstrap,
+failed records, method versions."""
+
+import numpy as np
+import pytest
+
+from benchmarks import report, report_writer, runner
+from benchmarks import suite as suites
+
+SUITE = """
+tasks = ["mrpc"]
+seeds = [1, 2, 3]
+methods = ["kdfd", "vanilla-kd"]
+data_source = "tsv"
+[teacher]
+name = "tiny"
+[student]
+name = "tiny"
+layers = 1
+[method.vanilla-kd]
+temperature = [1.0, 2.0]
+"""
+
+# hand-written dev metrics: (method, temperature or None, seed) -> (f1, accuracy)
+VALUES = {
+    ("kdfd", None, 1): (0.80, 0.70), ("kdfd", None, 2): (0.82, 0.72), ("kdfd", None, 3): (0.84, 0.74),
+    ("vanilla-kd", 1.0, 1): (0.70, 0.60), ("vanilla-kd", 1.0, 2): (0.72, 0.62), ("vanilla-kd", 1.0, 3): (0.74, 0.64),
+    ("vanilla-kd", 2.0, 1): (0.76, 0.66), ("vanilla-kd", 2.0, 2): (0.78, 0.68), ("vanilla-kd", 2.0, 3): (0.77, 0.67),
+}
+
+
+def _write(results, job, status="done", metrics=None, version=None, curves=None):
+    rec = {"id": job.id, "config_hash": job.id, "status": status, "task": job.config.task, "method": job.config.method,
+           "method_version": version or job.config.method_version, "config": job.config.to_dict(),
+           "metrics": metrics, "curves": curves or [], "error": None if status == "done" else {"message": "NaN loss"}}
+    runner.write_json(runner.record_path(results, job), rec)
+
+
+@pytest.fixture
+def fixture(tmp_path):
+    path = tmp_path / "fixture.toml"
+    path.write_text(SUITE)
+    suite = suites.load(str(path))
+    for job in suite.jobs:
+        c = job.config
+        if c.role == "teacher":
+            _write(tmp_path, job, metrics={"dev": {"f1": 0.9, "accuracy": 0.85}})
+            continue
+        f1, acc = VALUES[(c.method, c.params.get("temperature") if c.method == "vanilla-kd" else None, c.seed)]
+        _write(tmp_path, job, metrics={"dev": {"f1": f1, "accuracy": acc}})
+    return suite, tmp_path
+
+
+def test_cells_are_mean_and_sample_std_over_seeds_beside_the_paper(fixture):
+    suite, root = fixture
+    selected = report.select(report.collect(suite, [root]).groups)
+    rows = {r["method"]: r for r in report.table("table3", selected, report.paper_numbers())}
+    f1 = dict(rows["kdfd"]["cells"])["MRPC F1"]
+    assert (round(f1.mean, 6), round(f1.std, 6), f1.n) == (82.0, 2.0, 3)  # 80, 82, 84
+    assert f1.paper == 89.7 and round(f1.diff, 6) == -7.7  # the paper's Table 3 KDFD MRPC F1
+    assert dict(rows["kdfd"]["cells"])["RTE acc"].mean is None and rows["kdfd"]["average"] is None
+
+
+def test_the_grid_point_with_the_best_mean_score_over_seeds_is_selected(fixture):
+    suite, root = fixture
+    selected = report.select(report.collect(suite, [root]).groups)
+    vkd = selected[("mrpc", "vanilla-kd")]
+    assert vkd.label == "vanilla-kd[temperature=2.0]"  # mean (f1+acc)/2: T=2 0.72 > T=1 0.67
+    assert sorted(r["seed"] for r in vkd.runs) == [1, 2, 3]
+    rows = {r["method"]: r for r in report.table("table3", selected, report.paper_numbers())}
+    acc = dict(rows["vanilla-kd"]["cells"])["MRPC acc"]
+    assert round(acc.mean, 6) == 67.0 and round(acc.std, 6) == 1.0
+
+
+def test_failed_records_are_left_out_and_listed(fixture, tmp_path):
+    suite, root = fixture
+    job = next(j for j in suite.jobs if j.config.method == "kdfd" and j.config.seed == 3)
+    _write(root, job, status="failed", metrics=None)
+    collected = report.collect(suite, [root])
+    kdfd = report.select(collected.groups)[("mrpc", "kdfd")]
+    assert sorted(r["seed"] for r in kdfd.runs) == [1, 2]
+    assert collected.failed == [{"task": "mrpc", "label": "kdfd", "seed": 3, "error": "NaN loss"}]
+    report_writer.write(tmp_path / "out", suite.name, collected, "last")
+    assert "- failed: mrpc kdfd seed 3: NaN loss" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_two_method_versions_are_never_averaged_together(fixture):
+    suite, root = fixture
+    job = next(j for j in suite.jobs if j.config.method == "kdfd" and j.config.seed == 3)
+    _write(root, job, metrics={"dev": {"f1": 0.99, "accuracy": 0.99}}, version="0")
+    groups = [g for g in report.collect(suite, [root]).groups if g.method == "kdfd"]
+    assert sorted((g.version, len(g.runs)) for g in groups) == [("0", 1), ("1", 2)]
+
+
+def test_best_epoch_checkpoint_takes_each_runs_best_dev_epoch(fixture):
+    suite, root = fixture
+    job = next(j for j in suite.jobs if j.config.method == "kdfd" and j.config.seed == 1)
+    curves = [{"dev": {"student": {"dev": {"f1": f, "accuracy": f}}}} for f in (0.5, 0.9, 0.6)]
+    _write(root, job, metrics={"dev": {"f1": 0.6, "accuracy": 0.6}}, curves=curves)
+    best = report.select(report.collect(suite, [root], "best").groups)[("mrpc", "kdfd")]
+    last = report.select(report.collect(suite, [root], "last").groups)[("mrpc", "kdfd")]
+    assert [r for r in best.runs if r["seed"] == 1][0]["metrics"]["dev"]["f1"] == 0.9
+    assert [r for r in last.runs if r["seed"] == 1][0]["metrics"]["dev"]["f1"] == 0.6
+
+
+def test_bootstrap_interval_matches_an_independent_resampling():
+    a, b = [0.80, 0.82, 0.84], [0.70, 0.75]
+    d, low, high = report.bootstrap_diff(a, b, draws=2000, seed=7)
+    rng = np.random.default_rng(7)
+    ia = rng.integers(0, 3, (2000, 3))
+    ib = rng.integers(0, 2, (2000, 2))
+    diffs = [100 * (np.mean([a[i] for i in ra]) - np.mean([b[i] for i in rb])) for ra, rb in zip(ia, ib)]
+    assert d == pytest.approx(100 * (0.82 - 0.725))
+    assert (low, high) == pytest.approx(tuple(np.percentile(diffs, [2.5, 97.5])))
+    same = report.bootstrap_diff([0.5, 0.5], [0.4, 0.4])
+    assert same == pytest.approx((10.0, 10.0, 10.0))
+    assert report.bootstrap_diff([0.5], [0.4, 0.3])[1:] == (None, None)  # one seed: no interval
+
+
+def test_the_embedded_paper_numbers_equal_the_shared_reference():
+    from ..conftest import ROOT
+
+    shared = ROOT.parent / "shared" / "reference" / "kdfd_paper_tables.csv"
+    if not shared.is_file():
+        pytest.skip(f"no shared reference at {shared}")
+    assert report.PAPER_CSV.read_bytes() == shared.read_bytes()
