@@ -67,7 +67,8 @@ class Group:
     version: str
     key: str  # hash of the config without seed
     label: str
-    runs: list[dict] = field(default_factory=list)  # {"seed", "metrics" (split -> metric -> value), "id"}
+    params: dict = field(default_factory=dict)  # the method's parameters
+    runs: list[dict] = field(default_factory=list)  # {"seed", "metrics" (split -> metric -> value), "id", "path"}
 
     @property
     def scores(self) -> list[float]:
@@ -119,8 +120,10 @@ def collect(suite: Suite, roots: list[Path], checkpoint: str = "last") -> Collec
             continue
         method = "teacher" if c.role == "teacher" else c.method
         key = (c.task, method, done["method_version"], config_key(done))
-        g = groups.setdefault(key, Group(c.task, method, done["method_version"], key[3], job.label))
-        g.runs.append({"seed": c.seed, "metrics": checkpoint_metrics(done, checkpoint), "id": job.id})
+        g = groups.setdefault(key, Group(c.task, method, done["method_version"], key[3], job.label, dict(c.params)))
+        root = next(r for r in roots if runner.read_record(runner.record_path(r, job)) == done)
+        g.runs.append({"seed": c.seed, "metrics": checkpoint_metrics(done, checkpoint), "id": job.id,
+                       "path": runner.record_path(root, job)})
     return Collected(list(groups.values()), failed, missing)
 
 
@@ -205,6 +208,25 @@ def all_results(selected: dict[tuple[str, str], Group]) -> tuple[list[str], list
                  for task, split, metric, h in columns]
         rows.append({"method": method, "paper_row": "-", "cells": cells, "average": None})
     return [h for *_, h in columns], rows
+
+
+def sweeps(groups: list[Group], params=("latent_dim", "vae_lambda")) -> list[tuple[str, str, str, dict]]:
+    """(task, method, param, value -> seed scores) for every parameter in `params` with several values among a
+    (task, method)'s groups; per value, the best group (the selection rule) is shown."""
+    out = []
+    for task, method in sorted({(g.task, g.method) for g in groups}):
+        mine = [g for g in groups if (g.task, g.method) == (task, method)]
+        for param in params:
+            values = {g.params.get(param) for g in mine} - {None}
+            if len(values) < 2:
+                continue
+            best: dict[float, Group] = {}
+            for g in mine:
+                v = g.params.get(param)
+                if v is not None and (v not in best or np.mean(g.scores) > np.mean(best[v].scores)):
+                    best[v] = g
+            out.append((task, method, param, {float(v): g.scores for v, g in best.items()}))
+    return out
 
 
 def bootstrap_diff(a: list[float], b: list[float], draws: int = BOOTSTRAP_DRAWS, seed: int = 0):

@@ -7,7 +7,10 @@ import csv
 import datetime as dt
 from pathlib import Path
 
+from kdfd.tasks import get_task
+
 from . import report as rep
+from . import runner
 
 CAPTION = ("Ours: GLUE dev sets, mean ± sample std over seeds (n seeds). Paper: the KDFD paper's numbers, from the "
            "GLUE test server, so the differences mix model and split.")
@@ -61,6 +64,42 @@ def write_csv(path: Path, rows: list[dict]) -> None:
         w.writerows(rows)
 
 
+REPRESENTED = ("kdfd", "kdfd-ae")  # methods with a bottleneck: Figs. 3-4 compare their z_mu with the raw feature
+
+
+def draw_figures(out: Path, collected: rep.Collected, selected: dict) -> list[str]:
+    """Every figure the records allow; returns the report.md lines that embed them."""
+    import numpy as np
+
+    from . import figures
+
+    fig_dir = out / "figures"
+    md = ["", "## Figures", ""]
+    for (task, method), g in sorted(selected.items()):
+        run = min(g.runs, key=lambda r: r["seed"])
+        record = runner.read_record(run["path"])
+        label = f"{task}, {g.label}, seed {run['seed']}"
+        if method != "teacher" and record.get("curves"):
+            stem = f"curves-{task}-{method}"
+            figures.learning_curves(record, fig_dir, stem)
+            md += [f"![learning curves, {label}](figures/{stem}.png)", ""]
+        npz = Path(run["path"]).with_suffix(".npz")
+        if method in REPRESENTED and npz.is_file():
+            with np.load(npz) as z:
+                reps = {k: z[k] for k in z.files}
+            stem = f"fig3-covariance-{task}-{method}"
+            figures.covariance(reps, label, fig_dir, stem)
+            md += [f"![Fig. 3, covariance, {label}](figures/{stem}.png)", ""]
+            stem = f"fig4-tsne-{task}-{method}"
+            figures.tsne(reps, label, fig_dir, stem, get_task(task).is_regression)
+            md += [f"![Fig. 4, t-SNE, {label}](figures/{stem}.png)", ""]
+    for task, method, param, points in rep.sweeps(collected.groups):
+        stem = f"fig5-{param}-{task}-{method}"
+        figures.sweep(points, param, f"Fig. 5: {method} on {task} against {param}", fig_dir, stem)
+        md += [f"![Fig. 5, {param}, {task} {method}](figures/{stem}.png)", ""]
+    return md
+
+
 def write(out: Path, suite_name: str, collected: rep.Collected, checkpoint: str, paper_csv: Path = rep.PAPER_CSV) -> dict:
     """Write everything under `out`; returns the tables and comparisons (for the terminal summary)."""
     out.mkdir(parents=True, exist_ok=True)
@@ -94,6 +133,7 @@ def write(out: Path, suite_name: str, collected: rep.Collected, checkpoint: str,
     for (task, method), g in sorted(selected.items()):
         md.append(f"| {task} | {method} | {g.version} | {g.label} ({g.key}) | "
                   f"{', '.join(str(r['seed']) for r in g.runs)} | {100 * sum(g.scores) / len(g.scores):.1f} |")
+    md += draw_figures(out, collected, selected)
     md += ["", "## Left out", ""]
     if not collected.failed and not collected.missing:
         md.append("Nothing: every job of the suite has a done record.")

@@ -4,7 +4,8 @@ A job whose record says `done` under the same config hash is skipped. A job that
 recorded as `failed` with its error, the other jobs go on, and a job whose teacher failed is recorded as failed
 without running. Records live at <results>/<task>/<method or teacher>/s<seed>-<id>.json; a teacher's fine-tuned
 weights sit beside its record as .pt, shared by every suite on the same results root. Beside each record too: a
-`.lock` (held while the job runs) and a `.ckpt` (the job's last checkpoint while it is unfinished).
+`.lock` (held while the job runs), a `.ckpt` (the job's last checkpoint while it is unfinished) and a `.npz` (the
+student's representations on a fixed dev sample, for the report's figures).
 """
 
 from __future__ import annotations
@@ -133,6 +134,10 @@ def run_suite(suite: Suite, results: Path, glue_dir: str | None = None, progress
     return [outcomes[j.id] for j in suite.jobs]
 
 
+def artifacts_path(results: Path, job: Job) -> Path:
+    return record_path(results, job).with_suffix(".npz")
+
+
 def lock_path(results: Path, job: Job) -> Path:
     return record_path(results, job).with_suffix(".lock")
 
@@ -176,6 +181,7 @@ def run_job(suite_name: str, job: Job, results: Path, glue_dir, prov: dict, prog
             teacher_checkpoint=weights_path(results, job.teacher) if job.teacher else None,
             save_model_to=weights_path(results, job) if c.role == "teacher" else None,
             progress=progress, checkpointer=checkpointer,
+            artifacts_to=artifacts_path(results, job) if c.role != "teacher" else None,
         )
         record.update(result, status="done")
     except Exception as e:  # a failed job is recorded, never lost; the suite goes on

@@ -145,6 +145,11 @@ class Distiller(nn.Module):
         """Logits [B, C] used for evaluation and as distillation targets; the model's own head by default."""
         return out.logits
 
+    def representations(self, role: str, out: Forward) -> dict[str, torch.Tensor]:
+        """Named sentence representations [B, D] saved on a fixed dev sample for the report's figures (covariance,
+        t-SNE); the features the model's head classifies by default."""
+        return {"features": out.features}
+
 
 METHODS: dict[str, type[Distiller]] = {}
 

@@ -223,6 +223,20 @@ class Engine:
             gold.append(batch["labels"].cpu())
         return torch.cat(logits).numpy(), torch.cat(gold).numpy()
 
+    @torch.no_grad()
+    def representations(self, role: str, loader) -> dict[str, np.ndarray]:
+        """The distiller's named representations [N, D] (float32) and the gold labels [N] over a loader."""
+        model = self.student if role == "student" else self.teacher
+        model.eval()
+        self.distiller.eval()
+        parts: dict[str, list] = {}
+        for batch in loader:
+            batch = self.to_device(batch)
+            reps = self.distiller.representations(role, self.forward(model, batch))
+            for k, v in {**reps, "labels": batch["labels"]}.items():
+                parts.setdefault(k, []).append(v.float().cpu())
+        return {k: torch.cat(v).numpy() for k, v in parts.items()}
+
     def evaluate(self, role: str, loaders: dict) -> dict[str, dict[str, float]]:
         """The task's official metrics per dev split."""
         out = {}

@@ -5,9 +5,11 @@ Knows nothing of suites or records (the runner in `benchmarks` owns those).
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .checkpoint import Checkpointer
@@ -36,10 +38,12 @@ def resolve(cfg: RunConfig):
 
 
 def run(cfg: RunConfig, glue_dir: str | None = None, teacher_checkpoint: Path | None = None,
-        save_model_to: Path | None = None, progress: bool = True, checkpointer: Checkpointer | None = None) -> dict:
+        save_model_to: Path | None = None, progress: bool = True, checkpointer: Checkpointer | None = None,
+        artifacts_to: Path | None = None) -> dict:
     """Train one job. Returns metrics (student dev metrics per split, last epoch), teacher metrics, per-epoch
     curves, parameter counts and timings. With a `checkpointer`, the job saves its state as it goes and first
-    takes up a checkpoint left by an interrupted run of the same job."""
+    takes up a checkpoint left by an interrupted run of the same job. With `artifacts_to`, the student's
+    representations on a fixed dev sample are saved there (.npz) for the report's figures."""
     started = time.perf_counter()
     task, method, params, needs = resolve(cfg)
     set_seed(cfg.seed)
@@ -74,6 +78,15 @@ def run(cfg: RunConfig, glue_dir: str | None = None, teacher_checkpoint: Path | 
     curves = engine.fit(train_loader, dev_loaders, tc.epochs, desc=f"{cfg.task}/{cfg.method}", checkpointer=checkpointer)
     if save_model_to is not None:
         save_state(student, save_model_to)
+    artifacts = None
+    if artifacts_to is not None:
+        split, examples = next(iter(data.dev.items()))
+        examples = subset(subset(examples, tc.max_eval_examples), REPRESENTATION_SAMPLE)
+        sample = EncodedDataset(examples, task, tokenizer, tc.max_length)
+        reps = engine.representations("student", make_loader(sample, tc.eval_batch_size, shuffle=False, pin_memory=pin))
+        save_arrays(artifacts_to, reps)
+        artifacts = {"representations": Path(artifacts_to).name, "split": split, "examples": len(sample),
+                     "names": sorted(k for k in reps if k != "labels")}
     last = curves[-1]["dev"]
     return {
         "metrics": last["student"],
@@ -89,10 +102,23 @@ def run(cfg: RunConfig, glue_dir: str | None = None, teacher_checkpoint: Path | 
                    "method_teacher_modules": count_params(distiller.teacher_modules)},
         "device": str(device),
         "resumed_from_step": engine.resumed_from,
+        "artifacts": artifacts,
         "timing": {"setup_seconds": setup_seconds, "train_seconds": sum(c["train_seconds"] for c in curves),
                    "eval_seconds": sum(c["eval_seconds"] for c in curves), "steps": engine.step,
                    "wall_seconds": time.perf_counter() - started},
     }
+
+
+REPRESENTATION_SAMPLE = 512  # a fixed subset of the dev examples: the same for every method and seed
+
+
+def save_arrays(path: Path, arrays: dict) -> None:
+    """Atomically, in float16 (labels as they are): figures need shapes and spreads, not the last bit."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
+    np.savez_compressed(tmp, **{k: v if k == "labels" else v.astype(np.float16) for k, v in arrays.items()})
+    os.replace(tmp, path)
 
 
 def _load_state(path: Path) -> dict:

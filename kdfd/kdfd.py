@@ -179,3 +179,11 @@ class KDFD(Distiller):
         if bn is None:
             return out.logits
         return bn.head(bn.enc_mu(pool(self.params.features, out.last_hidden, out.attention_mask, out.pooler)))
+
+    def representations(self, role: str, out: Forward) -> dict[str, torch.Tensor]:
+        """The raw feature h the bottleneck compresses [B, H] and its mean code z_mu [B, d] (the paper's Figs. 3-4)."""
+        bn = self._bottleneck(role)
+        if bn is None:
+            return super().representations(role, out)
+        h = pool(self.params.features, out.last_hidden, out.attention_mask, out.pooler)
+        return {"features": h, "z_mu": bn.enc_mu(h)}

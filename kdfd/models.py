@@ -108,12 +108,14 @@ class Forward:
     """One forward pass. Shapes: logits [B, C]; last_hidden [B, T, H]; pooler [B, H] or None;
     hidden_states: L+1 tensors [B, T, H] (embeddings first), only when asked for; attentions: L tensors
     [B, heads, T, T] of attention probabilities, only when asked for; attention_scores: L tensors [B, heads, T, T]
-    of pre-softmax scores, unmasked, only when asked for; attention_mask [B, T]."""
+    of pre-softmax scores, unmasked, only when asked for; attention_mask [B, T]; features [B, H]: the sentence vector
+    the model's own head classifies (its pooling of last_hidden)."""
 
     logits: torch.Tensor
     last_hidden: torch.Tensor
     pooler: torch.Tensor | None
     attention_mask: torch.Tensor
+    features: torch.Tensor | None = None
     hidden_states: tuple[torch.Tensor, ...] | None = None
     attentions: tuple[torch.Tensor, ...] | None = None
     attention_scores: tuple[torch.Tensor, ...] | None = None
@@ -159,7 +161,7 @@ class Classifier(nn.Module):
         pooler = getattr(out, "pooler_output", None)
         features = pool(self.pooling, out.last_hidden_state, attention_mask, pooler)
         return Forward(
-            logits=self.head(self.dropout(features)), last_hidden=out.last_hidden_state, pooler=pooler,
+            logits=self.head(self.dropout(features)), last_hidden=out.last_hidden_state, pooler=pooler, features=features,
             attention_mask=attention_mask, hidden_states=out.hidden_states if hidden_states else None,
             attentions=out.attentions if attentions else None,
             attention_scores=tuple(self.attention_scores(out.hidden_states, layer)

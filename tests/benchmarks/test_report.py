@@ -124,3 +124,32 @@ def test_the_embedded_paper_numbers_equal_the_shared_reference():
     if not shared.is_file():
         pytest.skip(f"no shared reference at {shared}")
     assert report.PAPER_CSV.read_bytes() == shared.read_bytes()
+
+
+def test_sweeps_show_each_values_best_group_over_seeds():
+    groups = []
+    for dim, scores in [(64, [0.6, 0.7]), (128, [0.8, 0.9]), (128, [0.1, 0.2])]:
+        g = report.Group("synth-single", "kdfd", "1", f"k{dim}-{scores[0]}", "kdfd", {"latent_dim": dim})
+        g.runs = [{"seed": i, "metrics": {"dev": {"accuracy": s}}} for i, s in enumerate(scores)]
+        groups.append(g)
+    (task, method, param, points), = report.sweeps(groups)
+    assert (task, method, param) == ("synth-single", "kdfd", "latent_dim")
+    assert points == {64.0: [0.6, 0.7], 128.0: [0.8, 0.9]}
+
+
+def test_report_after_a_real_run_writes_tables_and_figures(tmp_path):
+    from .helpers import RESUMABLE_SUITE, bench
+
+    suite = tmp_path / "tiny.toml"
+    suite.write_text(RESUMABLE_SUITE)
+    assert bench("run", "--suite", str(suite), "--results", str(tmp_path / "r"), "--no-progress").returncode == 0
+    out = bench("report", "--suite", str(suite), "--results", str(tmp_path / "r"), "--out", str(tmp_path / "reports"))
+    assert out.returncode == 0, out.stderr
+    folder = tmp_path / "reports" / "resume"
+    for name in ["report.md", "table1.tex", "table1.csv", "table3.md", "comparisons.csv"]:
+        assert (folder / name).is_file(), name
+    figures = {p.name for p in (folder / "figures").iterdir()}
+    for stem in ["curves-synth-single-kdfd", "fig3-covariance-synth-single-kdfd", "fig4-tsne-synth-single-kdfd"]:
+        assert {f"{stem}.png", f"{stem}.pdf"} <= figures
+    md = (folder / "report.md").read_text()
+    assert "figures/fig4-tsne-synth-single-kdfd.png" in md and "## Left out" in md

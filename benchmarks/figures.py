@@ -1,0 +1,121 @@
+"""The report's figures, drawn from saved records and representation files only (nothing is trained here).
+
+- Fig. 3: covariance matrices of the first 16 dimensions of the student's raw feature and of its z_mu, side by side.
+- Fig. 4: t-SNE (fixed seed) of the raw feature and of z_mu on the fixed dev sample, coloured by label.
+- Fig. 5: the task score against a swept method parameter (the compression dimension, lambda), mean and std over
+  seeds: any method parameter with several values among the report's runs.
+- Learning curves: every loss term of the teacher and the student per epoch, and the dev score.
+Each is written as .png and .pdf.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from kdfd.metrics import score  # noqa: E402
+from kdfd.tasks import get_task  # noqa: E402
+
+SWEPT = ("latent_dim", "vae_lambda")  # the paper's Fig. 5 axes, first when present
+
+
+def save(fig, out: Path, stem: str) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / f"{stem}.png", out / f"{stem}.pdf"]
+    for p in paths:
+        fig.savefig(p, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return paths
+
+
+def covariance(reps: dict[str, np.ndarray], title: str, out: Path, stem: str, dims: int = 16) -> list[Path]:
+    names = [n for n in ("features", "z_mu") if n in reps]
+    fig, axes = plt.subplots(1, len(names), figsize=(5.2 * len(names), 4.6), squeeze=False,
+                             layout="constrained")
+    for ax, name in zip(axes[0], names):
+        x = reps[name][:, :dims].astype(np.float64)
+        cov = np.cov(x, rowvar=False)
+        lim = np.abs(cov).max() or 1.0
+        im = ax.imshow(cov, cmap="RdBu_r", vmin=-lim, vmax=lim)
+        off = cov[~np.eye(len(cov), dtype=bool)]
+        ax.set_title(f"{'raw feature' if name == 'features' else 'z_mu'}: first {x.shape[1]} dims\n"
+                     f"mean |off-diagonal| / mean diagonal = {np.abs(off).mean() / np.abs(np.diag(cov)).mean():.2f}")
+        ax.set_xlabel("dimension")
+        ax.set_ylabel("dimension")
+        fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.suptitle(f"Covariance of the student's representation, {title}")
+    return save(fig, out, stem)
+
+
+def tsne(reps: dict[str, np.ndarray], title: str, out: Path, stem: str, regression: bool) -> list[Path]:
+    from sklearn.manifold import TSNE
+
+    names = [n for n in ("features", "z_mu") if n in reps]
+    labels = reps["labels"]
+    fig, axes = plt.subplots(1, len(names), figsize=(5.2 * len(names), 4.8), squeeze=False,
+                             layout="constrained")
+    for ax, name in zip(axes[0], names):
+        x = reps[name].astype(np.float32)
+        emb = TSNE(n_components=2, perplexity=min(30.0, (len(x) - 1) / 3), random_state=0,
+                   init="pca").fit_transform(x)
+        if regression:
+            sc = ax.scatter(emb[:, 0], emb[:, 1], c=labels, cmap="viridis", s=8)
+            fig.colorbar(sc, ax=ax, fraction=0.046, label="gold score")
+        else:
+            for lab in np.unique(labels):
+                m = labels == lab
+                ax.scatter(emb[m, 0], emb[m, 1], s=8, label=f"label {int(lab)}")
+            ax.legend(markerscale=2, fontsize=8)
+        ax.set_title(f"{'raw feature' if name == 'features' else 'z_mu'} ({x.shape[1]} dims)")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(f"t-SNE of the student's representation (seed 0), {title}")
+    return save(fig, out, stem)
+
+
+def learning_curves(record: dict, out: Path, stem: str) -> list[Path]:
+    curves = record["curves"]
+    task = get_task(record["task"])
+    epochs = [c["epoch"] for c in curves]
+    roles = sorted({k.split("/")[0] for c in curves for k in c["loss"]})
+    fig, axes = plt.subplots(1, len(roles) + 1, figsize=(4.8 * (len(roles) + 1), 4.0), squeeze=False,
+                             layout="constrained")
+    for ax, role in zip(axes[0], roles):
+        terms = sorted({k for c in curves for k in c["loss"] if k.startswith(role + "/")})
+        for term in terms:
+            ys = [c["loss"].get(term, np.nan) for c in curves]
+            ax.plot(epochs, [y if y > 0 else np.nan for y in ys], marker="o", label=term.split("/")[1])
+        ax.set_yscale("log")  # the VAE terms are orders of magnitude above CE and KD
+        ax.set_title(f"{role} loss terms (epoch means, log scale)")
+        ax.set_xlabel("epoch")
+        ax.set_xticks(epochs)
+        ax.legend(fontsize=8)
+    ax = axes[0][-1]
+    for role in ("student", "teacher"):
+        if all(role in c["dev"] for c in curves):
+            ax.plot(epochs, [100 * score(task, c["dev"][role]) for c in curves], marker="o", label=role)
+    ax.set_title(f"dev score ({', '.join(task.metrics)})")
+    ax.set_xlabel("epoch")
+    ax.set_xticks(epochs)
+    ax.legend(fontsize=8)
+    fig.suptitle(f"Learning curves: {record['label']} on {record['task']}, seed {record['seed']}")
+    return save(fig, out, stem)
+
+
+def sweep(points: dict[float, list[float]], param: str, title: str, out: Path, stem: str) -> list[Path]:
+    """points: parameter value -> task scores over seeds (0-1)."""
+    xs = sorted(points)
+    means = [100 * np.mean(points[x]) for x in xs]
+    stds = [100 * np.std(points[x], ddof=1) if len(points[x]) > 1 else 0.0 for x in xs]
+    fig, ax = plt.subplots(figsize=(5.2, 3.8), layout="constrained")
+    ax.errorbar(range(len(xs)), means, yerr=stds, marker="o", capsize=4)
+    ax.set_xticks(range(len(xs)), [f"{x:g}" for x in xs])
+    ax.set_xlabel(param)
+    ax.set_ylabel("dev score (mean ± std over seeds)")
+    ax.set_title(title)
+    return save(fig, out, stem)
