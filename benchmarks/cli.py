@@ -210,8 +210,15 @@ def cmd_report(args) -> int:
     return 0
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one line, like every other error (argparse prints the whole usage block by default)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="bench", description="kdfd-bench: knowledge distillation benchmarks")
+    p = OneLineParser(prog="bench", description="kdfd-bench: knowledge distillation benchmarks")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="tasks, methods and suites")

@@ -25,10 +25,11 @@ import kdfd.kdfd  # noqa: F401  (registers the KDFD method)
 import baselines  # noqa: F401  (registers the baselines)
 from kdfd import job as kdfd_job
 from kdfd import provenance
-from kdfd.data import load_task
 from kdfd.checkpoint import Checkpointer
-from kdfd.errors import NonFiniteLossError
-from kdfd.models import resolve_path
+from kdfd.data import load_task
+from kdfd.distiller import ModelInfo
+from kdfd.errors import ConfigError, NonFiniteLossError
+from kdfd.models import describe, resolve_path
 from kdfd.tasks import get_task
 
 from .lock import JobLock
@@ -58,6 +59,15 @@ def write_json(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
+def keep_unreadable(path: Path) -> None:
+    """A record that exists but does not parse (a disk fault: writes are atomic) is moved aside to `.corrupt`, never
+    overwritten unseen; the job then runs again."""
+    if path.is_file() and read_record(path) is None:
+        aside = path.with_name(path.name + ".corrupt")
+        os.replace(path, aside)
+        tqdm.write(f"record {path} is unreadable; kept as {aside.name}, the job runs again")
+
+
 def read_record(path: Path) -> dict | None:
     """A record, or None when it is missing or unreadable (a truncated file is redone, never trusted)."""
     try:
@@ -75,7 +85,9 @@ def is_done(results: Path, job: Job) -> bool:
 
 
 def preflight(suite: Suite, glue_dir: str | None) -> None:
-    """Fail early (exit code 2) on what would fail every job: data that cannot be read, models that do not exist."""
+    """Fail early (exit code 2) on what would fail every job: data that cannot be read, models that do not exist,
+    method parameters that do not fit the models (a latent dimension above the hidden size, head counts that differ,
+    a student deeper than its teacher), found by building each method's own modules from the models' configs."""
     seen = set()
     for job in suite.jobs:
         c = job.config
@@ -85,6 +97,22 @@ def preflight(suite: Suite, glue_dir: str | None) -> None:
         for spec in (c.student, c.teacher):
             if spec is not None and spec.pretrained:
                 resolve_path(spec.name)
+        key = json.dumps([c.method, c.params, c.task, str(c.student), str(c.teacher)], sort_keys=True, default=str)
+        if key in seen:
+            continue
+        seen.add(key)
+        task, method, params, _ = kdfd_job.resolve(c)
+        infos = [describe(spec) if spec is not None else None for spec in (c.student, c.teacher)]
+        if infos[0] is None or (c.teacher is not None and infos[1] is None):
+            continue  # a hub model: checked when the job loads it
+        student, teacher = (ModelInfo(*i) if i else None for i in infos)
+        try:
+            if teacher is not None and student.num_layers > teacher.num_layers:
+                raise ConfigError(f"the student has {student.num_layers} layers, more than its teacher's "
+                                  f"{teacher.num_layers}")
+            method(params, task, student, teacher)
+        except ConfigError as e:
+            raise ConfigError(f"{suite.path} [{job.label}]: {e}") from None
 
 
 @dataclass
@@ -156,6 +184,7 @@ def execute(suite_name: str, job: Job, results: Path, glue_dir, prov: dict, prog
             return None
         if is_done(results, job):  # finished by the process that held the lock
             return Outcome(job, "skipped", read_record(record_path(results, job)))
+        keep_unreadable(record_path(results, job))
         record = run_job(suite_name, job, results, glue_dir, prov, progress, checkpoint_every)
         return Outcome(job, record["status"], record)
 

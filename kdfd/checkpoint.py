@@ -52,15 +52,19 @@ class Checkpointer:
         os.replace(tmp, self.path)
 
     def load(self) -> dict | None:
-        """The last checkpoint, or None when there is none. A corrupt one is an error, never silently skipped."""
+        """The last checkpoint, or None when there is none. An unreadable one (a disk fault: writes are atomic) is
+        moved aside to `<name>.corrupt`, said in the log, and the job starts again from step 0."""
         if not self.path.is_file():
             return None
         try:
             # weights_only=False: the state holds NumPy's RNG tuple and Python's; the file is this job's own.
             return torch.load(self.path, map_location="cpu", weights_only=False)
         except Exception as e:
-            raise RuntimeError(f"checkpoint {self.path} is unreadable ({type(e).__name__}: {e}); delete it to restart "
-                               "the job from step 0") from None
+            aside = self.path.with_name(self.path.name + ".corrupt")
+            os.replace(self.path, aside)
+            print(f"checkpoint {self.path} is unreadable ({type(e).__name__}); kept as {aside.name}, the job starts "
+                  "again from step 0", flush=True)
+            return None
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)

@@ -256,6 +256,23 @@ def build_backbone(spec: ModelSpec, vocab_size: int, attn_implementation: str = 
     return backbone
 
 
+def describe(spec: ModelSpec) -> tuple[int, int, int] | None:
+    """(hidden size, layers, heads) of the model a spec builds, from its config alone (no weights); None for a hub
+    id not on this machine (asking the hub could hang offline)."""
+    if spec.name == TINY:
+        return spec.hidden, spec.layers or 2, spec.heads
+    path = Path(resolve_path(spec.name))
+    if not (path / "config.json").is_file():
+        return None
+    import json
+
+    cfg = json.loads((path / "config.json").read_text())
+    try:
+        return cfg["hidden_size"], spec.layers or cfg["num_hidden_layers"], cfg["num_attention_heads"]
+    except KeyError as e:
+        raise ModelError(f"model {spec.name!r}: its config.json has no {e.args[0]!r}") from None
+
+
 def build_classifier(spec: ModelSpec, num_labels: int, vocab_size: int, attn_implementation: str = "sdpa") -> Classifier:
     return Classifier(build_backbone(spec, vocab_size, attn_implementation), num_labels, spec.pooling, spec.dropout)
 
