@@ -96,6 +96,10 @@ def cmd_run(args) -> int:
         return 0
     if args.checkpoint_every < 1:
         raise KdfdError(f"--checkpoint-every {args.checkpoint_every} is not allowed (must be >= 1 step)")
+    if args.deterministic:
+        from kdfd.engine import DETERMINISTIC_ENV
+
+        os.environ[DETERMINISTIC_ENV] = "1"  # read by every job, here and in SLURM tasks (sbatch exports it)
     if args.executor == "slurm":
         return submit(args, suite, results, count)
     console.print(f"suite {suite.name}: {count}; results in {results}")
@@ -237,6 +241,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--dry-run", action="store_true", help="print the job table and count, run nothing")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
     r.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints (and every epoch end)")
+    r.add_argument("--deterministic", action="store_true",
+                   help="GPU determinism switches (deterministic algorithms, no cuDNN autotuning); CPU needs none")
     r.add_argument("--executor", choices=("local", "slurm"), default="local",
                    help="local: run here, in order; slurm: submit job arrays through submitit and return")
     g = r.add_argument_group("slurm (override the suite's [slurm] table)")

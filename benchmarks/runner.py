@@ -29,6 +29,7 @@ from kdfd.checkpoint import Checkpointer
 from kdfd.data import load_task
 from kdfd.distiller import ModelInfo
 from kdfd.errors import ConfigError, NonFiniteLossError
+from kdfd.faults import crash_point
 from kdfd.models import describe, resolve_path
 from kdfd.tasks import get_task
 
@@ -56,6 +57,7 @@ def write_json(path: Path, data: dict) -> None:
         json.dump(data, f, indent=1, sort_keys=True, default=str)
         f.flush()
         os.fsync(f.fileno())
+    crash_point("record-write")
     os.replace(tmp, path)
 
 
@@ -66,6 +68,14 @@ def keep_unreadable(path: Path) -> None:
         aside = path.with_name(path.name + ".corrupt")
         os.replace(path, aside)
         tqdm.write(f"record {path} is unreadable; kept as {aside.name}, the job runs again")
+
+
+def remove_stale_temporaries(results: Path, job: Job) -> None:
+    """Temporary files a killed run left half-written beside the job's files (`.NAME.PID.tmp`): never read, since
+    every write renames only a complete file; removed under the job's lock, where no one else writes them."""
+    path = record_path(results, job)
+    for tmp in path.parent.glob(f".{path.stem}.*tmp*"):
+        tmp.unlink(missing_ok=True)
 
 
 def read_record(path: Path) -> dict | None:
@@ -185,6 +195,7 @@ def execute(suite_name: str, job: Job, results: Path, glue_dir, prov: dict, prog
         if is_done(results, job):  # finished by the process that held the lock
             return Outcome(job, "skipped", read_record(record_path(results, job)))
         keep_unreadable(record_path(results, job))
+        remove_stale_temporaries(results, job)
         record = run_job(suite_name, job, results, glue_dir, prov, progress, checkpoint_every)
         return Outcome(job, record["status"], record)
 

@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .faults import crash_point
+
 
 def rng_state() -> dict:
     state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
@@ -49,6 +51,7 @@ class Checkpointer:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         torch.save(state, tmp)
+        crash_point("checkpoint-write")
         os.replace(tmp, self.path)
 
     def load(self) -> dict | None:

@@ -32,6 +32,7 @@ from .checkpoint import Checkpointer, rng_state, set_rng_state
 from .config import TrainConfig
 from .distiller import FROZEN, NONE, ONLINE, Distiller, Stage
 from .errors import NonFiniteLossError
+from .faults import crash_point
 from .models import Forward
 from .tasks import Task
 
@@ -42,6 +43,22 @@ def set_seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+DETERMINISTIC_ENV = "KDFD_DETERMINISTIC"
+
+
+def set_determinism() -> bool:
+    """With KDFD_DETERMINISTIC=1 (`bench run --deterministic`): PyTorch's deterministic algorithms (an operation
+    without one raises, naming itself, instead of varying), cuDNN without autotuning, cuBLAS's fixed workspace.
+    CPU runs are bit-reproducible without it. Returns whether it is on."""
+    if os.environ.get(DETERMINISTIC_ENV, "") not in ("1", "true"):
+        return False
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+    return True
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -169,6 +186,7 @@ class Engine:
         """One optimisation step; returns every loss term as `role/term`."""
         while self.step >= self.stage_ends[self.stage_index] and self.stage_index + 1 < len(self.stages):
             self._enter_stage(self.stage_index + 1)
+        crash_point("train-step")
         batch = self.to_device(batch)
         logs: dict[str, float] = {}
         self.student.train()
@@ -217,6 +235,7 @@ class Engine:
         self.distiller.eval()
         logits, gold = [], []
         for batch in loader:
+            crash_point("eval")
             batch = self.to_device(batch)
             out = self.forward(model, batch)
             logits.append(self.distiller.predict(role, out).float().cpu())

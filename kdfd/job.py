@@ -17,7 +17,7 @@ from .config import RunConfig
 from .data import EncodedDataset, load_task, make_loader, subset
 from .data import fingerprint as data_fingerprint
 from .distiller import NONE, ModelInfo, get_method, parse_params
-from .engine import Engine, resolve_device, save_state, set_seed
+from .engine import Engine, resolve_device, save_state, set_determinism, set_seed
 from .errors import ConfigError, ModelError
 from .models import build_classifier, count_params, load_tokenizer
 from .models import fingerprint as model_fingerprint
@@ -46,6 +46,7 @@ def run(cfg: RunConfig, glue_dir: str | None = None, teacher_checkpoint: Path | 
     representations on a fixed dev sample are saved there (.npz) for the report's figures."""
     started = time.perf_counter()
     task, method, params, needs = resolve(cfg)
+    deterministic = set_determinism()
     set_seed(cfg.seed)
     tokenizer = load_tokenizer(cfg.resolved_tokenizer())
     data = load_task(task, cfg.data_source, glue_dir)
@@ -101,6 +102,7 @@ def run(cfg: RunConfig, glue_dir: str | None = None, teacher_checkpoint: Path | 
                    "method_student_modules": count_params(distiller.student_modules),
                    "method_teacher_modules": count_params(distiller.teacher_modules)},
         "device": str(device),
+        "deterministic": deterministic,
         "resumed_from_step": engine.resumed_from,
         "artifacts": artifacts,
         "timing": {"setup_seconds": setup_seconds, "train_seconds": sum(c["train_seconds"] for c in curves),
