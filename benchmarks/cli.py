@@ -290,6 +290,13 @@ def main(argv=None) -> int:
             raise
         print(f"bench: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a results root that is read-only, full, or not a folder: say which file, lose nothing
+        if args.debug:
+            raise
+        where = f": {e.filename}" if e.filename else ""
+        print(f"bench: error: cannot write {where.lstrip(': ') or 'results'} ({e.strerror or e}); records already "
+              "written are untouched", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -141,6 +141,7 @@ def run_suite(suite: Suite, results: Path, glue_dir: str | None = None, progress
     """
     results = Path(results)
     preflight(suite, glue_dir)
+    check_writable(results)
     prov = provenance.collect()
     outcomes: dict[str, Outcome] = {}
     put_off: list[Job] = []
@@ -174,6 +175,17 @@ def run_suite(suite: Suite, results: Path, glue_dir: str | None = None, progress
 
 def artifacts_path(results: Path, job: Job) -> Path:
     return record_path(results, job).with_suffix(".npz")
+
+
+def check_writable(results: Path) -> None:
+    """Before any job: the results root takes a file (not read-only, not full, a folder)."""
+    try:
+        results.mkdir(parents=True, exist_ok=True)
+        probe = results / f".write-probe.{os.getpid()}"
+        probe.write_bytes(b"x" * 4096)
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"results root {results} is not writable ({e.strerror or e})") from None
 
 
 def lock_path(results: Path, job: Job) -> Path:

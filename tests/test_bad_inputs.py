@@ -62,6 +62,12 @@ def _glue(tmp: Path, train: bytes | None) -> str:
     return str(root)
 
 
+def _file(tmp: Path) -> Path:
+    path = tmp / "results-file"
+    path.write_text("a file where a folder should be")
+    return path
+
+
 def _run(tmp, *args):
     return ["run", "--results", str(tmp / "results"), *args]
 
@@ -112,6 +118,8 @@ CASES = [
     ("empty TSV", lambda t: _run(t, "--suite", _suite(t, RTE_SUITE), "--glue-dir", _glue(t, b"")), "empty file"),
     ("TSV not UTF-8", lambda t: _run(t, "--suite", _suite(t, RTE_SUITE), "--glue-dir",
                                      _glue(t, RTE_HEADER + b"0\ta\xff\tb\tentailment\n")), "are not UTF-8"),
+    ("results root is a file", lambda t: ["run", "--suite", "smoke", "--results", str(_file(t))],
+     "results-file is not writable (File exists)"),
     ("label outside the label set", lambda t: _run(t, "--suite", _suite(t, RTE_SUITE), "--glue-dir",
                                                    _glue(t, RTE_HEADER + b"0\ta\tb\tmaybe\n")),
      "label 'maybe' is not in the task's label set (entailment, not_entailment)"),
