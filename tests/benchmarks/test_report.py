@@ -145,7 +145,7 @@ def test_report_after_a_real_run_writes_tables_and_figures(tmp_path):
     assert bench("run", "--suite", str(suite), "--results", str(tmp_path / "r"), "--no-progress").returncode == 0
     out = bench("report", "--suite", str(suite), "--results", str(tmp_path / "r"), "--out", str(tmp_path / "reports"))
     assert out.returncode == 0, out.stderr
-    folder = tmp_path / "reports" / "resume"
+    folder = tmp_path / "reports" / "tiny"  # the suite file's name
     for name in ["report.md", "table1.tex", "table1.csv", "table3.md", "comparisons.csv"]:
         assert (folder / name).is_file(), name
     figures = {p.name for p in (folder / "figures").iterdir()}
