@@ -35,7 +35,9 @@ def my_kd():
 
 def test_the_readme_method_registers_and_runs(my_kd, tmp_path):
     assert "my-kd" in METHODS
-    suite = suites.load("smoke", tasks=["synth-single"], methods=["my-kd"])
+    path = tmp_path / "readme.toml"  # the smoke suite on a smaller budget: the method's plumbing is what is tested
+    path.write_text('base = "smoke"\n[train]\nepochs = 1\nteacher_epochs = 1\nmax_train_examples = 256\n')
+    suite = suites.load(str(path), tasks=["synth-single"], methods=["my-kd"])
     outcomes = run_suite(suite, tmp_path, progress=False)
     assert [o.status for o in outcomes] == ["done", "done"]  # the teacher's fine-tuning, then my-kd
     record = outcomes[-1].record
