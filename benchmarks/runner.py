@@ -29,7 +29,7 @@ from kdfd.checkpoint import Checkpointer
 from kdfd.data import load_task
 from kdfd.distiller import ModelInfo
 from kdfd.errors import ConfigError, NonFiniteLossError
-from kdfd.files import atomic_write, move_aside
+from kdfd.faults import crash_point
 from kdfd.models import describe, resolve_path
 from kdfd.tasks import get_task
 
@@ -51,20 +51,22 @@ def weights_path(results: Path, job: Job) -> Path:
 
 def write_json(path: Path, data: dict) -> None:
     """Atomic: write a temporary file in the same folder, flush it to disk, rename it over the target."""
-    def write(tmp: Path) -> None:
-        with open(tmp, "w") as f:
-            json.dump(data, f, indent=1, sort_keys=True, default=str)
-            f.flush()
-            os.fsync(f.fileno())
-
-    atomic_write(path, write, crash_at="record-write")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=1, sort_keys=True, default=str)
+        f.flush()
+        os.fsync(f.fileno())
+    crash_point("record-write")
+    os.replace(tmp, path)
 
 
 def keep_unreadable(path: Path) -> None:
     """A record that exists but does not parse (a disk fault: writes are atomic) is moved aside to `.corrupt`, never
     overwritten unseen; the job then runs again."""
     if path.is_file() and read_record(path) is None:
-        aside = move_aside(path)
+        aside = path.with_name(path.name + ".corrupt")
+        os.replace(path, aside)
         tqdm.write(f"record {path} is unreadable; kept as {aside.name}, the job runs again")
 
 
