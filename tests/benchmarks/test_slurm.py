@@ -31,6 +31,25 @@ def cluster():
     # left running: other tests and the next session reuse it (the start script is idempotent)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def timed_out_job(cluster, tmp_path_factory):
+    """A job far longer than its 2-minute limit, submitted before the module's other tests so that its minutes of
+    waiting for the limit and the requeue overlap theirs (it takes one of the cluster's 2 CPUs; they need one).
+
+    submitit is signalled 60 s ahead (SLURM may signal up to a minute early, and a limit of 1 minute could signal
+    before Python has installed submitit's handler), requeues the task, and the requeued task takes up the job's
+    checkpoint. Yields the results folder; cancelled at the end of the module."""
+    root = tmp_path_factory.mktemp("timed-out")
+    long = RESUMABLE_SUITE.replace("epochs = 2", "epochs = 1000").replace('methods = ["kdfd"]', 'methods = ["finetune"]')
+    suite = root / "long.toml"
+    suite.write_text(long + "\n[slurm]\ntime = 2\nsignal_delay_s = 60\nmax_requeues = 5\ncpus = 1\nmem_gb = 2\n")
+    results = root / "slurm"
+    sub = bench("run", "--suite", str(suite), "--results", str(results), "--executor", "slurm", "--checkpoint-every", "2")
+    assert sub.returncode == 0, sub.stderr
+    yield results
+    bench("cancel", "--suite", str(suite), "--results", str(results))
+
+
 def _suite(tmp_path, extra: str = "") -> str:
     path = tmp_path / "slurm.toml"
     path.write_text(RESUMABLE_SUITE + extra)
@@ -102,24 +121,12 @@ def test_cancel_stops_what_is_queued(cluster, tmp_path):
     assert "CANCELLED" in status.stdout
 
 
-def test_a_task_past_its_time_limit_is_requeued_and_resumes_from_its_checkpoint(cluster, tmp_path):
-    # a job far longer than its 2-minute limit: submitit is signalled 60 s ahead (SLURM may signal up to a minute
-    # early, and a limit of 1 minute could signal before Python has installed submitit's handler), requeues the
-    # task, and the requeued task takes up the job's checkpoint
-    long = RESUMABLE_SUITE.replace("epochs = 2", "epochs = 1000").replace('methods = ["kdfd"]', 'methods = ["finetune"]')
-    suite = tmp_path / "long.toml"
-    suite.write_text(long + "\n[slurm]\ntime = 2\nsignal_delay_s = 60\nmax_requeues = 5\ncpus = 1\nmem_gb = 2\n")
-    results = tmp_path / "slurm"
-    sub = bench("run", "--suite", str(suite), "--results", str(results), "--executor", "slurm", "--checkpoint-every", "2")
-    assert sub.returncode == 0, sub.stderr
+def test_a_task_past_its_time_limit_is_requeued_and_resumes_from_its_checkpoint(timed_out_job):
     deadline, logs = time.time() + 420, ""
-    try:
-        while "resumed from checkpoint" not in logs:
-            assert time.time() < deadline, f"no resume within 7 minutes; logs:\n{logs[-3000:]}"
-            time.sleep(3)
-            logs = "".join(p.read_text(errors="replace") for p in (results / ".slurm").rglob("*_log.*"))
-    finally:
-        bench("cancel", "--suite", str(suite), "--results", str(results))
+    while "resumed from checkpoint" not in logs:
+        assert time.time() < deadline, f"no resume within 7 minutes; logs:\n{logs[-3000:]}"
+        time.sleep(3)
+        logs = "".join(p.read_text(errors="replace") for p in (timed_out_job / ".slurm").rglob("*_log.*"))
     assert "timed-out" in logs  # submitit's own line: the requeue came from the time limit
     step = int(logs.split("resumed from checkpoint")[1].split("at step ")[1].split()[0])
     assert step > 0
