@@ -107,9 +107,10 @@ def collect(suite: Suite, roots: list[Path], checkpoint: str = "last") -> Collec
     groups: dict[tuple, Group] = {}
     failed, missing = [], []
     for job in suite.jobs:
-        records = [runner.read_record(runner.record_path(root, job)) for root in roots]
-        records = [r for r in records if r is not None and r.get("config_hash") == job.id]
-        done = next((r for r in records if r.get("status") == "done"), None)
+        found = [(root, runner.read_record(runner.record_path(root, job))) for root in roots]
+        found = [(root, r) for root, r in found if r is not None and r.get("config_hash") == job.id]
+        records = [r for _, r in found]
+        root, done = next(((root, r) for root, r in found if r.get("status") == "done"), (None, None))
         c = job.config
         if done is None:
             entry = {"task": c.task, "label": job.label, "seed": c.seed}
@@ -121,7 +122,6 @@ def collect(suite: Suite, roots: list[Path], checkpoint: str = "last") -> Collec
         method = "teacher" if c.role == "teacher" else c.method
         key = (c.task, method, done["method_version"], config_key(done))
         g = groups.setdefault(key, Group(c.task, method, done["method_version"], key[3], job.label, dict(c.params)))
-        root = next(r for r in roots if runner.read_record(runner.record_path(r, job)) == done)
         g.runs.append({"seed": c.seed, "metrics": checkpoint_metrics(done, checkpoint), "id": job.id,
                        "path": runner.record_path(root, job)})
     return Collected(list(groups.values()), failed, missing)

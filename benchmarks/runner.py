@@ -11,6 +11,7 @@ student's representations on a fixed dev sample, for the report's figures).
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import fnmatch
 import json
 import os
@@ -28,8 +29,8 @@ from kdfd import provenance
 from kdfd.checkpoint import Checkpointer
 from kdfd.data import load_task
 from kdfd.distiller import ModelInfo
-from kdfd.errors import ConfigError, NonFiniteLossError
-from kdfd.faults import crash_point
+from kdfd.errors import ConfigError, NonFiniteLossError, StorageError
+from kdfd.files import atomic_write, move_aside
 from kdfd.models import describe, resolve_path
 from kdfd.tasks import get_task
 
@@ -50,23 +51,16 @@ def weights_path(results: Path, job: Job) -> Path:
 
 
 def write_json(path: Path, data: dict) -> None:
-    """Atomic: write a temporary file in the same folder, flush it to disk, rename it over the target."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=1, sort_keys=True, default=str)
-        f.flush()
-        os.fsync(f.fileno())
-    crash_point("record-write")
-    os.replace(tmp, path)
+    """Atomic (`kdfd.files.atomic_write`): a reader sees the previous record or the complete new one."""
+    text = json.dumps(data, indent=1, sort_keys=True, default=str)
+    atomic_write(path, lambda f: f.write(text.encode()), crash_at="record-write")
 
 
 def keep_unreadable(path: Path) -> None:
     """A record that exists but does not parse (a disk fault: writes are atomic) is moved aside to `.corrupt`, never
     overwritten unseen; the job then runs again."""
     if path.is_file() and read_record(path) is None:
-        aside = path.with_name(path.name + ".corrupt")
-        os.replace(path, aside)
+        aside = move_aside(path)
         tqdm.write(f"record {path} is unreadable; kept as {aside.name}, the job runs again")
 
 
@@ -179,13 +173,15 @@ def artifacts_path(results: Path, job: Job) -> Path:
 
 def check_writable(results: Path) -> None:
     """Before any job: the results root takes a file (not read-only, not full, a folder)."""
+    probe = results / f".write-probe.{os.getpid()}"
     try:
         results.mkdir(parents=True, exist_ok=True)
-        probe = results / f".write-probe.{os.getpid()}"
-        probe.write_bytes(b"x" * 4096)
-        probe.unlink()
+        try:
+            probe.write_bytes(b"x" * 4096)
+        finally:
+            probe.unlink(missing_ok=True)  # a probe that did not fit is not left behind
     except OSError as e:
-        raise ConfigError(f"results root {results} is not writable ({e.strerror or e})") from None
+        raise StorageError(f"results root {results} is not writable ({e.strerror or e})") from None
 
 
 def lock_path(results: Path, job: Job) -> Path:
@@ -236,17 +232,32 @@ def run_job(suite_name: str, job: Job, results: Path, glue_dir, prov: dict, prog
             artifacts_to=artifacts_path(results, job) if c.role != "teacher" else None,
         )
         record.update(result, status="done")
+    except OSError as e:
+        if e.errno not in STORAGE_ERRNOS:
+            record_failure(record, e)
+        else:  # not this job's fault, and every later job would fail alike: stop, losing nothing
+            raise StorageError(
+                f"results root {results} cannot take {e.filename or 'a file'} ({e.strerror}); the run stops, "
+                "records already written are untouched, and a re-run after freeing space resumes this job from "
+                "its last checkpoint") from None
     except Exception as e:  # a failed job is recorded, never lost; the suite goes on
-        error = {"type": type(e).__name__, "message": str(e), "traceback": traceback.format_exc()}
-        if isinstance(e, NonFiniteLossError):
-            error.update(step=e.step, term=e.term, role=e.role)
-        record["error"] = error
+        record_failure(record, e)
     record["finished"] = dt.datetime.now(dt.timezone.utc).isoformat()
     record["wall_seconds"] = time.perf_counter() - t0
     write_json(record_path(results, job), record)
     if record["status"] == "done":
         checkpointer.remove()  # a failed job keeps it: a retry after a crash goes on from there
     return record
+
+
+STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+
+
+def record_failure(record: dict, e: Exception) -> None:
+    error = {"type": type(e).__name__, "message": str(e), "traceback": traceback.format_exc()}
+    if isinstance(e, NonFiniteLossError):
+        error.update(step=e.step, term=e.term, role=e.role)
+    record["error"] = error
 
 
 FAIL_ENV = "KDFD_FAIL_JOBS"

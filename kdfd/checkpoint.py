@@ -8,7 +8,6 @@ epoch, see `data.EpochSampler`), the running loss sums of the epoch and the curv
 
 from __future__ import annotations
 
-import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .faults import crash_point
+from .files import atomic_write, move_aside
 
 
 def rng_state() -> dict:
@@ -48,11 +47,7 @@ class Checkpointer:
 
     def save(self, state: dict) -> None:
         """Atomic: a reader (or a resumed job) sees the previous checkpoint or the complete new one."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        torch.save(state, tmp)
-        crash_point("checkpoint-write")
-        os.replace(tmp, self.path)
+        atomic_write(self.path, lambda f: torch.save(state, f), crash_at="checkpoint-write")
 
     def load(self) -> dict | None:
         """The last checkpoint, or None when there is none. An unreadable one (a disk fault: writes are atomic) is
@@ -63,8 +58,7 @@ class Checkpointer:
             # weights_only=False: the state holds NumPy's RNG tuple and Python's; the file is this job's own.
             return torch.load(self.path, map_location="cpu", weights_only=False)
         except Exception as e:
-            aside = self.path.with_name(self.path.name + ".corrupt")
-            os.replace(self.path, aside)
+            aside = move_aside(self.path)
             print(f"checkpoint {self.path} is unreadable ({type(e).__name__}); kept as {aside.name}, the job starts "
                   "again from step 0", flush=True)
             return None

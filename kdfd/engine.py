@@ -33,6 +33,7 @@ from .config import TrainConfig
 from .distiller import FROZEN, NONE, ONLINE, Distiller, Stage
 from .errors import NonFiniteLossError
 from .faults import crash_point
+from .files import atomic_write
 from .models import Forward
 from .tasks import Task
 
@@ -367,8 +368,4 @@ def stage_ends(stages: list[Stage], total_steps: int) -> list[int]:
 
 def save_state(module: nn.Module, path: Path) -> None:
     """Write a state dict atomically: a reader sees the old file or the complete new one, never a partial one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save({k: v.detach().cpu() for k, v in module.state_dict().items()}, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda f: torch.save({k: v.detach().cpu() for k, v in module.state_dict().items()}, f))

@@ -21,6 +21,11 @@ class ModelError(KdfdError):
     """A model that cannot be found or built as asked."""
 
 
+class StorageError(KdfdError):
+    """The results root cannot take a file (read-only, full, over quota): the run stops, since every later job
+    would fail alike, and what is already written stays as it was."""
+
+
 class NonFiniteLossError(RuntimeError):
     """A loss term became NaN or inf during training; the job is recorded as failed at that step.
 

@@ -5,7 +5,6 @@ Knows nothing of suites or records (the runner in `benchmarks` owns those).
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from .data import fingerprint as data_fingerprint
 from .distiller import NONE, ModelInfo, get_method, parse_params
 from .engine import Engine, resolve_device, save_state, set_determinism, set_seed
 from .errors import ConfigError, ModelError
+from .files import atomic_write
 from .models import build_classifier, count_params, load_tokenizer
 from .models import fingerprint as model_fingerprint
 from .tasks import get_task
@@ -116,11 +116,8 @@ REPRESENTATION_SAMPLE = 512  # a fixed subset of the dev examples: the same for 
 
 def save_arrays(path: Path, arrays: dict) -> None:
     """Atomically, in float16 (labels as they are): figures need shapes and spreads, not the last bit."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
-    np.savez_compressed(tmp, **{k: v if k == "labels" else v.astype(np.float16) for k, v in arrays.items()})
-    os.replace(tmp, path)
+    small = {k: v if k == "labels" else v.astype(np.float16) for k, v in arrays.items()}
+    atomic_write(path, lambda f: np.savez_compressed(f, **small))  # a file object: NumPy adds no suffix
 
 
 def _load_state(path: Path) -> dict:

@@ -1,10 +1,13 @@
 """Fault injection: a run killed (SIGKILL) at five points, then run again, ends with the records of an uninterrupted
-run and leaves no half-written file. Determinism: the same suite and seed on CPU give bit-identical results."""
+run and leaves no half-written file; a results root that fills up or turns read-only stops the run with one line
+and loses nothing. Determinism: the same suite and seed on CPU give bit-identical results."""
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -60,3 +63,73 @@ def test_the_same_suite_and_seed_give_bit_identical_results_twice(reference, tmp
     first = {(r["role"], r["method"]): r for r in records(ref)}
     for r in records(tmp_path / "again"):
         assert same_training(r, first[(r["role"], r["method"])])
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real filesystem that can fill up: a 64 MiB tmpfs (mounting needs root; skipped, saying so, elsewhere)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs to fill needs root")
+    out = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(disk)], capture_output=True, text=True)
+    if out.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {out.stderr.strip()}")
+    yield disk
+    subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
+def fill(disk: Path, leave: int) -> Path:
+    """Fill `disk` to the last byte, then give `leave` bytes back."""
+    filler = disk / "filler"
+    with open(filler, "wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+        except OSError:
+            pass
+    os.truncate(filler, max(filler.stat().st_size - leave, 0))
+    return filler
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file() and p.suffix != ".lock"}
+
+
+def test_a_full_or_read_only_results_root_stops_the_run_with_one_line_and_loses_nothing(reference, small_disk):
+    suite, ref = reference
+    results = small_disk / "results"
+    args = ("run", "--suite", str(suite), "--results", str(results), "--no-progress", "--checkpoint-every", "3")
+    assert bench(*args).returncode == 0
+    (student,) = [p for p in results.rglob("s1-*.json") if "teacher" not in str(p)]
+    student.unlink()  # the KDFD job runs again; its teacher's record and weights stay
+    before = snapshot(results)
+
+    # full in the middle of the job: its first checkpoint does not fit
+    filler = fill(small_disk, leave=32 * 1024)
+    full = bench(*args)
+    assert full.returncode == 2
+    lines = full.stderr.strip().splitlines()
+    assert len(lines) == 1 and "No space left on device" in lines[0] and "untouched" in lines[0], full.stderr
+    assert snapshot(results) == before  # nothing written is touched, no temporary is left, no failed record
+    # full before the run: the results root is refused before any job
+    os.truncate(filler, filler.stat().st_size + 32 * 1024)
+    fill(small_disk, leave=0)
+    refused = bench(*args)
+    assert refused.returncode == 2 and "is not writable (No space left on device)" in refused.stderr
+    # read-only
+    for p in small_disk.glob("filler*"):
+        p.unlink()
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    try:
+        ro = bench(*args)
+        assert ro.returncode == 2 and "is not writable (Read-only file system)" in ro.stderr, ro.stderr
+    finally:
+        subprocess.run(["mount", "-o", "remount,rw", str(small_disk)], check=True)
+    assert snapshot(results) == before
+
+    # space again: the run ends with the uninterrupted records
+    assert bench(*args).returncode == 0
+    got = {(r["role"], r["method"]): r for r in records(results)}
+    for r in records(ref):
+        assert same_training(got[(r["role"], r["method"])], r)
