@@ -10,24 +10,10 @@ import pytest
 
 from benchmarks.cli import main
 
+from .benchmarks.helpers import tiny_suite
 from .conftest import glue_dir
 
-BASE = """
-tasks = ["synth-single"]
-seeds = [1]
-methods = ["kdfd"]
-data_source = "synthetic"
-[teacher]
-name = "tiny"
-layers = 2
-hidden = 32
-[student]
-name = "tiny"
-layers = 1
-hidden = 16
-[method.kdfd]
-latent_dim = 8
-"""
+BASE = tiny_suite()
 
 RTE_SUITE = """
 tasks = ["rte"]

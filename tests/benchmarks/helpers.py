@@ -5,33 +5,28 @@ import subprocess
 import sys
 from pathlib import Path
 
+
+def tiny_suite(methods=("kdfd",), seeds=(1,), train: dict | None = None, description: str | None = None,
+               methods_tables: str = "[method.kdfd]\nlatent_dim = 8\n") -> str:
+    """A suite file on synthetic data with tiny BERTs (teacher 2 x 32, student 1 x 16). The method tables come
+    last, so a test can append a key to the last one."""
+    head = f"description = {json.dumps(description)}\n" if description else ""
+    head += (f"tasks = [\"synth-single\"]\nseeds = {json.dumps(list(seeds))}\nmethods = {json.dumps(list(methods))}\n"
+             'data_source = "synthetic"\n[teacher]\nname = "tiny"\nlayers = 2\nhidden = 32\n'
+             '[student]\nname = "tiny"\nlayers = 1\nhidden = 16\n')
+    if train:
+        head += "[train]\n" + "".join(f"{k} = {v!r}\n" for k, v in train.items())
+    return head + methods_tables
+
+
+def tiny_train(**changes) -> dict:
+    """The `[train]` table of the runner's tests: a few steps each, 2 epochs for the student."""
+    return {"epochs": 2, "teacher_epochs": 1, "batch_size": 32, "max_length": 32, "lr": 1e-3, "teacher_lr": 1e-3,
+            "max_train_examples": 320, "max_eval_examples": 64, **changes}
+
+
 # KDFD: the method with the most state to resume (online teacher, VAE sampling, two optimizers)
-RESUMABLE_SUITE = """
-description = "resume test"
-tasks = ["synth-single"]
-seeds = [1]
-methods = ["kdfd"]
-data_source = "synthetic"
-[teacher]
-name = "tiny"
-layers = 2
-hidden = 32
-[student]
-name = "tiny"
-layers = 1
-hidden = 16
-[train]
-epochs = 2
-teacher_epochs = 1
-batch_size = 32
-max_length = 32
-lr = 1e-3
-teacher_lr = 1e-3
-max_train_examples = 320
-max_eval_examples = 64
-[method.kdfd]
-latent_dim = 8
-"""
+RESUMABLE_SUITE = tiny_suite(description="resume test", train=tiny_train())
 
 
 def bench(*args, cwd=None, env=None, timeout=600):

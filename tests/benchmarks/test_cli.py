@@ -3,34 +3,10 @@
 import json
 import os
 
-from .helpers import bench
+from .helpers import bench, tiny_suite, tiny_train
 
-TINY_SUITE = """
-description = "test suite"
-tasks = ["synth-single"]
-seeds = [1]
-methods = ["kdfd", "vanilla-kd", "finetune"]
-data_source = "synthetic"
-[teacher]
-name = "tiny"
-layers = 2
-hidden = 32
-[student]
-name = "tiny"
-layers = 1
-hidden = 16
-[train]
-epochs = 1
-teacher_epochs = 1
-batch_size = 32
-max_length = 32
-lr = 1e-3
-teacher_lr = 1e-3
-max_train_examples = 128
-max_eval_examples = 64
-[method.kdfd]
-latent_dim = 8
-"""
+TINY_SUITE = tiny_suite(methods=("kdfd", "vanilla-kd", "finetune"), description="test suite",
+                        train=tiny_train(epochs=1, max_train_examples=128))
 
 
 def test_run_writes_a_record_per_job_then_skips_them(tmp_path):

@@ -3,6 +3,8 @@ import json
 from benchmarks import runner
 from benchmarks import suite as suites
 
+from .helpers import tiny_suite, tiny_train
+
 
 def test_records_are_written_atomically_and_read_back(tmp_path):
     path = tmp_path / "a" / "b.json"
@@ -33,31 +35,10 @@ def test_a_teacher_counts_as_done_only_with_its_checkpoint(tmp_path):
     assert runner.is_done(tmp_path, teacher)
 
 
-GRID_SUITE = """
-tasks = ["synth-single"]
-seeds = [1, 2]
-methods = ["vanilla-kd"]
-data_source = "synthetic"
-[teacher]
-name = "tiny"
-layers = 2
-hidden = 32
-[student]
-name = "tiny"
-layers = 1
-hidden = 16
-[train]
-epochs = 1
-teacher_epochs = 1
-max_length = 32
-lr = 1e-3
-teacher_lr = 1e-3
-max_train_examples = 64
-max_eval_examples = 32
-[method.vanilla-kd]
-temperature = [1.0, 2.0, 4.0]
-alpha = [0.2, 0.8]
-"""
+GRID_SUITE = tiny_suite(
+    methods=("vanilla-kd",), seeds=(1, 2),
+    train=tiny_train(epochs=1, max_train_examples=64, max_eval_examples=32),
+    methods_tables="[method.vanilla-kd]\ntemperature = [1.0, 2.0, 4.0]\nalpha = [0.2, 0.8]\n")
 
 
 def test_a_3x2_grid_with_2_seeds_is_12_jobs_and_each_teacher_trains_once(tmp_path):

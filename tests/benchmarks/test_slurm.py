@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from ..conftest import ROOT
-from .helpers import RESUMABLE_SUITE, bench, records, same_training
+from .helpers import RESUMABLE_SUITE, bench, records, same_training, tiny_suite, tiny_train
 
 SLURM_DIR = Path(os.environ.get("KDFD_SLURM_SCRIPTS", ROOT.parent / "shared" / "slurm"))
 RESOURCES = ["--cpus", "1", "--mem-gb", "2", "--time", "10"]
@@ -40,7 +40,7 @@ def timed_out_job(cluster, tmp_path_factory):
     before Python has installed submitit's handler), requeues the task, and the requeued task takes up the job's
     checkpoint. Yields the results folder; cancelled at the end of the module."""
     root = tmp_path_factory.mktemp("timed-out")
-    long = RESUMABLE_SUITE.replace("epochs = 2", "epochs = 1000").replace('methods = ["kdfd"]', 'methods = ["finetune"]')
+    long = tiny_suite(methods=("finetune",), train=tiny_train(epochs=1000))
     suite = root / "long.toml"
     suite.write_text(long + "\n[slurm]\ntime = 2\nsignal_delay_s = 60\nmax_requeues = 5\ncpus = 1\nmem_gb = 2\n")
     results = root / "slurm"
