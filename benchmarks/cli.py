@@ -211,6 +211,17 @@ def cmd_report(args) -> int:
     console.print(f"{sum(len(g.runs) for g in collected.groups)} done records; {len(collected.failed)} failed and "
                   f"{len(collected.missing)} not run, left out (listed in the report); checkpoint: {args.checkpoint}")
     console.print(f"wrote {out}/report.md and the tables as .md, .tex and .csv")
+    if args.glue_submission:
+        from . import submission
+
+        files, without = submission.write(out, report.select(collected.groups))
+        folders = sorted({str(f.parent) for f in files})
+        console.print(f"GLUE submission: {len(files)} files in {len(folders)} folders"
+                      + "".join(f"\n  {d}: {' '.join(sorted(p.name for p in files if str(p.parent) == d))}"
+                                for d in folders))
+        if without:
+            console.print(f"{len(without)} selected runs saved no test predictions (run them with [train] "
+                          f"predict_test = true): {', '.join(without)}")
     return 0
 
 
@@ -271,6 +282,9 @@ def parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", default="reports", help="reports root (the report goes to OUT/<suite>/)")
     rp.add_argument("--checkpoint", choices=("last", "best"), default="last",
                     help="last: each run's final epoch; best: its best dev epoch (optimistic)")
+    rp.add_argument("--glue-submission", action="store_true",
+                    help="also write the GLUE leaderboard's prediction files (OUT/<suite>/glue-submission/<method>/"
+                         "seed<k>/) for runs that saved test predictions")
     return p
 
 

@@ -206,7 +206,8 @@ def all_results(selected: dict[tuple[str, str], Group]) -> tuple[list[str], list
     for method in sorted({m for _, m in selected}):
         cells = [(h, cell(selected[(task, method)].values(split, metric) if (task, method) in selected else []))
                  for task, split, metric, h in columns]
-        rows.append({"method": method, "paper_row": "-", "cells": cells, "average": None})
+        rows.append({"method": method, "paper_row": PAPER_ROWS["table1"].get(method, "-"), "cells": cells,
+                     "average": None})
     return [h for *_, h in columns], rows
 
 

@@ -27,7 +27,7 @@ import baselines  # noqa: F401  (registers the baselines)
 from kdfd import job as kdfd_job
 from kdfd import provenance
 from kdfd.checkpoint import Checkpointer
-from kdfd.data import load_task
+from kdfd.data import load_task, load_test
 from kdfd.distiller import ModelInfo
 from kdfd.errors import ConfigError, NonFiniteLossError, StorageError
 from kdfd.files import atomic_write, move_aside
@@ -98,6 +98,9 @@ def preflight(suite: Suite, glue_dir: str | None) -> None:
         if (c.task, c.data_source) not in seen:
             seen.add((c.task, c.data_source))
             load_task(get_task(c.task), c.data_source, glue_dir)
+        if c.train.predict_test and ("test", c.task) not in seen:
+            seen.add(("test", c.task))
+            load_test(get_task(c.task), glue_dir)
         for spec in (c.student, c.teacher):
             if spec is not None and spec.pretrained:
                 resolve_path(spec.name)
@@ -171,6 +174,15 @@ def artifacts_path(results: Path, job: Job) -> Path:
     return record_path(results, job).with_suffix(".npz")
 
 
+def predictions_path(results: Path, job: Job) -> Path:
+    """The GLUE test-set predictions of a job run with `train.predict_test`."""
+    return predictions_file(record_path(results, job))
+
+
+def predictions_file(record: Path) -> Path:
+    return record.with_suffix(".test.npz")
+
+
 def check_writable(results: Path) -> None:
     """Before any job: the results root takes a file (not read-only, not full, a folder)."""
     probe = results / f".write-probe.{os.getpid()}"
@@ -230,6 +242,7 @@ def run_job(suite_name: str, job: Job, results: Path, glue_dir, prov: dict, prog
             save_model_to=weights_path(results, job) if c.role == "teacher" else None,
             progress=progress, checkpointer=checkpointer,
             artifacts_to=artifacts_path(results, job) if c.role != "teacher" else None,
+            predictions_to=predictions_path(results, job),
         )
         record.update(result, status="done")
     except OSError as e:

@@ -42,6 +42,9 @@ class TrainConfig:
     max_eval_examples: int | None = None
     precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
     device: str = "auto"  # auto: cuda when available
+    # Predict the GLUE test files after training and save the predictions beside the record, for
+    # `bench report --glue-submission`. Needs the TSV source (test labels are hidden, so no metric changes).
+    predict_test: bool = False
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "eval_batch_size", "max_length", "teacher_epochs"):
@@ -80,7 +83,10 @@ class RunConfig:
     teacher_job: str | None = None  # id of the teacher fine-tuning job this job starts from
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        if not d["train"]["predict_test"]:
+            del d["train"]["predict_test"]  # added later: left out when off, so earlier job ids stay valid
+        return d
 
     def hash(self) -> str:
         """A stable id of everything that changes the result (sorted-key canonical JSON)."""

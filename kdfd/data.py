@@ -158,6 +158,18 @@ def load_task(task: Task, source: str = "auto", glue_dir: str | None = None) -> 
     return _load_hf(task)
 
 
+def load_test(task: Task, glue_dir: str | None = None) -> dict[str, list[Example]]:
+    """The task's GLUE test files (labels hidden: `label` is None), split -> examples in file order."""
+    if not task.test_files:
+        raise ConfigError(f"task {task.name!r} has no test set to predict (GLUE tasks have)")
+    root = resolve_glue_dir(glue_dir)
+    if root is None:
+        raise DataError(f"test predictions for task {task.name!r} are read from GLUE test TSV files: pass --glue-dir "
+                        "or set GLUE_DIR")
+    d = _task_dir(root, task)
+    return {s: read_tsv(d / f, task.test_tsv_layout, task.labels, with_labels=False) for s, f in task.test_files.items()}
+
+
 def _load_hf(task: Task) -> TaskData:
     try:
         import datasets
@@ -207,11 +219,12 @@ class EncodedDataset(torch.utils.data.Dataset):
         enc = tokenizer(a, b, truncation=True, max_length=max_length, padding=False)
         self.input_ids = enc["input_ids"]
         self.token_type_ids = enc.get("token_type_ids")
+        # unlabelled (test) examples get -1, or NaN for regression: never a valid class id or score
         if task.labels is None:
-            self.labels = [float(e.label) for e in examples]
+            self.labels = [float("nan") if e.label is None else float(e.label) for e in examples]
         else:
             index = {s: i for i, s in enumerate(task.labels)}
-            self.labels = [index[e.label] for e in examples]
+            self.labels = [-1 if e.label is None else index[e.label] for e in examples]
         self.regression = task.is_regression
         self.pad_id = tokenizer.pad_token_id
 

@@ -13,7 +13,7 @@ import torch
 
 from .checkpoint import Checkpointer
 from .config import RunConfig
-from .data import EncodedDataset, load_task, make_loader, subset
+from .data import EncodedDataset, load_task, load_test, make_loader, subset
 from .data import fingerprint as data_fingerprint
 from .distiller import NONE, ModelInfo, get_method, parse_params
 from .engine import Engine, resolve_device, save_state, set_determinism, set_seed
@@ -39,11 +39,13 @@ def resolve(cfg: RunConfig):
 
 def run(cfg: RunConfig, glue_dir: str | None = None, teacher_checkpoint: Path | None = None,
         save_model_to: Path | None = None, progress: bool = True, checkpointer: Checkpointer | None = None,
-        artifacts_to: Path | None = None) -> dict:
+        artifacts_to: Path | None = None, predictions_to: Path | None = None) -> dict:
     """Train one job. Returns metrics (student dev metrics per split, last epoch), teacher metrics, per-epoch
     curves, parameter counts and timings. With a `checkpointer`, the job saves its state as it goes and first
     takes up a checkpoint left by an interrupted run of the same job. With `artifacts_to`, the student's
-    representations on a fixed dev sample are saved there (.npz) for the report's figures."""
+    representations on a fixed dev sample are saved there (.npz) for the report's figures. With `train.predict_test`,
+    the trained model's predictions on the task's GLUE test files are saved to `predictions_to` (.npz, one array
+    per test split: class ids [N] or scores [N], in file order)."""
     started = time.perf_counter()
     task, method, params, needs = resolve(cfg)
     deterministic = set_determinism()
@@ -51,6 +53,7 @@ def run(cfg: RunConfig, glue_dir: str | None = None, teacher_checkpoint: Path | 
     tokenizer = load_tokenizer(cfg.resolved_tokenizer())
     data = load_task(task, cfg.data_source, glue_dir)
     tc = cfg.train
+    test = load_test(task, glue_dir) if tc.predict_test else {}  # read before training: a missing file stops it now
     train_ds = EncodedDataset(subset(data.train, tc.max_train_examples), task, tokenizer, tc.max_length)
     dev_ds = {s: EncodedDataset(subset(ex, tc.max_eval_examples), task, tokenizer, tc.max_length)
               for s, ex in data.dev.items()}
@@ -88,6 +91,13 @@ def run(cfg: RunConfig, glue_dir: str | None = None, teacher_checkpoint: Path | 
         save_arrays(artifacts_to, reps)
         artifacts = {"representations": Path(artifacts_to).name, "split": split, "examples": len(sample),
                      "names": sorted(k for k in reps if k != "labels")}
+    predicted = {}
+    if test:
+        test_loaders = {s: make_loader(EncodedDataset(ex, task, tokenizer, tc.max_length), tc.eval_batch_size,
+                                       shuffle=False, pin_memory=pin) for s, ex in test.items()}
+        predicted = {s: predictions(task, engine.predict("student", loader)[0]) for s, loader in test_loaders.items()}
+        if predictions_to is not None:
+            atomic_write(predictions_to, lambda f: np.savez_compressed(f, **predicted))
     last = curves[-1]["dev"]
     return {
         "metrics": last["student"],
@@ -105,10 +115,16 @@ def run(cfg: RunConfig, glue_dir: str | None = None, teacher_checkpoint: Path | 
         "deterministic": deterministic,
         "resumed_from_step": engine.resumed_from,
         "artifacts": artifacts,
+        "test_predictions": {s: len(p) for s, p in predicted.items()} or None,
         "timing": {"setup_seconds": setup_seconds, "train_seconds": sum(c["train_seconds"] for c in curves),
                    "eval_seconds": sum(c["eval_seconds"] for c in curves), "steps": engine.step,
                    "wall_seconds": time.perf_counter() - started},
     }
+
+
+def predictions(task, logits: np.ndarray) -> np.ndarray:
+    """Logits [N, C] -> class ids [N] (int64); a regression's [N, 1] -> scores [N] (float32)."""
+    return logits[:, 0].astype(np.float32) if task.is_regression else logits.argmax(-1).astype(np.int64)
 
 
 REPRESENTATION_SAMPLE = 512  # a fixed subset of the dev examples: the same for every method and seed

@@ -7,7 +7,7 @@ the Hugging Face `nyu-mll/glue` features, so ids agree whichever source the data
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .errors import ConfigError, one_of
 
@@ -39,7 +39,9 @@ class Task:
     layout: TsvLayout
     hf_text: tuple[str, str | None] = ("sentence", None)
     hf_dev_splits: dict[str, str] = field(default_factory=lambda: {"dev": "validation"})
-    test_files: dict[str, str] = field(default_factory=dict)
+    test_files: dict[str, str] = field(default_factory=dict)  # test split -> file name (labels hidden)
+    test_layout: TsvLayout | None = None  # where it differs from `layout` without the label (CoLA's has a header)
+    submission_names: dict[str, str] = field(default_factory=dict)  # test split -> leaderboard file, if not GLUEDIR.tsv
     synthetic: bool = False
     description: str = ""
 
@@ -56,6 +58,14 @@ class Task:
     def is_pair(self) -> bool:
         return self.layout.text_b is not None
 
+    @property
+    def test_tsv_layout(self) -> TsvLayout:
+        return self.test_layout or replace(self.layout, label=None)
+
+    def submission_file(self, split: str) -> str:
+        """The file name the GLUE leaderboard expects for this test split's predictions (RTE.tsv, MNLI-m.tsv)."""
+        return self.submission_names.get(split, f"{self.glue_dir}.tsv")
+
 
 _PAIR = ("sentence1", "sentence2")
 _BINARY = ("0", "1")
@@ -68,7 +78,7 @@ TASKS: dict[str, Task] = {
             "cola", "CoLA", "cola", _BINARY, ("mcc",), "train.tsv", {"dev": "dev.tsv"},
             # CoLA train/dev have no header: source, label, original annotation, sentence.
             TsvLayout(text_a=3, text_b=None, label=1, header=False, n_columns=4),
-            test_files={"test": "test.tsv"}, description="grammatical acceptability (single sentence)",
+            test_files={"test": "test.tsv"}, test_layout=TsvLayout("sentence", None, None), description="grammatical acceptability (single sentence)",
         ),
         Task(
             "sst2", "SST-2", "sst2", _BINARY, ("accuracy",), "train.tsv", {"dev": "dev.tsv"},
@@ -95,7 +105,10 @@ TASKS: dict[str, Task] = {
             {"dev_matched": "dev_matched.tsv", "dev_mismatched": "dev_mismatched.tsv"},
             TsvLayout("sentence1", "sentence2", "gold_label"), hf_text=("premise", "hypothesis"),
             hf_dev_splits={"dev_matched": "validation_matched", "dev_mismatched": "validation_mismatched"},
-            test_files={"test_matched": "test_matched.tsv", "test_mismatched": "test_mismatched.tsv"},
+            # the diagnostic set (AX) is predicted by the MNLI model
+            test_files={"test_matched": "test_matched.tsv", "test_mismatched": "test_mismatched.tsv",
+                        "diagnostic": "../diagnostic/diagnostic.tsv"},
+            submission_names={"test_matched": "MNLI-m.tsv", "test_mismatched": "MNLI-mm.tsv", "diagnostic": "AX.tsv"},
             description="natural language inference, 3 classes, matched and mismatched dev sets",
         ),
         Task(
