@@ -19,6 +19,7 @@ from .distiller import NONE, ModelInfo, get_method, parse_params
 from .engine import Engine, resolve_device, save_state, set_determinism, set_seed
 from .errors import ConfigError, ModelError
 from .files import atomic_write
+from .metrics import predictions
 from .models import build_classifier, count_params, load_tokenizer
 from .models import fingerprint as model_fingerprint
 from .tasks import get_task
@@ -95,7 +96,7 @@ def run(cfg: RunConfig, glue_dir: str | None = None, teacher_checkpoint: Path | 
     if test:
         test_loaders = {s: make_loader(EncodedDataset(ex, task, tokenizer, tc.max_length), tc.eval_batch_size,
                                        shuffle=False, pin_memory=pin) for s, ex in test.items()}
-        predicted = {s: predictions(task, engine.predict("student", loader)[0]) for s, loader in test_loaders.items()}
+        predicted = {s: predictions(engine.predict("student", loader)[0], task) for s, loader in test_loaders.items()}
         if predictions_to is not None:
             atomic_write(predictions_to, lambda f: np.savez_compressed(f, **predicted))
     last = curves[-1]["dev"]
@@ -120,11 +121,6 @@ def run(cfg: RunConfig, glue_dir: str | None = None, teacher_checkpoint: Path | 
                    "eval_seconds": sum(c["eval_seconds"] for c in curves), "steps": engine.step,
                    "wall_seconds": time.perf_counter() - started},
     }
-
-
-def predictions(task, logits: np.ndarray) -> np.ndarray:
-    """Logits [N, C] -> class ids [N] (int64); a regression's [N, 1] -> scores [N] (float32)."""
-    return logits[:, 0].astype(np.float32) if task.is_regression else logits.argmax(-1).astype(np.int64)
 
 
 REPRESENTATION_SAMPLE = 512  # a fixed subset of the dev examples: the same for every method and seed
