@@ -174,6 +174,11 @@ def artifacts_path(results: Path, job: Job) -> Path:
     return record_path(results, job).with_suffix(".npz")
 
 
+def teacher_cache_path(results: Path, task: str) -> Path:
+    """Cached frozen-teacher outputs of one task (kdfd.teacher_cache), shared by its seeds and methods."""
+    return results / task / "teacher-cache"
+
+
 def predictions_path(results: Path, job: Job) -> Path:
     """The GLUE test-set predictions of a job run with `train.predict_test`."""
     return predictions_file(record_path(results, job))
@@ -243,6 +248,7 @@ def run_job(suite_name: str, job: Job, results: Path, glue_dir, prov: dict, prog
             progress=progress, checkpointer=checkpointer,
             artifacts_to=artifacts_path(results, job) if c.role != "teacher" else None,
             predictions_to=predictions_path(results, job),
+            teacher_cache_dir=teacher_cache_path(results, c.task),
         )
         record.update(result, status="done")
     except OSError as e:

@@ -17,6 +17,13 @@ from .errors import ConfigError
 from .models import ModelSpec
 
 PRECISIONS = ("auto", "fp32", "bf16")
+BATCHINGS = ("shuffle", "grouped")
+
+
+def later(default):
+    """A field added after records existed: left out of a job's id while it holds `default`, so that every earlier
+    record keeps its id (and is not re-run) until a suite turns the new switch on."""
+    return field(default=default, metadata={"later": True})
 
 
 @dataclass(frozen=True)
@@ -44,7 +51,17 @@ class TrainConfig:
     device: str = "auto"  # auto: cuda when available
     # Predict the GLUE test files after training and save the predictions beside the record, for
     # `bench report --glue-submission`. Needs the TSV source (test labels are hidden, so no metric changes).
-    predict_test: bool = False
+    predict_test: bool = later(False)
+    # Training batch order. shuffle: a seeded permutation per epoch. grouped: the same permutation cut into
+    # mega-batches of `group_size` batches, each sorted by length, so a batch pads to similar lengths (fewer padded
+    # tokens; the order still depends only on seed and epoch). Both pad each batch to its own longest example.
+    batching: str = later("shuffle")
+    group_size: int = later(50)  # batches per mega-batch under grouped batching (Hugging Face's default: 50)
+    # Offline methods (a frozen teacher): compute the teacher's outputs once, keep them in float16 on disk under the
+    # results root keyed by the teacher's weights and each tokenized example, and reuse them across epochs, seeds'
+    # methods and re-runs. Off by default: cached targets differ from live ones by float16 rounding.
+    teacher_cache: bool = later(False)
+    compile: bool = later(False)  # torch.compile the models (CUDA clusters; a first-step compile cost)
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "eval_batch_size", "max_length", "teacher_epochs"):
@@ -60,6 +77,10 @@ class TrainConfig:
         for name in ("max_train_examples", "teacher_max_train_examples", "max_eval_examples"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"{name} = {getattr(self, name)} is not allowed (must be >= 1 or unset)")
+        if self.batching not in BATCHINGS:
+            raise ConfigError(f"batching {self.batching!r} is not allowed (allowed: {', '.join(BATCHINGS)})")
+        if self.group_size < 1:
+            raise ConfigError(f"group_size = {self.group_size} is not allowed (must be >= 1)")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision {self.precision!r} is not allowed (allowed: {', '.join(PRECISIONS)})")
 
@@ -84,8 +105,9 @@ class RunConfig:
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
-        if not d["train"]["predict_test"]:
-            del d["train"]["predict_test"]  # added later: left out when off, so earlier job ids stay valid
+        for f in dataclasses.fields(TrainConfig):
+            if f.metadata.get("later") and d["train"][f.name] == f.default:
+                del d["train"][f.name]
         return d
 
     def hash(self) -> str:

@@ -232,7 +232,7 @@ class EncodedDataset(torch.utils.data.Dataset):
         return len(self.input_ids)
 
     def __getitem__(self, i):
-        item = {"input_ids": self.input_ids[i], "label": self.labels[i]}
+        item = {"input_ids": self.input_ids[i], "label": self.labels[i], "index": i}
         if self.token_type_ids is not None:
             item["token_type_ids"] = self.token_type_ids[i]
         return item
@@ -245,7 +245,8 @@ class Collator:
     """Pads a batch to its own longest sequence (never to max_length).
 
     Returns input_ids, attention_mask (and token_type_ids when the tokenizer makes them): LongTensor [B, T_batch];
-    labels: LongTensor [B], or FloatTensor [B] for regression.
+    labels: LongTensor [B], or FloatTensor [B] for regression; index: LongTensor [B], each example's position in
+    its dataset (evaluation restores the file order with it; the teacher cache looks examples up by it).
     """
 
     def __init__(self, pad_id: int, regression: bool):
@@ -263,7 +264,8 @@ class Collator:
             if types is not None:
                 types[i, :n] = torch.tensor(it["token_type_ids"])
         dtype = torch.float if self.regression else torch.long
-        batch = {"input_ids": ids, "attention_mask": mask, "labels": torch.tensor([it["label"] for it in items], dtype=dtype)}
+        batch = {"input_ids": ids, "attention_mask": mask, "labels": torch.tensor([it["label"] for it in items], dtype=dtype),
+                 "index": torch.tensor([it["index"] for it in items], dtype=torch.long)}
         if types is not None:
             batch["token_type_ids"] = types
         return batch
@@ -279,19 +281,57 @@ class EpochSampler(torch.utils.data.Sampler):
     def set_epoch(self, epoch: int, start: int = 0) -> None:
         self.epoch, self.start = epoch, start
 
+    def order(self) -> list[int]:
+        """The whole epoch's order."""
+        return torch.randperm(self.n, generator=self._generator()).tolist()
+
+    def _generator(self) -> torch.Generator:
+        return torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+
     def __iter__(self):
-        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return iter(torch.randperm(self.n, generator=g)[self.start:].tolist())
+        return iter(self.order()[self.start:])
 
     def __len__(self) -> int:
         return max(0, self.n - self.start)
 
 
-def make_loader(ds: EncodedDataset, batch_size: int, shuffle: bool, seed: int = 0, pin_memory: bool = False):
+class GroupedEpochSampler(EpochSampler):
+    """Length-grouped order: the epoch's permutation (as `EpochSampler`) cut into mega-batches of `group_size`
+    batches, each sorted by length (longest first), cut into batches, and the batches shuffled, all from the
+    (seed, epoch) generator. A batch then holds examples of similar length, so dynamic padding adds few padded
+    tokens, while which examples meet still changes every epoch. A short last batch stays last, so the loader's
+    consecutive cuts of `batch_size` are exactly these batches and a resume at batch k starts at k * batch_size."""
+
+    def __init__(self, lengths: list[int], batch_size: int, seed: int, group_size: int = 50):
+        super().__init__(len(lengths), seed)
+        self.lengths, self.batch_size, self.group = lengths, batch_size, batch_size * group_size
+
+    def order(self) -> list[int]:
+        g = self._generator()
+        perm = torch.randperm(self.n, generator=g).tolist()
+        batches = []
+        for at in range(0, self.n, self.group):
+            mega = sorted(perm[at:at + self.group], key=lambda i: -self.lengths[i])  # stable: ties keep the shuffle
+            batches += [mega[k:k + self.batch_size] for k in range(0, len(mega), self.batch_size)]
+        last = batches.pop() if len(batches[-1]) < self.batch_size else None
+        batches = [batches[i] for i in torch.randperm(len(batches), generator=g).tolist()]
+        return [i for b in batches + ([last] if last else []) for i in b]
+
+
+def make_loader(ds: EncodedDataset, batch_size: int, shuffle: bool, seed: int = 0, pin_memory: bool = False,
+                batching: str = "shuffle", group_size: int = 50):
+    """Training loaders (`shuffle`) take their order from an EpochSampler (`batching` shuffle) or a
+    GroupedEpochSampler (`batching` grouped). Evaluation loaders go through the examples longest first, so each
+    batch pads little; `Engine.predict` puts the outputs back in file order by the batches' `index`."""
+    if not shuffle:
+        sampler = sorted(range(len(ds)), key=lambda i: -len(ds.input_ids[i]))
+    elif batching == "grouped":
+        sampler = GroupedEpochSampler(ds.lengths(), batch_size, seed, group_size)
+    else:
+        sampler = EpochSampler(len(ds), seed)
     # The loader gets its own generator: without one, every new iterator draws its base seed from the global RNG,
     # which would make the dropout stream depend on where a resumed run re-created its iterator.
     return torch.utils.data.DataLoader(
-        ds, batch_size=batch_size, sampler=EpochSampler(len(ds), seed) if shuffle else None,
-        generator=torch.Generator().manual_seed(seed), collate_fn=Collator(ds.pad_id, ds.regression), num_workers=0,
-        pin_memory=pin_memory,
+        ds, batch_size=batch_size, sampler=sampler, generator=torch.Generator().manual_seed(seed),
+        collate_fn=Collator(ds.pad_id, ds.regression), num_workers=0, pin_memory=pin_memory,
     )

@@ -127,10 +127,16 @@ class Engine:
         self.amp = autocast_dtype(self.device, train.precision)
         self.progress = progress
         self.step = 0
+        self.teacher_targets = None  # a kdfd.teacher_cache.CachedTeacher, set by use_teacher_cache
         fused = self.device.type == "cuda"
+        if fused and not torch.are_deterministic_algorithms_enabled():
+            torch.backends.cuda.matmul.allow_tf32 = True  # fp32 matmuls outside autocast (Ampere and later)
+            torch.backends.cudnn.allow_tf32 = True
         for m in (student, teacher, distiller):
             if m is not None:
                 m.to(self.device)
+                if train.compile:
+                    m.compile()  # in place: state_dict keys stay as they are, so checkpoints do not change
         self.opt_s = make_optimizer([student, distiller.student_modules], train.lr, train.weight_decay, fused)
         self.sched_s = linear_schedule(self.opt_s, total_steps, train.warmup_ratio)
         self.opt_t = self.sched_t = None
@@ -143,6 +149,20 @@ class Engine:
         self.stage_ends = stage_ends(self.stages, total_steps)
         self.stage_index = -1
         self._enter_stage(0)
+
+    def use_teacher_cache(self, directory: Path, train_ds) -> dict:
+        """Offline methods: take the frozen teacher's training targets from the cache in `directory` (filled for the
+        examples it lacks). Returns what it did: the cache file, examples found and computed, seconds."""
+        from .teacher_cache import TeacherCache
+
+        if self.needs.teacher != FROZEN:
+            raise ValueError(f"method {self.distiller.name!r} has a {self.needs.teacher!r} teacher: only a frozen "
+                             "teacher's outputs can be cached")
+        start = time.perf_counter()
+        cache = TeacherCache(directory, self.teacher, self.needs)
+        self.teacher_targets = cache.fill(self.teacher, train_ds, self.cfg.eval_batch_size, self.device, self.autocast)
+        return {"file": cache.path.name, "found": cache.hits, "computed": cache.computed,
+                "seconds": time.perf_counter() - start}
 
     # ------------------------------------------------------------------------------------------------- stages
 
@@ -199,7 +219,9 @@ class Engine:
             t_losses = self.distiller.teacher_loss(batch, self.forward(self.teacher, batch), detach(s))
             logs.update(self._check(t_losses, "teacher"))
             self._update(t_losses["total"], self.opt_t, self.sched_t, [self.teacher, self.distiller.teacher_modules])
-        if self.needs.teacher != NONE:
+        if self.teacher_targets is not None:
+            t = self.teacher_targets.forward(batch, self.device)
+        elif self.needs.teacher != NONE:
             self.teacher.eval()
             with torch.no_grad():
                 t = self.forward(self.teacher, batch)
@@ -212,7 +234,8 @@ class Engine:
     def _check(self, terms: dict[str, torch.Tensor], role: str) -> dict[str, float]:
         if "total" not in terms:
             raise KeyError(f"method {self.distiller.name!r}: {role} losses must include 'total'")
-        values = {k: float(v.detach()) for k, v in terms.items()}
+        # one device-to-host copy for all terms: a float() per term would wait on the device once per term
+        values = dict(zip(terms, torch.stack([v.detach().float() for v in terms.values()]).tolist()))
         for k, v in values.items():
             if not math.isfinite(v):
                 raise NonFiniteLossError(self.step, k, v, role)
@@ -234,14 +257,16 @@ class Engine:
         model = self.student if role == "student" else self.teacher
         model.eval()
         self.distiller.eval()
-        logits, gold = [], []
+        logits, gold, index = [], [], []
         for batch in loader:
             crash_point("eval")
+            index.append(batch["index"])
             batch = self.to_device(batch)
             out = self.forward(model, batch)
             logits.append(self.distiller.predict(role, out).float().cpu())
             gold.append(batch["labels"].cpu())
-        return torch.cat(logits).numpy(), torch.cat(gold).numpy()
+        order = in_file_order(index)
+        return torch.cat(logits)[order].numpy(), torch.cat(gold)[order].numpy()
 
     @torch.no_grad()
     def representations(self, role: str, loader) -> dict[str, np.ndarray]:
@@ -250,12 +275,15 @@ class Engine:
         model.eval()
         self.distiller.eval()
         parts: dict[str, list] = {}
+        index = []
         for batch in loader:
+            index.append(batch["index"])
             batch = self.to_device(batch)
             reps = self.distiller.representations(role, self.forward(model, batch))
             for k, v in {**reps, "labels": batch["labels"]}.items():
                 parts.setdefault(k, []).append(v.float().cpu())
-        return {k: torch.cat(v).numpy() for k, v in parts.items()}
+        order = in_file_order(index)
+        return {k: torch.cat(v)[order].numpy() for k, v in parts.items()}
 
     def evaluate(self, role: str, loaders: dict) -> dict[str, dict[str, float]]:
         """The task's official metrics per dev split."""
@@ -349,6 +377,11 @@ class Engine:
             if checkpointer:
                 save(epoch + 1, 0)
         return history
+
+
+def in_file_order(index: list[torch.Tensor]) -> torch.Tensor:
+    """The permutation that puts rows gathered in loader order back in dataset order (loaders may sort by length)."""
+    return torch.argsort(torch.cat(index))
 
 
 def stage_ends(stages: list[Stage], total_steps: int) -> list[int]:

@@ -15,7 +15,7 @@ from .checkpoint import Checkpointer
 from .config import RunConfig
 from .data import EncodedDataset, load_task, load_test, make_loader, subset
 from .data import fingerprint as data_fingerprint
-from .distiller import NONE, ModelInfo, get_method, parse_params
+from .distiller import FROZEN, NONE, ModelInfo, get_method, parse_params
 from .engine import Engine, resolve_device, save_state, set_determinism, set_seed
 from .errors import ConfigError, ModelError
 from .files import atomic_write
@@ -40,13 +40,15 @@ def resolve(cfg: RunConfig):
 
 def run(cfg: RunConfig, glue_dir: str | None = None, teacher_checkpoint: Path | None = None,
         save_model_to: Path | None = None, progress: bool = True, checkpointer: Checkpointer | None = None,
-        artifacts_to: Path | None = None, predictions_to: Path | None = None) -> dict:
+        artifacts_to: Path | None = None, predictions_to: Path | None = None,
+        teacher_cache_dir: Path | None = None) -> dict:
     """Train one job. Returns metrics (student dev metrics per split, last epoch), teacher metrics, per-epoch
     curves, parameter counts and timings. With a `checkpointer`, the job saves its state as it goes and first
     takes up a checkpoint left by an interrupted run of the same job. With `artifacts_to`, the student's
     representations on a fixed dev sample are saved there (.npz) for the report's figures. With `train.predict_test`,
     the trained model's predictions on the task's GLUE test files are saved to `predictions_to` (.npz, one array
-    per test split: class ids [N] or scores [N], in file order)."""
+    per test split: class ids [N] or scores [N], in file order). With `train.teacher_cache`, an offline method's
+    teacher targets come from the cache in `teacher_cache_dir` (kdfd.teacher_cache)."""
     started = time.perf_counter()
     task, method, params, needs = resolve(cfg)
     deterministic = set_determinism()
@@ -60,7 +62,8 @@ def run(cfg: RunConfig, glue_dir: str | None = None, teacher_checkpoint: Path | 
               for s, ex in data.dev.items()}
     device = resolve_device(tc.device)
     pin = device.type == "cuda"
-    train_loader = make_loader(train_ds, tc.batch_size, shuffle=True, seed=cfg.seed, pin_memory=pin)
+    train_loader = make_loader(train_ds, tc.batch_size, shuffle=True, seed=cfg.seed, pin_memory=pin,
+                               batching=tc.batching, group_size=tc.group_size)
     dev_loaders = {s: make_loader(d, tc.eval_batch_size, shuffle=False, pin_memory=pin) for s, d in dev_ds.items()}
 
     attn = "eager" if needs.attentions else "sdpa"  # attention maps need the eager implementation
@@ -78,6 +81,11 @@ def run(cfg: RunConfig, glue_dir: str | None = None, teacher_checkpoint: Path | 
     distiller = method(params, task, ModelInfo.of(student), ModelInfo.of(teacher))
 
     engine = Engine(distiller, student, teacher, task, tc, tc.epochs * len(train_loader), device, progress)
+    cache = None
+    if tc.teacher_cache and needs.teacher == FROZEN:
+        if teacher_cache_dir is None:
+            raise ConfigError("train.teacher_cache is on, and no cache folder was given")
+        cache = engine.use_teacher_cache(Path(teacher_cache_dir), train_ds)
     teacher_start = engine.evaluate("teacher", dev_loaders) if teacher is not None else None
     setup_seconds = time.perf_counter() - started
     curves = engine.fit(train_loader, dev_loaders, tc.epochs, desc=f"{cfg.task}/{cfg.method}", checkpointer=checkpointer)
@@ -117,6 +125,7 @@ def run(cfg: RunConfig, glue_dir: str | None = None, teacher_checkpoint: Path | 
         "resumed_from_step": engine.resumed_from,
         "artifacts": artifacts,
         "test_predictions": {s: len(p) for s, p in predicted.items()} or None,
+        "teacher_cache": cache,
         "timing": {"setup_seconds": setup_seconds, "train_seconds": sum(c["train_seconds"] for c in curves),
                    "eval_seconds": sum(c["eval_seconds"] for c in curves), "steps": engine.step,
                    "wall_seconds": time.perf_counter() - started},

@@ -15,7 +15,7 @@ def tiny_suite(methods=("kdfd",), seeds=(1,), train: dict | None = None, descrip
              'data_source = "synthetic"\n[teacher]\nname = "tiny"\nlayers = 2\nhidden = 32\n'
              '[student]\nname = "tiny"\nlayers = 1\nhidden = 16\n')
     if train:
-        head += "[train]\n" + "".join(f"{k} = {v!r}\n" for k, v in train.items())
+        head += "[train]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in train.items())  # TOML values
     return head + methods_tables
 
 

@@ -1,3 +1,4 @@
+import numpy as np
 from pathlib import Path
 
 import pytest
@@ -103,6 +104,53 @@ def test_epoch_order_depends_only_on_seed_and_epoch_and_resumes_at_a_position():
     c = EpochSampler(50, seed=4)
     c.set_epoch(2)
     assert list(c) != full
+
+
+def test_grouped_order_is_seeded_sorted_within_mega_batches_and_resumes_at_a_batch():
+    from kdfd.data import EpochSampler, GroupedEpochSampler
+
+    lengths = [int(x) for x in torch.randint(5, 120, (203,), generator=torch.Generator().manual_seed(0))]
+    a = GroupedEpochSampler(lengths, batch_size=8, seed=3, group_size=5)
+    a.set_epoch(2)
+    full = list(a)
+    assert sorted(full) == list(range(203))
+    batches = [full[k:k + 8] for k in range(0, 203, 8)]
+    assert len(batches[-1]) == 203 % 8  # the short batch stays last
+    assert all(sorted(b, key=lambda i: -lengths[i]) == b for b in batches)
+    # each full mega-batch (40 examples of one random draw) is cut into 5 batches in length order
+    plain = EpochSampler(203, seed=3)
+    plain.set_epoch(2)
+    first_mega = set(list(plain)[:40])
+    assert sum(set(b) <= first_mega for b in batches) == 5
+    # padded tokens: grouped batches pad far less than shuffled ones
+    def padding(order):
+        return sum(len(b) * max(lengths[i] for i in b) - sum(lengths[i] for i in b)
+                   for b in (order[k:k + 8] for k in range(0, 203, 8)))
+    assert padding(full) < 0.5 * padding(list(plain))
+    b = GroupedEpochSampler(lengths, batch_size=8, seed=3, group_size=5)
+    b.set_epoch(2, start=3 * 8)
+    assert list(b) == full[24:]
+    a.set_epoch(3)
+    assert list(a) != full
+
+
+def test_evaluation_goes_longest_first_and_predictions_come_back_in_file_order():
+    import baselines  # noqa: F401
+    from kdfd.data import make_loader
+    from kdfd.distiller import METHODS
+    from tests.kdfd.helpers import setup
+
+    task = get_task("synth-pair")
+    ds = EncodedDataset(list(synthetic.generate(task.name, "dev"))[:40], task, synthetic.build_tokenizer(), 64)
+    loader = make_loader(ds, 16, shuffle=False)
+    widths = [b["input_ids"].shape[1] for b in loader]
+    assert widths == sorted(widths, reverse=True)
+    engine, *_ = setup(METHODS["finetune"])
+    logits, gold = engine.predict("student", loader)
+    one_by_one = [engine.predict("student", make_loader(EncodedDataset([ex], task, synthetic.build_tokenizer(), 64),
+                                                        1, shuffle=False))[0][0] for ex in list(synthetic.generate(task.name, "dev"))[:40]]
+    assert gold.tolist() == ds.labels
+    assert torch.allclose(torch.tensor(logits), torch.tensor(np.array(one_by_one)), atol=1e-5)
 
 
 def test_the_data_fingerprint_follows_the_examples():

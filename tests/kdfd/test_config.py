@@ -1,0 +1,43 @@
+"""Job ids: switches added after records existed leave the ids of runs that do not turn them on unchanged."""
+
+import dataclasses
+import hashlib
+import json
+
+import pytest
+
+from kdfd.config import RunConfig, TrainConfig, build
+from kdfd.errors import ConfigError
+from kdfd.models import ModelSpec
+
+LATER = {"predict_test": True, "batching": "grouped", "group_size": 8, "teacher_cache": True, "compile": True}
+
+
+def config(**train) -> RunConfig:
+    return RunConfig(task="rte", method="vanilla-kd", seed=1, student=ModelSpec("tiny"), teacher=ModelSpec("tiny"),
+                     train=TrainConfig(**train))
+
+
+def test_later_switches_at_their_defaults_leave_the_id_as_it_was():
+    earlier = dataclasses.asdict(config())
+    for name in LATER:
+        del earlier["train"][name]  # what a job's config held before these switches existed
+    blob = json.dumps(earlier, sort_keys=True, separators=(",", ":"), default=str)
+    assert config().hash() == hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@pytest.mark.parametrize("name,value", sorted(LATER.items()))
+def test_turning_a_later_switch_on_gives_a_new_id(name, value):
+    assert config(**{name: value}).hash() != config().hash()
+    assert config(**{name: value}).to_dict()["train"][name] == value
+
+
+@pytest.mark.parametrize("raw,message", [
+    ({"batching": "sorted"}, "batching 'sorted' is not allowed (allowed: shuffle, grouped)"),
+    ({"group_size": 0}, "group_size = 0 is not allowed (must be >= 1)"),
+    ({"teacher_cache": "yes"}, "teacher_cache = 'yes' has type str, expected bool"),
+])
+def test_bad_batching_and_cache_settings_name_the_value_and_what_is_allowed(raw, message):
+    with pytest.raises(ConfigError) as e:
+        build(TrainConfig, raw, "suite x.toml [train]")
+    assert message in str(e.value)
