@@ -10,7 +10,7 @@ import baselines  # noqa: F401  (registers the baselines)
 from kdfd import synthetic
 from kdfd.data import EncodedDataset, make_loader
 from kdfd.distiller import FROZEN, METHODS
-from kdfd.teacher_cache import TeacherCache, example_key, weights_key
+from kdfd.teacher_cache import example_key, weights_key
 from kdfd.tasks import get_task
 from tests.kdfd.helpers import setup
 
