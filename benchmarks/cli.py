@@ -1,4 +1,5 @@
-"""The `bench` command line: `bench list`, `bench run`, `bench status`, `bench wait`, `bench cancel`, `bench report`.
+"""The `bench` command line: `bench list`, `bench run`, `bench status`, `bench wait`, `bench cancel`, `bench report`,
+`bench speed` (benchmarks/speed.py).
 
 Exit codes: 0 all jobs done (or skipped, or submitted); 1 some job failed (its record says why); 2 a usage or
 configuration error, printed as one line (a traceback only with --debug).
@@ -285,10 +286,22 @@ def parser() -> argparse.ArgumentParser:
     rp.add_argument("--glue-submission", action="store_true",
                     help="also write the GLUE leaderboard's prediction files (OUT/<suite>/glue-submission/<method>/"
                          "seed<k>/) for runs that saved test predictions")
+    sub.add_parser("speed", add_help=False,
+                   help="step-time ratios of the methods and of the batchings (`bench speed --help`)")
     return p
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["speed"]:  # its own options: benchmarks/speed.py
+        from . import speed
+
+        try:
+            speed.main(argv[1:])
+        except KdfdError as e:
+            print(f"bench speed: error: {e}", file=sys.stderr)
+            return 2
+        return 0
     args = parser().parse_args(argv)
     try:
         if args.command == "list":
