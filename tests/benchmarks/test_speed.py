@@ -12,7 +12,7 @@ def test_bench_speed_writes_its_ratios_and_the_batchings_agree(glue, tmp_path):
     assert run.returncode == 0, run.stderr
     r = json.loads((out / "speed.json").read_text())
     sec = r["seconds_per_step"]
-    assert set(sec) == {"student", "teacher", "kd-live", "kd-cache", "kdfd"} and all(v > 0 for v in sec.values())
+    assert set(sec) == {"student", "teacher", "kd-live", "kd-cache", "kdfd", "teacher-forward"} and all(v > 0 for v in sec.values())
     assert r["ratios"]["kd-cache / student"] == sec["kd-cache"] / sec["student"]
     assert r["cache_fill"]["computed"] == 3 * 32  # the timed batches' examples, computed once
     b = r["batching"]
