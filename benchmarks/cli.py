@@ -194,8 +194,15 @@ def cmd_report(args) -> int:
     suite = load_suite(args)
     roots = [Path(args.results), *[Path(r) for r in args.also or []]]
     collected = report.collect(suite, roots, args.checkpoint)
+    sweeps = {}
+    for name in args.sweeps or []:
+        from . import suite as suites
+
+        seeds = [int(s) for s in args.seeds] if args.seeds else None
+        swept = suites.load(name, tasks=args.tasks, seeds=seeds)
+        sweeps[swept.name] = report.collect(swept, roots, args.checkpoint)
     out = Path(args.out) / suite.name
-    result = report_writer.write(out, suite.name, collected, args.checkpoint)
+    result = report_writer.write(out, suite.name, collected, args.checkpoint, sweeps=sweeps)
     for name, rows in result["tables"].items():
         t = Table(title=f"{report_writer.TITLES[name]} (dev, mean over seeds; paper in brackets)")
         t.add_column("method")
@@ -283,6 +290,8 @@ def parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", default="reports", help="reports root (the report goes to OUT/<suite>/)")
     rp.add_argument("--checkpoint", choices=("last", "best"), default="last",
                     help="last: each run's final epoch; best: its best dev epoch (optimistic)")
+    rp.add_argument("--sweeps", nargs="+", metavar="SUITE",
+                    help="sweep suites whose records add Fig. 5 to this report (the tables keep this suite's jobs)")
     rp.add_argument("--glue-submission", action="store_true",
                     help="also write the GLUE leaderboard's prediction files (OUT/<suite>/glue-submission/<method>/"
                          "seed<k>/) for runs that saved test predictions")

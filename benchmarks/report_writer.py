@@ -67,8 +67,9 @@ def write_csv(path: Path, rows: list[dict]) -> None:
 REPRESENTED = ("kdfd", "kdfd-ae")  # methods with a bottleneck: Figs. 3-4 compare their z_mu with the raw feature
 
 
-def draw_figures(out: Path, collected: rep.Collected, selected: dict) -> list[str]:
-    """Every figure the records allow; returns the report.md lines that embed them."""
+def draw_figures(out: Path, collected: rep.Collected, selected: dict, sweeps: list[rep.Group] = ()) -> list[str]:
+    """Every figure the records allow; returns the report.md lines that embed them. Fig. 5 also draws on
+    `sweeps`, the groups of sweep suites (a group both hold, by config, counts once)."""
     import numpy as np
 
     from . import figures
@@ -93,15 +94,18 @@ def draw_figures(out: Path, collected: rep.Collected, selected: dict) -> list[st
             stem = f"fig4-tsne-{task}-{method}"
             figures.tsne(reps, label, fig_dir, stem, get_task(task).is_regression)
             md += [f"![Fig. 4, t-SNE, {label}](figures/{stem}.png)", ""]
-    for task, method, param, points in rep.sweeps(collected.groups):
+    groups = {(g.task, g.method, g.key): g for g in [*collected.groups, *sweeps]}
+    for task, method, param, points in rep.sweeps(list(groups.values())):
         stem = f"fig5-{param}-{task}-{method}"
         figures.sweep(points, param, f"Fig. 5: {method} on {task} against {param}", fig_dir, stem)
         md += [f"![Fig. 5, {param}, {task} {method}](figures/{stem}.png)", ""]
     return md
 
 
-def write(out: Path, suite_name: str, collected: rep.Collected, checkpoint: str, paper_csv: Path = rep.PAPER_CSV) -> dict:
-    """Write everything under `out`; returns the tables and comparisons (for the terminal summary)."""
+def write(out: Path, suite_name: str, collected: rep.Collected, checkpoint: str, paper_csv: Path = rep.PAPER_CSV,
+          sweeps: dict[str, rep.Collected] | None = None) -> dict:
+    """Write everything under `out`; returns the tables and comparisons (for the terminal summary). `sweeps`
+    (suite name -> its records) feed Fig. 5 only: the tables select among the suite's own configurations."""
     out.mkdir(parents=True, exist_ok=True)
     selected = rep.select(collected.groups)
     paper = rep.paper_numbers(paper_csv)
@@ -133,7 +137,11 @@ def write(out: Path, suite_name: str, collected: rep.Collected, checkpoint: str,
     for (task, method), g in sorted(selected.items()):
         md.append(f"| {task} | {method} | {g.version} | {g.label} ({g.key}) | "
                   f"{', '.join(str(r['seed']) for r in g.runs)} | {100 * sum(g.scores) / len(g.scores):.1f} |")
-    md += draw_figures(out, collected, selected)
+    sweeps = sweeps or {}
+    md += draw_figures(out, collected, selected, [g for c in sweeps.values() for g in c.groups])
+    for name, c in sweeps.items():
+        md.append(f"Fig. 5 also reads suite `{name}`: {sum(len(g.runs) for g in c.groups)} done records, "
+                  f"{len(c.failed)} failed and {len(c.missing)} not run, left out.")
     md += ["", "## Left out", ""]
     if not collected.failed and not collected.missing:
         md.append("Nothing: every job of the suite has a done record.")

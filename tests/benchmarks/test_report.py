@@ -153,3 +153,28 @@ def test_report_after_a_real_run_writes_tables_and_figures(tmp_path):
         assert {f"{stem}.png", f"{stem}.pdf"} <= figures
     md = (folder / "report.md").read_text()
     assert "figures/fig4-tsne-synth-single-kdfd.png" in md and "## Left out" in md
+
+
+def test_sweep_suites_add_fig5_and_leave_the_tables_to_the_suites_own_jobs(fixture, tmp_path):
+    from benchmarks import cli
+
+    suite, results = fixture
+    sweep_file = tmp_path / "sweep.toml"
+    sweep_file.write_text(SUITE.replace('methods = ["kdfd", "vanilla-kd"]', 'methods = ["kdfd"]')
+                          + "[method.kdfd]\nlatent_dim = [16, 64]\n")
+    sweep = suites.load(str(sweep_file))
+    main_kdfd = {j.id for j in suite.jobs if j.config.method == "kdfd"}
+    for job in sweep.jobs:
+        if job.config.role != "teacher" and job.config.params["latent_dim"] == 16:  # better than every kdfd run
+            _write(results, job, metrics={"dev": {"f1": 0.95, "accuracy": 0.9}})
+    assert {j.id for j in sweep.jobs if j.config.params.get("latent_dim") == 64} == main_kdfd  # one config, shared
+    assert cli.main(["report", "--suite", str(tmp_path / "fixture.toml"), "--results", str(results),
+                     "--out", str(tmp_path / "reports"), "--sweeps", str(sweep_file)]) == 0
+    md = (tmp_path / "reports" / "fixture" / "report.md").read_text()
+    assert "figures/fig5-latent_dim-mrpc-kdfd.png" in md
+    assert [line for line in md.splitlines() if "also reads" in line] == [
+        "Fig. 5 also reads suite `sweep`: 9 done records, 0 failed and 0 not run, left out."]
+    assert (tmp_path / "reports" / "fixture" / "figures" / "fig5-latent_dim-mrpc-kdfd.png").is_file()
+    kdfd_row = next(line for line in (tmp_path / "reports" / "fixture" / "table1.md").read_text().splitlines()
+                    if line.startswith("| kdfd |"))
+    assert "82.0" in kdfd_row and "95.0" not in kdfd_row  # the suite's own kdfd (mean F1 82.0), not the sweep's best
