@@ -313,7 +313,7 @@ class GroupedEpochSampler(EpochSampler):
         for at in range(0, self.n, self.group):
             mega = sorted(perm[at:at + self.group], key=lambda i: -self.lengths[i])  # stable: ties keep the shuffle
             batches += [mega[k:k + self.batch_size] for k in range(0, len(mega), self.batch_size)]
-        last = batches.pop() if len(batches[-1]) < self.batch_size else None
+        last = batches.pop() if batches and len(batches[-1]) < self.batch_size else None
         batches = [batches[i] for i in torch.randperm(len(batches), generator=g).tolist()]
         return [i for b in batches + ([last] if last else []) for i in b]
 
