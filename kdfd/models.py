@@ -109,10 +109,11 @@ class Forward:
     hidden_states: L+1 tensors [B, T, H] (embeddings first), only when asked for; attentions: L tensors
     [B, heads, T, T] of attention probabilities, only when asked for; attention_scores: L tensors [B, heads, T, T]
     of pre-softmax scores, unmasked, only when asked for; attention_mask [B, T]; features [B, H]: the sentence vector
-    the model's own head classifies (its pooling of last_hidden)."""
+    the model's own head classifies (its pooling of last_hidden). A teacher read from the teacher cache
+    (kdfd.teacher_cache) has no pooler, and last_hidden only when its hidden states were kept."""
 
     logits: torch.Tensor
-    last_hidden: torch.Tensor
+    last_hidden: torch.Tensor | None
     pooler: torch.Tensor | None
     attention_mask: torch.Tensor
     features: torch.Tensor | None = None
