@@ -1,6 +1,6 @@
 """`bench speed`: what distillation costs above plain fine-tuning, measured in one process on the same batches.
 
-    bench speed [--suite glue-cpu] [--task mrpc] [--steps 6] [--rounds 3] [--glue-dir DIR] [--out reports/speed]
+    bench speed [--suite glue-cpu] [--task mrpc] [--steps 4] [--rounds 5] [--glue-dir DIR] [--out reports/speed]
 
 Steps, on the suite's models and the task's real training batches (the same batches for every method):
   student      a plain student fine-tuning step (the floor)
@@ -9,8 +9,9 @@ Steps, on the suite's models and the task's real training batches (the same batc
   kd-cache     vanilla KD from the teacher-output cache (filled once before timing; its cost is reported apart)
   kdfd         an online KDFD step (teacher phase, the updated teacher's targets, student phase)
   teacher-forward  the frozen teacher's forward pass alone (no grad): the extra pass eq. 5 asks of online methods
-Each is timed for `--steps` steps after one warm-up step, in `--rounds` interleaved rounds (the median round
-counts), so that machine drift hits all alike. Batching, on SST-2's real dev sentences: one training epoch of the
+Each is timed for `--steps` steps after one warm-up step, in `--rounds` interleaved rounds, each starting at a
+different step kind; a ratio is taken within each round and its median over rounds is reported, so that machine
+drift (a few 10 % on a shared machine) hits both sides of a ratio alike. Batching, on SST-2's real dev sentences: one training epoch of the
 student over them and one evaluation pass, with every batch padded to 128 tokens, padded to its longest example in
 file order (dynamic), and length-grouped (training) / longest-first (evaluation); the evaluation's metrics must be
 identical. Ratios, not absolute times, compare across machines. Where a target is missed, a torch.profiler table
@@ -115,10 +116,13 @@ def step_costs(cfg, task, tokenizer, data, device, steps: int, rounds: int) -> d
     for e in engines.values():
         e.train_step(batches[0])  # warm-up: allocator, autograd graph caches
     seconds: dict[str, list[float]] = {name: [] for name in [*engines, "teacher-forward"]}
-    for _ in range(rounds):
-        for name, e in engines.items():
-            seconds[name].append(time_steps(e, batches[1:]))
-        seconds["teacher-forward"].append(time_forward(engines["kd-live"], batches[1:]))
+    names = list(seconds)
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:  # each round starts elsewhere: no place bias
+            if name == "teacher-forward":
+                seconds[name].append(time_forward(engines["kd-live"], batches[1:]))
+            else:
+                seconds[name].append(time_steps(engines[name], batches[1:]))
     median = {name: statistics.median(v) for name, v in seconds.items()}
     return {"seconds_per_step": median, "rounds": seconds, "cache_fill": fill, "engines": engines,
             "batches": batches, "examples": len(ds)}
@@ -178,8 +182,8 @@ def main(argv=None) -> dict:
     p.add_argument("--task", default="mrpc", help="the task whose training batches time the steps")
     p.add_argument("--batching-task", default="sst2", help="the task whose dev sentences time the batching")
     p.add_argument("--batching-examples", type=int, default=None, help="time the batching on this many (default: all)")
-    p.add_argument("--steps", type=int, default=6)
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--steps", type=int, default=4)
+    p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--glue-dir", default=None)
     p.add_argument("--out", default="reports/speed", help="folder for speed.md, speed.json and any profiles")
     args = p.parse_args(argv)
@@ -200,13 +204,19 @@ def main(argv=None) -> dict:
     sec = steps["seconds_per_step"]
     batching = batching_costs(cfg, args.batching_task, tokenizer, args.glue_dir, device, args.batching_examples)
     train_b, eval_b = batching["train"], batching["eval"]
+    by_round = [{k: v[r] for k, v in steps["rounds"].items()} for r in range(args.rounds)]
+
+    def per_round(f):  # the median over rounds of a ratio taken within each round: drift cancels inside a round
+        return statistics.median(f(x) for x in by_round)
+
     ratios = {
-        "kd-live / student": sec["kd-live"] / sec["student"],
-        "kd-cache / student": sec["kd-cache"] / sec["student"],
-        "kdfd / (teacher + student)": sec["kdfd"] / (sec["teacher"] + sec["student"]),
-        "teacher / student": sec["teacher"] / sec["student"],
+        "kd-live / student": per_round(lambda x: x["kd-live"] / x["student"]),
+        "kd-cache / student": per_round(lambda x: x["kd-cache"] / x["student"]),
+        "kdfd / (teacher + student)": per_round(lambda x: x["kdfd"] / (x["teacher"] + x["student"])),
+        "teacher / student": per_round(lambda x: x["teacher"] / x["student"]),
         # eq. 5 puts a third teacher pass (a forward at theta_t^{m+1}) into every online step: the math's floor
-        "kdfd / (teacher + teacher-forward + student)": sec["kdfd"] / (sec["teacher"] + sec["teacher-forward"] + sec["student"]),
+        "kdfd / (teacher + teacher-forward + student)":
+            per_round(lambda x: x["kdfd"] / (x["teacher"] + x["teacher-forward"] + x["student"])),
         "fixed-128 / dynamic (train epoch)": train_b["fixed-128"]["seconds"] / train_b["dynamic"]["seconds"],
         "fixed-128 / grouped (train epoch)": train_b["fixed-128"]["seconds"] / train_b["grouped"]["seconds"],
         "fixed-128 / longest-first (eval)": eval_b["fixed-128"]["seconds"] / eval_b["longest-first"]["seconds"],
@@ -239,7 +249,8 @@ def markdown(r: dict) -> str:
     lines = [
         f"# Speed: suite {r['suite']}, task {r['task']} ({r['device']}, {r['threads']} threads)", "",
         f"Training steps of batch {r['batch_size']} on {r['task']}'s real training batches (the same for every row), "
-        f"median of {r['rounds']} interleaved rounds of {r['steps']} steps.", "",
+        f"median of {r['rounds']} interleaved rounds of {r['steps']} steps; each ratio below is the median of the "
+        "ratios taken within a round.", "",
         "| step | ms / step | x student |", "|---|---:|---:|",
         *[f"| {name} | {1000 * v:.0f} | {v / sec['student']:.2f} |" for name, v in sec.items()], "",
         "Online KDFD updates the teacher, then gives the student the *updated* teacher's targets (paper eq. 5): one "
