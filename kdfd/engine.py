@@ -228,6 +228,8 @@ class Engine:
                 t = self.teacher_targets.forward(batch, self.device)
             elif self.needs.teacher != NONE:
                 self.teacher.eval()
+                # no_grad, not inference mode: losses save the targets for backward (MSE does), which autograd
+                # refuses for inference tensors; the teacher cache computes its outputs in inference mode
                 with torch.no_grad():
                     t = self.forward(self.teacher, batch)
         with record_function("student loss and update"):
