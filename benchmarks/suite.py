@@ -131,6 +131,8 @@ def load(name: str, tasks=None, methods=None, seeds=None) -> Suite:
                     _, _, _, needs = resolve(cfg)
                     if needs.teacher == "none":
                         cfg = dataclasses.replace(cfg, teacher=None)
+                    if needs.teacher != "frozen" and train.teacher_cache:  # no frozen teacher, nothing to cache:
+                        cfg = dataclasses.replace(cfg, train=dataclasses.replace(train, teacher_cache=False))  # same id
                     teacher_job = None
                     if needs.needs_finetuned_teacher:
                         teacher_job = _teacher_job(cfg)
@@ -177,7 +179,7 @@ def merge(base: dict, over: dict) -> dict:
 def _teacher_job(cfg: RunConfig) -> Job:
     """The fine-tuning job of cfg's teacher: method finetune on the teacher model, with the teacher's settings."""
     t = cfg.train
-    tc = dataclasses.replace(t, lr=t.teacher_lr, epochs=t.teacher_epochs,
+    tc = dataclasses.replace(t, lr=t.teacher_lr, epochs=t.teacher_epochs, teacher_cache=False,
                              max_train_examples=t.teacher_max_train_examples or t.max_train_examples)
     tcfg = RunConfig(task=cfg.task, method="finetune", seed=cfg.seed, student=cfg.teacher, teacher=None, params={},
                      train=tc, data_source=cfg.data_source, tokenizer=cfg.resolved_tokenizer(), role="teacher",

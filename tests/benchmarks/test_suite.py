@@ -111,3 +111,16 @@ def test_methods_all_means_every_registered_method():
 
     s = suites.load("smoke", tasks=["synth-single"], methods=["all"])
     assert {j.config.method for j in s.jobs if j.config.role != "teacher"} == set(METHODS)
+
+
+def test_the_teacher_cache_switch_changes_only_the_ids_of_jobs_with_a_frozen_teacher(tmp_path):
+    from .helpers import tiny_suite, tiny_train
+
+    ids = {}
+    for cache in (False, True):
+        path = tmp_path / f"cache-{cache}.toml"
+        path.write_text(tiny_suite(methods=("vanilla-kd", "kdfd", "finetune"), train=tiny_train(teacher_cache=cache)))
+        ids[cache] = {j.label: j.id for j in suites.load(str(path)).jobs}
+    assert ids[False].keys() == ids[True].keys() == {"teacher", "vanilla-kd", "kdfd", "finetune"}
+    changed = {label for label in ids[False] if ids[False][label] != ids[True][label]}
+    assert changed == {"vanilla-kd"}  # the shared teacher, the online and the teacherless jobs keep their ids

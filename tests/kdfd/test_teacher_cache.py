@@ -105,18 +105,18 @@ def test_kd_from_the_cache_trains_the_student_as_kd_from_the_live_teacher(tmp_pa
     metrics; losses within float16 rounding of the teacher's logits."""
     from tests.benchmarks.helpers import bench, records, tiny_suite, tiny_train
 
-    runs = {}
+    results = tmp_path / "results"  # one root: the second suite finds the first one's teacher (the same job)
     for cache in (False, True):
         suite = tmp_path / f"cache-{cache}.toml"
         suite.write_text(tiny_suite(methods=("vanilla-kd",), train=tiny_train(teacher_cache=cache), methods_tables=""))
-        results = tmp_path / f"results-{cache}"
         run = bench("run", "--suite", str(suite), "--results", str(results), "--no-progress")
         assert run.returncode == 0, run.stderr
-        (runs[cache],) = records(results, "vanilla-kd")
+    runs = {r["config"]["train"].get("teacher_cache", False): r for r in records(results, "vanilla-kd")}
+    assert len(records(results)) == 3  # one teacher, two students
     live, cached = runs[False], runs[True]
     assert live["teacher_cache"] is None
     assert cached["teacher_cache"]["computed"] == 320 and cached["teacher_cache"]["found"] == 0
-    assert (tmp_path / "results-True" / "synth-single" / "teacher-cache" / cached["teacher_cache"]["file"]).is_file()
+    assert (results / "synth-single" / "teacher-cache" / cached["teacher_cache"]["file"]).is_file()
     assert cached["metrics"] == live["metrics"]
     for a, b in zip(cached["curves"], live["curves"]):
         for term, value in b["loss"].items():
