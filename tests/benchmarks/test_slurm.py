@@ -106,7 +106,11 @@ def test_a_failing_job_shows_as_failed_the_others_finish_and_a_rerun_retries_onl
 
 
 def test_cancel_stops_what_is_queued(cluster, tmp_path):
-    suite = _suite(tmp_path)
+    # a teacher far longer than the test, so that its task is still running when `bench cancel` looks (a tiny one
+    # could finish in the seconds between submission and cancel, leaving only its student's task to cancel)
+    suite = tmp_path / "slurm.toml"
+    suite.write_text(tiny_suite(train=tiny_train(teacher_epochs=1000)))
+    suite = str(suite)
     results = str(tmp_path / "slurm")
     assert bench("run", "--suite", suite, "--results", results, "--executor", "slurm", *RESOURCES).returncode == 0
     cancel = bench("cancel", "--suite", suite, "--results", results)
