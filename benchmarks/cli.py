@@ -76,12 +76,13 @@ def job_table(suite, results: Path, title: str) -> Table:
     return t
 
 
-def load_suite(args):
+def load_suite(args, name: str | None = None):
+    """The suite of `--suite` (or `name`) with the command line's task, method and seed overrides."""
     from . import runner  # noqa: F401  (registers every method)
     from . import suite as suites
 
     seeds = [int(s) for s in args.seeds] if args.seeds else None
-    return suites.load(args.suite, tasks=args.tasks, methods=args.methods, seeds=seeds)
+    return suites.load(name or args.suite, tasks=args.tasks, methods=None if name else args.methods, seeds=seeds)
 
 
 def cmd_run(args) -> int:
@@ -196,10 +197,7 @@ def cmd_report(args) -> int:
     collected = report.collect(suite, roots, args.checkpoint)
     sweeps = {}
     for name in args.sweeps or []:
-        from . import suite as suites
-
-        seeds = [int(s) for s in args.seeds] if args.seeds else None
-        swept = suites.load(name, tasks=args.tasks, seeds=seeds)
+        swept = load_suite(args, name)
         sweeps[swept.name] = report.collect(swept, roots, args.checkpoint)
     out = Path(args.out) / suite.name
     result = report_writer.write(out, suite.name, collected, args.checkpoint, sweeps=sweeps)

@@ -29,11 +29,12 @@ from pathlib import Path
 
 import torch
 
-from kdfd.data import EncodedDataset, load_task, make_loader, subset
-from kdfd.distiller import ModelInfo, get_method, parse_params
+from kdfd.data import Collator, EncodedDataset, load_task, make_loader, subset
+from kdfd.distiller import get_method, parse_params
 from kdfd.engine import Engine, resolve_device, set_seed
 from kdfd.metrics import compute
-from kdfd.models import build_classifier, load_tokenizer
+from kdfd.job import build_models
+from kdfd.models import load_tokenizer
 from kdfd.tasks import get_task
 
 from . import runner  # noqa: F401  (registers every method)
@@ -51,12 +52,8 @@ def build_engine(method: str, trained: str, cfg, task, tokenizer, device, total_
     set_seed(0)
     cls = get_method(method)
     params = parse_params(cls, cfg.params if method == cfg.method else {})
-    needs = cls.needs(params)
-    attn = "eager" if needs.attentions else "sdpa"
     spec = cfg.teacher if trained == "teacher" else cfg.student
-    student = build_classifier(spec, task.num_labels, len(tokenizer), attn)
-    teacher = build_classifier(cfg.teacher, task.num_labels, len(tokenizer), attn) if needs.teacher != "none" else None
-    distiller = cls(params, task, ModelInfo.of(student), ModelInfo.of(teacher))
+    student, teacher, distiller = build_models(cls, params, task, spec, cfg.teacher, len(tokenizer))
     return Engine(distiller, student, teacher, task, cfg.train, total_steps=total_steps, device=device, progress=False)
 
 
@@ -150,7 +147,7 @@ def batching_costs(cfg, task_name: str, tokenizer, glue_dir, device, limit: int 
                               "padded_share": 1 - real / sum(b["input_ids"].numel() for b in batches)}
     engine = build_engine("finetune", "student", cfg, task, tokenizer, device, 1)
     eval_bs = cfg.train.eval_batch_size
-    file_order = torch.utils.data.DataLoader(ds, batch_size=eval_bs, collate_fn=make_loader(ds, eval_bs, False).collate_fn)
+    file_order = torch.utils.data.DataLoader(ds, batch_size=eval_bs, collate_fn=Collator(ds.pad_id, ds.regression))
     passes = {"fixed-128": [pad_to(b, width) for b in file_order], "dynamic": list(file_order),
               "longest-first": list(make_loader(ds, eval_bs, shuffle=False))}
     for name, batches in passes.items():

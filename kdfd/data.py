@@ -324,7 +324,8 @@ def make_loader(ds: EncodedDataset, batch_size: int, shuffle: bool, seed: int = 
     GroupedEpochSampler (`batching` grouped). Evaluation loaders go through the examples longest first, so each
     batch pads little; `Engine.predict` puts the outputs back in file order by the batches' `index`."""
     if not shuffle:
-        sampler = sorted(range(len(ds)), key=lambda i: -len(ds.input_ids[i]))
+        lengths = ds.lengths()
+        sampler = sorted(range(len(ds)), key=lambda i: -lengths[i])
     elif batching == "grouped":
         sampler = GroupedEpochSampler(ds.lengths(), batch_size, seed, group_size)
     else:

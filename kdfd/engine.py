@@ -37,6 +37,7 @@ from .faults import crash_point
 from .files import atomic_write
 from .models import Forward
 from .tasks import Task
+from .teacher_cache import TeacherCache
 
 INPUT_KEYS = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -154,14 +155,14 @@ class Engine:
     def use_teacher_cache(self, directory: Path, train_ds) -> dict:
         """Offline methods: take the frozen teacher's training targets from the cache in `directory` (filled for the
         examples it lacks). Returns what it did: the cache file, examples found and computed, seconds."""
-        from .teacher_cache import TeacherCache
-
         if self.needs.teacher != FROZEN:
             raise ValueError(f"method {self.distiller.name!r} has a {self.needs.teacher!r} teacher: only a frozen "
                              "teacher's outputs can be cached")
         start = time.perf_counter()
         cache = TeacherCache(directory, self.teacher, self.needs)
-        self.teacher_targets = cache.fill(self.teacher, train_ds, self.cfg.eval_batch_size, self.device, self.autocast)
+        self.teacher.eval()
+        self.teacher_targets = cache.fill(lambda b: self.forward(self.teacher, self.to_device(b)), train_ds,
+                                          self.cfg.eval_batch_size)
         return {"file": cache.path.name, "found": cache.hits, "computed": cache.computed,
                 "seconds": time.perf_counter() - start}
 

@@ -66,19 +66,11 @@ def run(cfg: RunConfig, glue_dir: str | None = None, teacher_checkpoint: Path | 
                                batching=tc.batching, group_size=tc.group_size)
     dev_loaders = {s: make_loader(d, tc.eval_batch_size, shuffle=False, pin_memory=pin) for s, d in dev_ds.items()}
 
-    attn = "eager" if needs.attentions else "sdpa"  # attention maps need the eager implementation
-    vocab = len(tokenizer)
-    student = build_classifier(cfg.student, task.num_labels, vocab, attn)
-    teacher = None
-    if needs.teacher != NONE:
-        teacher = build_classifier(cfg.teacher, task.num_labels, vocab, attn)
-        if teacher.num_layers < student.num_layers:
-            raise ConfigError(f"the student has {student.num_layers} layers, more than its teacher's {teacher.num_layers}")
-        if needs.needs_finetuned_teacher:
-            if teacher_checkpoint is None:
-                raise ConfigError(f"method {cfg.method!r} starts from a fine-tuned teacher; no checkpoint was given")
-            teacher.load_state_dict(_load_state(teacher_checkpoint))
-    distiller = method(params, task, ModelInfo.of(student), ModelInfo.of(teacher))
+    student, teacher, distiller = build_models(method, params, task, cfg.student, cfg.teacher, len(tokenizer))
+    if needs.needs_finetuned_teacher:
+        if teacher_checkpoint is None:
+            raise ConfigError(f"method {cfg.method!r} starts from a fine-tuned teacher; no checkpoint was given")
+        teacher.load_state_dict(_load_state(teacher_checkpoint))
 
     engine = Engine(distiller, student, teacher, task, tc, tc.epochs * len(train_loader), device, progress)
     cache = None
@@ -130,6 +122,20 @@ def run(cfg: RunConfig, glue_dir: str | None = None, teacher_checkpoint: Path | 
                    "eval_seconds": sum(c["eval_seconds"] for c in curves), "steps": engine.step,
                    "wall_seconds": time.perf_counter() - started},
     }
+
+
+def build_models(method, params, task, student_spec, teacher_spec, vocab: int):
+    """(student, teacher or None, the method's distiller), freshly initialised, as `method` with `params` needs them
+    (eager attention where it reads attention maps; a teacher only if it has one)."""
+    needs = method.needs(params)
+    attn = "eager" if needs.attentions else "sdpa"  # attention maps need the eager implementation
+    student = build_classifier(student_spec, task.num_labels, vocab, attn)
+    teacher = None
+    if needs.teacher != NONE:
+        teacher = build_classifier(teacher_spec, task.num_labels, vocab, attn)
+        if teacher.num_layers < student.num_layers:
+            raise ConfigError(f"the student has {student.num_layers} layers, more than its teacher's {teacher.num_layers}")
+    return student, teacher, method(params, task, ModelInfo.of(student), ModelInfo.of(teacher))
 
 
 REPRESENTATION_SAMPLE = 512  # a fixed subset of the dev examples: the same for every method and seed

@@ -15,9 +15,9 @@ and None otherwise; `pooler` is None.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
@@ -59,7 +59,6 @@ class TeacherCache:
 
     def __init__(self, directory: Path, teacher: nn.Module, needs: Needs):
         self.fields = kept_fields(needs)
-        self.needs = needs
         self.path = Path(directory) / f"{weights_key(teacher)}-{'+'.join(self.fields)}.pt"
         self.examples: dict[str, dict[str, torch.Tensor]] = {}
         self.hits = self.computed = 0
@@ -73,26 +72,22 @@ class TeacherCache:
                 moved = move_aside(self.path)
                 print(f"teacher cache {self.path} is unreadable ({type(e).__name__}); moved to {moved.name}, rebuilding")
 
-    def fill(self, teacher: nn.Module, ds: EncodedDataset, batch_size: int, device: torch.device,
-             autocast=None) -> "CachedTeacher":
-        """Compute the examples of `ds` the cache lacks (teacher in eval and inference mode), save the cache if it
-        grew, and return the dataset's lookup table."""
+    def fill(self, forward: Callable[[dict], Forward], ds: EncodedDataset, batch_size: int) -> "CachedTeacher":
+        """Compute the examples of `ds` the cache lacks with `forward` (the engine's teacher pass on a CPU batch,
+        which moves it, autocasts, and asks for the declared outputs), in inference mode and longest first; save the
+        cache if it grew; return the dataset's lookup table."""
         keys = [example_key(ds.input_ids[i], ds.token_type_ids[i] if ds.token_type_ids else None)
                 for i in range(len(ds))]
-        missing = sorted({k: i for i, k in enumerate(keys) if k not in self.examples}.values(),
-                         key=lambda i: -len(ds.input_ids[i]))
+        lengths = ds.lengths()
+        missing = sorted({k: i for i, k in enumerate(keys) if k not in self.examples}.values(), key=lambda i: -lengths[i])
         self.hits = len(ds) - len(missing)
         collate = Collator(ds.pad_id, ds.regression)
-        teacher.eval()
         with torch.inference_mode():
             for at in range(0, len(missing), batch_size):
                 batch = collate([ds[i] for i in missing[at:at + batch_size]])
-                inputs = {k: v.to(device) for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
-                with autocast() if autocast else contextlib.nullcontext():
-                    out = teacher(**inputs, hidden_states=self.needs.hidden_states, attentions=self.needs.attentions,
-                                  attention_scores=self.needs.attention_scores)
+                out = forward(batch)
                 for b, i in enumerate(batch["index"].tolist()):
-                    self.examples[keys[i]] = self._one(out, b, len(ds.input_ids[i]))
+                    self.examples[keys[i]] = self._one(out, b, lengths[i])
         self.computed = len(missing)
         if missing:
             atomic_write(self.path, lambda f: torch.save({"format": FORMAT, "fields": self.fields,
