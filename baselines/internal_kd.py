@@ -11,8 +11,15 @@ Schedules (the paper's two algorithms):
 then, in both, a last stage trains the classifier alone with soft-label KD ("after the L6 point, only the
 classification layer is trained", the paper's Fig. 4).
 
-Open points, documented defaults: every stage gets an equal share of the training steps (the paper trains each
-layer to convergence, an unknown number of epochs); attention and [CLS] terms weigh 1 each; the classifier stage
+Attention maps: the probabilities before dropout, a softmax of each layer's pre-softmax scores over the real keys
+(`losses.attention_probs`). Hugging Face's eager attention returns them after dropout in train mode, where rows no
+longer sum to 1 (version 1 read those: a bug).
+
+Schedule: the paper optimises each layer "completely" before the next (its Fig. 4, by epochs) and then trains only
+the classification layer; it fixes no step counts. `classifier_share` (default 0.5) of the steps goes to the
+classifier stage, the rest is split equally among the layer stages: the fresh classifier on a frozen student needs
+as long as all the layers together to fit (version 1 gave it 1/(L_s + 1) of the steps and scored below the majority
+class on MRPC). Other open points, documented defaults: attention and [CLS] terms weigh 1 each; the classifier stage
 uses alpha CE + (1 - alpha) tau^2 KL with alpha = 0 (soft labels alone) and tau = 1; final_stage = head (the
 classifier alone) | all (the whole student). Teacher and student need the same number of attention heads.
 Regression (STS-B): the soft-label term is the MSE between scores.
@@ -37,6 +44,7 @@ class InternalKDParams:
     alpha: float = 0.0  # CE weight of the classifier stage; soft-label KD gets 1 - alpha
     temperature: float = 1.0
     final_stage: str = "head"  # head | all
+    classifier_share: float = 0.5  # share of the steps of the last (classifier) stage
 
     def __post_init__(self):
         check_choice("schedule", self.schedule, ("pid", "sid"))
@@ -45,12 +53,14 @@ class InternalKDParams:
         check_range("alpha", self.alpha, 0.0, 1.0)
         check_range("temperature", self.temperature, 0.0, None, low_open=True)
         check_choice("final_stage", self.final_stage, ("head", "all"))
+        check_range("classifier_share", self.classifier_share, 0.0, 1.0, low_open=True)
 
 
 @register
 class InternalKD(Distiller):
     name = "internal-kd"
     description = "KD from internal representations (Aguilar et al. 2020): attention KL + [CLS] cosine, PID or SID"
+    version = "2"  # 2: attention maps before dropout; the classifier stage gets classifier_share of the steps
     Params = InternalKDParams
 
     def __init__(self, params, task, student, teacher):
@@ -63,22 +73,26 @@ class InternalKD(Distiller):
 
     @classmethod
     def needs(cls, params) -> Needs:
-        return Needs(teacher=FROZEN, hidden_states=True, attentions=True)
+        return Needs(teacher=FROZEN, hidden_states=True, attention_scores=True)
 
     def stages(self) -> list[Stage]:
+        share = self.params.classifier_share
+        if share >= 1.0:
+            return [Stage("classifier", 1.0, ("head",) if self.params.final_stage == "head" else None)]
         layered = []
         for k, (i, _) in enumerate(self.pairs, 1):
             if self.params.schedule == "pid":
                 train = (f"layer.{i}",) + (("embeddings",) if k == 1 else ())
             else:
                 train = ("embeddings",) + tuple(f"layer.{j}" for j, _ in self.pairs[:k])
-            layered.append(Stage(f"layer.{i}", 1.0, train))
-        return layered + [Stage("classifier", 1.0, ("head",) if self.params.final_stage == "head" else None)]
+            layered.append(Stage(f"layer.{i}", (1.0 - share) / len(self.pairs), train))
+        return layered + [Stage("classifier", share, ("head",) if self.params.final_stage == "head" else None)]
 
     def internal(self, s, t, pairs) -> dict[str, torch.Tensor]:
         att, cls = [], []
         for i, j in pairs:
-            a_s, a_t = s.attentions[i - 1], t.attentions[j - 1]
+            a_s = losses.attention_probs(s.attention_scores[i - 1], s.attention_mask)
+            a_t = losses.attention_probs(t.attention_scores[j - 1], t.attention_mask)
             att.append(losses.attention_kl(a_s, a_t, s.attention_mask))
             cls.append(losses.cosine_loss(self.student_modules["proj"](s.hidden_states[i][:, 0]), t.hidden_states[j][:, 0]))
         return {"attention": torch.stack(att).sum(), "cls": torch.stack(cls).sum()}

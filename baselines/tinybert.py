@@ -5,13 +5,16 @@ Two stages on the task data, the teacher frozen and fine-tuned:
   1. intermediate-layer distillation (eqs. 7-9): L_emb = MSE(E_s W_e, E_t) on the embedding outputs,
      L_hidn = sum_m MSE(H_s^m W_h, H_t^{g(m)}), L_attn = sum_m (1/h) sum_heads MSE(A_s^m, A_t^{g(m)}) on the
      pre-softmax attention scores, with g(m) = m * L_t / L_s (uniform mapping);
-  2. prediction-layer distillation (eq. 10): soft cross-entropy -softmax(z_t / tau) . log_softmax(z_s / tau).
+  2. prediction-layer distillation (eq. 10): soft cross-entropy -softmax(z_t / tau) . log_softmax(z_s / tau),
+     averaged over batch x classes as the authors' code does (`.mean()`; `pred_reduction = "sum"` sums over
+     classes, eq. 10 as printed, C times larger); on regression (STS-B) the authors' code fits the gold scores
+     with MSE (`regression_target = "gold"`; `teacher` fits the teacher's scores, version 1's choice).
 W_e and W_h are learned projections where the hidden sizes differ (one shared map, as the authors' code does).
 
 Open points, documented defaults: the two stages split the training steps by `intermediate_share` (0.5; the paper
 runs each stage for its own epochs); the paper's data augmentation is not done (it is a separate data step); MSE
 terms average over non-padded positions only (the paper pads to a fixed length and averages over all of them);
-tau = 1 (the paper's). Regression (STS-B): the prediction stage uses the MSE between scores.
+tau = 1 (the paper's). The attention scores are recomputed from each layer's input (pre-dropout by construction).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from kdfd import losses
-from kdfd.distiller import FROZEN, Distiller, Needs, Stage, check_range, matched_layers, register
+from kdfd.distiller import FROZEN, Distiller, Needs, Stage, check_choice, check_range, matched_layers, register
 from kdfd.models import Projection
 
 
@@ -29,16 +32,21 @@ from kdfd.models import Projection
 class TinyBERTParams:
     intermediate_share: float = 0.5  # share of the steps spent on stage 1
     temperature: float = 1.0
+    pred_reduction: str = "mean"  # mean (the authors' code) | sum (eq. 10 as printed)
+    regression_target: str = "gold"  # gold (the authors' code) | teacher
 
     def __post_init__(self):
         check_range("intermediate_share", self.intermediate_share, 0.0, 1.0, low_open=True)
         check_range("temperature", self.temperature, 0.0, None, low_open=True)
+        check_choice("pred_reduction", self.pred_reduction, ("mean", "sum"))
+        check_choice("regression_target", self.regression_target, ("gold", "teacher"))
 
 
 @register
 class TinyBERT(Distiller):
     name = "tinybert"
     description = "TinyBERT task distillation (Jiao et al. 2020): embedding/hidden/attention-score MSE, then logits"
+    version = "2"  # 2: the authors' prediction loss (mean over classes; gold scores on regression)
     Params = TinyBERTParams
 
     def __init__(self, params, task, student, teacher):
@@ -58,10 +66,12 @@ class TinyBERT(Distiller):
 
     def student_loss(self, batch, s, t):
         if self.stage.name == "prediction":
+            p = self.params
             if self.task.is_regression:
-                pred = losses.kd_mse(s.logits, t.logits)
+                target = batch["labels"].float()[:, None] if p.regression_target == "gold" else t.logits
+                pred = losses.kd_mse(s.logits, target)
             else:
-                pred = losses.soft_cross_entropy(s.logits, t.logits, self.params.temperature)
+                pred = losses.soft_cross_entropy(s.logits, t.logits, p.temperature, p.pred_reduction)
             return {"total": pred, "pred": pred}
         mask = s.attention_mask
         tokens = mask[:, :, None]

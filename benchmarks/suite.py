@@ -179,9 +179,11 @@ def merge(base: dict, over: dict) -> dict:
 def _teacher_job(cfg: RunConfig) -> Job:
     """The fine-tuning job of cfg's teacher: method finetune on the teacher model, with the teacher's settings."""
     t = cfg.train
-    tc = dataclasses.replace(t, lr=t.teacher_lr, epochs=t.teacher_epochs, teacher_cache=False,
-                             max_train_examples=t.teacher_max_train_examples or t.max_train_examples)
-    tcfg = RunConfig(task=cfg.task, method="finetune", seed=cfg.seed, student=cfg.teacher, teacher=None, params={},
+    # module_lr and teacher_seed are the students' settings: out of the teacher's config (and its id)
+    tc = dataclasses.replace(t, lr=t.teacher_lr, epochs=t.teacher_epochs, teacher_cache=False, module_lr=None,
+                             teacher_seed=None, max_train_examples=t.teacher_max_train_examples or t.max_train_examples)
+    seed = cfg.seed if t.teacher_seed is None else t.teacher_seed
+    tcfg = RunConfig(task=cfg.task, method="finetune", seed=seed, student=cfg.teacher, teacher=None, params={},
                      train=tc, data_source=cfg.data_source, tokenizer=cfg.resolved_tokenizer(), role="teacher",
                      method_version=get_method("finetune").version)
     return Job(tcfg, "teacher")

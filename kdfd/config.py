@@ -62,6 +62,17 @@ class TrainConfig:
     # methods and re-runs. Off by default: cached targets differ from live ones by float16 rounding.
     teacher_cache: bool = later(False)
     compile: bool = later(False)  # torch.compile the models (CUDA clusters; a first-step compile cost)
+    # Evaluate the student (and an online teacher) on dev every this many steps, with the mean of every loss term
+    # since the last such point: learning curves against steps within an epoch (the CPU protocol's evidence).
+    # 0: at epoch ends only. Evaluation does not touch the RNG or the data order, so it never changes the result.
+    eval_every: int = later(0)
+    # The seed of the teacher fine-tuning job. Unset: each run seed fine-tunes its own teacher. Set: one teacher per
+    # task (trained with this seed) is shared by every run seed; pairs of methods at one seed still share teacher
+    # and data order.
+    teacher_seed: int | None = later(None)
+    # Learning rate of a method's own new modules (KDFD's bottleneck and head, projections); unset: the rate of the
+    # model they belong to. Fresh linear maps on a pre-trained backbone often want a larger rate than the backbone.
+    module_lr: float | None = later(None)
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "eval_batch_size", "max_length", "teacher_epochs"):
@@ -79,6 +90,10 @@ class TrainConfig:
                 raise ConfigError(f"{name} = {getattr(self, name)} is not allowed (must be >= 1 or unset)")
         if self.batching not in BATCHINGS:
             raise ConfigError(f"batching {self.batching!r} is not allowed (allowed: {', '.join(BATCHINGS)})")
+        if self.eval_every < 0:
+            raise ConfigError(f"eval_every = {self.eval_every} is not allowed (must be >= 0; 0: at epoch ends only)")
+        if self.module_lr is not None and not self.module_lr > 0:
+            raise ConfigError(f"module_lr = {self.module_lr} is not allowed (must be > 0 or unset)")
         if self.group_size < 1:
             raise ConfigError(f"group_size = {self.group_size} is not allowed (must be >= 1)")
         if self.precision not in PRECISIONS:

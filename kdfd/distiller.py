@@ -141,6 +141,11 @@ class Distiller(nn.Module):
         forward at this step's parameters, detached."""
         raise NotImplementedError(f"method {self.name!r} declares no teacher phase")
 
+    def init_models(self, student: nn.Module, teacher: nn.Module | None) -> None:
+        """Called once the models are built and a fine-tuned teacher is loaded, before training (and before a resumed
+        job restores its checkpoint): a method may re-initialise a part of a model as its authors did (ProKT zeroes
+        the teacher's classifier). Does nothing by default."""
+
     def predict(self, role: str, out: Forward) -> torch.Tensor:
         """Logits [B, C] used for evaluation and as distillation targets; the model's own head by default."""
         return out.logits

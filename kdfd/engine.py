@@ -77,16 +77,31 @@ def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
     return None
 
 
-def make_optimizer(modules: list[nn.Module], lr: float, weight_decay: float, fused: bool) -> torch.optim.AdamW:
-    """AdamW with no weight decay on biases and LayerNorm weights (the BERT recipe)."""
-    decay, no_decay, seen = [], [], set()
-    for module in modules:
-        for name, p in module.named_parameters():
-            if not p.requires_grad or id(p) in seen:
-                continue
-            seen.add(id(p))
-            (no_decay if p.ndim < 2 or "LayerNorm" in name or "norm" in name.lower() else decay).append(p)
+def make_optimizer(modules: list[nn.Module], lr: float, weight_decay: float, fused: bool,
+                   new_modules: nn.Module | None = None, module_lr: float | None = None) -> torch.optim.AdamW:
+    """AdamW with no weight decay on biases and LayerNorm weights (the BERT recipe). `new_modules` (a method's own
+    modules) train at `module_lr` when it is set, else at `lr` like the rest."""
+    def split(mods, seen):
+        decay, no_decay = [], []
+        for module in mods:
+            for name, p in module.named_parameters():
+                if not p.requires_grad or id(p) in seen:
+                    continue
+                seen.add(id(p))
+                (no_decay if p.ndim < 2 or "LayerNorm" in name or "norm" in name.lower() else decay).append(p)
+        return decay, no_decay
+
+    seen: set = set()
+    owned = [new_modules] if new_modules is not None else []
+    if module_lr is None:
+        modules, owned = [*modules, *owned], []
+    decay, no_decay = split(modules, seen)
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if owned:
+        m_decay, m_no_decay = split(owned, seen)
+        # the schedule scales every group's lr by the same factor, so module_lr keeps its ratio to lr throughout
+        groups += [{"params": m_decay, "weight_decay": weight_decay, "lr": module_lr},
+                   {"params": m_no_decay, "weight_decay": 0.0, "lr": module_lr}]
     return torch.optim.AdamW(groups, lr=lr, fused=fused or None)
 
 
@@ -139,11 +154,13 @@ class Engine:
                 m.to(self.device)
                 if train.compile:
                     m.compile()  # in place: state_dict keys stay as they are, so checkpoints do not change
-        self.opt_s = make_optimizer([student, distiller.student_modules], train.lr, train.weight_decay, fused)
+        self.opt_s = make_optimizer([student], train.lr, train.weight_decay, fused, distiller.student_modules,
+                                    train.module_lr)
         self.sched_s = linear_schedule(self.opt_s, total_steps, train.warmup_ratio)
         self.opt_t = self.sched_t = None
         if self.needs.teacher == ONLINE:
-            self.opt_t = make_optimizer([teacher, distiller.teacher_modules], train.teacher_lr, train.weight_decay, fused)
+            self.opt_t = make_optimizer([teacher], train.teacher_lr, train.weight_decay, fused,
+                                        distiller.teacher_modules, train.module_lr)
             self.sched_t = linear_schedule(self.opt_t, total_steps, train.warmup_ratio)
         elif self.needs.teacher == FROZEN:
             teacher.eval().requires_grad_(False)
@@ -302,6 +319,13 @@ class Engine:
             out[split] = glue_metrics.compute(self.task, logits, gold)
         return out
 
+    def _dev_scores(self, dev_loaders: dict) -> dict:
+        """Dev metrics of the student, and of the teacher when it trains too (online methods)."""
+        dev = {"student": self.evaluate("student", dev_loaders)}
+        if self.needs.teacher == ONLINE:
+            dev["teacher"] = self.evaluate("teacher", dev_loaders)
+        return dev
+
     # ------------------------------------------------------------------------------------------------ the state
 
     def state_dict(self) -> dict:
@@ -337,6 +361,8 @@ class Engine:
         With a `checkpointer`, saves every `checkpointer.every` steps and at each epoch's end, and first takes up
         the last checkpoint if there is one (`self.resumed_from` is then its step)."""
         history, first_epoch, skip, sums, counts, n = [], 1, 0, {}, {}, 0
+        window: dict[str, list[float]] = {}  # loss sums and counts since the last step-curve point
+        self.step_curve = []  # with train.eval_every: [{step, epoch, loss, dev}] every eval_every steps
         self.resumed_from = None
         saved = checkpointer.load() if checkpointer else None
         if saved is not None:
@@ -344,6 +370,7 @@ class Engine:
             set_rng_state(saved["rng"])
             history, first_epoch, skip = saved["history"], saved["epoch"], saved["batch"]
             sums, counts, n = saved["sums"], saved["counts"], saved["batch"]
+            self.step_curve, window = saved.get("step_curve", []), saved.get("window", {})
             self.resumed_from = self.step
             # said even without progress bars: a SLURM task's log must show where it took up
             tqdm.write(f"{desc}: resumed from checkpoint {checkpointer.path.name} at step {self.step} "
@@ -351,7 +378,8 @@ class Engine:
 
         def save(epoch: int, batch: int) -> None:
             checkpointer.save({"engine": self.state_dict(), "rng": rng_state(), "history": history, "epoch": epoch,
-                               "batch": batch, "sums": sums, "counts": counts})
+                               "batch": batch, "sums": sums, "counts": counts, "step_curve": self.step_curve,
+                               "window": window})
 
         sampler = train_loader.sampler
         for epoch in range(first_epoch, epochs + 1):
@@ -365,14 +393,19 @@ class Engine:
                 for k, v in self.train_step(batch).items():
                     sums[k] = sums.get(k, 0.0) + v
                     counts[k] = counts.get(k, 0) + 1  # staged methods log different terms in different stages
+                    acc = window.setdefault(k, [0.0, 0])
+                    acc[0], acc[1] = acc[0] + v, acc[1] + 1
                 n += 1
+                if self.cfg.eval_every and self.step % self.cfg.eval_every == 0:
+                    self.step_curve.append({"step": self.step, "epoch": epoch, "stage": self.distiller.stage.name,
+                                            "loss": {k: a / c for k, (a, c) in window.items()},
+                                            "dev": self._dev_scores(dev_loaders)})
+                    window = {}
                 bar.set_postfix({"loss": f"{sums['student/total'] / counts['student/total']:.4f}"}, refresh=False)
                 if checkpointer and self.step % checkpointer.every == 0:
                     save(epoch, n)
             train_seconds = time.perf_counter() - start
-            dev = {"student": self.evaluate("student", dev_loaders)}
-            if self.needs.teacher == ONLINE:
-                dev["teacher"] = self.evaluate("teacher", dev_loaders)
+            dev = self._dev_scores(dev_loaders)
             history.append({
                 "epoch": epoch, "steps": self.step, "train_seconds": train_seconds,
                 "eval_seconds": time.perf_counter() - start - train_seconds,

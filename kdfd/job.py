@@ -71,6 +71,7 @@ def run(cfg: RunConfig, glue_dir: str | None = None, teacher_checkpoint: Path | 
         if teacher_checkpoint is None:
             raise ConfigError(f"method {cfg.method!r} starts from a fine-tuned teacher; no checkpoint was given")
         teacher.load_state_dict(_load_state(teacher_checkpoint))
+    distiller.init_models(student, teacher)
 
     engine = Engine(distiller, student, teacher, task, tc, tc.epochs * len(train_loader), device, progress)
     cache = None
@@ -105,6 +106,7 @@ def run(cfg: RunConfig, glue_dir: str | None = None, teacher_checkpoint: Path | 
         "teacher_metrics": last.get("teacher", teacher_start),
         "teacher_metrics_start": teacher_start,
         "curves": curves,
+        **({"step_curves": engine.step_curve} if tc.eval_every else {}),
         "data": {"source": data.source, "fingerprint": data_fingerprint(data), "train_examples": len(train_ds),
                  "dev_examples": {s: len(d) for s, d in dev_ds.items()}},
         "model_fingerprints": {"student": model_fingerprint(cfg.student),

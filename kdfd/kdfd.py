@@ -15,6 +15,12 @@ Every point the paper leaves open is a parameter (see ../shared/reference/kdfd_p
 - recon_reduction = sum (default) | mean: sum over feature dimensions of the squared error (and of the KL over
   latent dimensions). With `sum`, lambda in {0.001 .. 0.01} puts L_vae on the scale of CE, which is what the sweep of
   Fig. 5 suggests; with `mean` it would be negligible.
+- vae_grad = flow (default: L_vae's gradient reaches the backbone through h, as eq. 9 is written) | stop (L_vae
+  trains the bottleneck on h.detach(); the backbone learns from CE and KD alone, through z_mu).
+- Constants, stated here because the paper does not: the reconstruction term is the squared error, i.e. twice the
+  unit-variance Gaussian negative log-likelihood of eq. 7 without its constant, so the KL term counts half as much
+  relative to it as in the textbook ELBO; the KD term of eqs. 1 and 3 is tau^2 KL (Hinton's gradient scaling),
+  a factor the paper does not write (at the default tau = 1 it is 1).
 - latent_dim = 64 (the t-SNE figure's dimension; Fig. 5 sweeps 768 .. 64; must not exceed the hidden size).
 - vae_lambda = 0.005 (the middle of the {0.001, 0.002, 0.005, 0.010} sweep).
 - alpha_s = 0.4, alpha_t = 0.9 (stated); temperature = 1.0 (grid {1, 1.5}).
@@ -67,6 +73,7 @@ class KDFDParams:
     span: str = "none"
     span_weight: float = 1.0
     teacher_init: str = "finetuned"
+    vae_grad: str = "flow"
 
     def __post_init__(self):
         check_range("alpha_s", self.alpha_s, 0.0, 1.0)
@@ -83,6 +90,7 @@ class KDFDParams:
         check_choice("teacher_kd", self.teacher_kd, ("toward_student", "as_written"))
         check_choice("span", self.span, ("none", "uniform", "last"))
         check_choice("teacher_init", self.teacher_init, ("finetuned", "pretrained"))
+        check_choice("vae_grad", self.vae_grad, ("flow", "stop"))
 
 
 def span_pairs(student_layers: int, teacher_layers: int, mode: str) -> list[tuple[int, int]]:
@@ -131,10 +139,12 @@ class KDFD(Distiller):
         if bn is None:
             return out.logits, {}
         h = pool(self.params.features, out.last_hidden, out.attention_mask, out.pooler)
-        enc = bn.encode(h)
-        terms = bn.losses(enc, h)
+        stop = self.params.vae_grad == "stop"
+        enc = bn.encode(h.detach() if stop else h)
+        terms = bn.losses(enc, h.detach() if stop else h)
         vae = sum(terms.values())
-        return bn.logits(enc), {**terms, "vae": vae, "_weighted": self.params.vae_lambda * vae}
+        logits = bn.head(bn.enc_mu(h)) if stop else bn.logits(enc)  # the CE still trains the backbone through z_mu
+        return logits, {**terms, "vae": vae, "_weighted": self.params.vae_lambda * vae}
 
     def _kd(self, logits, target_logits) -> torch.Tensor:
         if self.task.is_regression:

@@ -50,19 +50,41 @@ def _reduce(per_dim: torch.Tensor, reduction: str) -> torch.Tensor:
     return per_example.mean()
 
 
-def soft_cross_entropy(logits: torch.Tensor, target_logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """TinyBERT's prediction-layer loss (Jiao et al. 2020, eq. 10): -sum softmax(z_t / tau) . log_softmax(z_s / tau),
-    averaged over the batch; no tau^2 factor. logits, target_logits [B, C]."""
+def soft_cross_entropy(logits: torch.Tensor, target_logits: torch.Tensor, temperature: float = 1.0,
+                       reduction: str = "mean") -> torch.Tensor:
+    """TinyBERT's prediction-layer loss (Jiao et al. 2020, eq. 10): -softmax(z_t / tau) . log_softmax(z_s / tau),
+    no tau^2 factor. logits, target_logits [B, C]. `mean` averages over the B x C entries, as the authors' code does
+    (`(-targets_prob * student_likelihood).mean()`); `sum` sums over classes and averages over the batch (C times
+    larger: eq. 10 as printed)."""
     target = F.softmax(target_logits.float() / temperature, dim=-1)
-    return -(target * F.log_softmax(logits.float() / temperature, dim=-1)).sum(-1).mean()
+    per_entry = -(target * F.log_softmax(logits.float() / temperature, dim=-1))
+    return per_entry.mean() if reduction == "mean" else per_entry.sum(-1).mean()
 
 
-def patient_loss(student_cls: torch.Tensor, teacher_cls: torch.Tensor) -> torch.Tensor:
-    """BERT-PKD's L_PT for one pair of layers (Sun et al. 2019, eq. 6): the squared L2 distance between the
-    L2-normalised [CLS] states, summed over dimensions and averaged over the batch. [B, H] each."""
+def kd_kl_elementwise(logits: torch.Tensor, target_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """BERT-PKD's soft-label term as its authors' code computes it: tau^2 * nn.KLDivLoss() (reduction `mean`, over
+    the B x C entries) of log_softmax(z_s / tau) against softmax(z_t / tau). Equals kd_kl / C."""
+    return kd_kl(logits, target_logits, temperature) / logits.shape[-1]
+
+
+def patient_loss(student_cls: torch.Tensor, teacher_cls: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """BERT-PKD's L_PT (Sun et al. 2019, eq. 6) between the L2-normalised [CLS] states of matched layers.
+    student_cls, teacher_cls [B, L, H] (L layer pairs). `mean`: F.mse_loss over the B x L x H entries, as the authors'
+    code (`patience_loss` with normalized_patience) does; `sum`: the squared distance summed over H and over the L
+    pairs, averaged over the batch (eq. 6 as printed; H x L times larger)."""
     s = F.normalize(student_cls.float(), dim=-1)
     t = F.normalize(teacher_cls.float(), dim=-1)
-    return (s - t).pow(2).sum(-1).mean()
+    if reduction == "mean":
+        return F.mse_loss(s, t)
+    return (s - t).pow(2).sum((-1, -2)).mean()
+
+
+def attention_probs(scores: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Self-attention probabilities before dropout: softmax over the real keys of pre-softmax scores [B, heads, T, T]
+    (attention_mask [B, T]); padded keys get 0. Hugging Face's eager attention returns its probabilities *after*
+    dropout in train mode, whose rows no longer sum to 1: distillation losses read these instead."""
+    keys = attention_mask[:, None, None, :].bool()
+    return torch.softmax(scores.float().masked_fill(~keys, float("-inf")), dim=-1)
 
 
 def cosine_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:

@@ -65,24 +65,67 @@ def test_task_loss_ce_and_mse():
 def test_soft_cross_entropy_hand_computed_and_no_tau_squared():
     student = torch.tensor([[0.0, 0.0]])
     teacher = torch.tensor([[math.log(3.0), 0.0]])  # softmax -> (0.75, 0.25)
-    assert math.isclose(losses.soft_cross_entropy(student, teacher, 1.0).item(), math.log(2.0), rel_tol=1e-6)
+    sce = lambda *a: losses.soft_cross_entropy(*a, reduction="sum").item()  # noqa: E731 (eq. 10 as printed)
+    assert math.isclose(sce(student, teacher, 1.0), math.log(2.0), rel_tol=1e-6)
     q1 = math.sqrt(3) / (math.sqrt(3) + 1)  # tau = 2: softmax(log3 / 2, 0); the student stays uniform
     expected = -(q1 * math.log(0.5) + (1 - q1) * math.log(0.5))  # = log 2, with no factor tau^2 = 4
-    assert math.isclose(losses.soft_cross_entropy(student, teacher, 2.0).item(), expected, rel_tol=1e-6)
+    assert math.isclose(sce(student, teacher, 2.0), expected, rel_tol=1e-6)
     s2 = torch.tensor([[1.0, -1.0]])
     p = torch.tensor([1.0, -1.0]).div(2.0).softmax(-1)
     expected = -(q1 * math.log(p[0]) + (1 - q1) * math.log(p[1]))
-    assert math.isclose(losses.soft_cross_entropy(s2, teacher, 2.0).item(), expected, rel_tol=1e-6)
+    assert math.isclose(sce(s2, teacher, 2.0), expected, rel_tol=1e-6)
+
+
+def test_soft_cross_entropy_default_is_tinybert_codes_mean_over_entries():
+    # TinyBERT's task_distill.py: soft_cross_entropy = (- targets_prob * student_likelihood).mean()
+    s = torch.tensor([[0.3, -1.2, 0.5], [2.0, 0.1, -0.4]])
+    t = torch.tensor([[1.0, 0.0, -1.0], [0.2, 0.2, 3.0]])
+    student_likelihood = torch.nn.functional.log_softmax(s / 1.5, dim=-1)
+    targets_prob = torch.nn.functional.softmax(t / 1.5, dim=-1)
+    reference = (-targets_prob * student_likelihood).mean()
+    assert torch.allclose(losses.soft_cross_entropy(s, t, 1.5), reference, atol=1e-7)
+    assert torch.allclose(losses.soft_cross_entropy(s, t, 1.5, "sum"), 3 * reference, atol=1e-6)  # a factor C
 
 
 def test_patient_loss_normalises_before_the_distance():
-    s = torch.tensor([[3.0, 4.0]])  # unit: (0.6, 0.8)
-    t = torch.tensor([[0.0, 10.0]])  # unit: (0, 1)
+    s = torch.tensor([[[3.0, 4.0]]])  # [B=1, L=1, H=2]; unit: (0.6, 0.8)
+    t = torch.tensor([[[0.0, 10.0]]])  # unit: (0, 1)
     expected = 0.6**2 + 0.2**2
-    assert math.isclose(losses.patient_loss(s, t).item(), expected, rel_tol=1e-6)
-    assert math.isclose(losses.patient_loss(10 * s, t).item(), expected, rel_tol=1e-6)  # scale does not matter
-    both = losses.patient_loss(torch.cat([s, t]), torch.cat([t, t]))
+    assert math.isclose(losses.patient_loss(s, t, "sum").item(), expected, rel_tol=1e-6)
+    assert math.isclose(losses.patient_loss(10 * s, t, "sum").item(), expected, rel_tol=1e-6)  # scale does not matter
+    both = losses.patient_loss(torch.cat([s, t]), torch.cat([t, t]), "sum")
     assert math.isclose(both.item(), expected / 2, rel_tol=1e-6)  # averaged over the batch
+
+
+def test_patient_loss_default_is_pkd_codes_mse_of_normalised_states():
+    # PKD-for-BERT-Model-Compression: patience_loss(..., normalized_patience=True) =
+    #   F.mse_loss(F.normalize(teacher, p=2, dim=2), F.normalize(student, p=2, dim=2)) over [B, layers, H]
+    g = torch.Generator().manual_seed(0)
+    s, t = torch.randn(4, 3, 8, generator=g), torch.randn(4, 3, 8, generator=g)
+    tn, sn = t / t.norm(dim=2, keepdim=True), s / s.norm(dim=2, keepdim=True)
+    reference = ((tn - sn) ** 2).sum() / (4 * 3 * 8)
+    assert torch.allclose(losses.patient_loss(s, t), reference, atol=1e-7)
+    assert torch.allclose(losses.patient_loss(s, t, "sum"), reference * 3 * 8, atol=1e-5)  # H x L times larger
+
+
+def test_kd_kl_elementwise_is_pkd_codes_kldivloss_mean():
+    # PKD's distillation_loss: nn.KLDivLoss()(log_softmax(y / T), softmax(teacher / T)) * T * T, reduction 'mean'
+    y = torch.tensor([[0.5, -0.5, 1.0], [0.0, 2.0, -1.0]])
+    teacher = torch.tensor([[2.0, 0.0, 0.0], [-1.0, 1.0, 0.5]])
+    T = 10.0
+    q = torch.softmax(teacher / T, dim=1)
+    reference = (q * (q.log() - torch.log_softmax(y / T, dim=1))).sum() / y.numel() * T * T
+    assert torch.allclose(losses.kd_kl_elementwise(y, teacher, T), reference, atol=1e-7)
+
+
+def test_attention_probs_are_a_masked_softmax_that_sums_to_one():
+    scores = torch.tensor([[[[1.0, 2.0, 9.0], [0.0, 0.0, 9.0], [3.0, 1.0, 0.0]]]])  # [B=1, heads=1, T=3, T=3]
+    mask = torch.tensor([[1, 1, 0]])
+    probs = losses.attention_probs(scores, mask)
+    e = math.exp(1.0)
+    assert torch.allclose(probs[0, 0, 0], torch.tensor([1 / (1 + e), e / (1 + e), 0.0]), atol=1e-6)
+    assert torch.allclose(probs.sum(-1), torch.ones(1, 1, 3))
+    assert probs[..., 2].abs().max() == 0  # the padded key gets nothing
 
 
 def test_cosine_loss_hand_computed():
