@@ -59,6 +59,8 @@ class BertPKD(Distiller):
     description = "Patient KD (Sun et al. 2019): soft labels + MSE of normalised [CLS] states at skip/last layers"
     version = "2"  # 2: the authors' normalisation of L_PT and L_DS by default
     Params = BertPKDParams
+    scale = ("normalisation = authors (default): L_PT = MSE averaged over batch x layer pairs x hidden, "
+             "L_DS = tau^2 KLDivLoss averaged over batch x classes (intersun/PKD code); paper: eq. 6's sums")
 
     def __init__(self, params, task, student, teacher):
         super().__init__(params, task, student, teacher)

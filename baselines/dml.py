@@ -35,6 +35,7 @@ class DML(Distiller):
     name = "dml"
     description = "deep mutual learning (Zhang et al. 2018): two peers, each CE + KL toward the other"
     Params = DMLParams
+    scale = "each peer CE + KL(other || self), KL summed over classes and averaged over the batch (DML eqs. 1-2)"
 
     @classmethod
     def needs(cls, params) -> Needs:

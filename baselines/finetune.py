@@ -11,6 +11,7 @@ from kdfd.distiller import Distiller, Needs, register
 class Finetune(Distiller):
     name = "finetune"
     description = "a model trained on the labels alone (CE; MSE for regression), no teacher"
+    scale = "CE averaged over the batch (MSE on STS-B)"
 
     @classmethod
     def needs(cls, params) -> Needs:

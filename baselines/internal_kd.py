@@ -62,6 +62,8 @@ class InternalKD(Distiller):
     description = "KD from internal representations (Aguilar et al. 2020): attention KL + [CLS] cosine, PID or SID"
     version = "2"  # 2: attention maps before dropout; the classifier stage gets classifier_share of the steps
     Params = InternalKDParams
+    scale = ("attention KL (pre-dropout maps) averaged over heads and real query tokens, 1 - cos on [CLS], both "
+             "summed over the stage's layers; classifier stage (half the steps) tau^2 KL averaged over the batch")
 
     def __init__(self, params, task, student, teacher):
         super().__init__(params, task, student, teacher)

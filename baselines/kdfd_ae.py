@@ -22,3 +22,4 @@ class KDFDAE(KDFD):
     name = "kdfd-ae"
     description = "KDFD with a deterministic autoencoder instead of the VAE (the paper's Table 2, AE row)"
     Params = KDFDAEParams
+    scale = "as kdfd, L_vae without its KL term (the AE's squared reconstruction error alone)"

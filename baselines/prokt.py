@@ -52,6 +52,8 @@ class ProKT(Distiller):
     description = "online KD toward local targets (Shi et al. 2021): the teacher also steps toward the student"
     version = "2"  # 2: the authors' (1 - lam) CE + lam KL teacher loss, from the pre-trained model with a zero head
     Params = ProKTParams
+    scale = ("teacher (1 - lam) CE + lam tau^2 KL(p_S || p_T), lam = 0.4, from the pre-trained model with a zero "
+             "head (wxsh1213/prokt_text); student tau^2 KL; KL summed over classes, averaged over the batch")
 
     @classmethod
     def needs(cls, params) -> Needs:

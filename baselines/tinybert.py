@@ -48,6 +48,8 @@ class TinyBERT(Distiller):
     description = "TinyBERT task distillation (Jiao et al. 2020): embedding/hidden/attention-score MSE, then logits"
     version = "2"  # 2: the authors' prediction loss (mean over classes; gold scores on regression)
     Params = TinyBERTParams
+    scale = ("MSE terms averaged over non-padded entries and summed over layers; prediction soft CE averaged over "
+             "batch x classes, gold-score MSE on STS-B (the authors' task_distill.py)")
 
     def __init__(self, params, task, student, teacher):
         super().__init__(params, task, student, teacher)

@@ -30,6 +30,7 @@ class VanillaKDParams:
 class VanillaKD(Distiller):
     name = "vanilla-kd"
     description = "Hinton KD from a frozen fine-tuned teacher: soft labels at a temperature plus CE"
+    scale = "alpha CE + (1 - alpha) tau^2 KL, KL summed over classes and averaged over the batch (Hinton's tau^2)"
     Params = VanillaKDParams
 
     @classmethod

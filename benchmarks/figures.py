@@ -4,7 +4,7 @@
 - Fig. 4: t-SNE (fixed seed) of the raw feature and of z_mu on the fixed dev sample, coloured by label.
 - Fig. 5: the task score against a swept method parameter (the compression dimension, lambda), mean and std over
   seeds: any method parameter with several values among the report's runs.
-- Learning curves: every loss term of the teacher and the student per epoch, and the dev score.
+- Learning curves: every loss term of the teacher and the student, and the dev score, against steps.
 Each is written as .png and .pdf.
 """
 
@@ -79,29 +79,33 @@ def tsne(reps: dict[str, np.ndarray], title: str, out: Path, stem: str, regressi
 
 
 def learning_curves(record: dict, out: Path, stem: str) -> list[Path]:
-    curves = record["curves"]
+    """Loss terms and dev score against training steps: every `eval_every` steps when the record has step curves
+    (window means of the loss terms), else at epoch ends (epoch means). The dev panel marks the majority class's
+    score; a student on that line has learned nothing."""
     task = get_task(record["task"])
-    epochs = [c["epoch"] for c in curves]
-    roles = sorted({k.split("/")[0] for c in curves for k in c["loss"]})
+    points = record.get("step_curves") or record["curves"]
+    by_step = bool(record.get("step_curves"))
+    xs = [c["steps"] if not by_step else c["step"] for c in points]
+    roles = sorted({k.split("/")[0] for c in points for k in c["loss"]})
     fig, axes = plt.subplots(1, len(roles) + 1, figsize=(4.8 * (len(roles) + 1), 4.0), squeeze=False,
                              layout="constrained")
     for ax, role in zip(axes[0], roles):
-        terms = sorted({k for c in curves for k in c["loss"] if k.startswith(role + "/")})
+        terms = sorted({k for c in points for k in c["loss"] if k.startswith(role + "/")})
         for term in terms:
-            ys = [c["loss"].get(term, np.nan) for c in curves]
-            ax.plot(epochs, [y if y > 0 else np.nan for y in ys], marker="o", label=term.split("/")[1])
+            ys = [c["loss"].get(term, np.nan) for c in points]
+            ax.plot(xs, [y if y > 0 else np.nan for y in ys], marker="o", label=term.split("/")[1])
         ax.set_yscale("log")  # the VAE terms are orders of magnitude above CE and KD
-        ax.set_title(f"{role} loss terms (epoch means, log scale)")
-        ax.set_xlabel("epoch")
-        ax.set_xticks(epochs)
+        ax.set_title(f"{role} loss terms ({'window' if by_step else 'epoch'} means, log scale)")
+        ax.set_xlabel("step")
         ax.legend(fontsize=8)
     ax = axes[0][-1]
     for role in ("student", "teacher"):
-        if all(role in c["dev"] for c in curves):
-            ax.plot(epochs, [100 * score(task, c["dev"][role]) for c in curves], marker="o", label=role)
+        if all(role in c["dev"] for c in points):
+            ax.plot(xs, [100 * score(task, c["dev"][role]) for c in points], marker="o", label=role)
+    if record.get("majority_metrics"):
+        ax.axhline(100 * score(task, record["majority_metrics"]), color="grey", ls="--", label="majority class")
     ax.set_title(f"dev score ({', '.join(task.metrics)})")
-    ax.set_xlabel("epoch")
-    ax.set_xticks(epochs)
+    ax.set_xlabel("step")
     ax.legend(fontsize=8)
     fig.suptitle(f"Learning curves: {record['label']} on {record['task']}, seed {record['seed']}")
     return save(fig, out, stem)
@@ -118,4 +122,25 @@ def sweep(points: dict[float, list[float]], param: str, title: str, out: Path, s
     ax.set_xlabel(param)
     ax.set_ylabel("dev score (mean ± std over seeds)")
     ax.set_title(title)
+    return save(fig, out, stem)
+
+
+def seed_dots(scores, task: str, order: list[str], out: Path, stem: str, floor: float | None = None) -> list[Path]:
+    """Each method's seeds as dots, with the mean and its 95% bootstrap interval (seaborn), methods in Table 1's
+    order. scores: a DataFrame with columns method, seed, score (points); floor: the majority class's score."""
+    import seaborn as sns
+
+    present = [m for m in order if m in set(scores["method"])]
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.9 * len(present) + 1.5), 3.8), layout="constrained")
+    sns.stripplot(data=scores, x="method", y="score", order=present, color="0.45", size=5, jitter=0.15, ax=ax)
+    sns.pointplot(data=scores, x="method", y="score", order=present, errorbar=("ci", 95), n_boot=2000, seed=0,
+                  linestyle="none", marker="D", color="C3", capsize=0.2, ax=ax)
+    if floor is not None:
+        ax.axhline(floor, color="grey", ls="--", lw=1, label="majority class")
+        ax.legend(fontsize=8, loc="lower right")
+    counts = scores.groupby("method")["seed"].nunique()
+    ax.set_xticks(range(len(present)), [f"{m}\n(n={counts[m]})" for m in present], rotation=30, ha="right", fontsize=8)
+    ax.set_xlabel("")
+    ax.set_ylabel(f"{task} dev score (points)")
+    ax.set_title(f"{task}: every seed (dots), mean and 95% interval (diamond)")
     return save(fig, out, stem)

@@ -9,6 +9,9 @@ Rules, printed in every report:
   GLUE's convention), as the paper's grid search did; ties go to the group with more seeds, then the first id.
 - Checkpoint: `last` (the final epoch, the default) or `best` (each run's best dev epoch: optimistic, dev is also the
   report's test set).
+- Reference rows: `majority` is the best constant predictor on the dev labels (majority class; a constant score on
+  STS-B, whose correlations are then 0): a student at or below it has learned nothing. `teacher` is the fine-tuned
+  teacher the offline methods distil from.
 - Cells: mean and sample standard deviation over seeds, with n. KDFD against a baseline: the difference of means
   with a 95% percentile bootstrap interval (seeds resampled independently per method, 10,000 draws, fixed seed),
   marked * where it excludes zero.
@@ -50,12 +53,14 @@ PAPER_ROWS = {
     "table2": {"kdfd-ae": "AE", "kdfd": "VAE"},
     "table3": {"vanilla-kd": "Vanilla KD", "kdfd": "KDFD"},
 }
+MAJORITY = "majority"  # the constant predictor's row: the floor of every table
 TABLE_METHODS = {
-    "table1": ["teacher", "finetune", "vanilla-kd", "bert-pkd", "tinybert", "prokt", "internal-kd", "dml", "kdfd-ae",
-               "kdfd"],
-    "table2": ["kdfd-ae", "kdfd"],
-    "table3": ["vanilla-kd", "kdfd"],
+    "table1": [MAJORITY, "teacher", "finetune", "vanilla-kd", "bert-pkd", "tinybert", "prokt", "internal-kd", "dml",
+               "kdfd-ae", "kdfd"],
+    "table2": [MAJORITY, "teacher", "kdfd-ae", "kdfd"],
+    "table3": [MAJORITY, "teacher", "vanilla-kd", "kdfd"],
 }
+NOT_METHODS = ("teacher", MAJORITY)  # rows that are references, not students
 
 
 @dataclass
@@ -105,6 +110,7 @@ def collect(suite: Suite, roots: list[Path], checkpoint: str = "last") -> Collec
     if checkpoint not in CHECKPOINTS:
         raise ValueError(f"checkpoint {checkpoint!r} is not allowed (allowed: {', '.join(CHECKPOINTS)})")
     groups: dict[tuple, Group] = {}
+    majority: dict[tuple, Group] = {}  # the constant predictor per task, from the dev labels a record saw
     failed, missing = [], []
     for job in suite.jobs:
         found = [(root, runner.read_record(runner.record_path(root, job))) for root in roots]
@@ -124,7 +130,11 @@ def collect(suite: Suite, roots: list[Path], checkpoint: str = "last") -> Collec
         g = groups.setdefault(key, Group(c.task, method, done["method_version"], key[3], job.label, dict(c.params)))
         g.runs.append({"seed": c.seed, "metrics": checkpoint_metrics(done, checkpoint), "id": job.id,
                        "path": runner.record_path(root, job)})
-    return Collected(list(groups.values()), failed, missing)
+        if done.get("majority_metrics") and (c.task, MAJORITY) not in majority:
+            majority[(c.task, MAJORITY)] = Group(c.task, MAJORITY, "-", "constant", "majority class of the dev labels",
+                                                 runs=[{"seed": 0, "metrics": done["majority_metrics"], "id": None,
+                                                        "path": None}])
+    return Collected([*groups.values(), *majority.values()], failed, missing)
 
 
 def select(groups: list[Group]) -> dict[tuple[str, str], Group]:
@@ -248,7 +258,7 @@ def comparisons(selected: dict[tuple[str, str], Group], against: str = "kdfd") -
     """KDFD against every other method, per task, on the task's selection score."""
     out = []
     for (task, method), g in sorted(selected.items()):
-        if method in (against, "teacher") or (task, against) not in selected:
+        if method == against or method in NOT_METHODS or (task, against) not in selected:
             continue
         d, low, high = bootstrap_diff(selected[(task, against)].scores, g.scores)
         out.append({"task": task, "baseline": method, "diff": d, "low": low, "high": high,

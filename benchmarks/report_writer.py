@@ -77,6 +77,8 @@ def draw_figures(out: Path, collected: rep.Collected, selected: dict, sweeps: li
     fig_dir = out / "figures"
     md = ["", "## Figures", ""]
     for (task, method), g in sorted(selected.items()):
+        if method == rep.MAJORITY:
+            continue
         run = min(g.runs, key=lambda r: r["seed"])
         record = runner.read_record(run["path"])
         label = f"{task}, {g.label}, seed {run['seed']}"
@@ -102,6 +104,17 @@ def draw_figures(out: Path, collected: rep.Collected, selected: dict, sweeps: li
     return md
 
 
+def method_rules(selected: dict) -> list[str]:
+    """The report's rules per method: its version and how its losses are normalised (the method's own `scale`)."""
+    from kdfd.distiller import METHODS
+
+    lines = ["Each method as run here (version; the normalisation of its losses, and whose choice it is):", ""]
+    for method in sorted({m for _, m in selected if m in METHODS}):
+        cls = METHODS[method]
+        lines.append(f"- `{method}` v{cls.version}: {cls.scale or 'see its module docstring'}.")
+    return lines
+
+
 def write(out: Path, suite_name: str, collected: rep.Collected, checkpoint: str, paper_csv: Path = rep.PAPER_CSV,
           sweeps: dict[str, rep.Collected] | None = None) -> dict:
     """Write everything under `out`; returns the tables and comparisons (for the terminal summary). `sweeps`
@@ -114,7 +127,7 @@ def write(out: Path, suite_name: str, collected: rep.Collected, checkpoint: str,
     md = [f"# Report: suite `{suite_name}`", "",
           f"Generated {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC by `bench report`; nothing was trained.", "",
           "## Rules", "", rep.__doc__.split("Rules, printed in every report:")[1].strip(), "",
-          f"Checkpoint used here: **{checkpoint}**.", ""]
+          f"Checkpoint used here: **{checkpoint}**.", "", *method_rules(selected), ""]
     headers, every = rep.all_results(selected)
     md += ["## Every task and method (the selected configuration of each)", "", CAPTION.split(" Paper:")[0], "",
            markdown_table(every, headers), ""]

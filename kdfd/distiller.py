@@ -114,6 +114,9 @@ class Distiller(nn.Module):
     name: ClassVar[str]
     description: ClassVar[str]
     version: ClassVar[str] = "1"  # bump when the method's math changes: records of two versions are never mixed
+    # One line for the report's rules: how each loss term is normalised (sums or means, over what, which factors),
+    # and whose choice that is (the authors' code, the paper as printed, ours).
+    scale: ClassVar[str] = ""
     Params: ClassVar[type] = NoParams
 
     def __init__(self, params, task: Task, student: ModelInfo, teacher: ModelInfo | None):

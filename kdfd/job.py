@@ -19,7 +19,7 @@ from .distiller import FROZEN, NONE, ModelInfo, get_method, parse_params
 from .engine import Engine, resolve_device, save_state, set_determinism, set_seed
 from .errors import ConfigError, ModelError
 from .files import atomic_write
-from .metrics import predictions
+from .metrics import constant_baseline, predictions
 from .models import build_classifier, count_params, load_tokenizer
 from .models import fingerprint as model_fingerprint
 from .tasks import get_task
@@ -105,6 +105,8 @@ def run(cfg: RunConfig, glue_dir: str | None = None, teacher_checkpoint: Path | 
         "metrics": last["student"],
         "teacher_metrics": last.get("teacher", teacher_start),
         "teacher_metrics_start": teacher_start,
+        "majority_metrics": {s: constant_baseline(task, np.array(d.labels))
+                             for s, d in dev_ds.items()},
         "curves": curves,
         **({"step_curves": engine.step_curve} if tc.eval_every else {}),
         "data": {"source": data.source, "fingerprint": data_fingerprint(data), "train_examples": len(train_ds),

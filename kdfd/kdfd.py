@@ -107,6 +107,9 @@ class KDFD(Distiller):
     description = "online KD with a VAE bottleneck on hidden features; the student predicts from z_mu (KDFD)"
     version = "1"
     Params = KDFDParams
+    scale = ("CE + tau^2 KL (the paper does not write tau^2); L_vae = squared error summed over the feature's "
+             "dimensions (twice the unit-variance Gaussian NLL) + KL summed over latent dimensions, per example, "
+             "averaged over the batch, times lambda")
 
     def __init__(self, params: KDFDParams, task: Task, student: ModelInfo, teacher: ModelInfo | None):
         super().__init__(params, task, student, teacher)

@@ -55,6 +55,18 @@ def compute(task: Task, logits: np.ndarray, gold: np.ndarray) -> dict[str, float
     return {name: METRICS[name](pred, gold) for name in task.metrics}
 
 
+def constant_baseline(task: Task, gold: np.ndarray) -> dict[str, float]:
+    """The metrics of the best constant predictor on these gold labels: the majority class for classification (CoLA
+    MCC 0, MRPC F1 of always saying "paraphrase"), a constant score for regression (correlations 0). The floor every
+    student must clear to have learned anything."""
+    gold = np.asarray(gold)
+    if task.is_regression:
+        pred = np.zeros(len(gold))
+    else:
+        pred = np.full(len(gold), np.bincount(gold.astype(int)).argmax())
+    return {name: METRICS[name](pred, gold) for name in task.metrics}
+
+
 def score(task: Task, metrics: dict[str, dict[str, float]]) -> float:
     """One number per task for model selection: the mean of its metrics over its dev splits (GLUE's convention)."""
     values = [m[name] for m in metrics.values() for name in task.metrics]

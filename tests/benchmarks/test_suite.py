@@ -27,8 +27,7 @@ def test_the_teacher_job_takes_the_teachers_budget():
     s = suites.load("glue-cpu", tasks=["rte"], seeds=[1], methods=["vanilla-kd"])
     teacher, student = sorted(s.jobs, key=lambda j: j.config.role != "teacher")
     t, st = teacher.config.train, student.config.train
-    assert (t.epochs, t.lr, t.max_train_examples) == (st.teacher_epochs, st.teacher_lr, st.teacher_max_train_examples)
-    assert t.max_train_examples != st.max_train_examples
+    assert (t.epochs, t.lr) == (st.teacher_epochs, st.teacher_lr) and (t.epochs, t.lr) != (st.epochs, st.lr)
     smoke = suites.load("smoke", tasks=["synth-single"], seeds=[1], methods=["vanilla-kd"])
     t = next(j for j in smoke.jobs if j.config.role == "teacher").config.train
     assert t.teacher_max_train_examples is None and t.max_train_examples == 1000  # unset: the students' subset
@@ -85,7 +84,7 @@ def test_base_suite_merges_tables_and_replaces_lists(tmp_path):
     assert by_method["kdfd"].train.lr == 1e-4  # glue-cpu's [train], inherited
     assert by_method["kdfd"].student.layers == 3 and by_method["bert-pkd"].student.layers == 2
     assert by_method["bert-pkd"].student.pooling == "mean"  # the base student's other fields stay
-    assert {j.config.seed for j in s.jobs} == {7}
+    assert {j.config.seed for j in s.jobs if j.config.role != "teacher"} == {7}
 
 
 def test_base_cycle_is_an_error(tmp_path):
@@ -124,3 +123,20 @@ def test_the_teacher_cache_switch_changes_only_the_ids_of_jobs_with_a_frozen_tea
     assert ids[False].keys() == ids[True].keys() == {"teacher", "vanilla-kd", "kdfd", "finetune"}
     changed = {label for label in ids[False] if ids[False][label] != ids[True][label]}
     assert changed == {"vanilla-kd"}  # the shared teacher, the online and the teacherless jobs keep their ids
+
+
+def test_teacher_seed_shares_one_teacher_across_run_seeds(tmp_path):
+    from .helpers import tiny_suite, tiny_train
+
+    ids = {}
+    for shared in (False, True):
+        path = tmp_path / f"shared-{shared}.toml"
+        train = tiny_train(teacher_seed=1) if shared else tiny_train()
+        path.write_text(tiny_suite(methods=("vanilla-kd",), seeds=(1, 2, 3), train=train))
+        ids[shared] = suites.load(str(path)).jobs
+    per_seed = [j for j in ids[False] if j.config.role == "teacher"]
+    shared = [j for j in ids[True] if j.config.role == "teacher"]
+    assert len(per_seed) == 3 and len(shared) == 1
+    assert shared[0].config.seed == 1 and shared[0].id == per_seed[0].id  # the seed-1 teacher, the same job
+    students = [j for j in ids[True] if j.config.role != "teacher"]
+    assert {j.config.seed for j in students} == {1, 2, 3} and {j.config.teacher_job for j in students} == {shared[0].id}

@@ -10,7 +10,8 @@ from kdfd.config import RunConfig, TrainConfig, build
 from kdfd.errors import ConfigError
 from kdfd.models import ModelSpec
 
-LATER = {"predict_test": True, "batching": "grouped", "group_size": 8, "teacher_cache": True, "compile": True}
+LATER = {"predict_test": True, "batching": "grouped", "group_size": 8, "teacher_cache": True, "compile": True,
+         "eval_every": 23, "teacher_seed": 1, "module_lr": 1e-3}
 
 
 def config(**train) -> RunConfig:
@@ -35,6 +36,8 @@ def test_turning_a_later_switch_on_gives_a_new_id(name, value):
 @pytest.mark.parametrize("raw,message", [
     ({"batching": "sorted"}, "batching 'sorted' is not allowed (allowed: shuffle, grouped)"),
     ({"group_size": 0}, "group_size = 0 is not allowed (must be >= 1)"),
+    ({"eval_every": -1}, "eval_every = -1 is not allowed (must be >= 0; 0: at epoch ends only)"),
+    ({"module_lr": 0.0}, "module_lr = 0.0 is not allowed (must be > 0 or unset)"),
     ({"teacher_cache": "yes"}, "teacher_cache = 'yes' has type str, expected bool"),
 ])
 def test_bad_batching_and_cache_settings_name_the_value_and_what_is_allowed(raw, message):

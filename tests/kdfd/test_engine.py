@@ -80,3 +80,56 @@ def test_evaluate_reports_the_tasks_metrics_per_split():
     loader = [batch(n=8), batch(n=4)]
     metrics = engine.evaluate("student", {"dev": loader})
     assert set(metrics["dev"]) == {"f1", "accuracy"}
+
+
+def test_module_lr_trains_a_methods_own_modules_at_their_own_rate():
+    from kdfd.config import TrainConfig
+    from kdfd.engine import make_optimizer
+
+    engine, distiller, student, _ = setup(KDFD, KDFDParams(latent_dim=8))
+    own = {id(p) for p in distiller.student_modules.parameters()}
+    assert all(g["lr"] == engine.cfg.lr for g in engine.opt_s.param_groups)  # unset: one rate for all
+    opt = make_optimizer([student], 1e-4, 0.01, False, distiller.student_modules, module_lr=1e-3)
+    rates = {id(p): g["lr"] for g in opt.param_groups for p in g["params"]}
+    assert {rates[i] for i in own} == {1e-3}
+    assert {r for i, r in rates.items() if i not in own} == {1e-4}
+    assert len(rates) == sum(1 for _ in student.parameters()) + len(own)
+    assert TrainConfig(module_lr=1e-3).module_lr == 1e-3
+
+
+def test_vae_grad_stop_keeps_the_vae_terms_off_the_backbone():
+    for mode, reaches in (("stop", False), ("flow", True)):
+        engine, distiller, student, teacher = setup(KDFD, KDFDParams(latent_dim=8, vae_grad=mode))
+        b = engine.to_device(batch())
+        s = engine.forward(student, b)
+        _, terms = distiller._own("student", s, b)
+        terms["vae"].backward()
+        grads = [p.grad for p in student.backbone.parameters() if p.grad is not None]
+        assert (len(grads) > 0 and any(g.abs().sum() > 0 for g in grads)) == reaches, mode
+        assert any(p.grad is not None for p in distiller.student_modules["bottleneck"].dec.parameters())
+
+
+def test_eval_every_records_dev_scores_within_epochs_and_leaves_training_unchanged():
+    from dataclasses import replace
+
+    from kdfd import synthetic
+    from kdfd.data import EncodedDataset, make_loader
+    from kdfd.tasks import get_task
+
+    task, tok = get_task("synth-pair"), synthetic.build_tokenizer()
+    ds = EncodedDataset(list(synthetic.generate("synth-pair", "train"))[:32], task, tok, max_length=64)
+    loader = make_loader(ds, 8, shuffle=True, seed=1)
+    dev = {"dev": [batch(n=8)]}
+    finals = []
+    for every in (0, 2):
+        engine, _, student, _ = setup(VanillaKD, total_steps=8)
+        engine.cfg = replace(engine.cfg, eval_every=every)
+        history = engine.fit(loader, dev, epochs=2)
+        finals.append((params_of(student), history[-1]["dev"]))
+        if every:
+            assert [c["step"] for c in engine.step_curve] == [2, 4, 6, 8]
+            assert set(engine.step_curve[0]["loss"]) >= {"student/total", "student/kd"}
+            assert set(engine.step_curve[0]["dev"]["student"]["dev"]) == {"f1", "accuracy"}
+        else:
+            assert engine.step_curve == []
+    assert same(finals[0][0], finals[1][0]) and finals[0][1] == finals[1][1]  # evaluating changes nothing

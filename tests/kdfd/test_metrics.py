@@ -45,3 +45,17 @@ def test_each_task_reports_its_official_metrics(task, names):
 def test_mnli_has_matched_and_mismatched_dev_splits():
     assert list(get_task("mnli").dev_files) == ["dev_matched", "dev_mismatched"]
     assert metrics.score(get_task("mnli"), {"dev_matched": {"accuracy": 0.8}, "dev_mismatched": {"accuracy": 0.6}}) == 0.7
+
+
+def test_constant_baseline_is_the_majority_class_or_a_constant_score():
+    import numpy as np
+
+    from kdfd.metrics import constant_baseline
+    from kdfd.tasks import get_task
+
+    gold = np.array([1, 1, 1, 0])
+    mrpc = constant_baseline(get_task("mrpc"), gold)
+    assert mrpc == {"f1": 2 * 0.75 / 1.75, "accuracy": 0.75} or (abs(mrpc["f1"] - 6 / 7) < 1e-12
+                                                                  and mrpc["accuracy"] == 0.75)
+    assert constant_baseline(get_task("cola"), gold) == {"mcc": 0.0}
+    assert constant_baseline(get_task("stsb"), np.array([0.5, 3.0, 4.0])) == {"pearson": 0.0, "spearman": 0.0}
