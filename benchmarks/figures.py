@@ -144,3 +144,34 @@ def seed_dots(scores, task: str, order: list[str], out: Path, stem: str, floor: 
     ax.set_ylabel(f"{task} dev score (points)")
     ax.set_title(f"{task}: every seed (dots), mean and 95% interval (diamond)")
     return save(fig, out, stem)
+
+
+def grid_curves(records: list[dict], task: str, method: str, out: Path, stem: str) -> list[Path]:
+    """The student's dev score and CE against steps for every configuration of one method on one task (records
+    with step curves, one per configuration, labelled by their grid point): which setting learns, and when."""
+    t = get_task(task)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.0), layout="constrained")
+    for i, r in enumerate(sorted(records, key=lambda r: r["label"])):
+        pts = r["step_curves"]
+        xs = [c["step"] for c in pts]
+        label = r["label"].split("[", 1)[1].rstrip("]") if "[" in r["label"] else r["label"]
+        axes[0].plot(xs, [100 * score(t, c["dev"]["student"]) for c in pts], marker="o", ms=3, label=label,
+                     color=f"C{i % 10}")
+        axes[1].plot(xs, [c["loss"].get("student/ce", np.nan) for c in pts], marker="o", ms=3, color=f"C{i % 10}")
+    majority = next((r["majority_metrics"] for r in records if r.get("majority_metrics")), None)
+    if majority:
+        axes[0].axhline(100 * score(t, majority), color="grey", ls="--", label="majority class")
+        if not t.is_regression:
+            from scipy.stats import entropy
+
+            labels = [r for r in records if r.get("majority_metrics")]
+            acc = labels[0]["majority_metrics"][next(iter(labels[0]["majority_metrics"]))].get("accuracy")
+            if acc is not None and t.num_labels == 2:
+                axes[1].axhline(entropy([acc, 1 - acc]), color="grey", ls="--", label="majority entropy")
+                axes[1].legend(fontsize=8)
+    axes[0].set_title(f"{method} on {task}: student dev score ({', '.join(t.metrics)})")
+    axes[1].set_title("student CE (window means)")
+    for ax in axes:
+        ax.set_xlabel("step")
+    axes[0].legend(fontsize=7)
+    return save(fig, out, stem)

@@ -96,6 +96,19 @@ def draw_figures(out: Path, collected: rep.Collected, selected: dict, sweeps: li
             stem = f"fig4-tsne-{task}-{method}"
             figures.tsne(reps, label, fig_dir, stem, get_task(task).is_regression)
             md += [f"![Fig. 4, t-SNE, {label}](figures/{stem}.png)", ""]
+    by_method: dict[tuple, list] = {}
+    for g in collected.groups:
+        if g.method not in rep.NOT_METHODS:
+            by_method.setdefault((g.task, g.method), []).append(g)
+    for (task, method), gs in sorted(by_method.items()):
+        if len(gs) < 2:
+            continue
+        records = [runner.read_record(min(g.runs, key=lambda r: r["seed"])["path"]) for g in gs]
+        records = [r for r in records if r and r.get("step_curves")]
+        if len(records) > 1:
+            stem = f"grid-curves-{task}-{method}"
+            figures.grid_curves(records, task, method, fig_dir, stem)
+            md += [f"![every configuration of {method} on {task}, against steps](figures/{stem}.png)", ""]
     groups = {(g.task, g.method, g.key): g for g in [*collected.groups, *sweeps]}
     for task, method, param, points in rep.sweeps(list(groups.values())):
         stem = f"fig5-{param}-{task}-{method}"

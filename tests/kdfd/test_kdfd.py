@@ -67,3 +67,13 @@ def test_regression_uses_mse_kd_or_none():
     assert engine.train_step(batch("synth-reg"))["student/kd"] > 0
     engine, *_ = setup(KDFD, KDFDParams(latent_dim=8, regression_kd="none"), task_name="synth-reg")
     assert engine.train_step(batch("synth-reg"))["student/kd"] == 0
+
+
+def test_features_auto_is_what_the_models_own_head_reads():
+    engine, distiller, student, _ = setup(KDFD, KDFDParams(latent_dim=8))
+    assert distiller.params.features == "auto"
+    b = engine.to_device(batch())
+    out = engine.forward(student, b)
+    assert torch.equal(distiller._feature(out), out.features)
+    cls = KDFD(KDFDParams(latent_dim=8, features="cls"), get_task("synth-pair"), ModelInfo(16, 2), ModelInfo(32, 4))
+    assert torch.equal(cls._feature(out), out.last_hidden[:, 0])
