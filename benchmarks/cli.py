@@ -231,6 +231,20 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_results(args) -> int:
+    from . import results
+
+    suite = args.suite if args.suite else None
+    df = results.load(args.results, suite)
+    if df.empty:
+        print(f"bench results: no records under {args.results}" + (f" of suite {suite}" if suite else ""),
+              file=sys.stderr)
+    results.write(df, args.out, args.format)
+    if args.out:
+        console.print(f"wrote {len(df)} records to {args.out}")
+    return 0
+
+
 class OneLineParser(argparse.ArgumentParser):
     """Usage errors as one line, like every other error (argparse prints the whole usage block by default)."""
 
@@ -293,6 +307,12 @@ def parser() -> argparse.ArgumentParser:
     rp.add_argument("--glue-submission", action="store_true",
                     help="also write the GLUE leaderboard's prediction files (OUT/<suite>/glue-submission/<method>/"
                          "seed<k>/) for runs that saved test predictions")
+    rs = sub.add_parser("results", help="every record as one table row (csv, parquet or jsonl), for pandas")
+    rs.add_argument("--suite", help="keep the records of this suite's jobs (default: every record under the root)")
+    rs.add_argument("--results", default=os.environ.get("KDFD_RESULTS", "results"), help="results root")
+    rs.add_argument("--debug", action="store_true", help="show tracebacks")
+    rs.add_argument("--format", choices=("csv", "parquet", "jsonl"), default="csv")
+    rs.add_argument("--out", help="file to write (default: standard output; parquet needs a file)")
     sub.add_parser("speed", add_help=False,
                    help="step-time ratios of the methods and of the batchings (`bench speed --help`)")
     return p
@@ -313,12 +333,12 @@ def main(argv=None) -> int:
     try:
         if args.command == "list":
             return cmd_list(args)
-        if args.seeds:
+        if getattr(args, "seeds", None):
             bad = [s for s in args.seeds if not s.lstrip("-").isdigit()]
             if bad:
                 raise KdfdError(f"seed {bad[0]!r} is not an integer")
         return {"run": cmd_run, "status": cmd_status, "wait": cmd_wait, "cancel": cmd_cancel,
-                "report": cmd_report}[args.command](args)
+                "report": cmd_report, "results": cmd_results}[args.command](args)
     except KdfdError as e:
         if args.debug:
             raise

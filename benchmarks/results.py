@@ -1,0 +1,96 @@
+"""Records as data: every JSON record under a results root as one pandas DataFrame row (no torch import).
+
+    from benchmarks import results
+    df = results.load("reports/glue-cpu/results")
+    df[df.status == "done"].pivot_table(index="method", columns="task", values="score", aggfunc="mean")
+
+Columns: task, method, version, seed, role, status, label, id, suite, score (the task's selection score in points:
+the mean of its dev metrics), one `dev.<split>.<metric>` column per dev metric (points), `teacher.<split>.<metric>`
+for the teacher's final metrics, `majority.<split>.<metric>`, every method parameter as `param.<name>`, every
+training setting as `train.<name>`, timings (`wall_seconds`, `train_seconds`, `steps`), parameter counts
+(`params.student`, `params.teacher`), `commit`, `error` and `path`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from kdfd.metrics import score
+from kdfd.tasks import get_task
+
+FORMATS = ("csv", "parquet", "jsonl")
+
+
+def read(path: Path) -> dict | None:
+    """One record, or None when it does not parse (a truncated file is never trusted)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def row(record: dict, path: Path | None = None) -> dict:
+    """The flat row of one record (see the module docstring for the columns)."""
+    cfg = record.get("config", {})
+    task = record["task"]
+    out = {"task": task, "method": "teacher" if record.get("role") == "teacher" else record["method"],
+           "version": record.get("method_version"), "seed": record.get("seed"), "role": record.get("role"),
+           "status": record.get("status"), "label": record.get("label"), "id": record.get("id"),
+           "suite": record.get("suite"), "score": None}
+    metrics = record.get("metrics") or {}
+    if record.get("status") == "done" and metrics:
+        out["score"] = 100 * score(get_task(task), metrics)
+    for prefix, block in (("dev", metrics), ("teacher", record.get("teacher_metrics") or {}),
+                          ("majority", record.get("majority_metrics") or {})):
+        for split, values in block.items():
+            for name, value in values.items():
+                out[f"{prefix}.{split}.{name}"] = 100 * value
+    out.update({f"param.{k}": v for k, v in (cfg.get("params") or {}).items()})
+    out.update({f"train.{k}": v for k, v in (cfg.get("train") or {}).items()})
+    timing = record.get("timing") or {}
+    out.update(wall_seconds=record.get("wall_seconds"), train_seconds=timing.get("train_seconds"),
+               steps=timing.get("steps"))
+    counts = record.get("params") or {}
+    out.update({"params.student": counts.get("student"), "params.teacher": counts.get("teacher")})
+    out["commit"] = ((record.get("provenance") or {}).get("git") or {}).get("commit")
+    out["error"] = (record.get("error") or {}).get("message")
+    out["path"] = str(path) if path is not None else None
+    return out
+
+
+def load(root: str | Path, suite: str | None = None, ids: set[str] | None = None) -> pd.DataFrame:
+    """Every record under `root` (<root>/<task>/<method>/s<seed>-<id>.json), one row each; `suite` keeps the
+    records of jobs that suite expands to (by id, so a job run first under another suite counts too), `ids` keeps
+    the records with these ids."""
+    if suite is not None:
+        from .suite import load as load_suite  # expanding a suite reads the method registry (and torch)
+
+        ids = {j.id for j in load_suite(suite).jobs} | (ids or set())
+    rows = []
+    for path in sorted(Path(root).glob("*/*/s*-*.json")):
+        record = read(path)
+        if record is None or "task" not in record:
+            continue
+        if ids is not None and record.get("id") not in ids:
+            continue
+        rows.append(row(record, path))
+    return pd.DataFrame(rows)
+
+
+def write(df: pd.DataFrame, out: str | Path | None, fmt: str) -> None:
+    """The frame as csv, parquet or jsonl, to a file or (csv, jsonl) to standard output."""
+    if fmt not in FORMATS:
+        raise ValueError(f"format {fmt!r} is not allowed (allowed: {', '.join(FORMATS)})")
+    if fmt == "parquet":
+        if out is None:
+            raise ValueError("parquet needs --out FILE")
+        df.to_parquet(out, index=False)
+    elif fmt == "jsonl":
+        text = df.to_json(orient="records", lines=True)
+        Path(out).write_text(text) if out else print(text, end="")
+    else:
+        text = df.to_csv(index=False)
+        Path(out).write_text(text) if out else print(text, end="")

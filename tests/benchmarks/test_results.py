@@ -1,0 +1,43 @@
+"""Records as a DataFrame: one row per record, metrics in points, config flattened; `bench results` writes it."""
+
+import json
+
+import pandas as pd
+
+from benchmarks import results
+
+from .helpers import bench
+
+
+def write_record(root, task, method, seed, rid, metrics, status="done", **extra):
+    path = root / task / method / f"s{seed}-{rid}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {"task": task, "method": method, "method_version": "1", "seed": seed, "role": "student", "id": rid,
+              "status": status, "label": method, "metrics": metrics, "majority_metrics": {"dev": {"accuracy": 0.5}},
+              "config": {"params": {"temperature": 2.0}, "train": {"lr": 1e-4}}, "timing": {"steps": 10}, **extra}
+    path.write_text(json.dumps(record))
+    return path
+
+
+def test_one_row_per_record_with_scores_in_points(tmp_path):
+    write_record(tmp_path, "rte", "vanilla-kd", 1, "a1", {"dev": {"accuracy": 0.6}})
+    write_record(tmp_path, "rte", "vanilla-kd", 2, "a2", {"dev": {"accuracy": 0.7}})
+    write_record(tmp_path, "rte", "finetune", 1, "b1", {}, status="failed", error={"message": "boom"})
+    (tmp_path / "rte" / "finetune" / "s9-broken.json").write_text("{not json")
+    df = results.load(tmp_path)
+    assert len(df) == 3
+    done = df[df.status == "done"].sort_values("seed")
+    assert list(done["score"].round(6)) == [60.0, 70.0]
+    assert list(done["param.temperature"]) == [2.0, 2.0] and list(done["train.lr"]) == [1e-4, 1e-4]
+    assert done["majority.dev.accuracy"].iloc[0] == 50.0
+    assert df[df.status == "failed"]["error"].iloc[0] == "boom"
+    assert results.load(tmp_path, ids={"a2"})["seed"].tolist() == [2]
+
+
+def test_bench_results_writes_csv_that_pandas_reads_back(tmp_path):
+    write_record(tmp_path, "mrpc", "kdfd", 1, "k1", {"dev": {"f1": 0.8, "accuracy": 0.7}})
+    out = tmp_path / "r.csv"
+    p = bench("results", "--results", str(tmp_path), "--format", "csv", "--out", str(out))
+    assert p.returncode == 0, p.stderr
+    df = pd.read_csv(out)
+    assert df.loc[0, "dev.dev.f1"] == 80.0 and abs(df.loc[0, "score"] - 75.0) < 1e-9
