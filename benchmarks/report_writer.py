@@ -18,6 +18,21 @@ TITLES = {"table1": "Table 1: KDFD and the baselines", "table2": "Table 2: AE ag
           "table3": "Table 3: vanilla KD against KDFD"}
 
 
+VERDICT_RULES = (
+    "Each claim is tested on the selected runs, paired by seed (same seed: same teacher and data order): the mean "
+    "difference of the task's score (points), its 95% percentile bootstrap interval over seeds, and an exact "
+    "sign-flip permutation p-value; over tasks, the mean of the per-task differences with a stratified bootstrap "
+    "(seeds resampled within each task). **holds**: the interval lies above zero; **contradicted**: below zero; "
+    "**inconclusive**: it covers zero (with the seeds that would resolve the observed difference at 80% power). "
+    "Several claims are tested at once: the p-values are Holm-corrected across every row. The paper's number is "
+    "its own difference on the same tasks (GLUE test server, BERT-base teacher), for orientation only.")
+
+
+# where each kind of claim's evidence sits in report.md (Markdown heading anchors) or beside it
+VERDICT_LINKS = {"paired": "#every-seed", "sweep_peak": "#figures", "decorrelation": "#figures",
+                 "vae-vs-ae": "table2.md", "kdfd-vs-vanilla-kd": "table3.md", "kdfd-vs-vanilla-kd-small": "table3.md"}
+
+
 def _headers() -> list[str]:
     return [h for *_, h in rep.TABLE1_COLUMNS]
 
@@ -117,6 +132,62 @@ def draw_figures(out: Path, collected: rep.Collected, selected: dict, sweeps: li
     return md
 
 
+def verdict_inputs(collected: rep.Collected, selected: dict, sweep_groups: list) -> tuple:
+    """What the claims are tested on, as DataFrames of points: the selected runs (task, method, seed, score);
+    every swept run (task, method, param, value, seed, score; per value the best group, the selection rule); and
+    per selected KDFD-family run the mean |off-diagonal correlation| of h and of z_mu (task, method, seed,
+    corr_h, corr_z) from its saved representations."""
+    import numpy as np
+    import pandas as pd
+
+    from kdfd.metrics import score as task_score
+
+    from .stats import offdiag_abs_corr
+
+    scores, decor = [], []
+    for (task, method), g in sorted(selected.items()):
+        if method in rep.NOT_METHODS:
+            continue
+        for run, value in zip(g.runs, g.scores):
+            scores.append({"task": task, "method": method, "seed": run["seed"], "score": 100 * value})
+            npz = Path(run["path"]).with_suffix(".npz")
+            if method in REPRESENTED and npz.is_file():
+                with np.load(npz) as z:
+                    if "z_mu" in z.files:
+                        decor.append({"task": task, "method": method, "seed": run["seed"],
+                                      "corr_h": offdiag_abs_corr(z["features"]), "corr_z": offdiag_abs_corr(z["z_mu"])})
+    swept = []
+    groups = list({(g.task, g.method, g.key): g for g in [*collected.groups, *sweep_groups]}.values())
+    for task, method, param, _points in rep.sweeps(groups):
+        best: dict = {}
+        for g in groups:
+            v = g.params.get(param) if (g.task, g.method) == (task, method) else None
+            if v is not None and (v not in best or np.mean(g.scores) > np.mean(best[v].scores)):
+                best[v] = g
+        for v, g in best.items():
+            swept += [{"task": task, "method": method, "param": param, "value": float(v), "seed": r["seed"],
+                       "score": 100 * task_score(get_task(task), r["metrics"])} for r in g.runs]
+    columns = {"scores": ["task", "method", "seed", "score"],
+               "sweeps": ["task", "method", "param", "value", "seed", "score"],
+               "decor": ["task", "method", "seed", "corr_h", "corr_z"]}
+    return (pd.DataFrame(scores, columns=columns["scores"]), pd.DataFrame(swept, columns=columns["sweeps"]),
+            pd.DataFrame(decor, columns=columns["decor"]))
+
+
+def seed_figures(out: Path, scores, majority: dict) -> list[str]:
+    """One figure per task: each method's seeds as dots with the mean and its interval, in Table 1's order."""
+    from . import figures
+
+    md = []
+    order = [m for m in rep.TABLE_METHODS["table1"] if m not in rep.NOT_METHODS]
+    order += sorted(set(scores["method"]) - set(order))
+    for task in sorted(set(scores["task"])):
+        stem = f"seeds-{task}"
+        figures.seed_dots(scores[scores.task == task], task, order, out / "figures", stem, majority.get(task))
+        md += [f"![{task}: every seed of every method](figures/{stem}.png)", ""]
+    return md
+
+
 def method_rules(selected: dict) -> list[str]:
     """The report's rules per method: its version and how its losses are normalised (the method's own `scale`)."""
     from kdfd.distiller import METHODS
@@ -137,8 +208,21 @@ def write(out: Path, suite_name: str, collected: rep.Collected, checkpoint: str,
     paper = rep.paper_numbers(paper_csv)
     tables = {name: rep.table(name, selected, paper) for name in rep.TABLE_METHODS}
     comps = rep.comparisons(selected)
+    sweep_groups = [g for c in (sweeps or {}).values() for g in c.groups]
+    scores, swept, decor = verdict_inputs(collected, selected, sweep_groups)
+    from . import verdicts
+
+    judged = verdicts.evaluate(verdicts.load_claims(), scores, swept, decor)
+    verdicts.write(out, judged)
+    majority = {task: 100 * sum(g.scores) / len(g.scores) for (task, method), g in selected.items()
+                if method == rep.MAJORITY}
     md = [f"# Report: suite `{suite_name}`", "",
           f"Generated {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC by `bench report`; nothing was trained.", "",
+          "## Verdicts: does each of the paper's claims hold here?", "",
+          VERDICT_RULES, "", verdicts.markdown(judged, VERDICT_LINKS), "",
+          "The same rows, with every statistic: [verdicts.csv](verdicts.csv), [verdicts.json](verdicts.json). "
+          "Claims: `benchmarks/reference/kdfd_claims.toml`.", "",
+          "## Every seed", "", *seed_figures(out, scores, majority),
           "## Rules", "", rep.__doc__.split("Rules, printed in every report:")[1].strip(), "",
           f"Checkpoint used here: **{checkpoint}**.", "", *method_rules(selected), ""]
     headers, every = rep.all_results(selected)
@@ -164,7 +248,7 @@ def write(out: Path, suite_name: str, collected: rep.Collected, checkpoint: str,
         md.append(f"| {task} | {method} | {g.version} | {g.label} ({g.key}) | "
                   f"{', '.join(str(r['seed']) for r in g.runs)} | {100 * sum(g.scores) / len(g.scores):.1f} |")
     sweeps = sweeps or {}
-    md += draw_figures(out, collected, selected, [g for c in sweeps.values() for g in c.groups])
+    md += draw_figures(out, collected, selected, sweep_groups)
     for name, c in sweeps.items():
         md.append(f"Fig. 5 also reads suite `{name}`: {sum(len(g.runs) for g in c.groups)} done records, "
                   f"{len(c.failed)} failed and {len(c.missing)} not run, left out.")

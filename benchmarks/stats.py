@@ -1,0 +1,226 @@
+"""The statistics behind the claim verdicts: paired seed comparisons, their power, multiplicity, decorrelation.
+
+Pure numpy/scipy (no torch), so a report can be rebuilt anywhere from the scores alone.
+
+Conventions:
+- Scores are in points (85.3, not 0.853); a difference is a minus b, so positive means a is better.
+- Runs are paired by seed: seed s of method a and seed s of method b share the data order and initialisation
+  draws, so per-seed differences cancel what the seed does to both (the point of pairing).
+- Intervals are percentile bootstraps (`scipy.stats.bootstrap`, method="percentile"); p-values are two-sided
+  permutation tests (`scipy.stats.permutation_test`) that flip the sign of each paired difference; both are exact
+  functions of (data, n_resamples, seed), so a reader can recompute every number with the same calls.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+ALPHA = 0.05  # the test level the power figures assume (two-sided)
+POWER = 0.80  # the power the minimum detectable effect assumes
+MAX_SEEDS = 1000  # seeds_needed is capped here: beyond it the answer is "not with any affordable budget"
+
+
+@dataclass(frozen=True)
+class Paired:
+    """A paired comparison of two methods over seeds; every difference in points, a minus b.
+
+    n: seeds (pairs) used. mean_diff: mean of the per-seed differences. ci_low, ci_high: percentile bootstrap
+    interval of that mean (None when n < 2). p_value: two-sided sign-flip permutation p (None when n < 2).
+    sd_diff: sample standard deviation of the differences (ddof=1). mde: the smallest true difference a paired t
+    test at alpha 0.05 (two-sided) would detect with 80% power with these n seeds and this sd. seeds_needed: the
+    smallest number of seeds whose mde is at most |mean_diff| (capped at 1000; None when mean_diff is 0 or the sd is
+    undefined). `stratified` returns the same fields for a mean over tasks (see there).
+    """
+
+    n: int
+    mean_diff: float | None
+    ci_low: float | None
+    ci_high: float | None
+    p_value: float | None
+    sd_diff: float | None
+    mde: float | None
+    seeds_needed: int | None
+
+
+# --- building blocks ------------------------------------------------------------------------------------------------
+
+def _common(a: dict[int, float], b: dict[int, float]) -> tuple[np.ndarray, np.ndarray]:
+    """(a, b) as float arrays over the seeds both have a finite score for, in seed order: a seed one method lacks
+    (a failed or unfinished run) has nothing to pair with."""
+    seeds = sorted(s for s in set(a) & set(b) if np.isfinite(a[s]) and np.isfinite(b[s]))
+    return np.array([a[s] for s in seeds], dtype=float), np.array([b[s] for s in seeds], dtype=float)
+
+
+def _mean_of_differences(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+    """The permutation statistic: swapping x_i and y_i flips the sign of d_i, the paired null."""
+    return np.mean(x - y, axis=axis)
+
+
+def _difference_of_means(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+    return np.mean(x, axis=axis) - np.mean(y, axis=axis)
+
+
+def _interval(result) -> tuple[float, float]:
+    ci = result.confidence_interval
+    return float(ci.low), float(ci.high)
+
+
+def _mde(sd: float, n_eff: float, df: float) -> float:
+    """Minimum detectable effect (points) of a t test: (t_{1-alpha/2, df} + t_{power, df}) * sd / sqrt(n_eff), the
+    normal-approximation power formula with t quantiles so that few seeds are not flattered."""
+    return float((stats.t.ppf(1 - ALPHA / 2, df) + stats.t.ppf(POWER, df)) * sd / math.sqrt(n_eff))
+
+
+def _seeds_needed(mean_diff: float | None, sd: float | None, tasks: int = 1) -> int | None:
+    """Smallest seeds n' (per task, `tasks` tasks each with n' seeds) whose mde is <= |mean_diff|, capped at
+    MAX_SEEDS. mde shrinks monotonically in n', so the first n' that reaches it is the answer."""
+    if mean_diff is None or sd is None or mean_diff == 0 or not np.isfinite(sd):
+        return None
+    n = np.arange(2, MAX_SEEDS + 1)
+    df = tasks * (n - 1)
+    mde = (stats.t.ppf(1 - ALPHA / 2, df) + stats.t.ppf(POWER, df)) * sd / np.sqrt(tasks * n)
+    hit = np.flatnonzero(mde <= abs(mean_diff))
+    return int(n[hit[0]]) if len(hit) else MAX_SEEDS
+
+
+# --- the tests ------------------------------------------------------------------------------------------------------
+
+def paired(a: dict[int, float], b: dict[int, float], confidence: float = 0.95, n_resamples: int = 9999,
+           seed: int = 0) -> Paired:
+    """Method a against method b over the seeds both have (seed -> score in points); returns a `Paired`.
+
+    The interval bootstraps the per-seed differences d = a - b (np.mean, percentile, random_state=seed); the p-value
+    is a permutation test on (a, b) with permutation_type="samples" (each pair swapped or not: a sign flip of d),
+    statistic mean(a - b), two-sided; scipy enumerates all 2^n flips, exactly, when 2^n <= n_resamples.
+    """
+    x, y = _common(a, b)
+    n = len(x)
+    if n == 0:
+        return Paired(0, None, None, None, None, None, None, None)
+    d = x - y
+    mean_diff = float(d.mean())
+    if n < 2:  # one pair: a difference, but no spread to judge it by
+        return Paired(1, mean_diff, None, None, None, None, None, None)
+    boot = stats.bootstrap((d,), np.mean, confidence_level=confidence, n_resamples=n_resamples,
+                           method="percentile", random_state=seed)
+    perm = stats.permutation_test((x, y), _mean_of_differences, permutation_type="samples", vectorized=True,
+                                  n_resamples=n_resamples, alternative="two-sided", random_state=seed)
+    sd = float(d.std(ddof=1))
+    low, high = _interval(boot)
+    return Paired(n, mean_diff, low, high, float(perm.pvalue), sd, _mde(sd, n, n - 1), _seeds_needed(mean_diff, sd))
+
+
+def unpaired_interval(a: dict[int, float], b: dict[int, float], confidence: float = 0.95, n_resamples: int = 9999,
+                      seed: int = 0) -> tuple[float | None, float | None]:
+    """(low, high), points: the interval of mean(a) - mean(b) when each method's seeds are resampled independently
+    (two-sample bootstrap, paired=False, percentile), on the same common seeds as `paired`, so the two intervals
+    differ only in whether the seed pairing is used. (None, None) when fewer than 2 common seeds.
+
+    When the seed moves both methods alike (shared data order, shared initialisation), this interval carries that
+    shared variance and is wider than the paired one: the reason the verdicts pair."""
+    x, y = _common(a, b)
+    if len(x) < 2:
+        return None, None
+    boot = stats.bootstrap((x, y), _difference_of_means, paired=False, vectorized=True, confidence_level=confidence,
+                           n_resamples=n_resamples, method="percentile", random_state=seed)
+    return _interval(boot)
+
+
+def _per_task_mean_stat(starts: np.ndarray, counts: np.ndarray):
+    """The permutation statistic of `stratified` over the concatenated (task, seed) pairs: each task's mean
+    difference, then their mean (tasks weigh equally, whatever their seed counts)."""
+    def statistic(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+        d = np.moveaxis(x - y, axis, -1)
+        return np.mean(np.add.reduceat(d, starts, axis=-1) / counts, axis=-1)
+    return statistic
+
+
+def stratified(per_task: dict[str, tuple[dict[int, float], dict[int, float]]], confidence: float = 0.95,
+               n_resamples: int = 9999, seed: int = 0) -> Paired:
+    """The mean over tasks of the per-task mean paired difference (points), as a `Paired`.
+
+    per_task: task -> (a, b), each seed -> score; tasks without a common seed are left out. Fields:
+    n: pairs over all tasks. mean_diff: mean over tasks of each task's mean(a - b). ci_low, ci_high: a stratified
+    percentile bootstrap: seeds are resampled within each task (each task's difference vector a separate sample of
+    scipy.stats.bootstrap, paired=False, statistic the mean of the per-sample means); a task with a single pair
+    resamples to itself, so it enters as a constant (scipy needs >= 2 per sample); None when no task has 2 pairs.
+    p_value: a permutation test over all (task, seed) pairs, each pair's sign flipped independently
+    (permutation_type="samples"), statistic the same mean of task means; None when fewer than 2 pairs.
+    sd_diff: the pooled within-task sd of the differences. mde: the mde of this mean with these seeds (effective n
+    K^2 / sum(1/n_k) over K tasks, df sum(n_k - 1)). seeds_needed: seeds per task (every task alike).
+    """
+    pairs = [_common(a, b) for a, b in per_task.values()]
+    pairs = [(x, y) for x, y in pairs if len(x)]
+    if not pairs:
+        return Paired(0, None, None, None, None, None, None, None)
+    diffs = [x - y for x, y in pairs]
+    counts = np.array([len(d) for d in diffs])
+    k, n = len(diffs), int(counts.sum())
+    mean_diff = float(np.mean([d.mean() for d in diffs]))
+    low = high = p = sd = mde = None
+    varied = [d for d in diffs if len(d) >= 2]
+    if varied:
+        fixed = sum(float(d[0]) for d in diffs if len(d) == 1)
+
+        def mean_of_task_means(*samples, axis=-1):
+            return (sum(np.mean(s, axis=axis) for s in samples) + fixed) / k
+
+        boot = stats.bootstrap(tuple(varied), mean_of_task_means, paired=False, vectorized=True,
+                               confidence_level=confidence, n_resamples=n_resamples, method="percentile",
+                               random_state=seed)
+        low, high = _interval(boot)
+        df = int((counts - 1).sum())
+        sd = float(np.sqrt(sum(((d - d.mean()) ** 2).sum() for d in varied) / df))
+        mde = _mde(sd, k ** 2 / np.sum(1.0 / counts), df)
+    if n >= 2:
+        x, y = np.concatenate([x for x, _ in pairs]), np.concatenate([y for _, y in pairs])
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        perm = stats.permutation_test((x, y), _per_task_mean_stat(starts, counts), permutation_type="samples",
+                                      vectorized=True, n_resamples=n_resamples, alternative="two-sided",
+                                      random_state=seed)
+        p = float(perm.pvalue)
+    return Paired(n, mean_diff, low, high, p, sd, mde, _seeds_needed(mean_diff, sd, tasks=k))
+
+
+# --- multiplicity and verdicts --------------------------------------------------------------------------------------
+
+def holm(p_values: list[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values, in the input order: the i-th smallest of m is multiplied by m - i + 1,
+    made non-decreasing along the sorted order (step-down), capped at 1. None or NaN entries are not tested: they
+    stay NaN and do not count in m."""
+    p = np.array([np.nan if v is None else v for v in p_values], dtype=float)
+    out = np.full(len(p), np.nan)
+    tested = np.flatnonzero(np.isfinite(p))
+    order = tested[np.argsort(p[tested], kind="stable")]
+    m = len(order)
+    scaled = p[order] * (m - np.arange(m))
+    out[order] = np.minimum(np.maximum.accumulate(scaled), 1.0)
+    return out.tolist()
+
+
+def verdict(ci_low: float | None, ci_high: float | None) -> str:
+    """"holds" if the interval lies above 0, "contradicted" if below, else (or with no interval) "inconclusive"."""
+    if ci_low is None or ci_high is None or not (np.isfinite(ci_low) and np.isfinite(ci_high)):
+        return "inconclusive"
+    if ci_low > 0:
+        return "holds"
+    if ci_high < 0:
+        return "contradicted"
+    return "inconclusive"
+
+
+def offdiag_abs_corr(x: np.ndarray) -> float:
+    """Mean |Pearson correlation| over the off-diagonal pairs of the columns of x [N examples, D dimensions]: 0 for
+    decorrelated features, 1 for copies. Constant columns (correlation undefined: a dead unit) are left out; NaN
+    when fewer than 2 columns remain."""
+    x = np.asarray(x, dtype=float)
+    x = x[:, x.std(axis=0) > 0]
+    d = x.shape[1]
+    if d < 2:
+        return float("nan")
+    c = np.corrcoef(x, rowvar=False)
+    return float(np.abs(c[~np.eye(d, dtype=bool)]).mean())

@@ -1,0 +1,190 @@
+"""The claim verdicts on hand-made scores of known answer (no training, no torch)."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from benchmarks import stats, verdicts
+from benchmarks.verdicts import Claim
+from kdfd.errors import ConfigError
+
+SEEDS = range(1, 6)
+
+
+def seeds(values) -> dict[int, float]:
+    return dict(zip(SEEDS, map(float, values)))
+
+
+def planted(diff: float, noise: float = 0.3, offset: float = 0.0, rng_seed: int = 0) -> tuple[dict, dict]:
+    """(a, b) over 5 seeds with a - b = diff + noise; `offset` is a per-seed shift both methods share (what a seed's
+    data order and initialisation do to any method)."""
+    rng = np.random.default_rng(rng_seed)
+    shared = 80 + offset * rng.standard_normal(len(SEEDS))
+    b = shared + noise * rng.standard_normal(len(SEEDS))
+    return seeds(b + diff + noise * rng.standard_normal(len(SEEDS))), seeds(b)
+
+
+def scores_frame(per_task: dict[str, tuple[dict, dict]], a: str = "kdfd", b: str = "vanilla-kd") -> pd.DataFrame:
+    rows = [{"task": t, "method": m, "seed": s, "score": v}
+            for t, pair in per_task.items() for m, d in zip((a, b), pair) for s, v in d.items()]
+    return pd.DataFrame(rows)
+
+
+PAIRED = Claim("k-vs-v", "KDFD beats vanilla KD.", "Table 3", "paired", a="kdfd", b="vanilla-kd", paper_diff=1.69)
+
+
+# --- verdicts of known answer ---------------------------------------------------------------------------------------
+
+def test_planted_difference_well_above_the_seed_spread_holds():
+    r = stats.paired(*planted(3.0))
+    assert r.n == 5 and r.mean_diff == pytest.approx(3.0, abs=0.5)
+    assert stats.verdict(r.ci_low, r.ci_high) == "holds"
+    assert r.p_value == pytest.approx(2 / 32)  # exact: all 32 sign flips, only the all-plus and all-minus as extreme
+    assert r.mde < 3.0 and r.seeds_needed <= 5
+
+
+def test_planted_difference_the_other_way_is_contradicted():
+    r = stats.paired(*planted(-3.0))
+    assert stats.verdict(r.ci_low, r.ci_high) == "contradicted"
+
+
+def test_identical_methods_are_inconclusive():
+    a, _ = planted(0.0)
+    r = stats.paired(a, dict(a))
+    assert r.mean_diff == 0 and stats.verdict(r.ci_low, r.ci_high) == "inconclusive"
+    assert r.p_value == 1.0 and r.seeds_needed is None
+
+
+def test_verdict_without_an_interval_is_inconclusive():
+    assert stats.verdict(None, None) == "inconclusive"
+    assert stats.paired({1: 80.0}, {1: 79.0}).ci_low is None  # one seed: a difference, no interval
+
+
+def test_paired_interval_is_narrower_when_seeds_are_correlated():
+    a, b = planted(1.0, noise=0.2, offset=5.0)  # seed offset sd 5 >> difference noise
+    r = stats.paired(a, b)
+    low, high = stats.unpaired_interval(a, b)
+    assert r.ci_high - r.ci_low < (high - low) / 5
+    assert stats.verdict(r.ci_low, r.ci_high) == "holds" and stats.verdict(low, high) == "inconclusive"
+
+
+def test_holm_worked_example():
+    assert stats.holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    out = stats.holm([0.5, None, 0.9, float("nan")])  # untested rows stay NaN and do not count in m
+    assert out[0] == pytest.approx(1.0) and out[2] == pytest.approx(1.0) and np.isnan(out[1]) and np.isnan(out[3])
+
+
+def test_stratified_is_the_mean_of_per_task_means():
+    per_task = {"mrpc": planted(2.0, rng_seed=1), "rte": planted(-1.0, rng_seed=2),
+                "cola": ({1: 50.0, 2: 52.0}, {1: 49.0, 2: 50.0, 3: 48.0}),  # 2 common seeds
+                "stsb": ({1: 88.0}, {1: 87.5})}  # 1 common seed: enters the bootstrap as a constant
+    r = stats.stratified(per_task)
+    task_means = [stats.paired(a, b).mean_diff for a, b in per_task.values()]
+    assert r.mean_diff == pytest.approx(np.mean(task_means))
+    assert r.n == 5 + 5 + 2 + 1 and r.ci_low < r.mean_diff < r.ci_high
+
+
+def test_offdiag_abs_corr():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2000, 4))
+    assert stats.offdiag_abs_corr(x) < 0.05
+    copies = np.repeat(x[:, :1], 3, axis=1) * [1, -2, 3]
+    assert stats.offdiag_abs_corr(np.c_[copies, np.ones(2000)]) == pytest.approx(1.0)  # constant column ignored
+
+
+# --- evaluate -------------------------------------------------------------------------------------------------------
+
+def test_evaluate_rows_and_columns():
+    scores = scores_frame({"mrpc": planted(3.0), "rte": planted(-3.0, rng_seed=1), "cola": planted(0.0, noise=0.0)})
+    lost = Claim("lost", "A method nobody ran wins.", "Table 1", "paired", a="kdfd", b="nobody")
+    df = verdicts.evaluate([PAIRED, lost], scores)
+    assert list(df.columns) == verdicts.COLUMNS
+    by = df.set_index(["claim", "scope"])["verdict"]
+    assert by[("k-vs-v", "mrpc")] == "holds" and by[("k-vs-v", "rte")] == "contradicted"
+    assert by[("k-vs-v", "cola")] == "inconclusive" and by[("lost", "-")] == "not run"
+    assert df.loc[df.claim == "lost", "n"].item() == 0
+    mean_row = df[(df.claim == "k-vs-v") & (df.scope == verdicts.MEAN_SCOPE)].iloc[0]
+    assert mean_row.paper_diff == 1.69 and mean_row.n == 15
+    assert (df.p_holm.dropna() >= df.p_value.dropna()).all()
+    md = verdicts.markdown(df)
+    assert "**holds**" in md and "**not run**" in md and "[" in md
+
+
+def test_evaluate_sweep_peak_and_decorrelation():
+    rng = np.random.default_rng(3)
+    peak = {64: 0.0, 128: 2.0, 256: 3.0, 768: 0.5}  # latent_dim -> planted gain; peak inside
+    sweeps = pd.DataFrame([{"task": "mrpc", "method": "kdfd", "param": "latent_dim", "value": v, "seed": s,
+                            "score": 80 + g + 0.2 * rng.standard_normal()} for v, g in peak.items() for s in SEEDS])
+    decor = pd.DataFrame([{"task": "mrpc", "method": "kdfd", "seed": s, "corr_h": 0.30 + 0.01 * rng.standard_normal(),
+                           "corr_z": 0.10 + 0.01 * rng.standard_normal()} for s in SEEDS])
+    claims = [Claim("dim", "peaks", "Fig. 5", "sweep_peak", method="kdfd", param="latent_dim"),
+              Claim("lam", "peaks", "Fig. 5", "sweep_peak", method="kdfd", param="vae_lambda"),
+              Claim("z", "decorrelated", "Fig. 3", "decorrelation", method="kdfd")]
+    df = verdicts.evaluate(claims, scores_frame({}), sweeps, decor).set_index("claim")
+    assert df.loc["dim", "verdict"] == "holds" and df.loc["dim", "a"].startswith("latent_dim=256")
+    assert df.loc["dim", "mean_diff"] == pytest.approx(2.5, abs=0.5)  # 256's +3 over 768's +0.5
+    assert df.loc["lam", "verdict"] == "not run"
+    assert df.loc["z", "verdict"] == "holds" and df.loc["z", "mean_diff"] == pytest.approx(0.2, abs=0.03)
+
+
+def test_csv_reproduces_from_the_scores_with_scipy(tmp_path):
+    per_task = {"mrpc": planted(1.0, noise=1.0), "rte": planted(0.5, noise=1.0, rng_seed=1)}
+    verdicts.write(tmp_path, verdicts.evaluate([PAIRED], scores_frame(per_task)))
+    with open(tmp_path / "verdicts.csv", newline="") as f:  # float(), not pandas' parser: exact on every version
+        out = {r["scope"]: [float(r[c]) for c in ("mean_diff", "ci_low", "ci_high", "p_value")]
+               for r in csv.DictReader(f)}
+    assert json.loads((tmp_path / "verdicts.json").read_text())[0]["mean_diff"] == out["mrpc"][0]
+    diffs = {}
+    for task, (a, b) in per_task.items():  # what the table says, recomputed with scipy alone
+        x, y = np.array(list(a.values())), np.array(list(b.values()))
+        d = diffs[task] = x - y
+        ci = sps.bootstrap((d,), np.mean, confidence_level=0.95, n_resamples=9999, method="percentile",
+                           random_state=0).confidence_interval
+        p = sps.permutation_test((x, y), lambda u, v, axis: np.mean(u - v, axis=axis), permutation_type="samples",
+                                 vectorized=True, n_resamples=9999, alternative="two-sided", random_state=0).pvalue
+        assert out[task] == [d.mean(), ci.low, ci.high, p]
+    # the mean over tasks: seeds resampled within each task; pairs' signs flipped across both tasks
+    d1, d2 = diffs["mrpc"], diffs["rte"]
+    ci = sps.bootstrap((d1, d2), lambda u, v, axis: (np.mean(u, axis=axis) + np.mean(v, axis=axis)) / 2,
+                       paired=False, confidence_level=0.95, n_resamples=9999, method="percentile",
+                       random_state=0).confidence_interval
+    x = np.concatenate([list(a.values()) for a, _ in per_task.values()])
+    y = np.concatenate([list(b.values()) for _, b in per_task.values()])
+    p = sps.permutation_test((x, y), lambda u, v, axis: (np.mean((u - v)[..., :5], axis=-1)
+                                                          + np.mean((u - v)[..., 5:], axis=-1)) / 2,
+                             permutation_type="samples", vectorized=True, n_resamples=9999,
+                             alternative="two-sided", random_state=0).pvalue
+    assert out[verdicts.MEAN_SCOPE] == [(d1.mean() + d2.mean()) / 2, ci.low, ci.high, p]
+
+
+# --- the claims file ------------------------------------------------------------------------------------------------
+
+def test_claims_file_loads_and_covers_every_kind():
+    claims = verdicts.load_claims()
+    assert {c.kind for c in claims} == set(verdicts.KIND_KEYS)
+    assert len({c.id for c in claims}) == len(claims)
+    by = {c.id: c for c in claims}
+    assert by["kdfd-vs-vanilla-kd-small"].tasks == ("cola", "mrpc", "rte", "stsb")
+    assert {c.b for c in claims if c.kind == "paired" and c.a == "kdfd"} >= {
+        "vanilla-kd", "kdfd-ae", "finetune", "bert-pkd", "tinybert", "prokt", "internal-kd", "dml"}
+    assert {c.param for c in claims if c.kind == "sweep_peak"} == {"latent_dim", "vae_lambda"}
+
+
+@pytest.mark.parametrize("body, words", [
+    ('id = "x"\ntext = "t"\nsource = "s"\nkind = "ranking"\n', ["'x'", "ranking", "paired", "sweep_peak"]),
+    ('id = "x"\ntext = "t"\nsource = "s"\nkind = "paired"\na = "kdfd"\ntasks = "all"\n', ["'x'", "'b'"]),
+    ('id = "x"\ntext = "t"\nsource = "s"\nkind = "sweep_peak"\nmethod = "kdfd"\nparam = "lr"\n',
+     ["'x'", "latent_dim", "vae_lambda"]),
+])
+def test_bad_claims_name_the_claim_and_what_is_allowed(tmp_path, body, words):
+    path = tmp_path / "claims.toml"
+    path.write_text("[[claim]]\n" + body)
+    with pytest.raises(ConfigError) as e:
+        verdicts.load_claims(path)
+    assert "\n" not in str(e.value) and all(w in str(e.value) for w in words)
