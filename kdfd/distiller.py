@@ -84,13 +84,15 @@ class ModelInfo:
 @dataclass(frozen=True)
 class Stage:
     """One phase of a staged method (PID, TinyBERT's two stages): its name, its share of the training steps, and
-    which student parameter groups train during it (None: all of them). Groups (see `Classifier.param_groups`):
+    which student parameter groups train during it (None: all of them), and a factor on the student's learning
+    rates for its steps (a linear probe on a frozen body wants a larger rate than fine-tuning). Groups (see `Classifier.param_groups`):
     `embeddings`, `layer.1` .. `layer.L` (1-based, as in hidden_states), `head` (the classifier and the pooler).
     The method's own student modules always train. The engine freezes the other groups for the stage's steps."""
 
     name: str
     share: float = 1.0
     train: tuple[str, ...] | None = None
+    lr_scale: float = 1.0  # the student's learning rates are multiplied by this during the stage
 
 
 ALL = Stage("all")

@@ -164,6 +164,7 @@ class Engine:
             self.sched_t = linear_schedule(self.opt_t, total_steps, train.warmup_ratio)
         elif self.needs.teacher == FROZEN:
             teacher.eval().requires_grad_(False)
+        self.base_lrs_s = list(self.sched_s.base_lrs)
         self.stages = distiller.stages()
         self.stage_ends = stage_ends(self.stages, total_steps)
         self.stage_index = -1
@@ -190,6 +191,11 @@ class Engine:
         without gradients, so a frozen group keeps its weights and its AdamW moments)."""
         self.stage_index = index
         stage = self.distiller.stage = self.stages[index]
+        if stage.lr_scale != 1.0 or self.sched_s.base_lrs != self.base_lrs_s:
+            self.sched_s.base_lrs = [b * stage.lr_scale for b in self.base_lrs_s]
+            factor = self.sched_s.lr_lambdas[0](self.sched_s.last_epoch)
+            for group, base in zip(self.opt_s.param_groups, self.sched_s.base_lrs):
+                group["lr"] = base * factor
         if stage.train is None:
             self.student.requires_grad_(True)
         else:

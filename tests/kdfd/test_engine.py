@@ -133,3 +133,16 @@ def test_eval_every_records_dev_scores_within_epochs_and_leaves_training_unchang
         else:
             assert engine.step_curve == []
     assert same(finals[0][0], finals[1][0]) and finals[0][1] == finals[1][1]  # evaluating changes nothing
+
+
+def test_a_stage_scales_the_students_learning_rate_for_its_steps_only():
+    from baselines.internal_kd import InternalKD, InternalKDParams
+
+    engine, *_ = setup(InternalKD, InternalKDParams(classifier_lr_scale=10.0), total_steps=8)
+    lr = engine.cfg.lr  # no warmup in these tests: the linear decay alone
+    for step in range(8):
+        engine.train_step(batch())
+        stage = engine.distiller.stage
+        expected = lr * (10.0 if stage.name == "classifier" else 1.0) * (8 - step - 1) / 8
+        assert abs(engine.opt_s.param_groups[0]["lr"] - expected) < 1e-12, (step, stage.name)
+    assert engine.distiller.stage.name == "classifier"
