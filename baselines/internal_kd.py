@@ -24,7 +24,8 @@ at the fine-tuning rate (1e-4) barely moved in 115 steps (glue-cpu MRPC, seed 1:
 KD term 0.58-0.63 throughout the stage); a linear probe wants a larger rate. Other open points, documented
 defaults: attention and [CLS] terms weigh 1 each; the classifier stage uses alpha CE + (1 - alpha) tau^2 KL with
 alpha = 0 (soft labels alone) and tau = 1; final_stage = head (the classifier alone) | all (the whole student). Teacher and student need the same number of attention heads.
-Regression (STS-B): the soft-label term is the MSE between scores.
+Regression (STS-B): the soft-label term is the MSE between scores. `activation = cls` (default, the paper's) matches
+the [CLS] states; `mean` matches the token means, the sentence vector of models pre-trained with mean pooling.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import torch
 
 from kdfd import losses
 from kdfd.distiller import FROZEN, Distiller, Needs, Stage, check_choice, check_range, matched_layers, register
-from kdfd.models import Projection
+from kdfd.models import Projection, pool
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class InternalKDParams:
     final_stage: str = "head"  # head | all
     classifier_share: float = 0.5  # share of the steps of the last (classifier) stage
     classifier_lr_scale: float = 10.0  # the classifier stage's learning rate, as a multiple of the student's
+    activation: str = "cls"  # the sentence activation matched by cosine: cls (the paper's) | mean (over tokens)
 
     def __post_init__(self):
         check_choice("schedule", self.schedule, ("pid", "sid"))
@@ -58,6 +60,7 @@ class InternalKDParams:
         check_choice("final_stage", self.final_stage, ("head", "all"))
         check_range("classifier_share", self.classifier_share, 0.0, 1.0, low_open=True)
         check_range("classifier_lr_scale", self.classifier_lr_scale, 0.0, None, low_open=True)
+        check_choice("activation", self.activation, ("cls", "mean"))
 
 
 @register
@@ -103,7 +106,9 @@ class InternalKD(Distiller):
             a_s = losses.attention_probs(s.attention_scores[i - 1], s.attention_mask)
             a_t = losses.attention_probs(t.attention_scores[j - 1], t.attention_mask)
             att.append(losses.attention_kl(a_s, a_t, s.attention_mask))
-            cls.append(losses.cosine_loss(self.student_modules["proj"](s.hidden_states[i][:, 0]), t.hidden_states[j][:, 0]))
+            s_act = pool(self.params.activation, s.hidden_states[i], s.attention_mask, None)
+            t_act = pool(self.params.activation, t.hidden_states[j], t.attention_mask, None)
+            cls.append(losses.cosine_loss(self.student_modules["proj"](s_act), t_act))
         return {"attention": torch.stack(att).sum(), "cls": torch.stack(cls).sum()}
 
     def student_loss(self, batch, s, t):
