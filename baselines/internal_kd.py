@@ -23,7 +23,8 @@ class on MRPC), at `classifier_lr_scale` (10) times the student's rate: a fresh 
 at the fine-tuning rate (1e-4) barely moved in 115 steps (glue-cpu MRPC, seed 1: F1 81.2-81.4, the majority class,
 KD term 0.58-0.63 throughout the stage); a linear probe wants a larger rate. Other open points, documented
 defaults: attention and [CLS] terms weigh 1 each; the classifier stage uses alpha CE + (1 - alpha) tau^2 KL with
-alpha = 0 (soft labels alone) and tau = 1; final_stage = head (the classifier alone) | all (the whole student). Teacher and student need the same number of attention heads.
+alpha = 0 (soft labels alone) and tau = 1; final_stage = head (the classifier alone) | all (the whole student).
+Teacher and student need the same number of attention heads.
 Regression (STS-B): the soft-label term is the MSE between scores. `activation = cls` (default, the paper's) matches
 the [CLS] states; `mean` matches the token means, the sentence vector of models pre-trained with mean pooling.
 """

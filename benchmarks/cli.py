@@ -214,7 +214,7 @@ def cmd_report(args) -> int:
                                      + (f" [{c.paper:.1f}]" if c.paper is not None else "") for c in cells])
         if shown:
             console.print(t)
-    console.print(f"{sum(len(g.runs) for g in collected.groups if g.method != report.MAJORITY)} done records; {len(collected.failed)} failed and "
+    console.print(f"{sum(len(g.runs) for g in collected.groups)} done records; {len(collected.failed)} failed and "
                   f"{len(collected.missing)} not run, left out (listed in the report); checkpoint: {args.checkpoint}")
     console.print(f"wrote {out}/report.md and the tables as .md, .tex and .csv")
     if args.glue_submission:

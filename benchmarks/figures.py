@@ -161,14 +161,12 @@ def grid_curves(records: list[dict], task: str, method: str, out: Path, stem: st
     majority = next((r["majority_metrics"] for r in records if r.get("majority_metrics")), None)
     if majority:
         axes[0].axhline(100 * score(t, majority), color="grey", ls="--", label="majority class")
-        if not t.is_regression:
+        acc = next(iter(majority.values())).get("accuracy")  # binary tasks: the majority share p
+        if acc is not None and t.num_labels == 2:
             from scipy.stats import entropy
 
-            labels = [r for r in records if r.get("majority_metrics")]
-            acc = labels[0]["majority_metrics"][next(iter(labels[0]["majority_metrics"]))].get("accuracy")
-            if acc is not None and t.num_labels == 2:
-                axes[1].axhline(entropy([acc, 1 - acc]), color="grey", ls="--", label="majority entropy")
-                axes[1].legend(fontsize=8)
+            axes[1].axhline(entropy([acc, 1 - acc]), color="grey", ls="--", label="majority entropy")
+            axes[1].legend(fontsize=8)
     axes[0].set_title(f"{method} on {task}: student dev score ({', '.join(t.metrics)})")
     axes[1].set_title("student CE (window means)")
     for ax in axes:

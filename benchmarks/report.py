@@ -60,7 +60,7 @@ TABLE_METHODS = {
     "table2": [MAJORITY, "teacher", "kdfd-ae", "kdfd"],
     "table3": [MAJORITY, "teacher", "vanilla-kd", "kdfd"],
 }
-NOT_METHODS = ("teacher", MAJORITY)  # rows that are references, not students
+NOT_METHODS = ("teacher",)  # selected groups that are references, not students (the majority is not selected)
 
 
 @dataclass
@@ -89,6 +89,13 @@ class Collected:
     groups: list[Group]
     failed: list[dict]  # {"task", "label", "seed", "error"}
     missing: list[dict]  # jobs of the suite with no record
+    # (task, "majority") -> the constant predictor's one-run Group, from the dev labels a record saw: a reference
+    # row of the tables, never a run (no record, no figure, no submission, no verdict)
+    majority: dict[tuple[str, str], Group] = field(default_factory=dict)
+
+    def with_references(self, selected: dict) -> dict:
+        """The selected groups and the majority rows: what the tables show."""
+        return {**selected, **self.majority}
 
 
 def config_key(record: dict) -> str:
@@ -134,7 +141,7 @@ def collect(suite: Suite, roots: list[Path], checkpoint: str = "last") -> Collec
             majority[(c.task, MAJORITY)] = Group(c.task, MAJORITY, "-", "constant", "majority class of the dev labels",
                                                  runs=[{"seed": 0, "metrics": done["majority_metrics"], "id": None,
                                                         "path": None}])
-    return Collected([*groups.values(), *majority.values()], failed, missing)
+    return Collected(list(groups.values()), failed, missing, majority)
 
 
 def select(groups: list[Group]) -> dict[tuple[str, str], Group]:
@@ -221,9 +228,9 @@ def all_results(selected: dict[tuple[str, str], Group]) -> tuple[list[str], list
     return [h for *_, h in columns], rows
 
 
-def sweeps(groups: list[Group], params=("latent_dim", "vae_lambda")) -> list[tuple[str, str, str, dict]]:
-    """(task, method, param, value -> seed scores) for every parameter in `params` with several values among a
-    (task, method)'s groups; per value, the best group (the selection rule) is shown."""
+def sweep_groups(groups: list[Group], params=("latent_dim", "vae_lambda")) -> list[tuple[str, str, str, dict]]:
+    """(task, method, param, value -> Group) for every parameter in `params` with several values among a
+    (task, method)'s groups; per value the group with the best mean score over seeds (the selection rule)."""
     out = []
     for task, method in sorted({(g.task, g.method) for g in groups}):
         mine = [g for g in groups if (g.task, g.method) == (task, method)]
@@ -236,8 +243,13 @@ def sweeps(groups: list[Group], params=("latent_dim", "vae_lambda")) -> list[tup
                 v = g.params.get(param)
                 if v is not None and (v not in best or np.mean(g.scores) > np.mean(best[v].scores)):
                     best[v] = g
-            out.append((task, method, param, {float(v): g.scores for v, g in best.items()}))
+            out.append((task, method, param, {float(v): g for v, g in best.items()}))
     return out
+
+
+def sweeps(groups: list[Group], params=("latent_dim", "vae_lambda")) -> list[tuple[str, str, str, dict]]:
+    """(task, method, param, value -> seed scores) of `sweep_groups`: what Fig. 5 draws."""
+    return [(t, m, p, {v: g.scores for v, g in best.items()}) for t, m, p, best in sweep_groups(groups, params)]
 
 
 def bootstrap_diff(a: list[float], b: list[float], draws: int = BOOTSTRAP_DRAWS, seed: int = 0):

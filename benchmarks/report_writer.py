@@ -92,8 +92,6 @@ def draw_figures(out: Path, collected: rep.Collected, selected: dict, sweeps: li
     fig_dir = out / "figures"
     md = ["", "## Figures", ""]
     for (task, method), g in sorted(selected.items()):
-        if method == rep.MAJORITY:
-            continue
         run = min(g.runs, key=lambda r: r["seed"])
         record = runner.read_record(run["path"])
         label = f"{task}, {g.label}, seed {run['seed']}"
@@ -140,8 +138,6 @@ def verdict_inputs(collected: rep.Collected, selected: dict, sweep_groups: list)
     import numpy as np
     import pandas as pd
 
-    from kdfd.metrics import score as task_score
-
     from .stats import offdiag_abs_corr
 
     scores, decor = [], []
@@ -158,15 +154,10 @@ def verdict_inputs(collected: rep.Collected, selected: dict, sweep_groups: list)
                                       "corr_h": offdiag_abs_corr(z["features"]), "corr_z": offdiag_abs_corr(z["z_mu"])})
     swept = []
     groups = list({(g.task, g.method, g.key): g for g in [*collected.groups, *sweep_groups]}.values())
-    for task, method, param, _points in rep.sweeps(groups):
-        best: dict = {}
-        for g in groups:
-            v = g.params.get(param) if (g.task, g.method) == (task, method) else None
-            if v is not None and (v not in best or np.mean(g.scores) > np.mean(best[v].scores)):
-                best[v] = g
+    for task, method, param, best in rep.sweep_groups(groups):
         for v, g in best.items():
-            swept += [{"task": task, "method": method, "param": param, "value": float(v), "seed": r["seed"],
-                       "score": 100 * task_score(get_task(task), r["metrics"])} for r in g.runs]
+            swept += [{"task": task, "method": method, "param": param, "value": v, "seed": r["seed"],
+                       "score": 100 * score} for r, score in zip(g.runs, g.scores)]
     columns = {"scores": ["task", "method", "seed", "score"],
                "sweeps": ["task", "method", "param", "value", "seed", "score"],
                "decor": ["task", "method", "seed", "corr_h", "corr_z"]}
@@ -206,7 +197,8 @@ def write(out: Path, suite_name: str, collected: rep.Collected, checkpoint: str,
     out.mkdir(parents=True, exist_ok=True)
     selected = rep.select(collected.groups)
     paper = rep.paper_numbers(paper_csv)
-    tables = {name: rep.table(name, selected, paper) for name in rep.TABLE_METHODS}
+    shown = collected.with_references(selected)
+    tables = {name: rep.table(name, shown, paper) for name in rep.TABLE_METHODS}
     comps = rep.comparisons(selected)
     sweep_groups = [g for c in (sweeps or {}).values() for g in c.groups]
     scores, swept, decor = verdict_inputs(collected, selected, sweep_groups)
@@ -214,8 +206,7 @@ def write(out: Path, suite_name: str, collected: rep.Collected, checkpoint: str,
 
     judged = verdicts.evaluate(verdicts.load_claims(), scores, swept, decor)
     verdicts.write(out, judged)
-    majority = {task: 100 * sum(g.scores) / len(g.scores) for (task, method), g in selected.items()
-                if method == rep.MAJORITY}
+    majority = {task: 100 * g.scores[0] for (task, _), g in collected.majority.items()}
     md = [f"# Report: suite `{suite_name}`", "",
           f"Generated {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC by `bench report`; nothing was trained.", "",
           "## Verdicts: does each of the paper's claims hold here?", "",
@@ -225,7 +216,7 @@ def write(out: Path, suite_name: str, collected: rep.Collected, checkpoint: str,
           "## Every seed", "", *seed_figures(out, scores, majority),
           "## Rules", "", rep.__doc__.split("Rules, printed in every report:")[1].strip(), "",
           f"Checkpoint used here: **{checkpoint}**.", "", *method_rules(selected), ""]
-    headers, every = rep.all_results(selected)
+    headers, every = rep.all_results(shown)
     md += ["## Every task and method (the selected configuration of each)", "", CAPTION.split(" Paper:")[0], "",
            markdown_table(every, headers), ""]
     for name, rows in tables.items():

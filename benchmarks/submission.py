@@ -46,8 +46,6 @@ def write(out: Path, selected: dict) -> tuple[list[Path], list[str]]:
     for (task_name, method), group in sorted(selected.items()):
         task = get_task(task_name)
         for run in group.runs:
-            if run["path"] is None:  # a reference row computed from the labels (the majority class), not a run
-                continue
             path = predictions_file(Path(run["path"]))
             if not path.is_file():
                 without.append(f"{task_name} {method} seed {run['seed']}")
