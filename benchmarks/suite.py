@@ -14,6 +14,8 @@
     temperature = [1.0, 1.5]        # a list is a grid axis; axes expand to their cartesian product
     [method.kdfd.train]             # training settings for this method only (lists are axes too)
     lr = [1e-5, 3e-5, 5e-5]
+    [method.prokt]
+    seeds = [1, 2, 3]               # this method's seeds, in place of the suite's (`--seeds` replaces both)
     [method.bert-pkd.student]       # this method's own student model (BERT-PKD: the teacher's first k layers)
     layers = 6
     [slurm]                         # resources of one SLURM task: benchmarks.slurm.SlurmOptions
@@ -112,6 +114,8 @@ def load(name: str, tasks=None, methods=None, seeds=None) -> Suite:
     jobs: dict[str, Job] = {}
     for method in lists["methods"]:
         table = dict(method_tables.get(method, {}))
+        own_seeds = seeds_of(table.pop("seeds", None), f"{where} [method.{method}]")
+        method_seeds = lists["seeds"] if seeds or own_seeds is None else own_seeds
         method_student = student
         if "student" in table:
             method_student = build(ModelSpec, {**student_raw, **table.pop("student")}, f"{where} [method.{method}.student]")
@@ -124,7 +128,7 @@ def load(name: str, tasks=None, methods=None, seeds=None) -> Suite:
             full = dataclasses.asdict(parse_params(get_method(method), params, where))
             label = method + (f"[{','.join(f'{k}={v}' for k, v in label_items)}]" if label_items else "")
             for task in lists["tasks"]:
-                for seed in lists["seeds"]:
+                for seed in method_seeds:
                     cfg = RunConfig(task=task, method=method, seed=seed, student=method_student, teacher=teacher, params=full,
                                     train=train, data_source=source, tokenizer=raw.get("tokenizer", "auto"),
                                     method_version=get_method(method).version)
@@ -148,9 +152,19 @@ def load(name: str, tasks=None, methods=None, seeds=None) -> Suite:
     return Suite(path.stem, path, raw.get("description", ""), ordered, slurm_table)
 
 
+def seeds_of(value, where: str) -> list[int] | None:
+    """A method table's own `seeds` list (None when it has none)."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        raise ConfigError(f"{where}: seeds must be a non-empty list of int values, got {value!r}")
+    return value
+
+
 def read_raw(path: Path, chain: tuple[Path, ...] = ()) -> dict:
     """A suite file's table, with its `base` suite merged under it (tables merge key by key; any other value,
-    lists included, replaces the base's). Unknown top-level keys are errors naming the allowed ones."""
+    lists included, replaces the base's; a `seeds` list replaces the base's method tables' `seeds` too). Unknown
+    top-level keys are errors naming the allowed ones."""
     try:
         raw = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as e:
@@ -166,7 +180,11 @@ def read_raw(path: Path, chain: tuple[Path, ...] = ()) -> dict:
     base_path = suite_path(base if not base.endswith(".toml") else str(path.parent / base))
     if base_path.resolve() in {p.resolve() for p in (*chain, path)}:
         raise ConfigError(f"{path}: base {base!r} makes a cycle")
-    return merge(read_raw(base_path, (*chain, path)), raw)
+    base_raw = read_raw(base_path, (*chain, path))
+    if "seeds" in raw:  # a suite's own seeds replace every seed list of its base, methods' included (as --seeds)
+        base_raw["method"] = {m: {k: v for k, v in t.items() if k != "seeds"}
+                              for m, t in base_raw.get("method", {}).items()}
+    return merge(base_raw, raw)
 
 
 def merge(base: dict, over: dict) -> dict:

@@ -140,3 +140,28 @@ def test_teacher_seed_shares_one_teacher_across_run_seeds(tmp_path):
     assert shared[0].config.seed == 1 and shared[0].id == per_seed[0].id  # the seed-1 teacher, the same job
     students = [j for j in ids[True] if j.config.role != "teacher"]
     assert {j.config.seed for j in students} == {1, 2, 3} and {j.config.teacher_job for j in students} == {shared[0].id}
+
+
+def test_a_method_table_may_give_its_own_seeds(tmp_path):
+    p = tmp_path / "seeds.toml"
+    p.write_text('tasks = ["synth-single"]\nseeds = [1, 2, 3]\nmethods = ["kdfd", "vanilla-kd"]\nstudent = {name = "tiny"}\n'
+                 'teacher = {name = "tiny", layers = 4}\n[method.vanilla-kd]\nseeds = [2]\n')
+    seeds = lambda s, m: sorted(j.config.seed for j in s.jobs if j.config.method == m and j.config.role != "teacher")
+    s = suites.load(str(p))
+    assert seeds(s, "kdfd") == [1, 2, 3] and seeds(s, "vanilla-kd") == [2]
+    s = suites.load(str(p), seeds=[4])  # --seeds replaces every seed list
+    assert seeds(s, "kdfd") == [4] and seeds(s, "vanilla-kd") == [4]
+    p.write_text(p.read_text().replace("seeds = [2]", "seeds = []"))
+    with pytest.raises(ConfigError, match=r"\[method.vanilla-kd\]: seeds must be a non-empty list of int"):
+        suites.load(str(p))
+
+
+def test_glue_cpu_runs_five_seeds_of_the_core_methods_and_three_of_the_rest():
+    s = suites.load("glue-cpu", tasks=["mrpc"])
+    per = {}
+    for j in s.jobs:
+        if j.config.role != "teacher":
+            per.setdefault(j.label, set()).add(j.config.seed)
+    assert all(per[m] == {1, 2, 3, 4, 5} for m in ("kdfd", "kdfd-ae", "vanilla-kd", "finetune"))
+    assert all(seeds == {1, 2, 3} for label, seeds in per.items() if label.split("[")[0] not in
+               ("kdfd", "kdfd-ae", "vanilla-kd", "finetune"))
