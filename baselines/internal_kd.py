@@ -1,5 +1,5 @@
 """KD from internal representations (Aguilar, Ling, Zhang, Yao, Fan and Guo 2020, "Knowledge Distillation from
-Internal Representations"; ../shared/papers/kd-from-internal-representations.txt).
+Internal Representations", AAAI 2020, arXiv:1910.03723).
 
 Internal losses at matched layers (student layer i <-> teacher layer i * L_t / L_s, rounded: 12 -> 6 gives 2i):
   attention: KL(A_t || A_s) between the self-attention distributions, per head and per query token (averaged);

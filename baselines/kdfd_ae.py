@@ -9,12 +9,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kdfd.distiller import register
+from kdfd.errors import ConfigError
 from kdfd.kdfd import KDFD, KDFDParams
 
 
 @dataclass(frozen=True)
 class KDFDAEParams(KDFDParams):
     bottleneck: str = "ae"
+
+    def __post_init__(self):
+        super().__post_init__()
+        # with a VAE it would be `kdfd` under another name, and Table 2's AE row would silently hold VAE runs
+        if self.bottleneck != "ae":
+            raise ConfigError(f"kdfd-ae: bottleneck = {self.bottleneck!r} is not allowed (allowed: ae; the VAE is "
+                              "the method kdfd)")
 
 
 @register

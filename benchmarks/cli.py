@@ -1,13 +1,15 @@
 """The `bench` command line: `bench list`, `bench run`, `bench status`, `bench wait`, `bench cancel`, `bench report`,
 `bench speed` (benchmarks/speed.py).
 
-Exit codes: 0 all jobs done (or skipped, or submitted); 1 some job failed (its record says why); 2 a usage or
-configuration error, printed as one line (a traceback only with --debug).
+Exit codes: 0 all jobs done (or skipped, or submitted); 1 some job failed (its record says why), or `bench report`
+found no record of the suite; 2 a usage or configuration error, printed as one line (a traceback only with --debug);
+3 a SLURM command failed or is missing (sacct, sbatch, scancel): the cluster, not the input.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -15,7 +17,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from kdfd.errors import KdfdError
+from kdfd.errors import ExternalError, KdfdError
 
 # a pipe (CI logs) gets a wide table rather than rich's 80-column default
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
@@ -89,6 +91,8 @@ def cmd_run(args) -> int:
     from . import runner
 
     suite = load_suite(args)
+    if args.tensorboard:
+        suite.jobs = [with_tensorboard(j) for j in suite.jobs]
     results = Path(args.results)
     n_teacher = sum(j.config.role == "teacher" for j in suite.jobs)
     count = f"{len(suite.jobs)} jobs ({n_teacher} teacher fine-tuning, {len(suite.jobs) - n_teacher} method)"
@@ -123,6 +127,16 @@ def cmd_run(args) -> int:
     return 0
 
 
+def with_tensorboard(job):
+    """`bench run --tensorboard`: the job (and its teacher job) with train.tensorboard on. The field is out of the
+    job ids (kdfd.config.observe), so the ids, and which jobs are done, stay as they were."""
+    if job is None:
+        return None
+    train = dataclasses.replace(job.config.train, tensorboard=True)
+    return dataclasses.replace(job, config=dataclasses.replace(job.config, train=train),
+                               teacher=with_tensorboard(job.teacher))
+
+
 def submit(args, suite, results: Path, count: str) -> int:
     from . import slurm
 
@@ -131,7 +145,9 @@ def submit(args, suite, results: Path, count: str) -> int:
     tasks = len(set(new.values()))
     console.print(f"suite {suite.name}: {count}; submitted {len(new)} jobs as {tasks} SLURM tasks "
                   f"({len(suite.jobs) - len(new)} done or already queued); results in {results}")
-    console.print(f"follow them with `bench status --suite {args.suite}` or `bench wait --suite {args.suite}`")
+    flags = f"--suite {args.suite}" + (f" --results {args.results}"
+                                       if args.results != os.environ.get("KDFD_RESULTS", "results") else "")
+    console.print(f"follow them with `bench status {flags}` or `bench wait {flags}`")
     return 0
 
 
@@ -152,9 +168,17 @@ def cmd_status(args) -> int:
     from . import status
 
     suite = load_suite(args)
-    items = status.states(suite, Path(args.results))
+    sacct_error = None
+    try:
+        items = status.states(suite, Path(args.results))
+    except ExternalError as e:  # the records and locks still say what they know; the table shows the rest as unknown
+        sacct_error = e
+        items = status.states(suite, Path(args.results), sacct=False)
     console.print(status_table(items, f"suite {suite.name}"))
     console.print(", ".join(f"{n} {k}" for k, n in status.counts(items).items()))
+    if sacct_error is not None:
+        print(f"bench: warning: {sacct_error}: SLURM tasks without a record are shown as unknown", file=sys.stderr)
+        return 3
     return 1 if any(s.state == "failed" for s in items) else 0
 
 
@@ -167,12 +191,18 @@ def cmd_wait(args) -> int:
 
     suite = load_suite(args)
     results = Path(args.results)
-    bar = tqdm(total=len(suite.jobs), desc=f"suite {suite.name}", unit="job", disable=args.no_progress)
+    # without a terminal (CI, SLURM logs, nohup) a bar's frames pile up in the log: a line when the counts change
+    lines = not args.no_progress and not sys.stderr.isatty()
+    bar = tqdm(total=len(suite.jobs), desc=f"suite {suite.name}", unit="job", disable=args.no_progress or lines)
+    last = None
     while True:
         items = status.states(suite, results)
         n = status.counts(items)
         bar.n = n.get("done", 0) + n.get("failed", 0)
         bar.set_postfix(n, refresh=True)
+        if lines and n != last:
+            print(f"suite {suite.name}: " + ", ".join(f"{v} {k}" for k, v in n.items()), file=sys.stderr, flush=True)
+            last = n
         if not any(s.state in ("running", "pending") for s in items):
             break
         time.sleep(args.poll)
@@ -195,6 +225,11 @@ def cmd_report(args) -> int:
     suite = load_suite(args)
     roots = [Path(args.results), *[Path(r) for r in args.also or []]]
     collected = report.collect(suite, roots, args.checkpoint)
+    if not collected.groups and not collected.failed:  # an empty report would only overwrite a real one
+        print(f"bench: warning: no record of suite {suite.name}'s {len(suite.jobs)} jobs under "
+              f"{', '.join(str(r) for r in roots)} (looked for <root>/<task>/<method>/s<seed>-<id>.json; see "
+              f"--results, --also); no report written", file=sys.stderr)
+        return 1
     sweeps = {}
     for name in args.sweeps or []:
         swept = load_suite(args, name)
@@ -264,7 +299,8 @@ def parser() -> argparse.ArgumentParser:
         q.add_argument("--methods", nargs="+", help="replace the suite's methods (`all`: every registered method)")
         q.add_argument("--seeds", nargs="+", help="replace the suite's seeds")
         q.add_argument("--results", default=os.environ.get("KDFD_RESULTS", "results"), help="results root")
-        q.add_argument("--debug", action="store_true", help="show tracebacks")
+        # SUPPRESS: unset here leaves `bench --debug CMD`'s value (a default False would overwrite it)
+        q.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
 
     r = sub.add_parser("run", help="run a suite's jobs (or submit them to SLURM), skipping the finished ones")
     suite_args(r)
@@ -274,6 +310,9 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints (and every epoch end)")
     r.add_argument("--deterministic", action="store_true",
                    help="GPU determinism switches (deterministic algorithms, no cuDNN autotuning); CPU needs none")
+    r.add_argument("--tensorboard", action="store_true",
+                   help="write each job's loss terms, learning rates and dev metrics as TensorBoard events beside its "
+                        "record (as [train] tensorboard = true; needs kdfd-bench[tensorboard])")
     r.add_argument("--executor", choices=("local", "slurm"), default="local",
                    help="local: run here, in order; slurm: submit job arrays through submitit and return")
     g = r.add_argument_group("slurm (override the suite's [slurm] table)")
@@ -310,7 +349,7 @@ def parser() -> argparse.ArgumentParser:
     rs = sub.add_parser("results", help="every record as one table row (csv, parquet or jsonl), for pandas")
     rs.add_argument("--suite", help="keep the records of this suite's jobs (default: every record under the root)")
     rs.add_argument("--results", default=os.environ.get("KDFD_RESULTS", "results"), help="results root")
-    rs.add_argument("--debug", action="store_true", help="show tracebacks")
+    rs.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     rs.add_argument("--format", choices=("csv", "parquet", "jsonl"), default="csv")
     rs.add_argument("--out", help="file to write (default: standard output; parquet needs a file)")
     sub.add_parser("speed", add_help=False,
@@ -344,6 +383,11 @@ def main(argv=None) -> int:
             raise
         print(f"bench: error: {e}", file=sys.stderr)
         return 2
+    except ExternalError as e:
+        if args.debug:
+            raise
+        print(f"bench: error: {e}", file=sys.stderr)
+        return 3
     except OSError as e:  # a results root that is read-only, full, or not a folder: say which file, lose nothing
         if args.debug:
             raise

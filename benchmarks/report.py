@@ -49,16 +49,22 @@ TABLE1_COLUMNS = [
 # our method name -> the paper's row name, per table
 PAPER_ROWS = {
     "table1": {"teacher": "BERT-base (teacher)", "bert-pkd": "BERT-PKD", "tinybert": "TinyBERT", "prokt": "ProKT",
-               "kdfd": "KDFD"},
+               "theseus": "BERT-of-Theseus", "pesf-kd": "PESF-KD", "metadistil": "MetaDistil",
+               "reptile-distil": "ReptileDistil", "lgtm": "LGTM", "kdfd": "KDFD"},
     "table2": {"kdfd-ae": "AE", "kdfd": "VAE"},
     "table3": {"vanilla-kd": "Vanilla KD", "kdfd": "KDFD"},
 }
 MAJORITY = "majority"  # the constant predictor's row: the floor of every table
 TABLE_METHODS = {
-    "table1": [MAJORITY, "teacher", "finetune", "vanilla-kd", "bert-pkd", "tinybert", "prokt", "internal-kd", "dml",
-               "kdfd-ae", "kdfd"],
+    "table1": [MAJORITY, "teacher", "finetune", "vanilla-kd", "bert-pkd", "tinybert", "prokt", "theseus", "pesf-kd",
+               "metadistil", "reptile-distil", "lgtm", "internal-kd", "dml", "kdfd-ae", "kdfd"],
     "table2": [MAJORITY, "teacher", "kdfd-ae", "kdfd"],
     "table3": [MAJORITY, "teacher", "vanilla-kd", "kdfd"],
+}
+# the paper's rows that no method here runs, each with the one line that says why (shown beside its numbers)
+NOT_RUN = {
+    "table1": {"ICR-KD": "not run: its method is public only in the ICIC 2024 proceedings (paywalled); no preprint "
+                         "or code describes it"},
 }
 NOT_METHODS = ("teacher",)  # selected groups that are references, not students (the majority is not selected)
 
@@ -209,6 +215,10 @@ def table(name: str, selected: dict[tuple[str, str], Group], paper: dict) -> lis
         avg = float(np.mean(means)) if all(m is not None for m in means) else None
         if any(c.mean is not None for _, c in cells) or paper_row:
             rows.append({"method": method, "paper_row": paper_row or "-", "cells": cells, "average": avg})
+    for paper_row, why in NOT_RUN.get(name, {}).items():
+        cells = [(header, cell([], paper.get((name, paper_row, task, _paper_metric(task, split, metric)))))
+                 for task, split, metric, header in TABLE1_COLUMNS]
+        rows.append({"method": why, "paper_row": paper_row, "cells": cells, "average": None})
     return rows
 
 

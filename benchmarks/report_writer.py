@@ -9,6 +9,7 @@ from pathlib import Path
 
 from kdfd.tasks import get_task
 
+from . import cost
 from . import report as rep
 from . import runner
 
@@ -243,6 +244,8 @@ def write(out: Path, suite_name: str, collected: rep.Collected, checkpoint: str,
     for name, c in sweeps.items():
         md.append(f"Fig. 5 also reads suite `{name}`: {sum(len(g.runs) for g in c.groups)} done records, "
                   f"{len(c.failed)} failed and {len(c.missing)} not run, left out.")
+    runs = [r["path"] for g in collected.groups + sweep_groups for r in g.runs]
+    md += ["", "## What it cost", "", *cost.markdown(cost.frame(runs))]
     md += ["", "## Left out", ""]
     if not collected.failed and not collected.missing:
         md.append("Nothing: every job of the suite has a done record.")

@@ -4,7 +4,7 @@
     df = results.load("reports/glue-cpu/results")
     df[df.status == "done"].pivot_table(index="method", columns="task", values="score", aggfunc="mean")
 
-Columns: task, method, version, seed, role, status, label, id, suite, score (the task's selection score in points:
+Columns: task, method, version, seed, role, status, label, id, suite (the suite that ran the job first), score (the task's selection score in points:
 the mean of its dev metrics), one `dev.<split>.<metric>` column per dev metric (points), `teacher.<split>.<metric>`
 for the teacher's final metrics, `majority.<split>.<metric>`, every method parameter as `param.<name>`, every
 training setting as `train.<name>`, timings (`wall_seconds`, `train_seconds`, `steps`), parameter counts
@@ -66,7 +66,8 @@ def load(root: str | Path, suite: str | None = None, ids: set[str] | None = None
     records of jobs that suite expands to (by id, so a job run first under another suite counts too), `ids` keeps
     the records with these ids."""
     if suite is not None:
-        from .suite import load as load_suite  # expanding a suite reads the method registry (and torch)
+        from . import runner  # noqa: F401  (registers every method: expanding a suite reads the registry, and torch)
+        from .suite import load as load_suite
 
         ids = {j.id for j in load_suite(suite).jobs} | (ids or set())
     rows = []

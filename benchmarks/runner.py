@@ -4,8 +4,9 @@ A job whose record says `done` under the same config hash is skipped. A job that
 recorded as `failed` with its error, the other jobs go on, and a job whose teacher failed is recorded as failed
 without running. Records live at <results>/<task>/<method or teacher>/s<seed>-<id>.json; a teacher's fine-tuned
 weights sit beside its record as .pt, shared by every suite on the same results root. Beside each record too: a
-`.lock` (held while the job runs), a `.ckpt` (the job's last checkpoint while it is unfinished) and a `.npz` (the
-student's representations on a fixed dev sample, for the report's figures).
+`.lock` (held while the job runs), a `.ckpt` (the job's last checkpoint while it is unfinished), a `.npz` (the
+student's representations on a fixed dev sample, for the report's figures) and, with `train.tensorboard`, a `.tb/`
+folder of TensorBoard events.
 """
 
 from __future__ import annotations
@@ -25,13 +26,13 @@ from tqdm.auto import tqdm
 import kdfd.kdfd  # noqa: F401  (registers the KDFD method)
 import baselines  # noqa: F401  (registers the baselines)
 from kdfd import job as kdfd_job
-from kdfd import provenance
+from kdfd import events, provenance
 from kdfd.checkpoint import Checkpointer
 from kdfd.data import load_task, load_test
 from kdfd.distiller import ModelInfo
 from kdfd.errors import ConfigError, NonFiniteLossError, StorageError
 from kdfd.files import atomic_write, move_aside
-from kdfd.models import describe, resolve_path
+from kdfd.models import describe, require_loadable, resolve_path
 from kdfd.tasks import get_task
 
 from .lock import JobLock
@@ -93,17 +94,22 @@ def preflight(suite: Suite, glue_dir: str | None) -> None:
     method parameters that do not fit the models (a latent dimension above the hidden size, head counts that differ,
     a student deeper than its teacher), found by building each method's own modules from the models' configs."""
     seen = set()
+    names = []  # every model and tokenizer the jobs load: require_loadable after the loop
     for job in suite.jobs:
         c = job.config
         if (c.task, c.data_source) not in seen:
             seen.add((c.task, c.data_source))
             load_task(get_task(c.task), c.data_source, glue_dir)
+        if c.train.tensorboard:
+            events.require()
         if c.train.predict_test and ("test", c.task) not in seen:
             seen.add(("test", c.task))
             load_test(get_task(c.task), glue_dir)
         for spec in (c.student, c.teacher):
             if spec is not None and spec.pretrained:
                 resolve_path(spec.name)
+                names.append(spec.name)
+        names.append(c.resolved_tokenizer())
         key = json.dumps([c.method, c.params, c.task, str(c.student), str(c.teacher)], sort_keys=True, default=str)
         if key in seen:
             continue
@@ -120,6 +126,7 @@ def preflight(suite: Suite, glue_dir: str | None) -> None:
             method(params, task, student, teacher)
         except ConfigError as e:
             raise ConfigError(f"{suite.path} [{job.label}]: {e}") from None
+    require_loadable(names)
 
 
 @dataclass
@@ -172,6 +179,12 @@ def run_suite(suite: Suite, results: Path, glue_dir: str | None = None, progress
 
 def artifacts_path(results: Path, job: Job) -> Path:
     return record_path(results, job).with_suffix(".npz")
+
+
+def events_path(results: Path, job: Job) -> Path:
+    """A job's TensorBoard events (`train.tensorboard`): `<record>.tb/<label>/`, so that `tensorboard --logdir
+    RESULTS` names each run by task, method, seed, id and label (rte/kdfd/s1-<id>.tb/kdfd[latent_dim=16])."""
+    return record_path(results, job).with_suffix(".tb") / job.label.replace("/", "_")
 
 
 def teacher_cache_path(results: Path, task: str) -> Path:
@@ -229,6 +242,9 @@ def run_job(suite_name: str, job: Job, results: Path, glue_dir, prov: dict, prog
             checkpoint_every: int = 500) -> dict:
     c = job.config
     started = dt.datetime.now(dt.timezone.utc)
+    # "suite": the suite whose run wrote the record. Every suite expanding to the same job id shares the record and
+    # skips it when done, never rewriting it (done records stay byte for byte), so a suite's records are found by
+    # job id (bench report, bench results --suite), never by this field
     record = {
         "schema": SCHEMA, "id": job.id, "config_hash": job.id, "suite": suite_name, "label": job.label,
         "task": c.task, "method": c.method, "method_version": c.method_version, "seed": c.seed, "role": c.role,
@@ -249,6 +265,7 @@ def run_job(suite_name: str, job: Job, results: Path, glue_dir, prov: dict, prog
             artifacts_to=artifacts_path(results, job) if c.role != "teacher" else None,
             predictions_to=predictions_path(results, job),
             teacher_cache_dir=teacher_cache_path(results, c.task),
+            events_to=events_path(results, job),
         )
         record.update(result, status="done")
     except OSError as e:

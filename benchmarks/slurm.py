@@ -13,17 +13,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import io
 import subprocess
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 from kdfd import provenance
 from kdfd.config import build
-from kdfd.errors import ConfigError
+from kdfd.errors import ConfigError, ExternalError
 
 from . import runner
 from .suite import Job, Suite
+
+class SlurmError(ExternalError):
+    """A SLURM command that failed or is missing (sacct, sbatch, scancel): the cluster, not the input. The command
+    line says which command and why, and exits with 3 (2 is kept for bad input)."""
+
 
 ACTIVE = {"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESIZING", "SUSPENDED", "COMPLETING",
           "CONFIGURING", "STAGE_OUT", "SIGNALING", "PREEMPTED"}
@@ -124,12 +131,16 @@ def submit(suite: Suite, results: Path, glue_dir: str | None, opts: SlurmOptions
     results = Path(results).resolve()
     runner.preflight(suite, glue_dir)
     state = submitted(results, suite)
-    live = slurm_states([v["slurm_id"] for v in state.values()])
+    try:
+        live = slurm_states([v["slurm_id"] for v in state.values()])
+    except SlurmError as e:
+        raise SlurmError(f"{e}: which jobs are queued already is unknown, so nothing was submitted") from None
     todo = [j for j in suite.jobs if not runner.is_done(results, j) and not is_active(state.get(j.id), live)]
     if not todo:
         return {}
-    executor = submitit.AutoExecutor(folder=results / ".slurm" / suite.name / "%j", cluster="slurm",
-                                     slurm_max_num_timeout=opts.max_requeues)
+    folder = results / ".slurm" / suite.name
+    before = set(folder.iterdir()) if folder.is_dir() else set()
+    executor = submitit.AutoExecutor(folder=folder / "%j", cluster="slurm", slurm_max_num_timeout=opts.max_requeues)
     executor.update_parameters(name=f"bench-{suite.name}", **opts.executor_parameters())
     slurm_ids = {job_id: v["slurm_id"] for job_id, v in state.items() if is_active(v, live)}
     new: dict[str, str] = {}
@@ -151,15 +162,77 @@ def submit(suite: Suite, results: Path, glue_dir: str | None, opts: SlurmOptions
         executor.update_parameters(slurm_additional_parameters=extra)
         chunks = [jobs[i:i + jobs_per_task] for i in range(0, len(jobs), jobs_per_task)]
         n = len(chunks)
-        handles = executor.map_array(_checkpointable()(), [suite.name] * n, chunks, [str(results)] * n,
-                                     [glue_dir] * n, [checkpoint_every] * n)
+        try:
+            # submitit prints sbatch's complaint to stderr before raising it: it is said once, in refused()'s line
+            with contextlib.redirect_stderr(io.StringIO()):
+                handles = executor.map_array(_checkpointable()(), [suite.name] * n, chunks, [str(results)] * n,
+                                             [glue_dir] * n, [checkpoint_every] * n)
+        except submitit.core.utils.FailedJobError as e:
+            _remove_unsubmitted(folder, before)
+            _keep(results, suite, state, new)
+            raise ConfigError(refused(str(e), opts, new)) from None
+        except FileNotFoundError as e:
+            if e.filename != "sbatch":
+                raise
+            _remove_unsubmitted(folder, before)
+            raise SlurmError(f"cannot submit: {e.filename or 'sbatch'} is not installed here (run `bench run "
+                             "--executor slurm` on a SLURM login node)") from None
         for chunk, handle in zip(chunks, handles):
             for job in chunk:
                 new[job.id] = handle.job_id
+    _keep(results, suite, state, new)
+    return new
+
+
+def _keep(results: Path, suite: Suite, state: dict, new: dict[str, str]) -> None:
+    """Add the tasks SLURM accepted to the suite's submitted.json (written only when there are any)."""
+    if not new:
+        return
     now = dt.datetime.now(dt.timezone.utc).isoformat()
     state.update({job_id: {"slurm_id": sid, "submitted": now} for job_id, sid in new.items()})
     runner.write_json(state_path(results, suite), state)
-    return new
+
+
+# sbatch's reason for refusing a submission -> the options that can fix it (Slurm's own messages, matched lowercase)
+REFUSALS = (
+    ("more processors requested than permitted", ("cpus",)),
+    ("cpu count per node can not be satisfied", ("cpus",)),
+    ("memory specification can not be satisfied", ("mem_gb",)),
+    ("memory required by task is not available", ("mem_gb",)),
+    ("invalid generic resource (gres) specification", ("gpus",)),
+    ("invalid partition name specified", ("partition",)),
+    ("invalid account", ("account",)),
+    ("invalid qos specification", ("qos",)),
+    ("requested time limit is invalid", ("time",)),
+    ("invalid feature specification", ("constraint",)),
+    ("requested node configuration is not available", ("cpus", "mem_gb", "gpus", "constraint")),
+    ("job violates accounting/qos policy", ("time", "cpus", "gpus", "qos", "account")),
+)
+
+
+def refused(stderr: str, opts: SlurmOptions, accepted: dict[str, str] | None = None) -> str:
+    """One line for a submission sbatch refused: its reason, the option to change (flag, [slurm] key, value now)."""
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    reason = "; ".join(ln.split("error:")[-1].replace("Batch job submission failed:", "").strip() for ln in lines
+                       if "error" in ln.lower()) or (lines[-1] if lines else "no reason given")
+    names = next((names for text, names in REFUSALS if text in reason.lower()), None)
+    if names is None:
+        fix = "check the SLURM options (--partition, --time, --cpus, --mem-gb, --gpus, --account, --qos, --constraint)"
+    else:
+        fix = "change " + ", ".join(f"--{n.replace('_', '-')} (now {getattr(opts, n)})" for n in names) + \
+              " or the suite's [slurm] " + ", ".join(names)
+    done = (f"; the {len(set(accepted.values()))} tasks accepted before it stay queued" if accepted
+            else "; nothing was submitted")
+    return f"sbatch refused the submission ({reason}): {fix}{done}"
+
+
+def _remove_unsubmitted(folder: Path, before: set[Path]) -> None:
+    """The pickles and sbatch script submitit wrote for an array that sbatch then refused: never read, removed."""
+    if not folder.is_dir():
+        return
+    for path in set(folder.iterdir()) - before:
+        if path.is_file() and (path.suffix == ".pkl" or path.name.startswith(".submission_file_")):
+            path.unlink(missing_ok=True)
 
 
 def is_active(entry: dict | None, live: dict[str, str]) -> bool:
@@ -175,8 +248,11 @@ def slurm_states(ids: list[str]) -> dict[str, str]:
     try:
         out = subprocess.run(["sacct", "-n", "-P", "-X", "-o", "JobID,State", "-j", ",".join(sorted(set(ids)))],
                              capture_output=True, text=True, timeout=60, check=True).stdout
+    except subprocess.CalledProcessError as e:
+        raise SlurmError(f"sacct failed (exit {e.returncode}: {(e.stderr or '').strip()[:200] or 'no message'})") \
+            from None
     except (OSError, subprocess.SubprocessError) as e:
-        raise ConfigError(f"cannot ask SLURM for job states (sacct: {e})") from None
+        raise SlurmError(f"cannot run sacct ({e})") from None
     states = {}
     for line in out.splitlines():
         job_id, _, state = line.partition("|")
@@ -204,7 +280,12 @@ def cancel(results: Path, suite: Suite) -> list[str]:
     live = slurm_states([v["slurm_id"] for v in state.values()])
     ids = sorted({v["slurm_id"] for v in state.values() if is_active(v, live)})
     if ids:
-        subprocess.run(["scancel", *ids], check=True, timeout=60)
+        try:
+            subprocess.run(["scancel", *ids], check=True, timeout=60, capture_output=True, text=True)
+        except subprocess.CalledProcessError as e:
+            raise SlurmError(f"scancel failed (exit {e.returncode}: {(e.stderr or '').strip()[:200]})") from None
+        except (OSError, subprocess.SubprocessError) as e:
+            raise SlurmError(f"cannot run scancel ({e})") from None
     return ids
 
 

@@ -9,6 +9,8 @@ Steps, on the suite's models and the task's real training batches (the same batc
   kd-cache     vanilla KD from the teacher-output cache (filled once before timing; its cost is reported apart)
   kdfd         an online KDFD step (teacher phase, the updated teacher's targets, student phase)
   teacher-forward  the frozen teacher's forward pass alone (no grad): the extra pass eq. 5 asks of online methods
+  metadistil, reptile-distil, lgtm  the teacher-learns-from-the-student methods: each step adds a look-ahead of
+               the student (a pilot step, a second-order backward, finite differences) to an online step
 Each is timed for `--steps` steps after one warm-up step, in `--rounds` interleaved rounds, each starting at a
 different step kind; a ratio is taken within each round and its median over rounds is reported, so that machine
 drift (a few 10 % on a shared machine) hits both sides of a ratio alike. Batching, on SST-2's real dev sentences: one training epoch of the
@@ -47,14 +49,24 @@ TARGETS = {  # the issue's targets: ratio name -> (the most it may be, or the le
 }
 
 
-def build_engine(method: str, trained: str, cfg, task, tokenizer, device, total_steps: int) -> Engine:
-    """An engine for `method` training the suite's student (or, with trained = teacher, its teacher alone)."""
+# methods whose teacher learns from the student's feedback: several passes a step, timed beside the floor
+FEEDBACK_METHODS = ("metadistil", "reptile-distil", "lgtm")
+
+
+def build_engine(method: str, trained: str, cfg, task, tokenizer, device, total_steps: int, quiz=None) -> Engine:
+    """An engine for `method` training the suite's student (or, with trained = teacher, its teacher alone), put
+    together as a job does (the method's init_models; `quiz`, a dataset, as its quiz split when it asks for one)."""
     set_seed(0)
     cls = get_method(method)
     params = parse_params(cls, cfg.params if method == cfg.method else {})
     spec = cfg.teacher if trained == "teacher" else cfg.student
     student, teacher, distiller = build_models(cls, params, task, spec, cfg.teacher, len(tokenizer))
-    return Engine(distiller, student, teacher, task, cfg.train, total_steps=total_steps, device=device, progress=False)
+    distiller.init_models(student, teacher)
+    engine = Engine(distiller, student, teacher, task, cfg.train, total_steps=total_steps, device=device,
+                    progress=False)
+    if cls.needs(params).quiz_fraction and quiz is not None:
+        engine.use_quiz(make_loader(quiz, cfg.train.batch_size, shuffle=True, seed=1))
+    return engine
 
 
 def sync(device) -> None:
@@ -97,7 +109,10 @@ def pad_to(batch: dict, width: int) -> dict:
     return out
 
 
-def step_costs(cfg, task, tokenizer, data, device, steps: int, rounds: int) -> dict:
+def step_costs(cfg, task, tokenizer, data, device, steps: int, rounds: int, configs: dict | None = None) -> dict:
+    """Seconds per step of each kind; `configs`: a method's own job config where it has one in the suite (its
+    parameters, its own student: ReptileDistil's has the teacher's widths), else `cfg`, KDFD's."""
+    configs = configs or {}
     ds = EncodedDataset(subset(data.train, cfg.train.batch_size * (steps + 1)), task, tokenizer, cfg.train.max_length)
     batches = list(make_loader(ds, cfg.train.batch_size, shuffle=True, seed=0))[: steps + 1]
     total = (steps + 1) * rounds + 1
@@ -107,6 +122,9 @@ def step_costs(cfg, task, tokenizer, data, device, steps: int, rounds: int) -> d
         "kd-live": build_engine("vanilla-kd", "student", cfg, task, tokenizer, device, total),
         "kd-cache": build_engine("vanilla-kd", "student", cfg, task, tokenizer, device, total),
         "kdfd": build_engine("kdfd", "student", cfg, task, tokenizer, device, total),
+        # their quiz batches come from the same examples: a quiz batch costs what a training batch does
+        **{m: build_engine(m, "student", configs.get(m, cfg), task, tokenizer, device, total, quiz=ds)
+           for m in FEEDBACK_METHODS},
     }
     with tempfile.TemporaryDirectory() as cache_dir:  # a fresh cache: its fill is measured, then it is not kept
         fill = engines["kd-cache"].use_teacher_cache(Path(cache_dir), ds)
@@ -187,8 +205,12 @@ def main(argv=None) -> dict:
     if args.steps < 1 or args.rounds < 1:
         raise SystemExit(f"bench speed: --steps {args.steps} and --rounds {args.rounds} must be >= 1")
 
-    s = suites.load(args.suite, tasks=[args.task], seeds=[1], methods=["kdfd"])
-    cfg = next(j.config for j in s.jobs if j.config.method == "kdfd" and j.config.role != "teacher")
+    s = suites.load(args.suite, tasks=[args.task], seeds=[1], methods=["kdfd", *FEEDBACK_METHODS])
+    configs = {}
+    for j in s.jobs:  # each method's first grid point
+        if j.config.role != "teacher":
+            configs.setdefault(j.config.method, j.config)
+    cfg = configs["kdfd"]
     task = get_task(args.task)
     tokenizer = load_tokenizer(cfg.resolved_tokenizer())
     device = resolve_device(cfg.train.device)
@@ -197,7 +219,7 @@ def main(argv=None) -> dict:
     started = time.perf_counter()
 
     steps = step_costs(cfg, task, tokenizer, load_task(task, cfg.data_source, args.glue_dir), device, args.steps,
-                       args.rounds)
+                       args.rounds, configs)
     sec = steps["seconds_per_step"]
     batching = batching_costs(cfg, args.batching_task, tokenizer, args.glue_dir, device, args.batching_examples)
     train_b, eval_b = batching["train"], batching["eval"]
@@ -214,6 +236,9 @@ def main(argv=None) -> dict:
         # eq. 5 puts a third teacher pass (a forward at theta_t^{m+1}) into every online step: the math's floor
         "kdfd / (teacher + teacher-forward + student)":
             per_round(lambda x: x["kdfd"] / (x["teacher"] + x["teacher-forward"] + x["student"])),
+        # the look-ahead's passes: how many online steps (teacher + student) one step of each costs
+        **{f"{m} / (teacher + student)": per_round(lambda x, m=m: x[m] / (x["teacher"] + x["student"]))
+           for m in FEEDBACK_METHODS},
         "fixed-128 / dynamic (train epoch)": train_b["fixed-128"]["seconds"] / train_b["dynamic"]["seconds"],
         "fixed-128 / grouped (train epoch)": train_b["fixed-128"]["seconds"] / train_b["grouped"]["seconds"],
         "fixed-128 / longest-first (eval)": eval_b["fixed-128"]["seconds"] / eval_b["longest-first"]["seconds"],
@@ -253,6 +278,10 @@ def markdown(r: dict) -> str:
         "Online KDFD updates the teacher, then gives the student the *updated* teacher's targets (paper eq. 5): one "
         "teacher forward more than a teacher step plus a student step, so the math's floor for its ratio is "
         "(teacher + teacher-forward + student) / (teacher + student), not 1.", "",
+        "MetaDistil, ReptileDistil and LGTM add a look-ahead of the student to an online step: MetaDistil a pilot "
+        "forward and a backward with its graph kept, a quiz forward and a backward through both (second order); "
+        "ReptileDistil a pilot forward and backward; LGTM a pilot forward and backward, a quiz forward and backward "
+        "and two perturbed student forwards. Their ratios to (teacher + student) count those passes.", "",
         f"The cache was filled once before timing: {r['cache_fill']['computed']} examples in "
         f"{r['cache_fill']['seconds']:.1f} s (a one-off cost per teacher, shared by every later epoch, method and run).",
         "", "| ratio | measured | target | met |", "|---|---:|---:|---|",

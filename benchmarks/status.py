@@ -1,7 +1,8 @@
 """Where each job of a suite stands, from its record, its lock and (for submitted jobs) SLURM's accounting.
 
 States: done · failed (the record's error, or the SLURM state of a task that ended without writing one) · running
-(its lock is held, or its SLURM task runs) · pending (queued in SLURM) · to run (nothing yet).
+(its lock is held, or its SLURM task runs) · pending (queued in SLURM) · to run (nothing yet) · unknown (submitted,
+no record yet, and `sacct` could not be asked: `states(..., sacct=False)`).
 """
 
 from __future__ import annotations
@@ -25,10 +26,12 @@ class JobState:
     record: dict | None = None
 
 
-def states(suite: Suite, results: Path) -> list[JobState]:
+def states(suite: Suite, results: Path, sacct: bool = True) -> list[JobState]:
+    """Each job's state. Asking `sacct` fails with slurm.SlurmError; with sacct=False it is not asked, and submitted
+    jobs that are neither done, failed nor locked are `unknown`."""
     results = Path(results)
     sub = slurm.submitted(results, suite)
-    live = slurm.slurm_states([v["slurm_id"] for v in sub.values()]) if sub else {}
+    live = slurm.slurm_states([v["slurm_id"] for v in sub.values()]) if sub and sacct else {}
     out = []
     for job in suite.jobs:
         sid = sub.get(job.id, {}).get("slurm_id")
@@ -39,6 +42,8 @@ def states(suite: Suite, results: Path) -> list[JobState]:
             out.append(JobState(job, "done", sid, record=record))
         elif _locked(runner.lock_path(results, job)):
             out.append(JobState(job, "running", sid))
+        elif sid is not None and not sacct:
+            out.append(JobState(job, "unknown", sid, "sacct could not be asked"))
         elif sid is not None and slurm.is_active(sub[job.id], live):
             out.append(JobState(job, "running" if live.get(sid) in ("RUNNING", "COMPLETING") else "pending", sid))
         elif record is not None:  # failed, and not requeued since

@@ -26,6 +26,13 @@ def later(default):
     return field(default=default, metadata={"later": True})
 
 
+def observe(default):
+    """A field that changes what a job shows while it runs (logging), never what it computes: left out of a job's
+    id and its recorded config at every value, so turning it on or off neither re-runs a finished job nor splits a
+    report's groups."""
+    return field(default=default, metadata={"observe": True})
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Training budget and optimisation. The paper fixes max_length 128 and batch 32; it leaves epochs, warmup,
@@ -73,6 +80,9 @@ class TrainConfig:
     # Learning rate of a method's own new modules (KDFD's bottleneck and head, projections); unset: the rate of the
     # model they belong to. Fresh linear maps on a pre-trained backbone often want a larger rate than the backbone.
     module_lr: float | None = later(None)
+    # Write every loss term, the learning rates and the dev metrics as TensorBoard events beside the job's record
+    # (kdfd.events; `bench run --tensorboard` turns it on for every job). Needs kdfd-bench[tensorboard].
+    tensorboard: bool = observe(False)
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "eval_batch_size", "max_length", "teacher_epochs"):
@@ -121,7 +131,7 @@ class RunConfig:
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         for f in dataclasses.fields(TrainConfig):
-            if f.metadata.get("later") and d["train"][f.name] == f.default:
+            if f.metadata.get("observe") or (f.metadata.get("later") and d["train"][f.name] == f.default):
                 del d["train"][f.name]
         return d
 

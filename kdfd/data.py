@@ -3,7 +3,8 @@
 Sources, in the order `source="auto"` tries them:
 1. `synthetic` for the embedded synthetic tasks;
 2. `tsv`: a local directory in the original GLUE layout (`glue_dir`, or the `GLUE_DIR` environment variable);
-3. `hf`: Hugging Face `datasets` by name (`nyu-mll/glue`), where a hub is reachable.
+3. `hf`: Hugging Face `datasets` by name (`nyu-mll/glue`), where a hub is reachable; `KDFD_HF_DATASET` names
+   another dataset (a hub id, or a local copy of the hub repository: its parquet files and README, read offline).
 """
 
 from __future__ import annotations
@@ -25,6 +26,18 @@ from .tasks import Task, TsvLayout
 
 SOURCES = ("auto", "tsv", "hf", "synthetic")
 HF_DATASET = "nyu-mll/glue"
+HF_DATASET_ENV = "KDFD_HF_DATASET"
+
+
+def hf_dataset() -> str:
+    """The `datasets` path the `hf` source loads: `KDFD_HF_DATASET` (a hub id or a local folder), else nyu-mll/glue."""
+    name = os.environ.get(HF_DATASET_ENV) or HF_DATASET
+    if name.startswith(("/", ".", "~")):  # a folder, not a hub id: never looked for on the hub
+        if not Path(name).expanduser().is_dir():
+            raise DataError(f"{HF_DATASET_ENV} folder {name!r} does not exist (expected a local copy of the "
+                            f"{HF_DATASET} dataset repository: its parquet files and README)")
+        return str(Path(name).expanduser())
+    return name
 
 
 # ----------------------------------------------------------------------------------------------------------- TSV
@@ -171,30 +184,41 @@ def load_test(task: Task, glue_dir: str | None = None) -> dict[str, list[Example
 
 
 def _load_hf(task: Task) -> TaskData:
+    name = hf_dataset()
     try:
         import datasets
     except ImportError:
         raise DataError(
             f"task {task.name!r} needs data: pass --glue-dir (or set GLUE_DIR) to a GLUE folder, or install "
-            "kdfd-bench[hub] to load nyu-mll/glue from the Hugging Face hub"
+            f"kdfd-bench[hub] to load {name} with Hugging Face datasets"
         ) from None
+    from .models import hub_unreachable, in_hf_cache
+
+    # offline, load_dataset retries for half a minute before failing: one short look at the hub first
+    why = None if Path(name).exists() or in_hf_cache(name, "dataset") else hub_unreachable()
+    if why is not None:
+        raise DataError(f"could not load {name}/{task.hf_config}: it is not in the Hugging Face cache and {why}; "
+                        "pass --glue-dir or set GLUE_DIR to a local GLUE folder")
     try:
-        ds = datasets.load_dataset(HF_DATASET, task.hf_config)
+        ds = datasets.load_dataset(name, task.hf_config)
     except Exception as e:  # offline, hub unreachable, ...: name the way out
         raise DataError(
-            f"could not load {HF_DATASET}/{task.hf_config} from the hub ({type(e).__name__}); "
+            f"could not load {name}/{task.hf_config} with Hugging Face datasets ({type(e).__name__}); "
             "pass --glue-dir or set GLUE_DIR to a local GLUE folder"
         ) from None
     a, b = task.hf_text
 
     def convert(split):
         rows = ds[split]
-        out = []
-        for row in rows:
-            label = row["label"]
-            out.append(Example(row[a], row[b] if b else None,
-                               str(label) if task.labels is None else task.labels[label]))
-        return out
+        names = getattr(rows.features["label"], "names", None)
+        # Class ids index the dataset's own label names where those are the task's label strings (the NLI tasks),
+        # so a copy that orders its classes differently still reads right; the 0/1 tasks' names (negative,
+        # positive, ...) are not TSV labels, and their ids are the TSV's own.
+        labels = names if task.labels is not None and sorted(names or ()) == sorted(task.labels) else task.labels
+        text_b = rows[b] if b else [None] * len(rows)
+        # regression scores are float32 in the dataset: written as such ("3.8", not "3.799999952316284")
+        return [Example(x, y, str(np.float32(label)) if labels is None else labels[label])
+                for x, y, label in zip(rows[a], text_b, rows["label"])]
 
     return TaskData(task, convert("train"), {s: convert(hs) for s, hs in task.hf_dev_splits.items()}, "hf")
 
@@ -205,6 +229,17 @@ def subset(examples: list[Example], n: int | None, seed: int = 0) -> list[Exampl
         return list(examples)
     keep = np.sort(np.random.default_rng(seed).permutation(len(examples))[:n])
     return [examples[i] for i in keep]
+
+
+def quiz_split(examples: list[Example], fraction: float, seed: int = 0) -> tuple[list[Example], list[Example]]:
+    """(training examples, quiz examples): round(fraction * n) of the examples (at least 1) held out at random by the
+    data seed, the same for every run seed and method; both parts keep the file order. Meta-learning methods train the
+    student on the first and give the teacher the student's loss on the second (Needs.quiz_fraction)."""
+    n_quiz = max(1, round(fraction * len(examples)))
+    if n_quiz >= len(examples):
+        raise ConfigError(f"a quiz split of {fraction} leaves no training examples out of {len(examples)}")
+    held = set(np.random.default_rng(seed).permutation(len(examples))[:n_quiz].tolist())
+    return ([e for i, e in enumerate(examples) if i not in held], [e for i, e in enumerate(examples) if i in held])
 
 
 # ------------------------------------------------------------------------------------------- tokenized batches

@@ -22,10 +22,12 @@ A new method is one small file:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Callable, ClassVar
 
 import torch
 from torch import nn
@@ -37,6 +39,7 @@ from .tasks import Task
 NONE, FROZEN, ONLINE = "none", "frozen", "online"
 TEACHER_ROLES = (NONE, FROZEN, ONLINE)
 TEACHER_INITS = ("finetuned", "pretrained")
+TEACHER_TRAINS = ("all", "modules")
 
 
 @dataclass(frozen=True)
@@ -46,21 +49,41 @@ class Needs:
     teacher: `none` (student alone), `frozen` (a fixed teacher, inference only), `online` (teacher and student
     trained together, a teacher phase then a student phase per step). teacher_init: whether the teacher starts from
     a task-fine-tuned checkpoint (the runner schedules one shared fine-tuning job) or from the pre-trained model.
+    teacher_trains: which parameters of an online teacher its optimizer trains: `all` (the teacher model's and the
+    method's teacher modules), or `modules` (the method's `teacher_modules` alone: the engine freezes the teacher
+    model's own weights, requires_grad off, before it builds the teacher's optimizer, which takes only parameters
+    that train; PESF-KD's adapters). Gradient still flows through the frozen weights to the modules inside them.
     hidden_states / attentions / attention_scores: whether forward passes return every layer's states / attention
     probabilities (which need eager attention) / pre-softmax attention scores.
+    quiz_fraction: the share of the training set held out as a quiz split (meta-learning methods: the teacher
+    learns from the student's loss on it), fixed by the data seed and never part of the dev set; the student never
+    trains on it; the method draws its batches with `Distiller.next_quiz`. 0: no quiz split.
+    teacher_lr: the online teacher's learning rate when the method fixes its own (None: `train.teacher_lr`, which
+    also fine-tunes the teacher, so a method's own rate leaves the shared fine-tuned teacher as it is).
     """
 
     teacher: str = NONE
     teacher_init: str = "finetuned"
+    teacher_trains: str = "all"
     hidden_states: bool = False
     attentions: bool = False
     attention_scores: bool = False
+    quiz_fraction: float = 0.0
+    teacher_lr: float | None = None
 
     def __post_init__(self):
         if self.teacher not in TEACHER_ROLES:
             raise ConfigError(one_of("teacher role", self.teacher, TEACHER_ROLES))
         if self.teacher_init not in TEACHER_INITS:
             raise ConfigError(one_of("teacher_init", self.teacher_init, TEACHER_INITS))
+        if self.teacher_trains not in TEACHER_TRAINS:
+            raise ConfigError(one_of("teacher_trains", self.teacher_trains, TEACHER_TRAINS))
+        if self.teacher_trains != "all" and self.teacher != ONLINE:
+            raise ConfigError(f"teacher_trains = {self.teacher_trains!r} applies to an online teacher, not a "
+                              f"{self.teacher!r} one")
+        check_range("quiz_fraction", self.quiz_fraction, 0.0, 0.5)
+        if self.teacher_lr is not None:
+            check_range("teacher_lr", self.teacher_lr, 0.0, None, low_open=True)
 
     @property
     def needs_finetuned_teacher(self) -> bool:
@@ -120,6 +143,11 @@ class Distiller(nn.Module):
     # and whose choice that is (the authors' code, the paper as printed, ours).
     scale: ClassVar[str] = ""
     Params: ClassVar[type] = NoParams
+    # Set by the engine before training, for methods that learn from the student's feedback: the student as a
+    # function of its parameters (a StudentFunction), and a callable returning the next batch of the quiz split on
+    # the device (methods whose Needs ask for quiz_fraction > 0; it raises where no quiz split was given).
+    student_fn: "StudentFunction | None" = None
+    next_quiz: "Callable[[], dict] | None" = None
 
     def __init__(self, params, task: Task, student: ModelInfo, teacher: ModelInfo | None):
         super().__init__()
@@ -127,6 +155,7 @@ class Distiller(nn.Module):
         self.student_modules = nn.ModuleDict()
         self.teacher_modules = nn.ModuleDict()
         self.stage = ALL  # set by the engine at each stage change
+        self.stage_span = (0, 0)  # (first step, end step) of `stage`, 0-based, end excluded; set with it
 
     def stages(self) -> list[Stage]:
         """The method's training phases, in order; one stage over all steps by default."""
@@ -150,6 +179,18 @@ class Distiller(nn.Module):
         """Called once the models are built and a fine-tuned teacher is loaded, before training (and before a resumed
         job restores its checkpoint): a method may re-initialise a part of a model as its authors did (ProKT zeroes
         the teacher's classifier). Does nothing by default."""
+
+    def student_forward(self, batch: dict, student: nn.Module, teacher: nn.Module | None, step: int) -> Forward | None:
+        """The student phase's training forward, for a method that trains the student inside a model of its own
+        making (BERT-of-Theseus: student layers mixed with frozen teacher layers). batch: on the device, input_ids /
+        attention_mask / token_type_ids [B, T] and labels [B]; step: the engine's step, 0-based (`stage_span` says
+        where the current stage starts and ends). Called under the engine's autocast, the student in train mode and
+        the teacher in the mode the engine left it (eval for a frozen teacher). The Forward returned (with grad,
+        carrying what `needs` asks for) is the `s` of student_loss (and, detached, of teacher_loss); if it reaches
+        no parameter that trains, the step makes no update (the schedules still advance). None, the default: the
+        engine's own forward of the student. Evaluation, representations and teacher targets always run the models
+        themselves: the model evaluated and recorded is the student alone."""
+        return None
 
     def predict(self, role: str, out: Forward) -> torch.Tensor:
         """Logits [B, C] used for evaluation and as distillation targets; the model's own head by default."""
@@ -208,3 +249,96 @@ def check_range(name: str, value, low=None, high=None, low_open=False) -> None:
         hi = "inf" if high is None else high
         interval = f"{'(' if low_open else '['}{lo}, {hi}]"
         raise ConfigError(f"{name} = {value} is not allowed (must be in {interval})")
+
+
+class StudentFunction:
+    """The student as a function of its parameters, for methods that look one step ahead of it (a pilot update, an
+    unrolled step) and learn the teacher from where that step lands: MetaDistil, ReptileDistil, LGTM. The engine sets
+    one as `Distiller.student_fn`; it holds references only (the live model and optimizer), so it costs nothing.
+
+    `fn(params, batch)` is the student's Forward at `params` (name -> tensor, `named_parameters` names; a name left
+    out takes the model's own parameter) through `torch.func.functional_call`, with the engine's autocast and the
+    method's Needs; gradients flow to whatever `params` were computed from, so a pilot step built with
+    `create_graph=True` carries a meta-gradient. `dropout=False` runs that one forward in eval mode;
+    `second_order=True` marks a forward whose gradient will itself be differentiated (the pilot step of a
+    meta-gradient): its attention runs on PyTorch's math kernel, the scaled-dot-product kernel with a double backward
+    (the fused flash / memory-efficient ones have none).
+    `adamw_step(grads)` is where the student's AdamW would take `params` from these gradients (its moments and step
+    count, or fresh ones), without touching the optimizer."""
+
+    def __init__(self, model: nn.Module, call: Callable[[dict, dict], "Forward"] | None = None,
+                 optimizer: torch.optim.Optimizer | None = None, max_grad_norm: float | None = None):
+        self.model, self.optimizer, self.max_grad_norm = model, optimizer, max_grad_norm
+        inputs = ("input_ids", "attention_mask", "token_type_ids")
+        self._call = call or (lambda params, batch: torch.func.functional_call(
+            model, params, (), {k: v for k, v in batch.items() if k in inputs}))
+
+    def params(self) -> dict[str, nn.Parameter]:
+        """The parameters the student trains now (a staged method's frozen groups left out), by name."""
+        return {n: p for n, p in self.model.named_parameters() if p.requires_grad}
+
+    def __call__(self, params: dict[str, torch.Tensor], batch: dict, dropout: bool = True,
+                 second_order: bool = False) -> "Forward":
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        kernel = sdpa_kernel(SDPBackend.MATH) if second_order else contextlib.nullcontext()
+        mode = contextlib.nullcontext() if dropout or not self.model.training else _eval_mode(self.model)
+        with kernel, mode:
+            return self._call(params, batch)
+
+    def _group(self, p: nn.Parameter) -> dict:
+        if self.optimizer is None:
+            raise ValueError("this StudentFunction was built without the student's optimizer")
+        for group in self.optimizer.param_groups:
+            if any(q is p for q in group["params"]):
+                return group
+        raise ValueError("a parameter the student's optimizer does not train")
+
+    @property
+    def lr(self) -> float:
+        """The student's learning rate at this step (its model's first parameter group, after the schedule)."""
+        return self._group(next(iter(self.params().values())))["lr"]
+
+    @property
+    def base_lr(self) -> float:
+        """The student's learning rate before the schedule (train.lr)."""
+        group = self._group(next(iter(self.params().values())))
+        return group.get("initial_lr", group["lr"])
+
+    def clip(self, grads: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Gradients scaled to a total norm of at most the engine's max_grad_norm, as its real steps are."""
+        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads.values()]))
+        scale = (self.max_grad_norm / (norm + 1e-6)).clamp(max=1.0)  # torch.nn.utils.clip_grad_norm_'s rule
+        return {n: g * scale for n, g in grads.items()}
+
+    def adamw_step(self, grads: dict[str, torch.Tensor], fresh: bool = False, lr: float | None = None,
+                   params: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """torch.optim.AdamW's next step (decoupled weight decay, bias-corrected moments), computed out of place:
+        name -> the parameter after it. `fresh`: from zero moments at step 0 (a new optimizer, as a copied student
+        with its own optimizer takes); else from the optimizer's own state. `lr`: the rate (default each parameter
+        group's current one). `params`: where to step from (default the live parameters). Names without a
+        gradient are left out. Differentiable in `grads` and `params` (no in-place update)."""
+        live = self.params()
+        out = {}
+        for name, g in grads.items():
+            p = live[name]
+            x = p if params is None else params[name]
+            group = self._group(p)
+            beta1, beta2 = group["betas"]
+            rate = group["lr"] if lr is None else lr
+            state = {} if fresh else self.optimizer.state.get(p, {})
+            step = float(state["step"]) + 1 if "step" in state else 1.0
+            m = state["exp_avg"] * beta1 + (1 - beta1) * g if "exp_avg" in state else (1 - beta1) * g
+            v = state["exp_avg_sq"] * beta2 + (1 - beta2) * g * g if "exp_avg_sq" in state else (1 - beta2) * g * g
+            denom = (v.sqrt() / math.sqrt(1 - beta2**step)) + group["eps"]
+            out[name] = x * (1 - rate * group["weight_decay"]) - (rate / (1 - beta1**step)) * m / denom
+        return out
+
+
+@contextlib.contextmanager
+def _eval_mode(model: nn.Module):
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train()

@@ -10,12 +10,17 @@ Step order for `online` methods (paper eqs. 4-5 and 9-10):
      teacher's;
   4. student loss, student update.
 Teacher targets (frozen and online) are always computed in eval mode, without dropout.
+Methods whose teacher learns from the student's feedback (MetaDistil, ReptileDistil, LGTM) look one student step
+ahead inside step 2, through `Distiller.student_fn` (the student as a function of its parameters) and
+`Distiller.next_quiz` (batches of a quiz split held out of the training set, Needs.quiz_fraction); the student's own
+parameters and optimizer change only in step 4.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import math
 import os
 import random
@@ -31,8 +36,9 @@ from tqdm.auto import tqdm
 from . import metrics as glue_metrics
 from .checkpoint import Checkpointer, rng_state, set_rng_state
 from .config import TrainConfig
-from .distiller import FROZEN, NONE, ONLINE, Distiller, Stage
+from .distiller import FROZEN, NONE, ONLINE, Distiller, Stage, StudentFunction
 from .errors import NonFiniteLossError
+from .events import Events
 from .faults import crash_point
 from .files import atomic_write
 from .models import Forward
@@ -62,6 +68,34 @@ def set_determinism() -> bool:
     torch.backends.cudnn.deterministic = True
     torch.backends.cudnn.benchmark = False
     return True
+
+
+@contextlib.contextmanager
+def tf32(device: torch.device):
+    """TF32 for the fp32 matmuls and convolutions outside autocast (CUDA, Ampere and later) while the engine
+    computes, the previous settings restored afterwards. The switches are process-wide (torch's float32 matmul
+    precision reads `high` everywhere once they are on), so they are set around each call of the engine rather
+    than once in its constructor, where they stayed on for every later computation of the process (another job, a
+    test, a caller's own model). Nothing changes on CPU or under deterministic algorithms."""
+    if device.type != "cuda" or torch.are_deterministic_algorithms_enabled():
+        yield
+        return
+    matmul, cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = matmul, cudnn
+
+
+def _with_tf32(method):
+    """An Engine method run under `tf32(self.device)` (nested calls set the same values: a no-op)."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with tf32(self.device):
+            return method(self, *args, **kwargs)
+
+    return wrapper
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -146,9 +180,6 @@ class Engine:
         self.step = 0
         self.teacher_targets = None  # a kdfd.teacher_cache.CachedTeacher, set by use_teacher_cache
         fused = self.device.type == "cuda"
-        if fused and not torch.are_deterministic_algorithms_enabled():
-            torch.backends.cuda.matmul.allow_tf32 = True  # fp32 matmuls outside autocast (Ampere and later)
-            torch.backends.cudnn.allow_tf32 = True
         for m in (student, teacher, distiller):
             if m is not None:
                 m.to(self.device)
@@ -159,7 +190,9 @@ class Engine:
         self.sched_s = linear_schedule(self.opt_s, total_steps, train.warmup_ratio)
         self.opt_t = self.sched_t = None
         if self.needs.teacher == ONLINE:
-            self.opt_t = make_optimizer([teacher], train.teacher_lr, train.weight_decay, fused,
+            if self.needs.teacher_trains == "modules":  # before the optimizer, which takes what requires grad
+                teacher.requires_grad_(False)
+            self.opt_t = make_optimizer([teacher], self.needs.teacher_lr or train.teacher_lr, train.weight_decay, fused,
                                         distiller.teacher_modules, train.module_lr)
             self.sched_t = linear_schedule(self.opt_t, total_steps, train.warmup_ratio)
         elif self.needs.teacher == FROZEN:
@@ -169,7 +202,12 @@ class Engine:
         self.stage_ends = stage_ends(self.stages, total_steps)
         self.stage_index = -1
         self._enter_stage(0)
+        # for methods that learn from the student's feedback (kdfd.distiller.StudentFunction, Needs.quiz_fraction)
+        distiller.student_fn = StudentFunction(student, self.functional_forward, self.opt_s, train.max_grad_norm)
+        distiller.next_quiz = self.next_quiz
+        self.quiz_loader, self.quiz_drawn, self._quiz_batches = None, 0, None
 
+    @_with_tf32
     def use_teacher_cache(self, directory: Path, train_ds) -> dict:
         """Offline methods: take the frozen teacher's training targets from the cache in `directory` (filled for the
         examples it lacks). Returns what it did: the cache file, examples found and computed, seconds."""
@@ -191,6 +229,7 @@ class Engine:
         without gradients, so a frozen group keeps its weights and its AdamW moments)."""
         self.stage_index = index
         stage = self.distiller.stage = self.stages[index]
+        self.distiller.stage_span = (self.stage_ends[index - 1] if index else 0, self.stage_ends[index])
         if stage.lr_scale != 1.0 or self.sched_s.base_lrs != self.base_lrs_s:
             self.sched_s.base_lrs = [b * stage.lr_scale for b in self.base_lrs_s]
             factor = self.sched_s.lr_lambdas[0](self.sched_s.last_epoch)
@@ -222,12 +261,47 @@ class Engine:
             return model(**inputs, hidden_states=self.needs.hidden_states, attentions=self.needs.attentions,
                          attention_scores=self.needs.attention_scores)
 
+    def functional_forward(self, params: dict, batch: dict) -> Forward:
+        """The student's forward at `params` (name -> tensor; names left out take the model's own), as `forward`
+        runs it otherwise: what `Distiller.student_fn` calls."""
+        inputs = {k: batch[k] for k in INPUT_KEYS if k in batch}
+        flags = {"hidden_states": self.needs.hidden_states, "attentions": self.needs.attentions,
+                 "attention_scores": self.needs.attention_scores}
+        with self.autocast():
+            return torch.func.functional_call(self.student, params, (), {**inputs, **flags})
+
+    # ------------------------------------------------------------------------------------------- the quiz split
+
+    def use_quiz(self, loader) -> None:
+        """Give a method that asks for a quiz split (Needs.quiz_fraction) its batches: `loader` is a training loader
+        over the quiz examples (kdfd.data.make_loader). The method draws them one at a time with `next_quiz`, in
+        epochs of that loader's seeded order; how many were drawn is part of the checkpoint, so a resumed run draws
+        the same ones."""
+        if not hasattr(loader.sampler, "set_epoch"):
+            raise ValueError("the quiz loader must be made by kdfd.data.make_loader (an EpochSampler)")
+        self.quiz_loader, self._quiz_batches = loader, None
+
+    def next_quiz(self) -> dict:
+        """The next quiz batch, on the device: batch k of the quiz loader's epoch 1 + k // (batches per epoch)."""
+        if self.quiz_loader is None:
+            raise ValueError(f"method {self.distiller.name!r} draws quiz batches and none were given (Engine.use_quiz)")
+        loader = self.quiz_loader
+        per_epoch = math.ceil(len(loader.dataset) / loader.batch_size)
+        epoch, k = divmod(self.quiz_drawn, per_epoch)
+        if self._quiz_batches is None or k == 0:  # a new epoch, or the first draw after a resume
+            loader.sampler.set_epoch(epoch + 1, k * loader.batch_size)
+            self._quiz_batches = iter(loader)
+        batch = next(self._quiz_batches)
+        self.quiz_drawn += 1
+        return self.to_device(batch)
+
     def to_device(self, batch: dict) -> dict:
         non_blocking = self.device.type == "cuda"
         return {k: v.to(self.device, non_blocking=non_blocking) for k, v in batch.items()}
 
     # ----------------------------------------------------------------------------------------------- one step
 
+    @_with_tf32
     def train_step(self, batch: dict) -> dict[str, float]:
         """One optimisation step; returns every loss term as `role/term`."""
         while self.step >= self.stage_ends[self.stage_index] and self.stage_index + 1 < len(self.stages):
@@ -239,7 +313,10 @@ class Engine:
         self.distiller.train()
         # the phases are named for torch.profiler (bench speed's profiles); unprofiled, a label costs microseconds
         with record_function("student forward"):
-            s = self.forward(self.student, batch)
+            with self.autocast():  # a method's own model for the student phase (Distiller.student_forward)
+                s = self.distiller.student_forward(batch, self.student, self.teacher, self.step)
+            if s is None:
+                s = self.forward(self.student, batch)
         t = None
         if self.needs.teacher == ONLINE:
             with record_function("teacher phase"):
@@ -275,6 +352,10 @@ class Engine:
 
     def _update(self, loss, optimizer, scheduler, modules):
         optimizer.zero_grad(set_to_none=True)
+        if not loss.requires_grad:  # a method's own forward ran frozen modules only: AdamW skips parameters
+            optimizer.step()        # without gradients (no update), and the schedule goes on
+            scheduler.step()
+            return
         loss.backward()
         params = [p for m in modules for p in m.parameters() if p.grad is not None]
         torch.nn.utils.clip_grad_norm_(params, self.cfg.max_grad_norm)
@@ -283,6 +364,7 @@ class Engine:
 
     # --------------------------------------------------------------------------------------------- evaluation
 
+    @_with_tf32
     @torch.no_grad()
     def predict(self, role: str, loader) -> tuple[np.ndarray, np.ndarray]:
         """Logits [N, C] and gold labels [N] of one model over a loader."""
@@ -300,6 +382,7 @@ class Engine:
         order = in_file_order(index)
         return torch.cat(logits)[order].numpy(), torch.cat(gold)[order].numpy()
 
+    @_with_tf32
     @torch.no_grad()
     def representations(self, role: str, loader) -> dict[str, np.ndarray]:
         """The distiller's named representations [N, D] (float32) and the gold labels [N] over a loader."""
@@ -325,6 +408,19 @@ class Engine:
             out[split] = glue_metrics.compute(self.task, logits, gold)
         return out
 
+    def step_lrs(self) -> dict[str, float]:
+        """The learning rates the last step used, per model (`role`) and for a method's own modules when
+        train.module_lr gives them their own (`role-modules`). The schedules have already moved on to the next
+        step's rates, so they are read one step back."""
+        out = {}
+        for role, sched in (("student", self.sched_s), ("teacher", self.sched_t)):
+            if sched is not None:
+                factor = sched.lr_lambdas[0](sched.last_epoch - 1)
+                out[role] = sched.base_lrs[0] * factor
+                if len(sched.base_lrs) > 2:  # make_optimizer's module_lr groups come after the model's two
+                    out[f"{role}-modules"] = sched.base_lrs[2] * factor
+        return out
+
     def _dev_scores(self, dev_loaders: dict) -> dict:
         """Dev metrics of the student, and of the teacher when it trains too (online methods)."""
         dev = {"student": self.evaluate("student", dev_loaders)}
@@ -339,6 +435,8 @@ class Engine:
         state = {"step": self.step, "stage_index": self.stage_index, "student": self.student.state_dict(),
                  "distiller": self.distiller.state_dict(), "opt_s": self.opt_s.state_dict(),
                  "sched_s": self.sched_s.state_dict()}
+        if self.quiz_loader is not None:
+            state["quiz_drawn"] = self.quiz_drawn
         if self.opt_t is not None:
             state.update(teacher=self.teacher.state_dict(), opt_t=self.opt_t.state_dict(),
                          sched_t=self.sched_t.state_dict())
@@ -354,18 +452,33 @@ class Engine:
             self.opt_t.load_state_dict(state["opt_t"])
             self.sched_t.load_state_dict(state["sched_t"])
         self.step = state["step"]
+        if self.quiz_loader is not None:
+            self.quiz_drawn, self._quiz_batches = state["quiz_drawn"], None
         if state["stage_index"] != self.stage_index:
             self._enter_stage(state["stage_index"])
 
     # ------------------------------------------------------------------------------------------------ the loop
 
+    @_with_tf32
     def fit(self, train_loader, dev_loaders: dict, epochs: int, desc: str = "train",
-            checkpointer: Checkpointer | None = None) -> list[dict]:
+            checkpointer: Checkpointer | None = None, events_to: Path | None = None) -> list[dict]:
         """Train for `epochs`; after each epoch, evaluate the student (and an online teacher). Returns the
         per-epoch curves: mean of every loss term, dev metrics per role and split, seconds, steps.
 
         With a `checkpointer`, saves every `checkpointer.every` steps and at each epoch's end, and first takes up
-        the last checkpoint if there is one (`self.resumed_from` is then its step)."""
+        the last checkpoint if there is one (`self.resumed_from` is then its step). With `events_to`, every loss
+        term, the learning rates and the dev metrics also go to that folder as TensorBoard events (kdfd.events),
+        closed however training ends (a failed job's events show what led to the failure)."""
+        self.events_to, self.events = events_to, None
+        try:
+            return self._fit(train_loader, dev_loaders, epochs, desc, checkpointer)
+        finally:
+            if self.events is not None:
+                self.events.close()
+                self.events = None
+
+    def _fit(self, train_loader, dev_loaders: dict, epochs: int, desc: str,
+             checkpointer: Checkpointer | None) -> list[dict]:
         history, first_epoch, skip, sums, counts, n = [], 1, 0, {}, {}, 0
         window: dict[str, list[float]] = {}  # loss sums and counts since the last step-curve point
         self.step_curve = []  # with train.eval_every: [{step, epoch, loss, dev}] every eval_every steps
@@ -381,8 +494,12 @@ class Engine:
             # said even without progress bars: a SLURM task's log must show where it took up
             tqdm.write(f"{desc}: resumed from checkpoint {checkpointer.path.name} at step {self.step} "
                        f"(epoch {first_epoch}, batch {skip})")
+        if self.events_to is not None:  # opened once the resume point is known: what came after it is purged
+            self.events = Events(self.events_to, self.resumed_from)
 
         def save(epoch: int, batch: int) -> None:
+            if self.events is not None:  # a checkpoint at step T: the events up to T are on disk
+                self.events.flush()
             checkpointer.save({"engine": self.state_dict(), "rng": rng_state(), "history": history, "epoch": epoch,
                                "batch": batch, "sums": sums, "counts": counts, "step_curve": self.step_curve,
                                "window": window})
@@ -396,22 +513,30 @@ class Engine:
             start = time.perf_counter()
             bar = tqdm(train_loader, desc=f"{desc} epoch {epoch}/{epochs}", leave=False, disable=not self.progress)
             for batch in bar:
-                for k, v in self.train_step(batch).items():
+                logs = self.train_step(batch)
+                for k, v in logs.items():
                     sums[k] = sums.get(k, 0.0) + v
                     counts[k] = counts.get(k, 0) + 1  # staged methods log different terms in different stages
                     acc = window.setdefault(k, [0.0, 0])
                     acc[0], acc[1] = acc[0] + v, acc[1] + 1
                 n += 1
+                if self.events is not None:
+                    self.events.scalars("loss", self.step, logs)
+                    self.events.scalars("lr", self.step, self.step_lrs())
                 if self.cfg.eval_every and self.step % self.cfg.eval_every == 0:
                     self.step_curve.append({"step": self.step, "epoch": epoch, "stage": self.distiller.stage.name,
                                             "loss": {k: a / c for k, (a, c) in window.items()},
                                             "dev": self._dev_scores(dev_loaders)})
+                    if self.events is not None:
+                        self.events.dev(self.step, self.step_curve[-1]["dev"])
                     window = {}
                 bar.set_postfix({"loss": f"{sums['student/total'] / counts['student/total']:.4f}"}, refresh=False)
                 if checkpointer and self.step % checkpointer.every == 0:
                     save(epoch, n)
             train_seconds = time.perf_counter() - start
             dev = self._dev_scores(dev_loaders)
+            if self.events is not None:
+                self.events.dev(self.step, dev)
             history.append({
                 "epoch": epoch, "steps": self.step, "train_seconds": train_seconds,
                 "eval_seconds": time.perf_counter() - start - train_seconds,

@@ -26,6 +26,11 @@ class StorageError(KdfdError):
     would fail alike, and what is already written stays as it was."""
 
 
+class ExternalError(RuntimeError):
+    """A command or service the run relies on failed or is missing (a SLURM command): the environment, not the
+    input, so not a `KdfdError`. The command line prints it as one line and exits with 3."""
+
+
 class NonFiniteLossError(RuntimeError):
     """A loss term became NaN or inf during training; the job is recorded as failed at that step.
 

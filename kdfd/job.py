@@ -13,7 +13,7 @@ import torch
 
 from .checkpoint import Checkpointer
 from .config import RunConfig
-from .data import EncodedDataset, load_task, load_test, make_loader, subset
+from .data import EncodedDataset, load_task, load_test, make_loader, quiz_split, subset
 from .data import fingerprint as data_fingerprint
 from .distiller import FROZEN, NONE, ModelInfo, get_method, parse_params
 from .engine import Engine, resolve_device, save_state, set_determinism, set_seed
@@ -41,23 +41,29 @@ def resolve(cfg: RunConfig):
 def run(cfg: RunConfig, glue_dir: str | None = None, teacher_checkpoint: Path | None = None,
         save_model_to: Path | None = None, progress: bool = True, checkpointer: Checkpointer | None = None,
         artifacts_to: Path | None = None, predictions_to: Path | None = None,
-        teacher_cache_dir: Path | None = None) -> dict:
+        teacher_cache_dir: Path | None = None, events_to: Path | None = None) -> dict:
     """Train one job. Returns metrics (student dev metrics per split, last epoch), teacher metrics, per-epoch
     curves, parameter counts and timings. With a `checkpointer`, the job saves its state as it goes and first
     takes up a checkpoint left by an interrupted run of the same job. With `artifacts_to`, the student's
     representations on a fixed dev sample are saved there (.npz) for the report's figures. With `train.predict_test`,
     the trained model's predictions on the task's GLUE test files are saved to `predictions_to` (.npz, one array
     per test split: class ids [N] or scores [N], in file order). With `train.teacher_cache`, an offline method's
-    teacher targets come from the cache in `teacher_cache_dir` (kdfd.teacher_cache)."""
+    teacher targets come from the cache in `teacher_cache_dir` (kdfd.teacher_cache). With `train.tensorboard`, the
+    training's loss terms, learning rates and dev metrics go to `events_to` as TensorBoard events (kdfd.events)."""
     started = time.perf_counter()
     task, method, params, needs = resolve(cfg)
+    if cfg.train.tensorboard and events_to is None:
+        raise ConfigError("train.tensorboard is on, and no event folder was given")
     deterministic = set_determinism()
     set_seed(cfg.seed)
     tokenizer = load_tokenizer(cfg.resolved_tokenizer())
     data = load_task(task, cfg.data_source, glue_dir)
     tc = cfg.train
     test = load_test(task, glue_dir) if tc.predict_test else {}  # read before training: a missing file stops it now
-    train_ds = EncodedDataset(subset(data.train, tc.max_train_examples), task, tokenizer, tc.max_length)
+    train_examples, quiz_examples = subset(data.train, tc.max_train_examples), []
+    if needs.quiz_fraction:  # out of the training set, never the dev set: the student does not train on it
+        train_examples, quiz_examples = quiz_split(train_examples, needs.quiz_fraction)
+    train_ds = EncodedDataset(train_examples, task, tokenizer, tc.max_length)
     dev_ds = {s: EncodedDataset(subset(ex, tc.max_eval_examples), task, tokenizer, tc.max_length)
               for s, ex in data.dev.items()}
     device = resolve_device(tc.device)
@@ -74,6 +80,9 @@ def run(cfg: RunConfig, glue_dir: str | None = None, teacher_checkpoint: Path | 
     distiller.init_models(student, teacher)
 
     engine = Engine(distiller, student, teacher, task, tc, tc.epochs * len(train_loader), device, progress)
+    if quiz_examples:
+        quiz_ds = EncodedDataset(quiz_examples, task, tokenizer, tc.max_length)
+        engine.use_quiz(make_loader(quiz_ds, tc.batch_size, shuffle=True, seed=cfg.seed, pin_memory=pin))
     cache = None
     if tc.teacher_cache and needs.teacher == FROZEN:
         if teacher_cache_dir is None:
@@ -81,7 +90,8 @@ def run(cfg: RunConfig, glue_dir: str | None = None, teacher_checkpoint: Path | 
         cache = engine.use_teacher_cache(Path(teacher_cache_dir), train_ds)
     teacher_start = engine.evaluate("teacher", dev_loaders) if teacher is not None else None
     setup_seconds = time.perf_counter() - started
-    curves = engine.fit(train_loader, dev_loaders, tc.epochs, desc=f"{cfg.task}/{cfg.method}", checkpointer=checkpointer)
+    curves = engine.fit(train_loader, dev_loaders, tc.epochs, desc=f"{cfg.task}/{cfg.method}", checkpointer=checkpointer,
+                        events_to=events_to if tc.tensorboard else None)
     if save_model_to is not None:
         save_state(student, save_model_to)
     artifacts = None
@@ -110,6 +120,7 @@ def run(cfg: RunConfig, glue_dir: str | None = None, teacher_checkpoint: Path | 
         "curves": curves,
         **({"step_curves": engine.step_curve} if tc.eval_every else {}),
         "data": {"source": data.source, "fingerprint": data_fingerprint(data), "train_examples": len(train_ds),
+                 **({"quiz_examples": len(quiz_examples)} if quiz_examples else {}),
                  "dev_examples": {s: len(d) for s, d in dev_ds.items()}},
         "model_fingerprints": {"student": model_fingerprint(cfg.student),
                                "teacher": model_fingerprint(cfg.teacher) if cfg.teacher else None},

@@ -7,7 +7,7 @@ with L_t = alpha_t CE(y, T) + (1 - alpha_t) KD(T, S) and L_s = alpha_s CE(y, S) 
 A bottleneck (VAE, eqs. 6-7; or a deterministic AE, Table 2) encodes a feature h of a model; a linear head on z_mu
 is that model's classifier (eq. 8), so at inference the student predicts from z_mu.
 
-Every point the paper leaves open is a parameter (see ../shared/reference/kdfd_paper_setup.md):
+Every point the paper leaves open (its sections 3-4 state the losses, models and grids, not these) is a parameter:
 - vae_on = both (default) | teacher | student. Eq. 9 puts L_vae in the teacher's loss; section 3.3 predicts from
   the student's z_mu. `both` is the only placement that satisfies both sentences; the student's L_vae then joins
   eq. 10 with the same lambda (the paper's eq. 10 has no such term: set vae_on = teacher for the literal reading).

@@ -71,6 +71,76 @@ def resolve_path(name: str) -> str:
     return name
 
 
+HUB_PROBE_SECONDS = 5.0  # one look at the hub; without it, an offline load retries for minutes before failing
+
+
+def in_hf_cache(name: str, repo_type: str = "model") -> bool:
+    """Whether a hub id's files are in the local Hugging Face cache ($HF_HOME/hub): from_pretrained (or
+    load_dataset, repo_type "dataset") then finds them without a network."""
+    from huggingface_hub import try_to_load_from_cache
+
+    files = ("config.json", "tokenizer_config.json") if repo_type == "model" else ("README.md",)
+    for filename in files:
+        try:
+            if isinstance(try_to_load_from_cache(name, filename, repo_type=repo_type), str):
+                return True
+        except Exception:  # not a valid repo id: not cached either
+            pass
+    return False
+
+
+def hub_unreachable() -> str | None:
+    """Why the Hugging Face hub cannot be reached (offline mode, or no answer to one HEAD request within
+    HUB_PROBE_SECONDS, name lookup included), or None when it answers (any HTTP status is an answer)."""
+    import threading
+    import urllib.error
+    import urllib.request
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return "HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) is set"
+    url, outcome = constants.ENDPOINT, {}
+
+    def probe():
+        try:
+            urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=HUB_PROBE_SECONDS).close()
+            outcome["answer"] = True
+        except urllib.error.HTTPError:
+            outcome["answer"] = True
+        except Exception as e:  # URLError, timeout, refused
+            outcome["error"] = getattr(e, "reason", e)
+
+    # a thread: the socket timeout does not bound the name lookup, which can hang on a machine without a resolver
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(HUB_PROBE_SECONDS + 1)
+    if outcome.get("answer"):
+        return None
+    return f"the hub {url} does not answer ({outcome.get('error', f'no reply in {HUB_PROBE_SECONDS:.0f} s')})"
+
+
+def require_loadable(names) -> None:
+    """Preflight for model and tokenizer names: one that is neither `tiny`, `synthetic`, `minilm`, a local folder nor
+    in the local Hugging Face cache must come from the hub; if the hub cannot be reached, a ModelError names them all
+    and says how to point at a local copy (instead of every job failing after minutes of retries)."""
+    remote = [n for n in dict.fromkeys(names) if n not in (TINY, "synthetic")
+              and not Path(resolve_path(n)).is_dir() and not in_hf_cache(n)]
+    if not remote:
+        return
+    why = hub_unreachable()
+    if why is None:
+        return
+    from huggingface_hub import constants
+
+    shown = ", ".join(map(repr, remote))
+    raise ModelError(f"model{'s' * (len(remote) > 1)} {shown} {'are' if len(remote) > 1 else 'is'} neither a local "
+                     f"folder nor in the Hugging Face cache ({constants.HF_HUB_CACHE}), and {why}: copy it to this "
+                     f"machine (`hf download {remote[0]} --local-dir DIR` where there is a network) and give the "
+                     f"folder as name = \"DIR\" in the suite's [teacher] / [student] table, or point HF_HOME at a "
+                     "cache that holds it")
+
+
 def fingerprint(spec) -> str | None:
     """A hash of a local pre-trained model's files (names, sizes, contents); None for `tiny` and for hub ids (their
     weights are the hub's revision)."""

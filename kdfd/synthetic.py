@@ -60,10 +60,13 @@ def _pair(rng: random.Random) -> Example:
 
 def _regression(rng: random.Random) -> Example:
     first = set(rng.sample(NEUTRAL, rng.randint(4, 9)))
-    second = {w for w in first if rng.random() < rng.random()} | set(rng.sample(NEUTRAL, rng.randint(1, 5)))
+    # a set's own order follows the per-process string hash (PYTHONHASHSEED): drawn against in sorted order, else
+    # every process would generate other examples
+    second = {w for w in sorted(first) if rng.random() < rng.random()} | set(rng.sample(NEUTRAL, rng.randint(1, 5)))
     score = 5.0 * len(first & second) / len(first | second)
     score = min(5.0, max(0.0, score + rng.gauss(0.0, 0.25)))
-    return Example(" ".join(sorted(first, key=lambda _: rng.random())), " ".join(sorted(second)), f"{score:.3f}")
+    return Example(" ".join(sorted(sorted(first), key=lambda _: rng.random())), " ".join(sorted(second)),
+                   f"{score:.3f}")
 
 
 _GENERATORS = {"synth-single": _single, "synth-pair": _pair, "synth-reg": _regression}

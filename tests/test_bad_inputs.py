@@ -109,6 +109,9 @@ CASES = [
     ("label outside the label set", lambda t: _run(t, "--suite", _suite(t, RTE_SUITE), "--glue-dir",
                                                    _glue(t, RTE_HEADER + b"0\ta\tb\tmaybe\n")),
      "label 'maybe' is not in the task's label set (entailment, not_entailment)"),
+    ("kdfd-ae with a VAE", lambda t: _run(t, "--suite", _suite(t, tiny_suite(
+        methods=("kdfd-ae",), methods_tables='[method.kdfd-ae]\nlatent_dim = 8\nbottleneck = "vae"\n'))),
+     "kdfd-ae: bottleneck = 'vae' is not allowed (allowed: ae"),
     ("test predictions of a synthetic task", lambda t: _run(t, "--suite", _suite(t, BASE, (
         "[method.kdfd]", "[train]\npredict_test = true\n[method.kdfd]"))), "task 'synth-single' has no test set"),
     ("test predictions with no test file", lambda t: _run(t, "--suite", _suite(t, RTE_SUITE + "[train]\npredict_test = true\n"),

@@ -227,6 +227,14 @@ def test_kdfd_ae_is_kdfd_with_an_autoencoder():
     assert not m.student_modules["bottleneck"].variational
 
 
+def test_kdfd_ae_refuses_a_vae_bottleneck():
+    from kdfd.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^kdfd-ae: bottleneck = 'vae' is not allowed \(allowed: ae; the VAE is "
+                                          r"the method kdfd\)$"):
+        KDFDAE.Params(bottleneck="vae")
+
+
 def test_attention_methods_refuse_models_with_different_head_counts():
     from kdfd.errors import ConfigError
 

@@ -3,6 +3,8 @@
 import json
 import os
 
+import pytest
+
 from .helpers import bench, tiny_suite, tiny_train
 
 TINY_SUITE = tiny_suite(methods=("kdfd", "vanilla-kd", "finetune"), description="test suite",
@@ -88,3 +90,68 @@ def test_list_shows_tasks_methods_and_suites():
     assert out.returncode == 0
     for word in ("mnli", "dev_mismatched", "kdfd", "vanilla-kd", "finetune", "vae_lambda=0.005", "glue-cpu"):
         assert word in out.stdout
+
+
+def test_report_on_a_root_without_the_suites_records_says_where_it_looked_and_writes_nothing(tmp_path):
+    out = bench("report", "--suite", "smoke", "--results", str(tmp_path / "empty"), "--also", str(tmp_path / "more"),
+                "--out", str(tmp_path / "reports"))
+    assert out.returncode == 1, out.stdout + out.stderr
+    (line,) = out.stderr.strip().splitlines()
+    assert line.startswith("bench: warning: no record of suite smoke's 12 jobs under ")
+    assert f"{tmp_path / 'empty'}, {tmp_path / 'more'}" in line and "no report written" in line
+    assert not (tmp_path / "reports").exists()  # an existing report would have stayed as it was
+
+
+def _offline_env(tmp_path, **extra) -> dict:
+    """An empty Hugging Face cache; GLUE from the shared folder when there is one."""
+    from ..conftest import glue_dir
+
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), **extra}
+    for key in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_CACHE", "HF_ENDPOINT"):
+        if key not in extra:
+            env.pop(key, None)
+    if glue_dir() is not None:
+        env["GLUE_DIR"] = str(glue_dir())
+    return env
+
+
+def _stops_at_preflight(out, seconds, results, *fragments):
+    _one_line_error(out, *fragments)
+    assert seconds < 15, f"{seconds:.1f} s"
+    assert not results.exists() or not list(results.rglob("*.json"))
+
+
+def test_a_hub_model_neither_local_nor_cached_with_no_hub_is_found_at_preflight(tmp_path):
+    """The hub answers nothing (a refused port: a real, immediate failure) and the cache is empty: exit 2 in
+    seconds, one line naming the model and how to point at a local copy, nothing recorded."""
+    import time
+
+    suite = tmp_path / "hub.toml"
+    suite.write_text(TINY_SUITE.replace('name = "tiny"\nlayers = 1', 'name = "no-such-org/hub-only-model"\nlayers = 1'))
+    results = tmp_path / "results"
+    start = time.perf_counter()
+    out = bench("run", "--suite", str(suite), "--results", str(results), "--no-progress",
+                env=_offline_env(tmp_path, HF_ENDPOINT="http://127.0.0.1:9"))
+    _stops_at_preflight(out, time.perf_counter() - start, results, "model 'no-such-org/hub-only-model' is neither a "
+                        "local folder nor in the Hugging Face cache", "http://127.0.0.1:9 does not answer",
+                        'name = "DIR"')
+    start = time.perf_counter()
+    out = bench("run", "--suite", str(suite), "--results", str(results), "--no-progress",
+                env=_offline_env(tmp_path, HF_HUB_OFFLINE="1"))
+    _stops_at_preflight(out, time.perf_counter() - start, results, "no-such-org/hub-only-model", "HF_HUB_OFFLINE")
+
+
+def test_glue_full_offline_stops_at_preflight_in_seconds(tmp_path):
+    """The new user's command of issue 18, on this machine's own network: without a hub (no internet here)."""
+    import time
+
+    from kdfd.models import hub_unreachable
+
+    if hub_unreachable() is None:
+        pytest.skip("the Hugging Face hub answers from here: the paper's models would download")
+    results = tmp_path / "x"
+    start = time.perf_counter()
+    out = bench("run", "--suite", "glue-full", "--tasks", "rte", "--seeds", "1", "--methods", "finetune",
+                "--results", str(results), env=_offline_env(tmp_path))
+    _stops_at_preflight(out, time.perf_counter() - start, results, "huawei-noah/TinyBERT_General_6L_768D",
+                        "Hugging Face cache", 'name = "DIR"')

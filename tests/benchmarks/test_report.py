@@ -201,3 +201,46 @@ def test_report_opens_with_the_verdicts_and_writes_them_as_data(fixture, tmp_pat
     assert (tmp_path / "out" / "figures" / "seeds-mrpc.png").is_file()
     not_run = df[df.claim == "vae-vs-ae"].iloc[0]
     assert not_run["verdict"] == "not run" and not_run["n"] == 0
+
+
+def test_theseus_and_pesf_kd_records_fill_their_table1_rows(tmp_path):
+    path = tmp_path / "t1.toml"
+    path.write_text(SUITE.replace('methods = ["kdfd", "vanilla-kd"]', 'methods = ["theseus", "pesf-kd"]')
+                    .replace("layers = 1\n", "layers = 1\n[method.theseus.student]\nname = \"tiny\"\nlayers = 1\n"))
+    suite = suites.load(str(path))
+    f1 = {"theseus": 0.86, "pesf-kd": 0.84}
+    for job in suite.jobs:
+        if job.config.role != "teacher":
+            _write(tmp_path, job, metrics={"dev": {"f1": f1[job.config.method] + 0.01 * job.config.seed,
+                                                   "accuracy": 0.8}})
+    rows = {r["method"]: r for r in report.table("table1", report.select(report.collect(suite, [tmp_path]).groups),
+                                                 report.paper_numbers())}
+    for method, paper_row, paper_f1 in (("theseus", "BERT-of-Theseus", 87.6), ("pesf-kd", "PESF-KD", 86.0)):
+        cell = dict(rows[method]["cells"])["MRPC F1"]
+        assert rows[method]["paper_row"] == paper_row and cell.n == 3 and cell.paper == paper_f1
+        assert round(cell.mean, 6) == round(100 * f1[method] + 2, 6)  # seeds 1-3 add 1, 2, 3 points
+
+
+def test_the_feedback_methods_records_fill_their_table1_rows_and_icr_kd_says_why_it_is_not_run(tmp_path):
+    path = tmp_path / "t1.toml"
+    path.write_text(SUITE.replace('methods = ["kdfd", "vanilla-kd"]',
+                                  'methods = ["metadistil", "reptile-distil", "lgtm"]'))
+    suite = suites.load(str(path))
+    f1 = {"metadistil": 0.85, "reptile-distil": 0.87, "lgtm": 0.83}
+    for job in suite.jobs:
+        if job.config.role != "teacher":
+            _write(tmp_path, job, metrics={"dev": {"f1": f1[job.config.method] + 0.01 * job.config.seed,
+                                                   "accuracy": 0.8}})
+    rows = report.table("table1", report.select(report.collect(suite, [tmp_path]).groups), report.paper_numbers())
+    by_method = {r["method"]: r for r in rows}
+    for method, paper_row, paper_f1 in (("metadistil", "MetaDistil", 88.7), ("reptile-distil", "ReptileDistil", 89.2),
+                                        ("lgtm", "LGTM", 88.1)):
+        cell = dict(by_method[method]["cells"])["MRPC F1"]
+        assert by_method[method]["paper_row"] == paper_row and cell.n == 3 and cell.paper == paper_f1
+        assert round(cell.mean, 6) == round(100 * f1[method] + 2, 6)  # seeds 1-3 add 1, 2, 3 points
+    (icr,) = [r for r in rows if r["paper_row"] == "ICR-KD"]
+    assert icr["method"].startswith("not run: ") and "\n" not in icr["method"]
+    cell = dict(icr["cells"])["MRPC F1"]
+    assert cell.mean is None and cell.paper == 89.4
+    line = next(x for x in report_writer.markdown_table(rows).splitlines() if "| ICR-KD |" in x)
+    assert line.startswith(f"| {icr['method']} | ICR-KD |") and "paper 89.4" in line

@@ -58,3 +58,32 @@ def test_a_3x2_grid_with_2_seeds_is_12_jobs_and_each_teacher_trains_once(tmp_pat
         assert ids == {t.id for t in teachers if t.config.seed == seed}
     again = runner.run_suite(suite, tmp_path / "results", progress=False)
     assert all(o.status == "skipped" for o in again)  # nothing trains twice
+
+
+def test_a_job_two_suites_share_keeps_the_record_of_the_suite_that_ran_it_and_counts_for_both(tmp_path):
+    """The record's `suite` names the suite that ran the job; the other suite skips it (the record is not rewritten)
+    and still finds it, by job id."""
+    import io
+
+    import pandas as pd
+
+    from benchmarks import results as results_table
+
+    from .helpers import bench, records, tiny_suite, tiny_train
+
+    text = tiny_suite(methods=("finetune",), methods_tables="", train=tiny_train(epochs=1, max_train_examples=64))
+    first, second = tmp_path / "first.toml", tmp_path / "second.toml"
+    first.write_text(text)
+    second.write_text('description = "the same job under another name"\n' + text)
+    root = tmp_path / "results"
+    assert bench("run", "--suite", str(first), "--results", str(root), "--no-progress").returncode == 0
+    (record,) = records(root)
+    path = next(root.rglob("s1-*.json"))
+    before = path.read_bytes()
+    again = bench("run", "--suite", str(second), "--results", str(root), "--no-progress")
+    assert again.returncode == 0 and "skipped" in again.stdout
+    assert record["suite"] == "first" and path.read_bytes() == before
+    out = bench("results", "--suite", str(second), "--results", str(root))
+    rows = pd.read_csv(io.StringIO(out.stdout))
+    assert list(rows["suite"]) == ["first"] and list(rows["status"]) == ["done"]
+    assert len(results_table.load(root, str(second))) == 1

@@ -2,6 +2,7 @@
 reason, where it cannot start: no script, not root)."""
 
 import os
+import shlex
 import shutil
 import subprocess
 import time
@@ -134,3 +135,33 @@ def test_a_task_past_its_time_limit_is_requeued_and_resumes_from_its_checkpoint(
     assert "timed-out" in logs  # submitit's own line: the requeue came from the time limit
     step = int(logs.split("resumed from checkpoint")[1].split("at step ")[1].split()[0])
     assert step > 0
+
+
+def _readme_commands(prefix: str) -> list[str]:
+    """A command of the README's SLURM example, as written there (its comment cut off)."""
+    readme = (ROOT / "README.md").read_text().splitlines()
+    line = next(x for x in readme if x.startswith(prefix))
+    return shlex.split(line.split("#")[0])[1:]  # without `bench`
+
+
+def test_a_submission_sbatch_refuses_is_one_line_naming_the_option_and_nothing_is_recorded(cluster, tmp_path):
+    results = tmp_path / "slurm"
+    out = bench("run", "--suite", "smoke", "--results", str(results), "--executor", "slurm", "--cpus", "64")
+    assert out.returncode == 2, out.stdout + out.stderr
+    (line,) = out.stderr.strip().splitlines()
+    assert line == ("bench: error: sbatch refused the submission (More processors requested than permitted): change "
+                    "--cpus (now 64) or the suite's [slurm] cpus; nothing was submitted"), line
+    folder = results / ".slurm" / "smoke"
+    assert not (folder / "submitted.json").exists()
+    assert not [p.name for p in folder.iterdir() if p.is_file()]  # submitit's pickles and sbatch script removed
+
+
+def test_the_readme_slurm_example_submits_and_finishes_on_a_two_cpu_node(cluster, tmp_path):
+    results = str(tmp_path / "slurm")  # the README's commands use the default root; the tests keep theirs apart
+    sub = bench(*_readme_commands("bench run --suite smoke --executor slurm"), "--results", results)
+    assert sub.returncode == 0, sub.stdout + sub.stderr
+    assert "submitted 12 jobs as 12 SLURM tasks" in sub.stdout
+    wait = bench(*_readme_commands("bench wait --suite smoke"), "--results", results, "--poll", "2")
+    assert wait.returncode == 0, wait.stdout + wait.stderr
+    assert "\r" not in wait.stderr and wait.stderr.strip().splitlines()[-1] == "suite smoke: 12 done", wait.stderr
+    assert all(r["status"] == "done" and r["executor"]["kind"] == "slurm" for r in records(results))

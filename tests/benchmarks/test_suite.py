@@ -95,7 +95,8 @@ def test_base_cycle_is_an_error(tmp_path):
 
 
 def test_table_suites_name_the_papers_methods():
-    for name, methods in {"table1": {"finetune", "bert-pkd", "tinybert", "prokt", "kdfd"},
+    for name, methods in {"table1": {"finetune", "bert-pkd", "tinybert", "prokt", "theseus", "pesf-kd", "metadistil",
+                                     "reptile-distil", "lgtm", "kdfd"},
                           "table2": {"kdfd", "kdfd-ae"}, "table3": {"vanilla-kd", "kdfd"}}.items():
         for variant in (name, f"{name}-cpu"):
             s = suites.load(variant, tasks=["rte"], seeds=[1])
@@ -165,3 +166,15 @@ def test_glue_cpu_runs_five_seeds_of_the_core_methods_and_three_of_the_rest():
     assert all(per[m] == {1, 2, 3, 4, 5} for m in ("kdfd", "kdfd-ae", "vanilla-kd", "finetune"))
     assert all(seeds == {1, 2, 3} for label, seeds in per.items() if label.split("[")[0] not in
                ("kdfd", "kdfd-ae", "vanilla-kd", "finetune"))
+
+
+def test_the_smoke_suites_duration_reads_the_same_in_the_readme_and_in_its_file():
+    import re
+
+    from ..conftest import ROOT
+
+    said = re.search(r"\(([^()]+)\)$", suites.load("smoke").description).group(1)  # "about a minute on ..."
+    readme = (ROOT / "README.md").read_text().splitlines()
+    row = next(line for line in readme if line.startswith("| `smoke` |"))
+    setup = next(line for line in readme if line.startswith("bench run --suite smoke "))
+    assert said in row and said in setup, (said, row, setup)

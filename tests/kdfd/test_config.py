@@ -12,6 +12,7 @@ from kdfd.models import ModelSpec
 
 LATER = {"predict_test": True, "batching": "grouped", "group_size": 8, "teacher_cache": True, "compile": True,
          "eval_every": 23, "teacher_seed": 1, "module_lr": 1e-3}
+OBSERVED = {"tensorboard": True}  # what a run shows, never what it computes: out of the id at every value
 
 
 def config(**train) -> RunConfig:
@@ -21,7 +22,7 @@ def config(**train) -> RunConfig:
 
 def test_later_switches_at_their_defaults_leave_the_id_as_it_was():
     earlier = dataclasses.asdict(config())
-    for name in LATER:
+    for name in [*LATER, *OBSERVED]:
         del earlier["train"][name]  # what a job's config held before these switches existed
     blob = json.dumps(earlier, sort_keys=True, separators=(",", ":"), default=str)
     assert config().hash() == hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -31,6 +32,13 @@ def test_later_switches_at_their_defaults_leave_the_id_as_it_was():
 def test_turning_a_later_switch_on_gives_a_new_id(name, value):
     assert config(**{name: value}).hash() != config().hash()
     assert config(**{name: value}).to_dict()["train"][name] == value
+
+
+@pytest.mark.parametrize("name,value", sorted(OBSERVED.items()))
+def test_an_observing_switch_changes_neither_the_id_nor_the_recorded_config(name, value):
+    assert config(**{name: value}).hash() == config().hash()
+    assert config(**{name: value}).to_dict() == config().to_dict()
+    assert name not in config().to_dict()["train"]
 
 
 @pytest.mark.parametrize("raw,message", [

@@ -72,6 +72,21 @@ def test_synthetic_tasks_are_deterministic_and_balanced():
     assert 0.4 < share < 0.6
 
 
+def test_synthetic_tasks_are_the_same_in_every_process():
+    """Two interpreters with different string hashes (PYTHONHASHSEED) generate the same examples: a set iterated in
+    its own order once made synth-reg, and every record trained on it, differ from run to run."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import hashlib; from kdfd import synthetic\n"
+            "print(hashlib.sha256(repr([synthetic.generate(t, s) for t in ('synth-single', 'synth-pair', 'synth-reg')"
+            " for s in ('train', 'dev')]).encode()).hexdigest())")
+    digests = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120,
+                              env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2")}
+    assert len(digests) == 1, digests
+
+
 def test_subset_is_fixed_and_keeps_order():
     items = list(range(100))
     assert subset(items, 10) == subset(items, 10) == sorted(subset(items, 10))
@@ -162,3 +177,126 @@ def test_the_data_fingerprint_follows_the_examples():
     flipped = data.train[0]._replace(label="1" if data.train[0].label == "0" else "0")
     changed = TaskData(data.task, [flipped, *data.train[1:]], data.dev, data.source)
     assert fingerprint(changed) != fingerprint(data)
+
+
+# ------------------------------------------------ the Hugging Face `datasets` source, on a local copy of the hub's
+
+# A few rows per task in the original GLUE TSV layouts (CoLA's files have no header), every label present.
+TSV_ROWS = {
+    "cola": {"train": [("1", "The cat sat on the mat."), ("0", "Sat mat the on cat."), ("1", "Bill said \"hi\".")],
+             "dev": [("0", "Him left."), ("1", "Café owners rarely complain.")]},
+    "rte": {"train": [("A man eats.", "A person eats.", "entailment"), ("It rains.", "It is dry.", "not_entailment")],
+            "dev": [("Ann won.", "Ann lost.", "not_entailment"), ("Bo ran fast.", "Bo ran.", "entailment")]},
+    "mnli": {"train": [("P one.", "H one.", "neutral"), ("P two.", "H two.", "contradiction"),
+                       ("P three.", "H three.", "entailment")],
+             "dev_matched": [("M p.", "M h.", "contradiction"), ("M q.", "M r.", "entailment")],
+             "dev_mismatched": [("X p.", "X h.", "neutral")]},
+    "stsb": {"train": [("A dog runs.", "A dog is running.", "4.750"), ("A cat.", "A car.", "0.500")],
+             "dev": [("Two men talk.", "Two men speak.", "3.800"), ("Sun.", "Rain.", "0.000")]},
+}
+# nyu-mll/glue as the hub has it: the splits, the text columns, and the label classes in their id order
+HUB_SPLITS = {"train": "train", "dev": "validation", "dev_matched": "validation_matched",
+              "dev_mismatched": "validation_mismatched"}
+HUB_NAMES = {"cola": ["unacceptable", "acceptable"], "rte": ["entailment", "not_entailment"],
+             "mnli": ["entailment", "neutral", "contradiction"]}
+
+
+def _write_glue_tsvs(root: Path) -> Path:
+    headers = {"rte": "index\tsentence1\tsentence2\tlabel", "mnli": "index\tsentence1\tsentence2\tgold_label",
+               "stsb": "index\tsentence1\tsentence2\tscore"}
+    for name, splits in TSV_ROWS.items():
+        task = get_task(name)
+        (root / task.glue_dir).mkdir(parents=True)
+        for split, rows in splits.items():
+            if name == "cola":
+                lines = [f"src\t{label}\t\t{text}" for label, text in rows]
+            else:
+                lines = [headers[name]] + [f"{i}\t{a}\t{b}\t{label}" for i, (a, b, label) in enumerate(rows)]
+            file = task.train_file if split == "train" else task.dev_files[split]
+            (root / task.glue_dir / file).write_text("\n".join(lines) + "\n")
+    return root
+
+
+def _write_hub_copy(root: Path, names: dict[str, list[str]] = HUB_NAMES) -> Path:
+    """A local copy of the hub repository's layout: <config>/<split>-00000-of-00001.parquet and a README whose YAML
+    header declares the configs, as nyu-mll/glue's does. Labels are encoded as the hub encodes them, by `names`."""
+    import datasets
+
+    configs = []
+    for name, splits in TSV_ROWS.items():
+        task = get_task(name)
+        a, b = task.hf_text
+        if task.labels is None:
+            label_feature = datasets.Value("float32")
+            encode = float
+        else:
+            label_feature = datasets.ClassLabel(names=names[name])
+            # the hub's ids: the 0/1 tasks keep the TSV's digits; the NLI tasks index their class names
+            encode = int if name == "cola" else names[name].index
+        features = {a: datasets.Value("string"), **({b: datasets.Value("string")} if b else {}),
+                    "label": label_feature, "idx": datasets.Value("int32")}
+        entries = []
+        for split, rows in splits.items():
+            columns = {a: [text for _, text in rows]} if name == "cola" else {a: [r[0] for r in rows],
+                                                                                 b: [r[1] for r in rows]}
+            columns.update(label=[encode(r[0] if name == "cola" else r[2]) for r in rows], idx=list(range(len(rows))))
+            hub_split = HUB_SPLITS[split]
+            (root / task.hf_config).mkdir(parents=True, exist_ok=True)
+            datasets.Dataset.from_dict(columns, features=datasets.Features(features)).to_parquet(
+                root / task.hf_config / f"{hub_split}-00000-of-00001.parquet")
+            entries.append(f"  - split: {hub_split}\n    path: {task.hf_config}/{hub_split}-*")
+        configs.append(f"- config_name: {task.hf_config}\n  data_files:\n" + "\n".join(entries))
+    (root / "README.md").write_text("---\nconfigs:\n" + "\n".join(configs) + "\n---\n")
+    return root
+
+
+@pytest.fixture
+def offline_datasets(tmp_path, monkeypatch):
+    """`datasets` kept off the network, with its cache under tmp_path."""
+    import datasets
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-cache")
+    return tmp_path
+
+
+def _same_examples(hf, tsv, regression: bool) -> None:
+    assert len(hf) == len(tsv)
+    for h, t in zip(hf, tsv):
+        assert (h.text_a, h.text_b) == (t.text_a, t.text_b)
+        if regression:  # float32 in the dataset, three decimals in the TSV: the same score
+            assert np.float32(h.label) == np.float32(t.label)
+        else:
+            assert h.label == t.label
+
+
+@pytest.mark.parametrize("name", sorted(TSV_ROWS))
+def test_the_datasets_source_reads_a_local_hub_copy_as_the_tsv_source_reads_glue(name, offline_datasets, monkeypatch):
+    tmp = offline_datasets
+    task = get_task(name)
+    tsv = load_task(task, "tsv", str(_write_glue_tsvs(tmp / "glue")))
+    monkeypatch.setenv("KDFD_HF_DATASET", str(_write_hub_copy(tmp / "hub")))
+    hf = load_task(task, "hf")
+    assert (hf.source, tsv.source) == ("hf", "tsv")
+    assert sorted(hf.dev) == sorted(tsv.dev) == sorted(TSV_ROWS[name].keys() - {"train"})
+    for split in ["train", *tsv.dev]:
+        _same_examples(hf.train if split == "train" else hf.dev[split],
+                       tsv.train if split == "train" else tsv.dev[split], task.is_regression)
+    tok = synthetic.build_tokenizer()  # the class ids a model trains on agree too
+    assert EncodedDataset(hf.train, task, tok, 32).labels == EncodedDataset(tsv.train, task, tok, 32).labels
+
+
+def test_a_copy_that_orders_the_nli_classes_differently_still_reads_right(offline_datasets, monkeypatch):
+    tmp = offline_datasets
+    reordered = {**HUB_NAMES, "mnli": ["contradiction", "entailment", "neutral"]}
+    monkeypatch.setenv("KDFD_HF_DATASET", str(_write_hub_copy(tmp / "hub", reordered)))
+    hf = load_task(get_task("mnli"), "hf")
+    assert [e.label for e in hf.train] == [r[2] for r in TSV_ROWS["mnli"]["train"]]
+
+
+def test_a_missing_local_copy_is_a_data_error_naming_it_never_a_hub_lookup(offline_datasets, monkeypatch):
+    missing = offline_datasets / "no-such-copy"
+    monkeypatch.setenv("KDFD_HF_DATASET", str(missing))
+    with pytest.raises(DataError, match=rf"KDFD_HF_DATASET folder '{missing}' does not exist \(expected a local copy"):
+        load_task(get_task("rte"), "hf")

@@ -146,3 +146,62 @@ def test_a_stage_scales_the_students_learning_rate_for_its_steps_only():
         expected = lr * (10.0 if stage.name == "classifier" else 1.0) * (8 - step - 1) / 8
         assert abs(engine.opt_s.param_groups[0]["lr"] - expected) < 1e-12, (step, stage.name)
     assert engine.distiller.stage.name == "classifier"
+
+
+def _tf32_switches() -> tuple[bool, bool]:
+    return torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+
+
+@pytest.fixture
+def tf32_off():
+    """Both TF32 switches off for the test (a caller's own choice), put back as they were after it."""
+    before = _tf32_switches()
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+
+
+def test_tf32_is_on_while_a_cuda_engine_computes_and_restored_after_even_on_error(tf32_off):
+    from kdfd.engine import tf32
+
+    with tf32(torch.device("cuda")):
+        assert _tf32_switches() == (True, True)
+    assert _tf32_switches() == (False, False)
+    with pytest.raises(NonFiniteLossError), tf32(torch.device("cuda")):
+        raise NonFiniteLossError(3, "kd", math.nan, "student")
+    assert _tf32_switches() == (False, False)
+    with tf32(torch.device("cpu")):
+        assert _tf32_switches() == (False, False)  # CPU: nothing to switch
+    torch.use_deterministic_algorithms(True)
+    try:
+        with tf32(torch.device("cuda")):
+            assert _tf32_switches() == (False, False)  # deterministic runs keep full fp32
+    finally:
+        torch.use_deterministic_algorithms(False)
+
+
+def test_building_and_stepping_an_engine_leaves_the_tf32_switches_as_they_were(tf32_off):
+    engine, *_ = setup(VanillaKD)
+    engine.train_step(batch())
+    assert _tf32_switches() == (False, False)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (the TF32 switches act on CUDA only)")
+def test_a_cuda_engine_trains_with_tf32_and_leaves_the_switches_as_it_found_them(tf32_off):
+    from kdfd.config import TrainConfig
+    from kdfd.engine import Engine
+
+    _, distiller, student, teacher = setup(VanillaKD)
+    seen = []
+    step = distiller.student_loss
+
+    def probe(*args):
+        seen.append(_tf32_switches())
+        return step(*args)
+
+    distiller.student_loss = probe
+    engine = Engine(distiller, student, teacher, distiller.task, TrainConfig(lr=1e-2, device="cuda"), 10,
+                    progress=False)
+    assert _tf32_switches() == (False, False)
+    engine.train_step(batch())
+    assert seen == [(True, True)] and _tf32_switches() == (False, False)

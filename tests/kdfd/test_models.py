@@ -45,3 +45,31 @@ def test_model_fingerprints_hash_local_weights_only():
     assert fingerprint(ModelSpec(name="tiny")) is None
     fp = fingerprint(ModelSpec(name="minilm"))
     assert fp is not None and len(fp) == 16 and fp == fingerprint(ModelSpec(name="minilm", layers=3))
+
+
+def test_a_hub_id_in_the_local_cache_needs_no_hub_and_one_not_cached_is_named(tmp_path):
+    """A real Hugging Face cache (the bundled MiniLM's files filed under a hub id, as a download leaves them) and a
+    hub that answers nothing (a refused port): the cached id passes, the other is named with the way out. In a
+    fresh interpreter, since huggingface_hub reads HF_HOME and HF_ENDPOINT when imported."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    revision = "0" * 40
+    snapshot = tmp_path / "hf" / "hub" / "models--local--minilm" / "snapshots" / revision
+    shutil.copytree(resolve_path("minilm"), snapshot, ignore=shutil.ignore_patterns("__pycache__", "*.py"))
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text(revision)
+    code = ("from kdfd.models import require_loadable\n"
+            "require_loadable(['local/minilm', 'minilm', 'tiny', 'synthetic'])\n"
+            "print('cached: ok')\n"
+            "require_loadable(['local/minilm', 'local/elsewhere'])\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TRANSFORMERS_"))}
+    env.update(HF_HOME=str(tmp_path / "hf"), HF_ENDPOINT="http://127.0.0.1:9")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert out.stdout.strip() == "cached: ok", out.stderr
+    assert ("ModelError: model 'local/elsewhere' is neither a local folder nor in the Hugging Face cache "
+            f"({tmp_path / 'hf' / 'hub'}), and the hub http://127.0.0.1:9 does not answer") in out.stderr
