@@ -9,7 +9,6 @@ found no record of the suite; 2 a usage or configuration error, printed as one l
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -34,10 +33,10 @@ def _fmt_metrics(metrics: dict | None) -> str:
 
 
 def cmd_list(args) -> int:
-    from kdfd.distiller import METHODS, param_fields
+    from kdfd.distiller import needs_of, param_fields
+    from kdfd.registry import load_methods
     from kdfd.tasks import TASKS
 
-    from . import runner  # noqa: F401  (registers every method)
     from . import suite as suites
 
     t = Table(title="tasks")
@@ -48,12 +47,12 @@ def cmd_list(args) -> int:
                   ", ".join(task.dev_files), task.description)
     console.print(t)
     t = Table(title="methods")
-    for col in ("method", "version", "teacher", "description", "parameters (defaults)"):
+    for col in ("method", "version", "teacher", "description", "parameters (defaults)", "module"):
         t.add_column(col, overflow="fold")
-    for cls in METHODS.values():
+    for cls in load_methods().values():
         params = ", ".join(f"{n}={d!r}" for n, _, d in param_fields(cls)) or "-"
-        needs = cls.needs(cls.Params())
-        t.add_row(cls.name, cls.version, needs.teacher, cls.description, params)
+        needs = needs_of(cls, cls.Params())
+        t.add_row(cls.name, cls.version, needs.teacher, cls.description, params, cls.__module__)
     console.print(t)
     t = Table(title="suites")
     for col in ("suite", "jobs", "description"):
@@ -66,22 +65,27 @@ def cmd_list(args) -> int:
 
 
 def job_table(suite, results: Path, title: str) -> Table:
-    from .runner import is_done
+    from .runner import code_changes
+    from .store import is_done
 
+    stale = {i for change in code_changes(suite, results) for i in change.ids}
     t = Table(title=title)
     for col in ("#", "id", "task", "job", "seed", "teacher job", "state"):
         t.add_column(col)
     for i, job in enumerate(suite.jobs, 1):
         c = job.config
         t.add_row(str(i), job.id, c.task, job.label, str(c.seed), c.teacher_job or "-",
-                  "done" if is_done(results, job) else "to run")
+                  "stale" if job.id in stale else "done" if is_done(results, job) else "to run")
     return t
 
 
 def load_suite(args, name: str | None = None):
     """The suite of `--suite` (or `name`) with the command line's task, method and seed overrides."""
-    from . import runner  # noqa: F401  (registers every method)
+    from kdfd.registry import load_methods
+
     from . import suite as suites
+
+    load_methods()
 
     seeds = [int(s) for s in args.seeds] if args.seeds else None
     return suites.load(name or args.suite, tasks=args.tasks, methods=None if name else args.methods, seeds=seeds)
@@ -91,8 +95,6 @@ def cmd_run(args) -> int:
     from . import runner
 
     suite = load_suite(args)
-    if args.tensorboard:
-        suite.jobs = [with_tensorboard(j) for j in suite.jobs]
     results = Path(args.results)
     n_teacher = sum(j.config.role == "teacher" for j in suite.jobs)
     count = f"{len(suite.jobs)} jobs ({n_teacher} teacher fine-tuning, {len(suite.jobs) - n_teacher} method)"
@@ -100,17 +102,14 @@ def cmd_run(args) -> int:
         console.print(job_table(suite, results, f"suite {suite.name}: {suite.description}"))
         console.print(count)
         return 0
-    if args.checkpoint_every < 1:
-        raise KdfdError(f"--checkpoint-every {args.checkpoint_every} is not allowed (must be >= 1 step)")
-    if args.deterministic:
-        from kdfd.engine import DETERMINISTIC_ENV
-
-        os.environ[DETERMINISTIC_ENV] = "1"  # read by every job, here and in SLURM tasks (sbatch exports it)
-    if args.executor == "slurm":
-        return submit(args, suite, results, count)
+    ctx = run_context(args, suite)
+    for change in runner.check_code(suite, results, accept=args.accept_code_changes):
+        console.print(f"accepted the code change of {change.describe()}: those records stand as done (kept in "
+                      f"{results / runner.CODE_ACCEPTED})")
+    if ctx.executor == "slurm":
+        return submit(args, suite, ctx, count)
     console.print(f"suite {suite.name}: {count}; results in {results}")
-    outcomes = runner.run_suite(suite, results, glue_dir=args.glue_dir, progress=not args.no_progress,
-                                checkpoint_every=args.checkpoint_every)
+    outcomes = runner.run_suite(suite, ctx)
     t = Table(title=f"suite {suite.name}")
     for col in ("task", "job", "seed", "status", "student dev", "teacher dev", "seconds"):
         t.add_column(col)
@@ -127,24 +126,27 @@ def cmd_run(args) -> int:
     return 0
 
 
-def with_tensorboard(job):
-    """`bench run --tensorboard`: the job (and its teacher job) with train.tensorboard on. The field is out of the
-    job ids (kdfd.config.observe), so the ids, and which jobs are done, stay as they were."""
-    if job is None:
-        return None
-    train = dataclasses.replace(job.config.train, tensorboard=True)
-    return dataclasses.replace(job, config=dataclasses.replace(job.config, train=train),
-                               teacher=with_tensorboard(job.teacher))
+def run_context(args, suite):
+    """`bench run`'s flags as the one object the runner and the SLURM executor take (benchmarks.options)."""
+    from .options import SLURM_FIELDS, RunContext, SlurmOptions
+
+    opts = SlurmOptions()
+    if args.executor == "slurm":
+        from . import slurm
+
+        opts = slurm.options(suite, {f: getattr(args, f) for f in SLURM_FIELDS if hasattr(args, f)})
+    return RunContext(results=Path(args.results), glue_dir=args.glue_dir, checkpoint_every=args.checkpoint_every,
+                      deterministic=args.deterministic, progress=not args.no_progress, tensorboard=args.tensorboard,
+                      executor=args.executor, slurm=opts, jobs_per_task=args.jobs_per_task)
 
 
-def submit(args, suite, results: Path, count: str) -> int:
+def submit(args, suite, ctx, count: str) -> int:
     from . import slurm
 
-    opts = slurm.options(suite, {f: getattr(args, f) for f in slurm.SLURM_FIELDS if hasattr(args, f)})
-    new = slurm.submit(suite, results, args.glue_dir, opts, args.jobs_per_task, args.checkpoint_every)
+    new = slurm.submit(suite, ctx)
     tasks = len(set(new.values()))
     console.print(f"suite {suite.name}: {count}; submitted {len(new)} jobs as {tasks} SLURM tasks "
-                  f"({len(suite.jobs) - len(new)} done or already queued); results in {results}")
+                  f"({len(suite.jobs) - len(new)} done or already queued); results in {ctx.results}")
     flags = f"--suite {args.suite}" + (f" --results {args.results}"
                                        if args.results != os.environ.get("KDFD_RESULTS", "results") else "")
     console.print(f"follow them with `bench status {flags}` or `bench wait {flags}`")
@@ -155,12 +157,13 @@ def status_table(items, title: str) -> Table:
     t = Table(title=title)
     for col in ("task", "job", "seed", "state", "slurm id", "student dev", "error"):
         t.add_column(col, overflow="fold")
-    colour = {"done": "green", "failed": "red", "running": "yellow"}
+    colour = {"done": "green", "failed": "red", "running": "yellow", "stale": "magenta"}
     for s in items:
         c = s.job.config
         state = f"[{colour[s.state]}]{s.state}[/]" if s.state in colour else s.state
         t.add_row(c.task, s.job.label, str(c.seed), state, s.slurm_id or "-",
-                  _fmt_metrics((s.record or {}).get("metrics")) if s.state == "done" else "-", (s.error or "")[:100])
+                  _fmt_metrics((s.record or {}).get("metrics")) if s.state in ("done", "stale") else "-",
+                  (s.error or "")[:100])
     return t
 
 
@@ -198,7 +201,7 @@ def cmd_wait(args) -> int:
     while True:
         items = status.states(suite, results)
         n = status.counts(items)
-        bar.n = n.get("done", 0) + n.get("failed", 0)
+        bar.n = n.get("done", 0) + n.get("stale", 0) + n.get("failed", 0)
         bar.set_postfix(n, refresh=True)
         if lines and n != last:
             print(f"suite {suite.name}: " + ", ".join(f"{v} {k}" for k, v in n.items()), file=sys.stderr, flush=True)
@@ -220,10 +223,12 @@ def cmd_cancel(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from . import report, report_writer
+    from . import paper_tables, report, report_writer
 
     suite = load_suite(args)
     roots = [Path(args.results), *[Path(r) for r in args.also or []]]
+    if not args.methods:  # every method run on the suite, those added after it was written too
+        suite = report.widen(suite, roots, args.tasks, [int(s) for s in args.seeds] if args.seeds else None)
     collected = report.collect(suite, roots, args.checkpoint)
     if not collected.groups and not collected.failed:  # an empty report would only overwrite a real one
         print(f"bench: warning: no record of suite {suite.name}'s {len(suite.jobs)} jobs under "
@@ -236,13 +241,13 @@ def cmd_report(args) -> int:
         sweeps[swept.name] = report.collect(swept, roots, args.checkpoint)
     out = Path(args.out) / suite.name
     result = report_writer.write(out, suite.name, collected, args.checkpoint, sweeps=sweeps)
+    reference = paper_tables.load()
     for name, rows in result["tables"].items():
-        t = Table(title=f"{report_writer.TITLES[name]} (dev, mean over seeds; paper in brackets)")
+        t = Table(title=f"{reference.tables[name].title} (dev, mean over seeds; paper in brackets)")
         t.add_column("method")
-        shown = [i for i, (task, *_rest) in enumerate(report.TABLE1_COLUMNS)
-                 if any(r["cells"][i][1].mean is not None for r in rows)]
+        shown = [i for i in range(len(reference.columns)) if any(r["cells"][i][1].mean is not None for r in rows)]
         for i in shown:
-            t.add_column(report.TABLE1_COLUMNS[i][3])
+            t.add_column(reference.columns[i].header)
         for r in rows:
             cells = [r["cells"][i][1] for i in shown]
             t.add_row(r["method"], *[(f"{c.mean:.1f}" if c.mean is not None else "-")
@@ -313,6 +318,9 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--tensorboard", action="store_true",
                    help="write each job's loss terms, learning rates and dev metrics as TensorBoard events beside its "
                         "record (as [train] tensorboard = true; needs kdfd-bench[tensorboard])")
+    r.add_argument("--accept-code-changes", action="store_true",
+                   help="keep the done records of methods whose code changed without a version bump (a change that "
+                        "keeps the results); without it such a run stops, naming them (bump the version to rerun)")
     r.add_argument("--executor", choices=("local", "slurm"), default="local",
                    help="local: run here, in order; slurm: submit job arrays through submitit and return")
     g = r.add_argument_group("slurm (override the suite's [slurm] table)")

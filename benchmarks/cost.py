@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .results import read
+from .store import read
 
 
 def frame(paths: list[Path]) -> pd.DataFrame:

@@ -2,8 +2,8 @@
 
 - Fig. 3: covariance matrices of the first 16 dimensions of the student's raw feature and of its z_mu, side by side.
 - Fig. 4: t-SNE (fixed seed) of the raw feature and of z_mu on the fixed dev sample, coloured by label.
-- Fig. 5: the task score against a swept method parameter (the compression dimension, lambda), mean and std over
-  seeds: any method parameter with several values among the report's runs.
+- Fig. 5: the task score against a swept method parameter (the compression dimension, lambda): every seed, the mean
+  and a band of one std over seeds: any method parameter with several values among the report's runs.
 - Learning curves: every loss term of the teacher and the student, and the dev score, against steps.
 Each is written as .png and .pdf.
 """
@@ -34,20 +34,24 @@ def save(fig, out: Path, stem: str) -> list[Path]:
 
 
 def covariance(reps: dict[str, np.ndarray], title: str, out: Path, stem: str, dims: int = 16) -> list[Path]:
+    """Fig. 3: the covariance of the first `dims` dimensions of the raw feature h and of z_mu ([N, D] each, the fixed
+    dev sample), as heatmaps on a colour scale symmetric about zero (seaborn)."""
+    import seaborn as sns
+
     names = [n for n in ("features", "z_mu") if n in reps]
     fig, axes = plt.subplots(1, len(names), figsize=(5.2 * len(names), 4.6), squeeze=False,
                              layout="constrained")
     for ax, name in zip(axes[0], names):
         x = reps[name][:, :dims].astype(np.float64)
         cov = np.cov(x, rowvar=False)
-        lim = np.abs(cov).max() or 1.0
-        im = ax.imshow(cov, cmap="RdBu_r", vmin=-lim, vmax=lim)
         off = cov[~np.eye(len(cov), dtype=bool)]
+        sns.heatmap(cov, ax=ax, cmap="RdBu_r", center=0.0, vmin=-(np.abs(cov).max() or 1.0), square=True,
+                    vmax=np.abs(cov).max() or 1.0, xticklabels=2, yticklabels=2, cbar_kws={"fraction": 0.046})
+        ax.tick_params(axis="y", rotation=0)
         ax.set_title(f"{'raw feature' if name == 'features' else 'z_mu'}: first {x.shape[1]} dims\n"
                      f"mean |off-diagonal| / mean diagonal = {np.abs(off).mean() / np.abs(np.diag(cov)).mean():.2f}")
         ax.set_xlabel("dimension")
         ax.set_ylabel("dimension")
-        fig.colorbar(im, ax=ax, fraction=0.046)
     fig.suptitle(f"Covariance of the student's representation, {title}")
     return save(fig, out, stem)
 
@@ -112,12 +116,17 @@ def learning_curves(record: dict, out: Path, stem: str) -> list[Path]:
 
 
 def sweep(points: dict[float, list[float]], param: str, title: str, out: Path, stem: str) -> list[Path]:
-    """points: parameter value -> task scores over seeds (0-1)."""
+    """Fig. 5: the score against a swept parameter. points: parameter value -> task scores over seeds (0-1). The
+    values sit evenly spaced, as in the paper (the dimensions halve); each seed is a dot, the line the mean over
+    seeds and the band its sample std (seaborn)."""
+    import pandas as pd
+    import seaborn as sns
+
     xs = sorted(points)
-    means = [100 * np.mean(points[x]) for x in xs]
-    stds = [100 * np.std(points[x], ddof=1) if len(points[x]) > 1 else 0.0 for x in xs]
+    df = pd.DataFrame([{"position": i, "score": 100 * s} for i, x in enumerate(xs) for s in points[x]])
     fig, ax = plt.subplots(figsize=(5.2, 3.8), layout="constrained")
-    ax.errorbar(range(len(xs)), means, yerr=stds, marker="o", capsize=4)
+    sns.lineplot(data=df, x="position", y="score", estimator="mean", errorbar="sd", marker="o", ax=ax)
+    sns.stripplot(data=df, x="position", y="score", native_scale=True, color="0.35", size=4, jitter=0.08, ax=ax)
     ax.set_xticks(range(len(xs)), [f"{x:g}" for x in xs])
     ax.set_xlabel(param)
     ax.set_ylabel("dev score (mean ± std over seeds)")

@@ -1,5 +1,6 @@
 """`bench report`: reads records (never trains), selects a config per (task, method), and builds the paper's tables
-beside the paper's own numbers.
+beside the paper's own numbers. The tables' columns, rows and the paper row each method fills are data
+(`reference/kdfd_tables.toml`, read by `paper_tables`); every method with records is in the every-task table.
 
 Rules, printed in every report:
 - Only `done` records count; failed and unfinished jobs are listed, never averaged in.
@@ -19,7 +20,6 @@ Rules, printed in every report:
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -30,42 +30,14 @@ import numpy as np
 from kdfd.metrics import score
 from kdfd.tasks import get_task
 
-from . import runner
+from . import paper_tables, store
 from .suite import Suite
 
-PAPER_CSV = Path(__file__).resolve().parent / "reference" / "kdfd_paper_tables.csv"
+PAPER_CSV = paper_tables.PAPER_CSV
 CHECKPOINTS = ("last", "best")
 BOOTSTRAP_DRAWS = 10_000
-
-# The paper's Table 1 columns: (task, dev split, metric, header)
-TABLE1_COLUMNS = [
-    ("cola", "dev", "mcc", "CoLA mcc"), ("sst2", "dev", "accuracy", "SST-2 acc"),
-    ("mrpc", "dev", "f1", "MRPC F1"), ("mrpc", "dev", "accuracy", "MRPC acc"),
-    ("stsb", "dev", "pearson", "STS-B P"), ("stsb", "dev", "spearman", "STS-B S"),
-    ("qqp", "dev", "f1", "QQP F1"), ("qqp", "dev", "accuracy", "QQP acc"),
-    ("mnli", "dev_matched", "accuracy", "MNLI-m"), ("mnli", "dev_mismatched", "accuracy", "MNLI-mm"),
-    ("qnli", "dev", "accuracy", "QNLI acc"), ("rte", "dev", "accuracy", "RTE acc"),
-]
-# our method name -> the paper's row name, per table
-PAPER_ROWS = {
-    "table1": {"teacher": "BERT-base (teacher)", "bert-pkd": "BERT-PKD", "tinybert": "TinyBERT", "prokt": "ProKT",
-               "theseus": "BERT-of-Theseus", "pesf-kd": "PESF-KD", "metadistil": "MetaDistil",
-               "reptile-distil": "ReptileDistil", "lgtm": "LGTM", "kdfd": "KDFD"},
-    "table2": {"kdfd-ae": "AE", "kdfd": "VAE"},
-    "table3": {"vanilla-kd": "Vanilla KD", "kdfd": "KDFD"},
-}
-MAJORITY = "majority"  # the constant predictor's row: the floor of every table
-TABLE_METHODS = {
-    "table1": [MAJORITY, "teacher", "finetune", "vanilla-kd", "bert-pkd", "tinybert", "prokt", "theseus", "pesf-kd",
-               "metadistil", "reptile-distil", "lgtm", "internal-kd", "dml", "kdfd-ae", "kdfd"],
-    "table2": [MAJORITY, "teacher", "kdfd-ae", "kdfd"],
-    "table3": [MAJORITY, "teacher", "vanilla-kd", "kdfd"],
-}
-# the paper's rows that no method here runs, each with the one line that says why (shown beside its numbers)
-NOT_RUN = {
-    "table1": {"ICR-KD": "not run: its method is public only in the ICIC 2024 proceedings (paywalled); no preprint "
-                         "or code describes it"},
-}
+MAJORITY = paper_tables.MAJORITY
+paper_numbers = paper_tables.paper_numbers  # (table, paper row, task, metric) -> the paper's value
 NOT_METHODS = ("teacher",)  # selected groups that are references, not students (the majority is not selected)
 
 
@@ -126,7 +98,7 @@ def collect(suite: Suite, roots: list[Path], checkpoint: str = "last") -> Collec
     majority: dict[tuple, Group] = {}  # the constant predictor per task, from the dev labels a record saw
     failed, missing = [], []
     for job in suite.jobs:
-        found = [(root, runner.read_record(runner.record_path(root, job))) for root in roots]
+        found = [(root, store.find(root, job)) for root in roots]
         found = [(root, r) for root, r in found if r is not None and r.get("config_hash") == job.id]
         records = [r for _, r in found]
         root, done = next(((root, r) for root, r in found if r.get("status") == "done"), (None, None))
@@ -142,12 +114,49 @@ def collect(suite: Suite, roots: list[Path], checkpoint: str = "last") -> Collec
         key = (c.task, method, done["method_version"], config_key(done))
         g = groups.setdefault(key, Group(c.task, method, done["method_version"], key[3], job.label, dict(c.params)))
         g.runs.append({"seed": c.seed, "metrics": checkpoint_metrics(done, checkpoint), "id": job.id,
-                       "path": runner.record_path(root, job)})
+                       "path": store.record_path(root, job)})
         if done.get("majority_metrics") and (c.task, MAJORITY) not in majority:
             majority[(c.task, MAJORITY)] = Group(c.task, MAJORITY, "-", "constant", "majority class of the dev labels",
                                                  runs=[{"seed": 0, "metrics": done["majority_metrics"], "id": None,
                                                         "path": None}])
     return Collected(list(groups.values()), failed, missing, majority)
+
+
+def widen(suite: Suite, roots: list[Path], tasks: list[str] | None = None, seeds: list[int] | None = None) -> Suite:
+    """The suite and the jobs of every method it does not name whose records under `roots` are jobs of the suite
+    as if it named that method too: the suite's tasks, seeds, models and training settings, its `[method.NAME]`
+    table where it has one, else the method's defaults (what `bench run --suite S --methods NAME` runs). A method
+    added after the suite was written so reaches the suite's report once it has run on it, while records of other
+    settings under the same root (another suite's models, a sweep's grid points) stay out of the tables.
+    `tasks` / `seeds`: the command line's replacements, as the suite was loaded with."""
+    import dataclasses
+
+    from kdfd.errors import ConfigError
+
+    from . import results
+    from . import suite as suites
+
+    own = {j.config.method for j in suite.jobs if j.config.role != "teacher"}
+    suite_tasks = {j.config.task for j in suite.jobs}
+    recorded: dict[str, set[str]] = {}  # method -> ids of its records on the suite's tasks
+    for root in roots:
+        df = results.load(root)
+        if df.empty:
+            continue
+        df = df[(df["method"] != "teacher") & df["task"].isin(suite_tasks) & ~df["method"].isin(own)]
+        for method, ids in df.groupby("method")["id"]:
+            recorded.setdefault(method, set()).update(ids)
+    jobs = {j.id: j for j in suite.jobs}
+    for method, ids in sorted(recorded.items()):
+        try:
+            extra = suites.load(str(suite.path), tasks=tasks, methods=[method], seeds=seeds)
+        except ConfigError:  # not registered here, or not runnable with the suite's settings: none of it is the suite's
+            continue
+        if ids & {j.id for j in extra.jobs}:
+            for job in extra.jobs:
+                jobs.setdefault(job.id, job)
+    ordered = sorted(jobs.values(), key=lambda j: j.config.role != "teacher")  # stable: teachers first, as suite.load
+    return dataclasses.replace(suite, jobs=ordered)
 
 
 def select(groups: list[Group]) -> dict[tuple[str, str], Group]:
@@ -189,41 +198,36 @@ def cell(values: list[float], paper: float | None = None) -> Cell:
     return Cell(float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else None, len(v), paper)
 
 
-def paper_numbers(path: Path = PAPER_CSV) -> dict[tuple[str, str, str, str], float]:
-    """(table, paper row, task, metric) -> value. MNLI's metrics are accuracy_matched / accuracy_mismatched."""
-    with open(path, newline="") as f:
-        return {(r["table"], r["method"], r["task"], r["metric"]): float(r["value"]) for r in csv.DictReader(f)}
-
-
-def _paper_metric(task: str, split: str, metric: str) -> str:
-    if task == "mnli":
-        return f"{metric}_{'matched' if split == 'dev_matched' else 'mismatched'}"
-    return metric
-
-
-def table(name: str, selected: dict[tuple[str, str], Group], paper: dict) -> list[dict]:
-    """Rows of one paper table: per method, a Cell per Table-1 column, and the average of the complete row."""
+def table(name: str, selected: dict[tuple[str, str], Group], paper: dict,
+          reference: paper_tables.Reference | None = None) -> list[dict]:
+    """Rows of one of the paper's tables (`reference`: the tables file, `paper_tables.load()` by default): per row
+    of the table that a method here fills, a Cell per column and the average of the complete row; then the paper's
+    rows no method here runs, with the reason."""
+    reference = reference or paper_tables.load()
+    spec = reference.tables[name]
     rows = []
-    for method in TABLE_METHODS[name]:
-        paper_row = PAPER_ROWS[name].get(method)
+    for method, paper_row in spec.rows:
         cells = []
-        for task, split, metric, header in TABLE1_COLUMNS:
-            g = selected.get((task, method))
-            p = paper.get((name, paper_row, task, _paper_metric(task, split, metric))) if paper_row else None
-            cells.append((header, cell(g.values(split, metric) if g else [], p)))
+        for col in reference.columns:
+            g = selected.get((col.task, method))
+            p = paper.get((name, paper_row, col.task, col.paper_metric)) if paper_row else None
+            cells.append((col.header, cell(g.values(col.split, col.metric) if g else [], p)))
         means = [c.mean for _, c in cells]
         avg = float(np.mean(means)) if all(m is not None for m in means) else None
         if any(c.mean is not None for _, c in cells) or paper_row:
             rows.append({"method": method, "paper_row": paper_row or "-", "cells": cells, "average": avg})
-    for paper_row, why in NOT_RUN.get(name, {}).items():
-        cells = [(header, cell([], paper.get((name, paper_row, task, _paper_metric(task, split, metric)))))
-                 for task, split, metric, header in TABLE1_COLUMNS]
+    for paper_row, why in spec.not_run:
+        cells = [(col.header, cell([], paper.get((name, paper_row, col.task, col.paper_metric))))
+                 for col in reference.columns]
         rows.append({"method": why, "paper_row": paper_row, "cells": cells, "average": None})
     return rows
 
 
-def all_results(selected: dict[tuple[str, str], Group]) -> tuple[list[str], list[dict]]:
-    """Every task and metric present (synthetic tasks too): (column headers, rows of method -> Cells)."""
+def all_results(selected: dict[tuple[str, str], Group],
+                reference: paper_tables.Reference | None = None) -> tuple[list[str], list[dict]]:
+    """Every task and metric present (synthetic tasks too) and every method with a selected group, whether or not
+    the paper's tables name it: (column headers, rows of method -> Cells)."""
+    reference = reference or paper_tables.load()
     columns = []
     for task in sorted({t for t, _ in selected}):
         t = get_task(task)
@@ -233,7 +237,7 @@ def all_results(selected: dict[tuple[str, str], Group]) -> tuple[list[str], list
     for method in sorted({m for _, m in selected}):
         cells = [(h, cell(selected[(task, method)].values(split, metric) if (task, method) in selected else []))
                  for task, split, metric, h in columns]
-        rows.append({"method": method, "paper_row": PAPER_ROWS["table1"].get(method, "-"), "cells": cells,
+        rows.append({"method": method, "paper_row": reference.paper_row(method) or "-", "cells": cells,
                      "average": None})
     return [h for *_, h in columns], rows
 

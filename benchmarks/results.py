@@ -13,7 +13,6 @@ training setting as `train.<name>`, timings (`wall_seconds`, `train_seconds`, `s
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -21,15 +20,9 @@ import pandas as pd
 from kdfd.metrics import score
 from kdfd.tasks import get_task
 
+from . import store
+
 FORMATS = ("csv", "parquet", "jsonl")
-
-
-def read(path: Path) -> dict | None:
-    """One record, or None when it does not parse (a truncated file is never trusted)."""
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def row(record: dict, path: Path | None = None) -> dict:
@@ -66,18 +59,14 @@ def load(root: str | Path, suite: str | None = None, ids: set[str] | None = None
     records of jobs that suite expands to (by id, so a job run first under another suite counts too), `ids` keeps
     the records with these ids."""
     if suite is not None:
-        from . import runner  # noqa: F401  (registers every method: expanding a suite reads the registry, and torch)
+        from kdfd.registry import load_methods  # expanding a suite reads the registry (and imports torch)
+
         from .suite import load as load_suite
 
+        load_methods()
+
         ids = {j.id for j in load_suite(suite).jobs} | (ids or set())
-    rows = []
-    for path in sorted(Path(root).glob("*/*/s*-*.json")):
-        record = read(path)
-        if record is None or "task" not in record:
-            continue
-        if ids is not None and record.get("id") not in ids:
-            continue
-        rows.append(row(record, path))
+    rows = [row(record, path) for path, record in store.records(root) if ids is None or record.id in ids]
     return pd.DataFrame(rows)
 
 

@@ -4,9 +4,10 @@
   into one array per teacher, with `--dependency=afterok:<teacher task>` (and `--kill-on-invalid-dep=yes`, so that a
   failed teacher cancels its students instead of leaving them pending forever).
 - `jobs_per_task` packs several small jobs into one SLURM task (run one after the other).
-- Each task runs its jobs through `runner.execute`: a lock per job, done jobs skipped, a checkpoint as it goes. On a
-  time limit or a preemption, submitit signals the task ahead of time, calls `TaskRunner.checkpoint` and requeues it;
-  the requeued task skips its finished jobs and resumes the interrupted one from its last checkpoint.
+- Each task runs its jobs through `runner.execute`, with the run's own `RunContext` (pickled whole by submitit): a lock
+  per job, done jobs skipped, a checkpoint as it goes. On a time limit or a preemption, submitit signals the task
+  ahead of time, calls `TaskRunner.checkpoint` and requeues it; the requeued task skips its finished jobs and resumes
+  the interrupted one from its last checkpoint.
 - What was submitted is kept in `<results>/.slurm/<suite>/submitted.json` (job id -> SLURM id), which `bench status`,
   `bench wait` and `bench cancel` read together with the records and `sacct`.
 """
@@ -16,16 +17,24 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import io
+import os
 import subprocess
-from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kdfd import provenance
 from kdfd.config import build
 from kdfd.errors import ConfigError, ExternalError
 
-from . import runner
-from .suite import Job, Suite
+from . import store
+from .options import RunContext, SlurmOptions
+
+if TYPE_CHECKING:
+    from .suite import Job, Suite
+
+# The runner (and with it torch) is imported where a task runs or a submission is prepared, not here: `bench status`
+# and `bench cancel` read SLURM's accounting through this module alone.
+
 
 class SlurmError(ExternalError):
     """A SLURM command that failed or is missing (sacct, sbatch, scancel): the cluster, not the input. The command
@@ -36,45 +45,6 @@ ACTIVE = {"PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESI
           "CONFIGURING", "STAGE_OUT", "SIGNALING", "PREEMPTED"}
 
 
-@dataclass(frozen=True)
-class SlurmOptions:
-    """Resources of one SLURM task (the suite's `[slurm]` table; `bench run` flags override it)."""
-
-    partition: str | None = None
-    time: int = 60  # minutes per task; on the limit the task is requeued and resumes from its checkpoint
-    gpus: int = 0  # per task
-    cpus: int = 4
-    mem_gb: float | None = None  # unset: the cluster's default per CPU
-    account: str | None = None
-    qos: str | None = None
-    constraint: str | None = None
-    array_parallelism: int = 64  # at most this many tasks of one array run at once
-    signal_delay_s: int = 90  # how long before the time limit submitit is told to checkpoint and requeue
-    max_requeues: int = 3  # time-outs a task may requeue after
-
-    def __post_init__(self):
-        for name in ("time", "cpus", "array_parallelism", "signal_delay_s"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"slurm {name} = {getattr(self, name)} is not allowed (must be >= 1)")
-        if self.gpus < 0 or self.max_requeues < 0 or (self.mem_gb is not None and self.mem_gb <= 0):
-            raise ConfigError("slurm gpus and max_requeues must be >= 0, mem_gb > 0")
-        if self.signal_delay_s >= self.time * 60:
-            raise ConfigError(f"slurm signal_delay_s = {self.signal_delay_s} must be shorter than the time limit "
-                              f"({self.time} min)")
-
-    def executor_parameters(self) -> dict:
-        p = {"timeout_min": self.time, "cpus_per_task": self.cpus, "slurm_array_parallelism": self.array_parallelism,
-             "slurm_signal_delay_s": self.signal_delay_s, "slurm_additional_parameters": {}}
-        if self.gpus:
-            p["gpus_per_node"] = self.gpus
-        if self.mem_gb is not None:
-            p["mem_gb"] = self.mem_gb
-        for name in ("partition", "account", "qos", "constraint"):
-            if getattr(self, name) is not None:
-                p[f"slurm_{name}"] = getattr(self, name)
-        return p
-
-
 def options(suite: Suite, overrides: dict) -> SlurmOptions:
     """The suite's `[slurm]` table with the command line's values (those not None) on top."""
     raw = {**suite.slurm, **{k: v for k, v in overrides.items() if v is not None}}
@@ -82,18 +52,25 @@ def options(suite: Suite, overrides: dict) -> SlurmOptions:
 
 
 class TaskRunner:
-    """What one SLURM task runs (pickled by submitit). Subclasses submitit's Checkpointable at import time below,
-    so that this module imports without submitit installed."""
+    """What one SLURM task runs (pickled by submitit): its jobs, in order, with the run's context. Subclasses
+    submitit's Checkpointable at import time below, so that this module imports without submitit installed."""
 
-    def __call__(self, suite_name: str, jobs: list[Job], results: str, glue_dir: str | None,
-                 checkpoint_every: int) -> list[str]:
+    def __call__(self, suite_name: str, jobs: list[Job], ctx: RunContext) -> list[str]:
+        from . import runner
+
         prov = provenance.collect()
-        out = []
-        for job in jobs:
-            outcome = runner.execute(suite_name, job, Path(results), glue_dir, prov, False, checkpoint_every,
-                                     block=True)
-            out.append(outcome.status)
-        return out
+        return [runner.execute(suite_name, job, ctx, prov, block=True, executor=executor_info()).status
+                for job in jobs]
+
+
+def executor_info() -> dict:
+    """Where a SLURM task's job ran, for its record: host and process, and SLURM's job, array and restart ids."""
+    env = os.environ
+    info = {"kind": "slurm", "host": os.uname().nodename, "pid": os.getpid()}
+    for key in ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_RESTART_COUNT"):
+        if key in env:
+            info[key.lower()] = env[key]
+    return info
 
 
 def _submitit():
@@ -114,31 +91,34 @@ def _checkpointable():
 
 
 def state_path(results: Path, suite: Suite) -> Path:
-    return Path(results) / ".slurm" / suite.name / "submitted.json"
+    return store.slurm_state_path(results, suite.name)
 
 
 def submitted(results: Path, suite: Suite) -> dict:
-    return runner.read_record(state_path(results, suite)) or {}
+    return store.read_json(state_path(results, suite)) or {}
 
 
-def submit(suite: Suite, results: Path, glue_dir: str | None, opts: SlurmOptions, jobs_per_task: int = 1,
-           checkpoint_every: int = 500) -> dict[str, str]:
-    """Submit every job not done and not already queued or running; returns job id -> SLURM id of the new ones."""
+def submit(suite: Suite, ctx: RunContext) -> dict[str, str]:
+    """Submit every job not done and not already queued or running, each task with its resources (`ctx.slurm`) and
+    `ctx.jobs_per_task` jobs; returns job id -> SLURM id of the new ones. The tasks run with `ctx` as it is (its
+    results root made absolute, progress off)."""
     submitit = _submitit()
 
-    if jobs_per_task < 1:
-        raise ConfigError(f"jobs_per_task = {jobs_per_task} is not allowed (must be >= 1)")
-    results = Path(results).resolve()
-    runner.preflight(suite, glue_dir)
+    opts, jobs_per_task = ctx.slurm, ctx.jobs_per_task
+    results = ctx.results.resolve()
+    task_ctx = ctx.replace(results=results, progress=False)
+    from . import runner
+
+    runner.preflight(suite, ctx)
     state = submitted(results, suite)
     try:
         live = slurm_states([v["slurm_id"] for v in state.values()])
     except SlurmError as e:
         raise SlurmError(f"{e}: which jobs are queued already is unknown, so nothing was submitted") from None
-    todo = [j for j in suite.jobs if not runner.is_done(results, j) and not is_active(state.get(j.id), live)]
+    todo = [j for j in suite.jobs if not store.is_done(results, j) and not is_active(state.get(j.id), live)]
     if not todo:
         return {}
-    folder = results / ".slurm" / suite.name
+    folder = store.slurm_folder(results, suite.name)
     before = set(folder.iterdir()) if folder.is_dir() else set()
     executor = submitit.AutoExecutor(folder=folder / "%j", cluster="slurm", slurm_max_num_timeout=opts.max_requeues)
     executor.update_parameters(name=f"bench-{suite.name}", **opts.executor_parameters())
@@ -147,7 +127,7 @@ def submit(suite: Suite, results: Path, glue_dir: str | None, opts: SlurmOptions
     todo_ids = {j.id for j in todo}
     groups: dict[str | None, list[Job]] = {}
     for job in todo:
-        waits_for = job.teacher.id if job.teacher is not None and not runner.is_done(results, job.teacher) else None
+        waits_for = job.teacher.id if job.teacher is not None and not store.is_done(results, job.teacher) else None
         groups.setdefault(waits_for, []).append(job)
     for teacher_id in [None, *[k for k in groups if k is not None]]:  # first the array the others depend on
         jobs = groups.get(teacher_id, [])
@@ -165,8 +145,7 @@ def submit(suite: Suite, results: Path, glue_dir: str | None, opts: SlurmOptions
         try:
             # submitit prints sbatch's complaint to stderr before raising it: it is said once, in refused()'s line
             with contextlib.redirect_stderr(io.StringIO()):
-                handles = executor.map_array(_checkpointable()(), [suite.name] * n, chunks, [str(results)] * n,
-                                             [glue_dir] * n, [checkpoint_every] * n)
+                handles = executor.map_array(_checkpointable()(), [suite.name] * n, chunks, [task_ctx] * n)
         except submitit.core.utils.FailedJobError as e:
             _remove_unsubmitted(folder, before)
             _keep(results, suite, state, new)
@@ -190,7 +169,7 @@ def _keep(results: Path, suite: Suite, state: dict, new: dict[str, str]) -> None
         return
     now = dt.datetime.now(dt.timezone.utc).isoformat()
     state.update({job_id: {"slurm_id": sid, "submitted": now} for job_id, sid in new.items()})
-    runner.write_json(state_path(results, suite), state)
+    store.write_json(state_path(results, suite), state)
 
 
 # sbatch's reason for refusing a submission -> the options that can fix it (Slurm's own messages, matched lowercase)
@@ -288,5 +267,3 @@ def cancel(results: Path, suite: Suite) -> list[str]:
             raise SlurmError(f"cannot run scancel ({e})") from None
     return ids
 
-
-SLURM_FIELDS = [f.name for f in fields(SlurmOptions)]

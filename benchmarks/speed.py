@@ -23,6 +23,7 @@ of that step is written beside the report.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import tempfile
@@ -32,14 +33,12 @@ from pathlib import Path
 import torch
 
 from kdfd.data import Collator, EncodedDataset, load_task, make_loader, subset
-from kdfd.distiller import get_method, parse_params
 from kdfd.engine import Engine, resolve_device, set_seed
 from kdfd.metrics import compute
-from kdfd.job import build_models
+from kdfd.job import build_models, resolve
 from kdfd.models import load_tokenizer
 from kdfd.tasks import get_task
 
-from . import runner  # noqa: F401  (registers every method)
 from . import suite as suites
 
 TARGETS = {  # the issue's targets: ratio name -> (the most it may be, or the least with "min")
@@ -57,14 +56,14 @@ def build_engine(method: str, trained: str, cfg, task, tokenizer, device, total_
     """An engine for `method` training the suite's student (or, with trained = teacher, its teacher alone), put
     together as a job does (the method's init_models; `quiz`, a dataset, as its quiz split when it asks for one)."""
     set_seed(0)
-    cls = get_method(method)
-    params = parse_params(cls, cfg.params if method == cfg.method else {})
     spec = cfg.teacher if trained == "teacher" else cfg.student
-    student, teacher, distiller = build_models(cls, params, task, spec, cfg.teacher, len(tokenizer))
+    job = resolve(dataclasses.replace(cfg, method=method, params=cfg.params if method == cfg.method else {},
+                                      student=spec))
+    student, teacher, distiller = build_models(job, len(tokenizer))
     distiller.init_models(student, teacher)
     engine = Engine(distiller, student, teacher, task, cfg.train, total_steps=total_steps, device=device,
-                    progress=False)
-    if cls.needs(params).quiz_fraction and quiz is not None:
+                    progress=False, needs=job.needs)
+    if job.needs.quiz_fraction and quiz is not None:
         engine.use_quiz(make_loader(quiz, cfg.train.batch_size, shuffle=True, seed=1))
     return engine
 

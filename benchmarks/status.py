@@ -1,6 +1,7 @@
 """Where each job of a suite stands, from its record, its lock and (for submitted jobs) SLURM's accounting.
 
-States: done · failed (the record's error, or the SLURM state of a task that ended without writing one) · running
+States: done · stale (done, by code that changed since without a version bump: `bench run` stops on it, see
+kdfd.fingerprint) · failed (the record's error, or the SLURM state of a task that ended without writing one) · running
 (its lock is held, or its SLURM task runs) · pending (queued in SLURM) · to run (nothing yet) · unknown (submitted,
 no record yet, and `sacct` could not be asked: `states(..., sacct=False)`).
 """
@@ -9,12 +10,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from . import runner, slurm
+from . import runner, slurm, store
 from .lock import JobLock
-from .suite import Job, Suite
+from .store import Record
 
-FINAL = ("done", "failed")
+if TYPE_CHECKING:
+    from .suite import Job, Suite
+
+FINAL = ("done", "stale", "failed")
 
 
 @dataclass
@@ -23,7 +28,7 @@ class JobState:
     state: str
     slurm_id: str | None = None
     error: str | None = None
-    record: dict | None = None
+    record: Record | None = None
 
 
 def states(suite: Suite, results: Path, sacct: bool = True) -> list[JobState]:
@@ -32,26 +37,28 @@ def states(suite: Suite, results: Path, sacct: bool = True) -> list[JobState]:
     results = Path(results)
     sub = slurm.submitted(results, suite)
     live = slurm.slurm_states([v["slurm_id"] for v in sub.values()]) if sub and sacct else {}
+    stale = {i: change for change in runner.code_changes(suite, results) for i in change.ids}
     out = []
     for job in suite.jobs:
         sid = sub.get(job.id, {}).get("slurm_id")
-        record = runner.read_record(runner.record_path(results, job))
-        if record is not None and record.get("config_hash") != job.id:
-            record = None
-        if runner.is_done(results, job):
+        record = store.find(results, job)
+        if job.id in stale:  # done records only
+            out.append(JobState(job, "stale", sid, f"{job.config.method}'s code changed since, same version: "
+                                + ", ".join(stale[job.id].modules), record))
+        elif store.is_done(results, job):
             out.append(JobState(job, "done", sid, record=record))
-        elif _locked(runner.lock_path(results, job)):
+        elif _locked(store.lock_path(results, job)):
             out.append(JobState(job, "running", sid))
         elif sid is not None and not sacct:
             out.append(JobState(job, "unknown", sid, "sacct could not be asked"))
         elif sid is not None and slurm.is_active(sub[job.id], live):
             out.append(JobState(job, "running" if live.get(sid) in ("RUNNING", "COMPLETING") else "pending", sid))
         elif record is not None:  # failed, and not requeued since
-            out.append(JobState(job, "failed", sid, (record.get("error") or {}).get("message"), record))
+            out.append(JobState(job, "failed", sid, (record.error or {}).get("message"), record))
         elif sid is not None:
             out.append(JobState(job, "failed", sid, f"SLURM task ended {live.get(sid, 'UNKNOWN')} without a record"
                                 + (" (its teacher did not finish)" if job.teacher is not None
-                                   and not runner.is_done(results, job.teacher) else "")))
+                                   and not store.is_done(results, job.teacher) else "")))
         else:
             out.append(JobState(job, "to run"))
     return out

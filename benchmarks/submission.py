@@ -15,7 +15,7 @@ import numpy as np
 from kdfd.files import atomic_write
 from kdfd.tasks import Task, get_task
 
-from .runner import predictions_file
+from .store import predictions_file
 
 HEADER = "index\tprediction\n"
 

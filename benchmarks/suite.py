@@ -18,16 +18,19 @@
     seeds = [1, 2, 3]               # this method's seeds, in place of the suite's (`--seeds` replaces both)
     [method.bert-pkd.student]       # this method's own student model (BERT-PKD: the teacher's first k layers)
     layers = 6
-    [slurm]                         # resources of one SLURM task: benchmarks.slurm.SlurmOptions
+    [slurm]                         # resources of one SLURM task: benchmarks.options.SlurmOptions
     partition = "gpu"
 
-Methods that start from a fine-tuned teacher get one teacher fine-tuning job per (teacher model, task, seed, teacher
-training settings), shared by every job that needs it and run before them.
+Each job comes out resolved (`kdfd.job.resolve`: its task, method class, typed parameters and needs, computed once
+here); the runner, preflight and the engine take it as it is. Methods that start from a fine-tuned teacher get one
+teacher fine-tuning job per (teacher model, task, seed, teacher training settings), shared by every job that needs
+it and run before them.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import tomllib
 from dataclasses import dataclass
@@ -35,11 +38,14 @@ from pathlib import Path
 
 from kdfd.config import RunConfig, TrainConfig, build
 from kdfd.data import SOURCES
-from kdfd.distiller import METHODS, get_method, parse_params
+from kdfd.distiller import get_method, parse_params
 from kdfd.errors import ConfigError, one_of
-from kdfd.job import resolve
+from kdfd.job import ResolvedJob, resolve
 from kdfd.models import ModelSpec
+from kdfd.registry import load_methods
 from kdfd.tasks import get_task
+
+from .options import SlurmOptions
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
 TOP_KEYS = ("base", "description", "tasks", "seeds", "methods", "data_source", "tokenizer", "teacher", "student", "train",
@@ -49,11 +55,18 @@ LIST_FIELDS = {"tasks": str, "seeds": int, "methods": str}
 
 @dataclass(frozen=True)
 class Job:
-    config: RunConfig
+    """One job of a suite: resolved once at expansion (its config, task, method class, typed parameters, needs), its
+    label, and the teacher fine-tuning job it starts from."""
+
+    resolved: ResolvedJob
     label: str  # `method[k=v,...]` for grid points, `teacher` for teacher fine-tuning
     teacher: "Job | None" = None
 
     @property
+    def config(self) -> RunConfig:
+        return self.resolved.config
+
+    @functools.cached_property
     def id(self) -> str:
         return self.config.hash()
 
@@ -64,7 +77,7 @@ class Suite:
     path: Path
     description: str
     jobs: list[Job]  # teacher jobs first, then method jobs; no two with the same id
-    slurm: dict = dataclasses.field(default_factory=dict)  # the `[slurm]` table: benchmarks.slurm.SlurmOptions
+    slurm: dict = dataclasses.field(default_factory=dict)  # the `[slurm]` table: benchmarks.options.SlurmOptions
 
 
 def available() -> list[str]:
@@ -87,7 +100,7 @@ def load(name: str, tasks=None, methods=None, seeds=None) -> Suite:
     """Read and expand a suite; `tasks`, `methods`, `seeds` replace the file's lists when given (`methods = ["all"]`:
     every registered method)."""
     if methods == ["all"]:
-        methods = sorted(METHODS)
+        methods = sorted(load_methods())
     path = suite_path(name)
     raw = read_raw(path)
     where = str(path)
@@ -124,29 +137,24 @@ def load(name: str, tasks=None, methods=None, seeds=None) -> Suite:
         for point, label_items in points:
             train = build(TrainConfig, {k[6:]: v for k, v in point.items() if k.startswith("train.")},
                           f"{where} [train] of {method}")
-            params = {k: v for k, v in point.items() if not k.startswith("train.")}
-            full = dataclasses.asdict(parse_params(get_method(method), params, where))
+            params = parse_params(get_method(method), {k: v for k, v in point.items() if not k.startswith("train.")},
+                                  where)
             label = method + (f"[{','.join(f'{k}={v}' for k, v in label_items)}]" if label_items else "")
             for task in lists["tasks"]:
                 for seed in method_seeds:
-                    cfg = RunConfig(task=task, method=method, seed=seed, student=method_student, teacher=teacher, params=full,
-                                    train=train, data_source=source, tokenizer=raw.get("tokenizer", "auto"),
-                                    method_version=get_method(method).version)
-                    _, _, _, needs = resolve(cfg)
-                    if needs.teacher == "none":
-                        cfg = dataclasses.replace(cfg, teacher=None)
-                    if needs.teacher != "frozen" and train.teacher_cache:  # no frozen teacher, nothing to cache:
-                        cfg = dataclasses.replace(cfg, train=dataclasses.replace(train, teacher_cache=False))  # same id
+                    cfg = RunConfig(task=task, method=method, seed=seed, student=method_student, teacher=teacher,
+                                    params=dataclasses.asdict(params), train=train, data_source=source,
+                                    tokenizer=raw.get("tokenizer", "auto"))
+                    resolved = resolve(cfg, params)
                     teacher_job = None
-                    if needs.needs_finetuned_teacher:
-                        teacher_job = _teacher_job(cfg)
+                    if resolved.needs.needs_finetuned_teacher:
+                        teacher_job = _teacher_job(resolved.config)
                         jobs.setdefault(teacher_job.id, teacher_job)
-                        cfg = dataclasses.replace(cfg, teacher_job=teacher_job.id)
-                    job = Job(cfg, label, teacher_job)
+                        resolved = dataclasses.replace(
+                            resolved, config=dataclasses.replace(resolved.config, teacher_job=teacher_job.id))
+                    job = Job(resolved, label, teacher_job)
                     jobs.setdefault(job.id, job)
     ordered = sorted(jobs.values(), key=lambda j: j.config.role != "teacher")  # stable: teachers first
-    from .slurm import SlurmOptions  # here: slurm.py imports this module
-
     slurm_table = raw.get("slurm", {})
     build(SlurmOptions, slurm_table, f"{where} [slurm]")  # checked now, not at submission
     return Suite(path.stem, path, raw.get("description", ""), ordered, slurm_table)
@@ -202,9 +210,8 @@ def _teacher_job(cfg: RunConfig) -> Job:
                              teacher_seed=None, max_train_examples=t.teacher_max_train_examples or t.max_train_examples)
     seed = cfg.seed if t.teacher_seed is None else t.teacher_seed
     tcfg = RunConfig(task=cfg.task, method="finetune", seed=seed, student=cfg.teacher, teacher=None, params={},
-                     train=tc, data_source=cfg.data_source, tokenizer=cfg.resolved_tokenizer(), role="teacher",
-                     method_version=get_method("finetune").version)
-    return Job(tcfg, "teacher")
+                     train=tc, data_source=cfg.data_source, tokenizer=cfg.resolved_tokenizer(), role="teacher")
+    return Job(resolve(tcfg), "teacher")
 
 
 def expand(table: dict, where: str) -> list[tuple[dict, list[tuple[str, object]]]]:

@@ -14,10 +14,44 @@ import typing
 from dataclasses import dataclass, field
 
 from .errors import ConfigError
-from .models import ModelSpec
 
 PRECISIONS = ("auto", "fp32", "bf16")
 BATCHINGS = ("shuffle", "grouped")
+
+MINILM = "minilm"
+TINY = "tiny"
+LAYER_CHOICES = ("first", "skip")
+POOLINGS = ("auto", "pooler", "cls", "mean")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What model to build. `hidden`, `heads`, `intermediate` apply to `tiny` only."""
+
+    name: str = TINY
+    layers: int | None = None  # tiny: its depth (default 2); pre-trained: keep this many layers (default all)
+    layer_choice: str = "first"  # which layers `layers` keeps: first | skip
+    pooling: str = "auto"  # classifier input: auto (pooler when the model has one, else cls) | pooler | cls | mean
+    hidden: int = 64
+    heads: int = 2
+    intermediate: int = 128
+    dropout: float = 0.1
+
+    def __post_init__(self):
+        if self.layer_choice not in LAYER_CHOICES:
+            raise ConfigError(f"layer_choice {self.layer_choice!r} is not allowed (allowed: {', '.join(LAYER_CHOICES)})")
+        if self.pooling not in POOLINGS:
+            raise ConfigError(f"pooling {self.pooling!r} is not allowed (allowed: {', '.join(POOLINGS)})")
+        if self.layers is not None and self.layers < 1:
+            raise ConfigError(f"layers = {self.layers} is not allowed (must be >= 1)")
+        if self.name == TINY and (self.hidden < 1 or self.hidden % self.heads):
+            raise ConfigError(f"tiny model: hidden = {self.hidden} must be a positive multiple of heads = {self.heads}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout = {self.dropout} is not allowed (must be in [0, 1))")
+
+    @property
+    def pretrained(self) -> bool:
+        return self.name != TINY
 
 
 def later(default):

@@ -1,4 +1,4 @@
-"""The `Distiller` interface and the method registry.
+"""The `Distiller` interface and the method registry (filled by `kdfd.registry.load_methods`).
 
 A method declares what it needs (`Needs`: the teacher's role, hidden states, attentions), owns its extra modules
 (put in `self.student_modules` / `self.teacher_modules`, whose parameters the engine gives to that model's optimizer),
@@ -209,16 +209,32 @@ def register(cls: type[Distiller]) -> type[Distiller]:
     if not dataclasses.is_dataclass(cls.Params):
         raise TypeError(f"{cls.__name__}.Params must be a dataclass")
     if cls.name in METHODS and METHODS[cls.name] is not cls:
-        raise ValueError(f"method name {cls.name!r} registered twice")
+        first = METHODS[cls.name]
+        raise ValueError(f"method name {cls.name!r} registered twice: by {first.__module__}.{first.__qualname__} and "
+                         f"by {cls.__module__}.{cls.__qualname__}")
     METHODS[cls.name] = cls
     return cls
 
 
 def get_method(name: str) -> type[Distiller]:
+    """The method registered as `name`; the registry is loaded (`kdfd.registry.load_methods`) on a name not seen yet."""
+    if name not in METHODS:
+        from .registry import load_methods  # here: registry imports this module
+
+        load_methods()
     try:
         return METHODS[name]
     except KeyError:
         raise ConfigError(one_of("method", name, METHODS)) from None
+
+
+def needs_of(cls: type[Distiller], params) -> Needs:
+    """What a method with these parameters asks of the engine: the one place outside the methods that asks them
+    (`kdfd.job.resolve` keeps the answer with the job; preflight, the job and the engine read it from there)."""
+    needs = cls.needs(params)
+    if not isinstance(needs, Needs):
+        raise TypeError(f"method {cls.name!r}: needs() returned a {type(needs).__name__}, not a Needs")
+    return needs
 
 
 def param_fields(cls: type[Distiller]) -> list[tuple[str, type, object]]:

@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 from . import metrics as glue_metrics
 from .checkpoint import Checkpointer, rng_state, set_rng_state
 from .config import TrainConfig
-from .distiller import FROZEN, NONE, ONLINE, Distiller, Stage, StudentFunction
+from .distiller import FROZEN, NONE, ONLINE, Distiller, Needs, Stage, StudentFunction
 from .errors import NonFiniteLossError
 from .events import Events
 from .faults import crash_point
@@ -54,14 +54,11 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-DETERMINISTIC_ENV = "KDFD_DETERMINISTIC"
-
-
-def set_determinism() -> bool:
-    """With KDFD_DETERMINISTIC=1 (`bench run --deterministic`): PyTorch's deterministic algorithms (an operation
-    without one raises, naming itself, instead of varying), cuDNN without autotuning, cuBLAS's fixed workspace.
-    CPU runs are bit-reproducible without it. Returns whether it is on."""
-    if os.environ.get(DETERMINISTIC_ENV, "") not in ("1", "true"):
+def set_determinism(on: bool) -> bool:
+    """With `on` (`bench run --deterministic`, the run context's `deterministic`): PyTorch's deterministic algorithms
+    (an operation without one raises, naming itself, instead of varying), cuDNN without autotuning, cuBLAS's fixed
+    workspace. CPU runs are bit-reproducible without it. Returns whether it is on."""
+    if not on:
         return False
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(True)
@@ -166,14 +163,14 @@ class Engine:
     """Trains `student` (and `teacher`, for online methods) with `distiller`'s losses.
 
     Shapes: batches hold input_ids / attention_mask / token_type_ids LongTensor [B, T] and labels [B].
+    `needs`: what the method asks of the engine, as the job resolved it (`kdfd.job.resolve`; `kdfd.distiller.needs_of`).
     """
 
     def __init__(self, distiller: Distiller, student: nn.Module, teacher: nn.Module | None, task: Task,
-                 train: TrainConfig, total_steps: int, device: torch.device | None = None, progress: bool = True):
+                 train: TrainConfig, total_steps: int, device: torch.device | None = None, progress: bool = True,
+                 *, needs: Needs):
         self.distiller, self.student, self.teacher, self.task, self.cfg = distiller, student, teacher, task, train
-        self.needs = distiller.needs(distiller.params)
-        if self.needs.teacher != NONE and teacher is None:
-            raise ValueError(f"method {distiller.name!r} needs a teacher")
+        self.needs = needs  # resolved with the job, which gives a teacher model wherever these ask for one
         self.device = device or resolve_device(train.device)
         self.amp = autocast_dtype(self.device, train.precision)
         self.progress = progress

@@ -1,60 +1,108 @@
-"""One job from a `RunConfig`: build data, models and the method, train with the engine, return the results.
+"""One job: a `RunConfig` resolved once (`resolve`), checked against its models (`check_models`), then trained
+(`run`): build data, models and the method, train with the engine, return the results.
 
 Knows nothing of suites or records (the runner in `benchmarks` owns those).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from .checkpoint import Checkpointer
-from .config import RunConfig
+from .config import RunConfig, TrainConfig
 from .data import EncodedDataset, load_task, load_test, make_loader, quiz_split, subset
 from .data import fingerprint as data_fingerprint
-from .distiller import FROZEN, NONE, ModelInfo, get_method, parse_params
+from .distiller import FROZEN, NONE, Distiller, ModelInfo, Needs, get_method, needs_of, parse_params
 from .engine import Engine, resolve_device, save_state, set_determinism, set_seed
 from .errors import ConfigError, ModelError
 from .files import atomic_write
 from .metrics import constant_baseline, predictions
-from .models import build_classifier, count_params, load_tokenizer
+from .models import ModelSpec, build_classifier, check_depth, count_params, load_tokenizer
 from .models import fingerprint as model_fingerprint
-from .tasks import get_task
+from .tasks import Task, get_task
 
 
-def resolve(cfg: RunConfig):
-    """Validate a config's names and parameters without loading anything: (task, method class, params, needs)."""
+@dataclass(frozen=True)
+class ResolvedJob:
+    """A job's config with every fact derived from it, computed once by `resolve`: the task, the method's class, its
+    typed parameters and what it needs of the engine. Suite expansion makes one per job; preflight (`check_models`),
+    `run` and the engine take it as it is, never deriving these again."""
+
+    config: RunConfig
+    task: Task
+    method: type[Distiller]
+    params: object  # an instance of method.Params; config.params is its plain form (hashed into the job's id)
+    needs: Needs
+
+    @property
+    def student(self) -> ModelSpec:
+        return self.config.student
+
+    @property
+    def teacher(self) -> ModelSpec | None:
+        return self.config.teacher
+
+    @property
+    def train(self) -> TrainConfig:
+        return self.config.train
+
+
+def resolve(cfg: RunConfig, params=None) -> ResolvedJob:
+    """Resolve a config's names and parameters without loading anything. `params`: the method's typed parameters
+    when the caller has parsed them already (suite expansion), else parsed from cfg.params.
+
+    The config comes back normalised by what the method needs, as every job id has always been computed: the
+    method's own version, no teacher model for a method without a teacher, no teacher cache without a frozen
+    teacher. A method that needs a teacher where none is configured is an error."""
     task = get_task(cfg.task)
     method = get_method(cfg.method)
-    params = parse_params(method, cfg.params)
-    needs = method.needs(params)
+    if params is None:
+        params = parse_params(method, cfg.params)
+    needs = needs_of(method, params)
     if needs.teacher != NONE and cfg.teacher is None:
         raise ConfigError(f"method {cfg.method!r} needs a teacher model, and none is configured")
-    if cfg.teacher is not None and cfg.student.layers and cfg.teacher.layers and cfg.student.layers > cfg.teacher.layers:
-        raise ConfigError(f"the student has {cfg.student.layers} layers, more than its teacher's {cfg.teacher.layers}")
-    return task, method, params, needs
+    changes = {"method_version": method.version, "params": dataclasses.asdict(params)}
+    if needs.teacher == NONE:
+        changes["teacher"] = None
+    if needs.teacher != FROZEN and cfg.train.teacher_cache:  # no frozen teacher, nothing to cache (same id)
+        changes["train"] = dataclasses.replace(cfg.train, teacher_cache=False)
+    return ResolvedJob(dataclasses.replace(cfg, **changes), task, method, params, needs)
 
 
-def run(cfg: RunConfig, glue_dir: str | None = None, teacher_checkpoint: Path | None = None,
+def check_models(job: ResolvedJob, student: ModelInfo, teacher: ModelInfo | None) -> Distiller:
+    """Every check of a job against its models' shapes, in one place (preflight runs it on the models' configs, a
+    job on the models it built): the student no deeper than its teacher, and the method's own checks, made by
+    building its modules on these shapes (a latent dimension above a hidden size, head counts that differ).
+    Returns the method, built."""
+    if teacher is not None:
+        check_depth(student.num_layers, teacher.num_layers)
+    return job.method(job.params, job.task, student, teacher)
+
+
+def run(job: ResolvedJob, glue_dir: str | None = None, teacher_checkpoint: Path | None = None,
         save_model_to: Path | None = None, progress: bool = True, checkpointer: Checkpointer | None = None,
         artifacts_to: Path | None = None, predictions_to: Path | None = None,
-        teacher_cache_dir: Path | None = None, events_to: Path | None = None) -> dict:
+        teacher_cache_dir: Path | None = None, events_to: Path | None = None, deterministic: bool = False) -> dict:
     """Train one job. Returns metrics (student dev metrics per split, last epoch), teacher metrics, per-epoch
     curves, parameter counts and timings. With a `checkpointer`, the job saves its state as it goes and first
     takes up a checkpoint left by an interrupted run of the same job. With `artifacts_to`, the student's
     representations on a fixed dev sample are saved there (.npz) for the report's figures. With `train.predict_test`,
     the trained model's predictions on the task's GLUE test files are saved to `predictions_to` (.npz, one array
     per test split: class ids [N] or scores [N], in file order). With `train.teacher_cache`, an offline method's
-    teacher targets come from the cache in `teacher_cache_dir` (kdfd.teacher_cache). With `train.tensorboard`, the
-    training's loss terms, learning rates and dev metrics go to `events_to` as TensorBoard events (kdfd.events)."""
+    teacher targets come from the cache in `teacher_cache_dir` (kdfd.teacher_cache). With `events_to` (which
+    `train.tensorboard` asks for), the training's loss terms, learning rates and dev metrics go there as
+    TensorBoard events (kdfd.events). `deterministic`: PyTorch's deterministic algorithms (`set_determinism`)."""
     started = time.perf_counter()
-    task, method, params, needs = resolve(cfg)
+    cfg, task, needs = job.config, job.task, job.needs
     if cfg.train.tensorboard and events_to is None:
         raise ConfigError("train.tensorboard is on, and no event folder was given")
-    deterministic = set_determinism()
+    deterministic = set_determinism(deterministic)
     set_seed(cfg.seed)
     tokenizer = load_tokenizer(cfg.resolved_tokenizer())
     data = load_task(task, cfg.data_source, glue_dir)
@@ -72,14 +120,15 @@ def run(cfg: RunConfig, glue_dir: str | None = None, teacher_checkpoint: Path | 
                                batching=tc.batching, group_size=tc.group_size)
     dev_loaders = {s: make_loader(d, tc.eval_batch_size, shuffle=False, pin_memory=pin) for s, d in dev_ds.items()}
 
-    student, teacher, distiller = build_models(method, params, task, cfg.student, cfg.teacher, len(tokenizer))
+    student, teacher, distiller = build_models(job, len(tokenizer))
     if needs.needs_finetuned_teacher:
         if teacher_checkpoint is None:
             raise ConfigError(f"method {cfg.method!r} starts from a fine-tuned teacher; no checkpoint was given")
         teacher.load_state_dict(_load_state(teacher_checkpoint))
     distiller.init_models(student, teacher)
 
-    engine = Engine(distiller, student, teacher, task, tc, tc.epochs * len(train_loader), device, progress)
+    engine = Engine(distiller, student, teacher, task, tc, tc.epochs * len(train_loader), device, progress,
+                    needs=needs)
     if quiz_examples:
         quiz_ds = EncodedDataset(quiz_examples, task, tokenizer, tc.max_length)
         engine.use_quiz(make_loader(quiz_ds, tc.batch_size, shuffle=True, seed=cfg.seed, pin_memory=pin))
@@ -91,7 +140,7 @@ def run(cfg: RunConfig, glue_dir: str | None = None, teacher_checkpoint: Path | 
     teacher_start = engine.evaluate("teacher", dev_loaders) if teacher is not None else None
     setup_seconds = time.perf_counter() - started
     curves = engine.fit(train_loader, dev_loaders, tc.epochs, desc=f"{cfg.task}/{cfg.method}", checkpointer=checkpointer,
-                        events_to=events_to if tc.tensorboard else None)
+                        events_to=events_to)
     if save_model_to is not None:
         save_state(student, save_model_to)
     artifacts = None
@@ -139,18 +188,16 @@ def run(cfg: RunConfig, glue_dir: str | None = None, teacher_checkpoint: Path | 
     }
 
 
-def build_models(method, params, task, student_spec, teacher_spec, vocab: int):
-    """(student, teacher or None, the method's distiller), freshly initialised, as `method` with `params` needs them
-    (eager attention where it reads attention maps; a teacher only if it has one)."""
-    needs = method.needs(params)
-    attn = "eager" if needs.attentions else "sdpa"  # attention maps need the eager implementation
-    student = build_classifier(student_spec, task.num_labels, vocab, attn)
+def build_models(job: ResolvedJob, vocab: int):
+    """(student, teacher or None, the method's distiller), freshly initialised, as the job's method needs them
+    (eager attention where it reads attention maps; a teacher only if it has one), checked by `check_models` (a hub
+    model preflight could not describe is checked here, once built)."""
+    attn = "eager" if job.needs.attentions else "sdpa"  # attention maps need the eager implementation
+    student = build_classifier(job.student, job.task.num_labels, vocab, attn)
     teacher = None
-    if needs.teacher != NONE:
-        teacher = build_classifier(teacher_spec, task.num_labels, vocab, attn)
-        if teacher.num_layers < student.num_layers:
-            raise ConfigError(f"the student has {student.num_layers} layers, more than its teacher's {teacher.num_layers}")
-    return student, teacher, method(params, task, ModelInfo.of(student), ModelInfo.of(teacher))
+    if job.needs.teacher != NONE:
+        teacher = build_classifier(job.teacher, job.task.num_labels, vocab, attn)
+    return student, teacher, check_models(job, ModelInfo.of(student), ModelInfo.of(teacher))
 
 
 REPRESENTATION_SAMPLE = 512  # a fixed subset of the dev examples: the same for every method and seed

@@ -16,43 +16,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .config import MINILM, TINY, ModelSpec  # noqa: F401  (ModelSpec: callers import it from here too)
 from .errors import ConfigError, ModelError
-
-MINILM = "minilm"
-TINY = "tiny"
-LAYER_CHOICES = ("first", "skip")
-POOLINGS = ("auto", "pooler", "cls", "mean")
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """What model to build. `hidden`, `heads`, `intermediate` apply to `tiny` only."""
-
-    name: str = TINY
-    layers: int | None = None  # tiny: its depth (default 2); pre-trained: keep this many layers (default all)
-    layer_choice: str = "first"  # which layers `layers` keeps: first | skip
-    pooling: str = "auto"  # classifier input: auto (pooler when the model has one, else cls) | pooler | cls | mean
-    hidden: int = 64
-    heads: int = 2
-    intermediate: int = 128
-    dropout: float = 0.1
-
-    def __post_init__(self):
-        if self.layer_choice not in LAYER_CHOICES:
-            raise ConfigError(f"layer_choice {self.layer_choice!r} is not allowed (allowed: {', '.join(LAYER_CHOICES)})")
-        if self.pooling not in POOLINGS:
-            raise ConfigError(f"pooling {self.pooling!r} is not allowed (allowed: {', '.join(POOLINGS)})")
-        if self.layers is not None and self.layers < 1:
-            raise ConfigError(f"layers = {self.layers} is not allowed (must be >= 1)")
-        if self.name == TINY and (self.hidden < 1 or self.hidden % self.heads):
-            raise ConfigError(f"tiny model: hidden = {self.hidden} must be a positive multiple of heads = {self.heads}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"dropout = {self.dropout} is not allowed (must be in [0, 1))")
-
-    @property
-    def pretrained(self) -> bool:
-        return self.name != TINY
-
 
 def resolve_path(name: str) -> str:
     """`minilm` -> the bundled folder; an existing local path -> itself; anything else is a hub id."""
@@ -265,12 +230,18 @@ class Classifier(nn.Module):
         return q @ k.transpose(-1, -2) * d**-0.5
 
 
+def check_depth(student_layers: int, teacher_layers: int) -> None:
+    """A student deeper than its teacher is an error: every layer map (and every method that distils layer to layer)
+    assumes the student's layers are a subset of the teacher's."""
+    if student_layers > teacher_layers:
+        raise ConfigError(f"the student has {student_layers} layers, more than its teacher's {teacher_layers}")
+
+
 def layer_map(student_layers: int, teacher_layers: int, scheme: str) -> list[tuple[int, int]]:
     """(student layer, teacher layer) pairs, 1-based. `skip`: student layer i <-> teacher layer i * L_t / L_s,
     rounded (12 -> 6: 2, 4, .., 12; BERT-PKD's PKD-Skip, TinyBERT's g(m)); `last`: i <-> L_t - L_s + i (PKD-Last:
     the teacher's last L_s layers)."""
-    if student_layers > teacher_layers:
-        raise ConfigError(f"the student has {student_layers} layers, more than its teacher's {teacher_layers}")
+    check_depth(student_layers, teacher_layers)
     if scheme == "skip":
         return [(i, round(i * teacher_layers / student_layers)) for i in range(1, student_layers + 1)]
     if scheme == "last":

@@ -10,6 +10,7 @@ import types
 import pytest
 
 from benchmarks import suite as suites
+from benchmarks.options import RunContext
 from benchmarks.runner import run_suite
 from kdfd.distiller import METHODS
 from tests.conftest import ROOT
@@ -38,7 +39,7 @@ def test_the_readme_method_registers_and_runs(my_kd, tmp_path):
     path = tmp_path / "readme.toml"  # the smoke suite on a smaller budget: the method's plumbing is what is tested
     path.write_text('base = "smoke"\n[train]\nepochs = 1\nteacher_epochs = 1\nmax_train_examples = 256\n')
     suite = suites.load(str(path), tasks=["synth-single"], methods=["my-kd"])
-    outcomes = run_suite(suite, tmp_path, progress=False)
+    outcomes = run_suite(suite, RunContext(tmp_path, progress=False))
     assert [o.status for o in outcomes] == ["done", "done"]  # the teacher's fine-tuning, then my-kd
     record = outcomes[-1].record
     assert record["method"] == "my-kd" and set(record["curves"][0]["loss"]) == {"student/total", "student/kd"}

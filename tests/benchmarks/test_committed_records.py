@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import runner  # noqa: F401  (registers the methods)
 from benchmarks import suite as suites
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,3 +28,30 @@ def test_every_committed_record_is_a_job_of_a_committed_suite():
         if record["id"] not in ids or path.stem.split("-", 1)[1] != record["id"]:
             orphans.append(f"{path.relative_to(ROOT)} ({record.get('suite')})")
     assert not orphans, f"records no suite expands to any more: {orphans}"
+
+
+# A few committed records' ids, written out: an id is a hash of the whole resolved config (the method's full
+# parameters, its version, the teacher it needs or not, the teacher job's id), so a change anywhere in resolution
+# shows here by name, even where a suite changed alongside it. (suite, task, label, seed) -> id
+PINNED = {
+    ("glue-cpu", "mrpc", "teacher", 1): "455721f0703e8dba",
+    ("glue-cpu", "mrpc", "kdfd", 1): "daf00bb1e9b63265",
+    ("glue-cpu", "rte", "vanilla-kd", 1): "f6a838d8ebb547ae",
+    ("glue-cpu", "stsb", "finetune", 1): "7698e75a0f14baf3",
+    ("protocol-internal-kd-mrpc", "mrpc", "internal-kd[schedule=sid,final_stage=head,activation=cls]", 1):
+        "687a9500350cf7cd",
+}
+
+
+def test_the_ids_of_pinned_committed_jobs_are_unchanged():
+    found = {}
+    for suite, task, label, seed in PINNED:
+        jobs = suites.load(suite, tasks=[task], seeds=[seed]).jobs
+        found[(suite, task, label, seed)] = next((j.id for j in jobs if j.label == label), None)
+    assert found == PINNED
+    kdfd = next(j for j in suites.load("glue-cpu", tasks=["mrpc"], seeds=[1]).jobs if j.label == "kdfd")
+    assert kdfd.config.teacher_job == kdfd.teacher.id == "455721f0703e8dba"
+    if committed_records():
+        for (_, task, label, seed), job_id in PINNED.items():
+            kind = "teacher" if label == "teacher" else label.split("[")[0]
+            assert list(REPORTS.glob(f"*/results/{task}/{kind}/s{seed}-{job_id}.json")), (label, job_id)

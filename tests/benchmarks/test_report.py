@@ -1,11 +1,17 @@
 """`bench report` on hand-written records with known values: cells, selection, paper differences, bootstrap,
 failed records, method versions."""
 
+from dataclasses import dataclass
+
 import numpy as np
 import pytest
 
-from benchmarks import report, report_writer, runner
+from benchmarks import report, report_writer, store
 from benchmarks import suite as suites
+from kdfd import losses
+from kdfd.distiller import METHODS, Distiller, Needs, register
+
+from .helpers import records
 
 SUITE = """
 tasks = ["mrpc"]
@@ -29,11 +35,20 @@ VALUES = {
 }
 
 
+def md_rows(text: str) -> dict[str, list[str]]:
+    """A Markdown table's body rows: first cell -> the other cells, stripped of tabulate's padding."""
+    lines = [line for line in text.splitlines() if line.startswith("|")][2:]  # after the header and the rule
+    cells = [[c.strip() for c in line.strip().strip("|").split("|")] for line in lines]
+    return {c[0]: c[1:] for c in cells}
+
+
 def _write(results, job, status="done", metrics=None, version=None, curves=None):
+    # a method version lives in the job's config (as a real record's, whose id then differs with it)
+    config = {**job.config.to_dict(), "method_version": version or job.config.method_version}
     rec = {"id": job.id, "config_hash": job.id, "status": status, "task": job.config.task, "method": job.config.method,
-           "method_version": version or job.config.method_version, "config": job.config.to_dict(),
+           "method_version": config["method_version"], "config": config,
            "metrics": metrics, "curves": curves or [], "error": None if status == "done" else {"message": "NaN loss"}}
-    runner.write_json(runner.record_path(results, job), rec)
+    store.write_json(store.record_path(results, job), rec)
 
 
 @pytest.fixture
@@ -175,9 +190,10 @@ def test_sweep_suites_add_fig5_and_leave_the_tables_to_the_suites_own_jobs(fixtu
     assert [line for line in md.splitlines() if "also reads" in line] == [
         "Fig. 5 also reads suite `sweep`: 9 done records, 0 failed and 0 not run, left out."]
     assert (tmp_path / "reports" / "fixture" / "figures" / "fig5-latent_dim-mrpc-kdfd.png").is_file()
-    kdfd_row = next(line for line in (tmp_path / "reports" / "fixture" / "table1.md").read_text().splitlines()
-                    if line.startswith("| kdfd |"))
-    assert "82.0" in kdfd_row and "95.0" not in kdfd_row  # the suite's own kdfd (mean F1 82.0), not the sweep's best
+    kdfd_row = md_rows((tmp_path / "reports" / "fixture" / "table1.md").read_text())["kdfd"]
+    # MRPC F1: the suite's own kdfd (mean F1 82.0), not the sweep's best
+    assert kdfd_row[3].startswith("82.0 ± 2.0 (n=3)")
+    assert not any("95.0" in c for c in kdfd_row)
 
 
 def test_report_opens_with_the_verdicts_and_writes_them_as_data(fixture, tmp_path):
@@ -242,5 +258,99 @@ def test_the_feedback_methods_records_fill_their_table1_rows_and_icr_kd_says_why
     assert icr["method"].startswith("not run: ") and "\n" not in icr["method"]
     cell = dict(icr["cells"])["MRPC F1"]
     assert cell.mean is None and cell.paper == 89.4
-    line = next(x for x in report_writer.markdown_table(rows).splitlines() if "| ICR-KD |" in x)
-    assert line.startswith(f"| {icr['method']} | ICR-KD |") and "paper 89.4" in line
+    headers = [header for header, _ in rows[0]["cells"]]
+    cells = md_rows(report_writer.markdown(report_writer.frame(rows, headers)))[icr["method"]]
+    assert cells[0] == "ICR-KD" and cells[1 + headers.index("MRPC F1")] == "- · paper 89.4"
+
+
+def test_the_tables_come_from_the_reference_file(fixture, tmp_path):
+    """A tables file of one table and one column: the rows it names, in its order, filled by those methods, beside
+    the paper row it maps (a method it does not name stays out of the table)."""
+    from benchmarks import paper_tables
+
+    suite, root = fixture
+    path = tmp_path / "tables.toml"
+    path.write_text('paper = "the paper"\n[[column]]\ntask = "mrpc"\nsplit = "dev"\nmetric = "f1"\nheader = "F1"\n'
+                    '[[table]]\nname = "mine"\ntitle = "Mine"\n'
+                    'rows = [{method = "kdfd", paper = "AE"}, {method = "teacher"}]\n')
+    paper_csv = tmp_path / "paper.csv"
+    paper_csv.write_text("table,method,task,metric,value\nmine,AE,mrpc,f1,88.3\n")
+    reference = paper_tables.load(path, paper_csv)
+    selected = report.select(report.collect(suite, [root]).groups)
+    rows = report.table("mine", selected, paper_tables.paper_numbers(paper_csv), reference)
+    assert [(r["method"], r["paper_row"]) for r in rows] == [("kdfd", "AE"), ("teacher", "-")]  # no vanilla-kd row
+    (header, kdfd), = rows[0]["cells"]
+    assert header == "F1" and (kdfd.mean, kdfd.paper, kdfd.n) == (pytest.approx(82.0), 88.3, 3)
+    assert dict(rows[1]["cells"])["F1"].mean == pytest.approx(90.0)
+
+
+@dataclass(frozen=True)
+class HalfCEParams:
+    weight: float = 0.5
+
+
+class HalfCE(Distiller):
+    """A method no suite, reference table or report code has heard of: CE scaled by a weight."""
+
+    name = "throwaway-half-ce"
+    description = "CE times a weight (a test's throwaway method)"
+    Params = HalfCEParams
+
+    @classmethod
+    def needs(cls, params) -> Needs:
+        return Needs()
+
+    def student_loss(self, batch, s, t):
+        ce = losses.task_loss(s.logits, batch["labels"], self.task.is_regression)
+        return {"total": self.params.weight * ce, "ce": ce}
+
+
+@pytest.fixture
+def half_ce():
+    register(HalfCE)
+    try:
+        yield HalfCE
+    finally:
+        METHODS.pop(HalfCE.name, None)
+
+
+def test_a_method_added_after_the_suite_was_written_appears_in_its_report(half_ce, tmp_path):
+    """Run on smoke by name only (`--methods`), reported without it: its records are the suite's jobs had the suite
+    named it, so it reaches the every-task table; no reference row maps it, so Tables 1-3 leave it out; and the
+    synthetic suite's captions name its own tasks and tiny models, not GLUE or BERT-base."""
+    from benchmarks import cli
+
+    results, out = tmp_path / "results", tmp_path / "reports"
+    assert cli.main(["run", "--suite", "smoke", "--tasks", "synth-single", "--methods", half_ce.name,
+                     "--results", str(results), "--no-progress"]) == 0
+    assert cli.main(["report", "--suite", "smoke", "--tasks", "synth-single", "--results", str(results),
+                     "--out", str(out)]) == 0
+    (record,) = [r for r in records(results) if r["method"] == half_ce.name]
+    md = (out / "smoke" / "report.md").read_text()
+    every = md.split("## Every task and method", 1)[1].split("\n## ", 1)[0]
+    # paper row, synth-single accuracy, avg
+    assert md_rows(every)[half_ce.name] == ["-", f"{100 * record['metrics']['dev']['accuracy']:.1f} (n=1)", "-"]
+    assert "- not run: synth-single kdfd seed 1" in md  # the suite's own methods, never run here, are listed
+    assert half_ce.name not in (out / "smoke" / "table1.md").read_text()
+    ours = next(line for line in every.splitlines() if line.startswith("Ours:"))
+    assert "synthetic tasks synth-single" in ours and "tiny random BERT (2 layers, hidden 32)" in ours
+    assert "GLUE" not in ours and "BERT-base" not in ours
+    assert "No task of this report is a column of this table" in md.split("## Table 1", 1)[1].split("\n## ", 1)[0]
+
+
+def test_widen_adds_recorded_methods_run_with_the_suites_settings_only(fixture, tmp_path):
+    """finetune, run as `--methods finetune` on the fixture suite, joins its report; prokt, run on another student,
+    does not: same task and root, other settings."""
+    suite, root = fixture
+    for job in suites.load(str(tmp_path / "fixture.toml"), methods=["finetune"], seeds=[1]).jobs:
+        _write(root, job, metrics={"dev": {"f1": 0.7, "accuracy": 0.6}})
+    other = tmp_path / "other.toml"
+    other.write_text(SUITE.replace("layers = 1", "layers = 2"))
+    for job in suites.load(str(other), methods=["prokt"], seeds=[1]).jobs:
+        _write(root, job, metrics={"dev": {"f1": 0.7, "accuracy": 0.6}})
+    wide = report.widen(suite, [root])
+    methods = {j.config.method for j in wide.jobs if j.config.role != "teacher"}
+    assert methods == {"kdfd", "vanilla-kd", "finetune"}
+    collected = report.collect(wide, [root])
+    assert [len(g.runs) for g in collected.groups if g.method == "finetune"] == [1]
+    assert {(m["label"], m["seed"]) for m in collected.missing} == {("finetune", 2), ("finetune", 3)}

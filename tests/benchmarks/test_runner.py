@@ -1,38 +1,8 @@
-import json
-
 from benchmarks import runner
 from benchmarks import suite as suites
+from benchmarks.options import RunContext
 
 from .helpers import tiny_suite, tiny_train
-
-
-def test_records_are_written_atomically_and_read_back(tmp_path):
-    path = tmp_path / "a" / "b.json"
-    runner.write_json(path, {"status": "done", "x": 1})
-    assert json.loads(path.read_text()) == {"status": "done", "x": 1}
-    assert [p.name for p in path.parent.iterdir()] == ["b.json"]  # no temporary file left behind
-
-
-def test_only_a_complete_done_record_with_the_same_hash_counts_as_done(tmp_path):
-    job = next(j for j in suites.load("smoke").jobs if j.config.method == "finetune" and j.config.role != "teacher")
-    path = runner.record_path(tmp_path, job)
-    assert not runner.is_done(tmp_path, job)
-    runner.write_json(path, {"status": "failed", "config_hash": job.id})
-    assert not runner.is_done(tmp_path, job)  # failed jobs are retried
-    runner.write_json(path, {"status": "done", "config_hash": "something-else"})
-    assert not runner.is_done(tmp_path, job)
-    runner.write_json(path, {"status": "done", "config_hash": job.id})
-    assert runner.is_done(tmp_path, job)
-    path.write_text(path.read_text()[:10])  # a truncated record is redone, never trusted
-    assert not runner.is_done(tmp_path, job)
-
-
-def test_a_teacher_counts_as_done_only_with_its_checkpoint(tmp_path):
-    teacher = next(j for j in suites.load("smoke").jobs if j.config.role == "teacher")
-    runner.write_json(runner.record_path(tmp_path, teacher), {"status": "done", "config_hash": teacher.id})
-    assert not runner.is_done(tmp_path, teacher)
-    runner.weights_path(tmp_path, teacher).write_bytes(b"weights")
-    assert runner.is_done(tmp_path, teacher)
 
 
 GRID_SUITE = tiny_suite(
@@ -50,13 +20,13 @@ def test_a_3x2_grid_with_2_seeds_is_12_jobs_and_each_teacher_trains_once(tmp_pat
     assert len(methods) == 12 and len(teachers) == 2  # one teacher per seed, shared by the 6 grid points
     assert {j.label for j in methods} == {f"vanilla-kd[temperature={t},alpha={a}]"
                                           for t in (1.0, 2.0, 4.0) for a in (0.2, 0.8)}
-    outcomes = runner.run_suite(suite, tmp_path / "results", progress=False)
+    outcomes = runner.run_suite(suite, RunContext(tmp_path / "results", progress=False))
     ran = [o.job for o in outcomes if o.status == "done"]
     assert len(ran) == 14 and sum(j.config.role == "teacher" for j in ran) == 2  # each teacher trained once
     for seed in (1, 2):
         ids = {j.config.teacher_job for j in methods if j.config.seed == seed}
         assert ids == {t.id for t in teachers if t.config.seed == seed}
-    again = runner.run_suite(suite, tmp_path / "results", progress=False)
+    again = runner.run_suite(suite, RunContext(tmp_path / "results", progress=False))
     assert all(o.status == "skipped" for o in again)  # nothing trains twice
 
 

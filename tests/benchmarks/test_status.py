@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks import runner
+from benchmarks import store
 from benchmarks import suite as suites
 from benchmarks.lock import JobLock
 
@@ -30,7 +30,7 @@ def test_a_failing_sacct_is_a_warning_beside_what_the_records_say_and_exit_3(tmp
     state.parent.mkdir(parents=True)
     state.write_text(json.dumps({a.id: {"slurm_id": "41_0", "submitted": "-"}, b.id: {"slurm_id": "41_1",
                                                                                    "submitted": "-"}}))
-    runner.write_json(runner.record_path(results, a), {"status": "done", "config_hash": a.id, "id": a.id})
+    store.write_json(store.record_path(results, a), {"status": "done", "config_hash": a.id, "id": a.id})
     # a real failure to run sacct: a PATH without SLURM's commands (the interpreter is called by its full path)
     env = {**os.environ, "PATH": str(Path(sys.executable).parent)}
     out = bench("status", "--suite", suite, "--results", str(results), env=env)
@@ -60,7 +60,7 @@ def test_wait_without_a_terminal_prints_a_line_when_the_counts_change_only(tmp_p
     polls every 0.1 s and must print one line per change of the counts, not one frame per poll."""
     suite, (a, b) = _suite(tmp_path)
     results = tmp_path / "results"
-    first, second = JobLock(runner.lock_path(results, a)), JobLock(runner.lock_path(results, b))
+    first, second = JobLock(store.lock_path(results, a)), JobLock(store.lock_path(results, b))
     assert first.acquire(block=False)
     wait = subprocess.Popen([sys.executable, "-m", "benchmarks.cli", "wait", "--suite", suite, "--results",
                              str(results), "--poll", "0.1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -1,6 +1,5 @@
 import pytest
 
-from benchmarks import runner  # noqa: F401  (registers every method)
 from benchmarks import suite as suites
 from kdfd.errors import ConfigError
 
@@ -164,8 +163,10 @@ def test_glue_cpu_runs_five_seeds_of_the_core_methods_and_three_of_the_rest():
         if j.config.role != "teacher":
             per.setdefault(j.label, set()).add(j.config.seed)
     assert all(per[m] == {1, 2, 3, 4, 5} for m in ("kdfd", "kdfd-ae", "vanilla-kd", "finetune"))
+    added_last = ("theseus", "pesf-kd", "metadistil", "reptile-distil", "lgtm")
+    assert all(per[m] == {1} for m in added_last)
     assert all(seeds == {1, 2, 3} for label, seeds in per.items() if label.split("[")[0] not in
-               ("kdfd", "kdfd-ae", "vanilla-kd", "finetune"))
+               ("kdfd", "kdfd-ae", "vanilla-kd", "finetune", *added_last))
 
 
 def test_the_smoke_suites_duration_reads_the_same_in_the_readme_and_in_its_file():

@@ -7,7 +7,7 @@ import sys
 
 from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
 
-from benchmarks import runner
+from benchmarks import store
 from benchmarks import suite as suites
 
 from .helpers import RESUMABLE_SUITE, bench, records, tiny_suite, tiny_train
@@ -33,9 +33,9 @@ def test_a_glue_tiny_run_with_tensorboard_shows_each_job_by_label_with_its_losse
     assert set(mux.Runs()) == {f"rte/{j.config.method if j.label != 'teacher' else 'teacher'}/s1-{j.id}.tb/{j.label}"
                                for j in jobs}
     for job in jobs:
-        record = runner.read_record(runner.record_path(results, job))
+        record = store.find(results, job)
         assert record["status"] == "done" and "tensorboard" not in record["config"]["train"]
-        acc = mux.GetAccumulator(str(runner.events_path(results, job).relative_to(results)))
+        acc = mux.GetAccumulator(str(store.events_path(results, job).relative_to(results)))
         tags = set(acc.Tags()["scalars"])
         terms = set(record["curves"][0]["loss"])  # every loss term the method returned, per role
         assert {t for t in tags if t.startswith("loss/")} == {f"loss/{k}" for k in terms}
@@ -69,10 +69,10 @@ def test_a_job_killed_mid_training_resumes_its_events_as_an_uninterrupted_run_wr
     assert resumed["resumed_from_step"] == 12
 
     (job,) = [j for j in suites.load(str(suite)).jobs if j.label == "kdfd"]
-    folder = runner.events_path(results, job)
+    folder = store.events_path(results, job)
     assert len(list(folder.glob("events.out.tfevents.*"))) == 2  # the killed run's file and the resumed run's
     got = runs(results).GetAccumulator(str(folder.relative_to(results)))
-    want = runs(tmp_path / "whole").GetAccumulator(str(runner.events_path(tmp_path / "whole", job).relative_to(
+    want = runs(tmp_path / "whole").GetAccumulator(str(store.events_path(tmp_path / "whole", job).relative_to(
         tmp_path / "whole")))
     assert set(got.Tags()["scalars"]) == set(want.Tags()["scalars"])
     for tag in want.Tags()["scalars"]:  # each step once, with the uninterrupted run's value

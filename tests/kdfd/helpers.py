@@ -7,7 +7,7 @@ import torch
 from kdfd import synthetic
 from kdfd.config import TrainConfig
 from kdfd.data import Collator, EncodedDataset, make_loader
-from kdfd.distiller import ModelInfo
+from kdfd.distiller import ModelInfo, needs_of
 from kdfd.engine import Engine, set_seed
 from kdfd.models import ModelSpec, build_classifier
 from kdfd.tasks import get_task
@@ -38,14 +38,15 @@ def setup(method_cls, params=None, task_name="synth-pair", lr=1e-2, seed=0, tota
     task = get_task(task_name)
     vocab = len(synthetic.VOCAB)
     params = params if params is not None else method_cls.Params()
-    attn = "eager" if method_cls.needs(params).attentions else "sdpa"
+    needs = needs_of(method_cls, params)
+    attn = "eager" if needs.attentions else "sdpa"
     student = build_classifier(student_spec, task.num_labels, vocab, attn)
     teacher = build_classifier(TEACHER, task.num_labels, vocab, attn)
     distiller = method_cls(params, task, ModelInfo.of(student), ModelInfo.of(teacher))
     distiller.init_models(student, teacher)
     train = TrainConfig(lr=lr, teacher_lr=lr, warmup_ratio=0.0, device="cpu")
-    engine = Engine(distiller, student, teacher, task, train, total_steps=total_steps, progress=False)
-    if method_cls.needs(params).quiz_fraction:
+    engine = Engine(distiller, student, teacher, task, train, total_steps=total_steps, progress=False, needs=needs)
+    if needs.quiz_fraction:
         engine.use_quiz(quiz_loader(task_name))
     return engine, distiller, student, teacher
 

@@ -150,10 +150,11 @@ def test_grouped_order_is_seeded_sorted_within_mega_batches_and_resumes_at_a_bat
 
 
 def test_evaluation_goes_longest_first_and_predictions_come_back_in_file_order():
-    import baselines  # noqa: F401
     from kdfd.data import make_loader
-    from kdfd.distiller import METHODS
+    from kdfd.registry import load_methods
     from tests.kdfd.helpers import setup
+
+    METHODS = load_methods()
 
     task = get_task("synth-pair")
     ds = EncodedDataset(list(synthetic.generate(task.name, "dev"))[:40], task, synthetic.build_tokenizer(), 64)

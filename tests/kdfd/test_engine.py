@@ -3,7 +3,6 @@ import math
 import pytest
 import torch
 
-import baselines  # noqa: F401
 from baselines.vanilla_kd import VanillaKD
 from kdfd.errors import NonFiniteLossError
 from kdfd.kdfd import KDFD, KDFDParams
@@ -201,7 +200,7 @@ def test_a_cuda_engine_trains_with_tf32_and_leaves_the_switches_as_it_found_them
 
     distiller.student_loss = probe
     engine = Engine(distiller, student, teacher, distiller.task, TrainConfig(lr=1e-2, device="cuda"), 10,
-                    progress=False)
+                    progress=False, needs=VanillaKD.needs(distiller.params))
     assert _tf32_switches() == (False, False)
     engine.train_step(batch())
     assert seen == [(True, True)] and _tf32_switches() == (False, False)

@@ -44,7 +44,8 @@ def test_the_engine_writes_every_loss_term_the_rates_each_step_used_and_every_ev
     train = TrainConfig(lr=1e-3, teacher_lr=2e-3, module_lr=5e-3, warmup_ratio=0.3, eval_every=4, batch_size=16,
                         device="cpu")
     loader = make_loader(train_ds, 16, shuffle=True, seed=1)
-    engine = Engine(distiller, student, teacher, task, train, total_steps=10, progress=False)
+    engine = Engine(distiller, student, teacher, task, train, total_steps=10, progress=False,
+                    needs=KDFD.needs(distiller.params))
     history = engine.fit(loader, {"dev": make_loader(dev_ds, 32, shuffle=False)}, 2, events_to=tmp_path / "ev")
     acc = read(tmp_path / "ev")
     tags = set(acc.Tags()["scalars"])

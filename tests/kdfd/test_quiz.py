@@ -6,7 +6,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-import baselines  # noqa: F401  (registers the baselines)
 from baselines.metadistil import MetaDistil, MetaDistilParams
 from baselines.vanilla_kd import VanillaKD
 from kdfd import synthetic
@@ -14,7 +13,7 @@ from kdfd.checkpoint import rng_state, set_rng_state
 from kdfd.config import RunConfig, TrainConfig
 from kdfd.data import quiz_split
 from kdfd.errors import ConfigError
-from kdfd.job import run
+from kdfd.job import resolve, run
 from kdfd.models import ModelSpec
 
 from .helpers import batch, params_of, same, setup
@@ -85,6 +84,6 @@ def test_a_job_trains_on_the_training_set_less_its_quiz_split():
                     params={"quiz_fraction": 0.25}, data_source="synthetic",
                     train=TrainConfig(epochs=1, batch_size=8, max_length=32, max_train_examples=40,
                                       max_eval_examples=16, device="cpu"))
-    out = run(cfg, progress=False)
+    out = run(resolve(cfg), progress=False)
     assert out["data"]["train_examples"] == 30 and out["data"]["quiz_examples"] == 10
     assert out["timing"]["steps"] == 4  # 30 examples in batches of 8

@@ -8,16 +8,16 @@ import dataclasses
 import pytest
 import torch
 
-import baselines  # noqa: F401  (registers the baselines)
 from kdfd import synthetic
 from kdfd.data import EncodedDataset, make_loader
 from kdfd.distiller import FROZEN, METHODS
 from kdfd.errors import ConfigError
+from kdfd.registry import load_methods
 from kdfd.teacher_cache import example_key, weights_key
 from kdfd.tasks import get_task
 from tests.kdfd.helpers import STUDENT, TEACHER, setup
 
-OFFLINE = sorted(name for name, cls in METHODS.items() if cls.needs(cls.Params()).teacher == FROZEN)
+OFFLINE = sorted(name for name, cls in load_methods().items() if cls.needs(cls.Params()).teacher == FROZEN)
 
 
 def dataset(n=48, task_name="synth-pair"):

@@ -1,0 +1,317 @@
+"""The results store: the one module that knows how a results root is laid out and what a record holds.
+
+Layout, under a results root:
+
+    <task>/<kind>/s<seed>-<id>.json     a job's record (`Record`); kind: the method, or `teacher` for the teacher
+                                        fine-tuning job whose weights other jobs start from
+      beside it, same stem:  .pt        a teacher's fine-tuned weights, shared by every suite on the root
+                             .npz       the student's representations on a fixed dev sample (the report's figures)
+                             .test.npz  GLUE test-set predictions (`train.predict_test`)
+                             .ckpt      the job's last checkpoint while it is unfinished
+                             .lock      held while the job runs (benchmarks.lock)
+                             .tb/<label>/  TensorBoard events (`train.tensorboard`, `bench run --tensorboard`)
+                             .json.corrupt  a record that did not parse, moved aside
+    <task>/teacher-cache/               a frozen teacher's cached outputs (kdfd.teacher_cache)
+    .slurm/<suite>/submitted.json       what the SLURM executor submitted (job id -> SLURM id); beside it,
+                                        submitit's pickles and logs, a folder per SLURM job
+
+Every write is atomic (`kdfd.files.atomic_write`): a reader sees the previous file or the complete new one. A record
+that exists but does not parse (a disk fault) is moved aside, never overwritten unseen. The store imports neither
+torch nor the rest of `benchmarks`: `bench status` and `bench report` read through it alone.
+
+A job is anything with `.id`, `.label` and `.config` (task, method, seed, role): a `benchmarks.suite.Job`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kdfd.errors import StorageError
+from kdfd.files import atomic_write, move_aside
+
+SCHEMA = 1
+RECORD_GLOB = "*/*/s*-*.json"
+
+
+# ------------------------------------------------------------------------------------------------------ layout
+
+
+def record_path(results: Path, job) -> Path:
+    c = job.config
+    kind = "teacher" if c.role == "teacher" else c.method
+    return Path(results) / c.task / kind / f"s{c.seed}-{job.id}.json"
+
+
+def weights_path(results: Path, job) -> Path:
+    """A teacher job's fine-tuned weights (.pt): what its students start from."""
+    return record_path(results, job).with_suffix(".pt")
+
+
+def artifacts_path(results: Path, job) -> Path:
+    return artifacts_file(record_path(results, job))
+
+
+def artifacts_file(record: Path) -> Path:
+    """The representations saved beside a record (its path given)."""
+    return Path(record).with_suffix(".npz")
+
+
+def predictions_path(results: Path, job) -> Path:
+    """The GLUE test-set predictions of a job run with `train.predict_test`."""
+    return predictions_file(record_path(results, job))
+
+
+def predictions_file(record: Path) -> Path:
+    return Path(record).with_suffix(".test.npz")
+
+
+def checkpoint_path(results: Path, job) -> Path:
+    """The job's last checkpoint while it is unfinished (kdfd.checkpoint), removed once it is done."""
+    return record_path(results, job).with_suffix(".ckpt")
+
+
+def lock_path(results: Path, job) -> Path:
+    return record_path(results, job).with_suffix(".lock")
+
+
+def events_path(results: Path, job) -> Path:
+    """A job's TensorBoard events: `<record>.tb/<label>/`, so that `tensorboard --logdir RESULTS` names each run by
+    task, method, seed, id and label (rte/kdfd/s1-<id>.tb/kdfd[latent_dim=16])."""
+    return record_path(results, job).with_suffix(".tb") / job.label.replace("/", "_")
+
+
+def teacher_cache_path(results: Path, task: str) -> Path:
+    """Cached frozen-teacher outputs of one task (kdfd.teacher_cache), shared by its seeds and methods."""
+    return Path(results) / task / "teacher-cache"
+
+
+def slurm_folder(results: Path, suite_name: str) -> Path:
+    """The SLURM executor's folder for a suite: submitit's pickles and logs, one folder per SLURM job."""
+    return Path(results) / ".slurm" / suite_name
+
+
+def slurm_state_path(results: Path, suite_name: str) -> Path:
+    """What the SLURM executor submitted for a suite: job id -> {"slurm_id", "submitted"}."""
+    return slurm_folder(results, suite_name) / "submitted.json"
+
+
+def temporaries(results: Path, job) -> list[Path]:
+    """Temporary files a killed writer left beside the job's files (`.NAME.PID.tmp`, kdfd.files.atomic_write): never
+    read, since every write renames only a complete file."""
+    path = record_path(results, job)
+    return sorted(path.parent.glob(f".{path.stem}.*tmp*"))
+
+
+def check_writable(results: Path) -> None:
+    """Before any job: the results root takes a file (not read-only, not full, a folder)."""
+    results = Path(results)
+    probe = results / f".write-probe.{os.getpid()}"
+    try:
+        results.mkdir(parents=True, exist_ok=True)
+        try:
+            probe.write_bytes(b"x" * 4096)
+        finally:
+            probe.unlink(missing_ok=True)  # a probe that did not fit is not left behind
+    except OSError as e:
+        raise StorageError(f"results root {results} is not writable ({e.strerror or e})") from None
+
+
+# ------------------------------------------------------------------------------------------------------ record
+
+# What `kdfd.job.run` returns, kept as the record's results: written for done records only (a failed record has
+# none of these keys), step_curves only when the job evaluated between epochs (train.eval_every)
+RESULT_FIELDS = ("metrics", "teacher_metrics", "teacher_metrics_start", "majority_metrics", "curves", "step_curves",
+                 "data", "model_fingerprints", "params", "device", "deterministic", "resumed_from_step", "artifacts",
+                 "test_predictions", "teacher_cache", "timing")
+# The job's own facts, kept once in `config` and written out beside it too for readers of the plain JSON (jq, pandas)
+FROM_CONFIG = ("task", "method", "method_version", "seed", "role", "teacher_job")
+
+
+@dataclass(frozen=True)
+class Record(Mapping):
+    """One job's record: the only definition of what a record holds.
+
+    Typed fields for code (`record.status`, `record.task`); read as a mapping it is the record's JSON object, key for
+    key as on disk (`record["metrics"]`, `record.get("error")`), so readers of plain records need no other form.
+    task, method, seed, role, method_version and teacher_job live once, in `config` (the job's `RunConfig`, as its
+    id hashes it). Keys this version does not know (a newer writer's) are kept in `extra` and written back as they
+    were; keys a record lacks (an older writer's) read as None."""
+
+    id: str | None
+    suite: str | None = None  # the suite whose run wrote it (a job shared by suites is found by id, not by this)
+    label: str | None = None
+    config: dict = field(default_factory=dict)
+    status: str = "failed"  # done | failed
+    error: dict | None = None  # {"type", "message", "traceback"}; step, term, role for a non-finite loss
+    method_code: dict | None = None  # the method's code fingerprint (kdfd.fingerprint); None before fingerprints
+    started: str | None = None
+    finished: str | None = None
+    wall_seconds: float | None = None
+    provenance: dict | None = None
+    executor: dict | None = None  # where it ran: kind (local, slurm), host, pid, SLURM ids
+    schema: int = SCHEMA
+    metrics: dict | None = None  # split -> metric -> value, the student's at the last epoch
+    teacher_metrics: dict | None = None
+    teacher_metrics_start: dict | None = None
+    majority_metrics: dict | None = None
+    curves: list | None = None
+    step_curves: list | None = None
+    data: dict | None = None
+    model_fingerprints: dict | None = None
+    params: dict | None = None  # parameter counts
+    device: str | None = None
+    deterministic: bool | None = None
+    resumed_from_step: int | None = None
+    artifacts: dict | None = None
+    test_predictions: dict | None = None
+    teacher_cache: dict | None = None
+    timing: dict | None = None
+    extra: dict = field(default_factory=dict)
+    # the keys of this schema a record read from disk did not have (an older writer's), left out again when it is
+    # written back, so that a record reads and writes back byte for byte
+    absent: frozenset = field(default=frozenset(), repr=False, compare=False)
+
+    @property
+    def task(self) -> str | None:
+        return self.config.get("task")
+
+    @property
+    def method(self) -> str | None:
+        return self.config.get("method")
+
+    @property
+    def method_version(self) -> str | None:
+        return self.config.get("method_version")
+
+    @property
+    def seed(self) -> int | None:
+        return self.config.get("seed")
+
+    @property
+    def role(self) -> str | None:
+        return self.config.get("role")
+
+    @property
+    def teacher_job(self) -> str | None:
+        return self.config.get("teacher_job")
+
+    @property
+    def done(self) -> bool:
+        return self.status == "done"
+
+    def finish(self, status: str, result: dict | None = None, **changes) -> "Record":
+        """This record with a status, `kdfd.job.run`'s results (keys it does not know go to `extra`) and `changes`."""
+        known = {f.name for f in dataclasses.fields(self)}
+        result = result or {}
+        extra = {**self.extra, **{k: v for k, v in result.items() if k not in known}}
+        return dataclasses.replace(self, status=status, extra=extra,
+                                   **{k: v for k, v in result.items() if k in known}, **changes)
+
+    def to_dict(self) -> dict:
+        """The record's JSON object, as every writer of this schema wrote it."""
+        out = {"schema": self.schema, "id": self.id, "config_hash": self.id, "suite": self.suite, "label": self.label,
+               **{k: self.config.get(k) for k in FROM_CONFIG}, "config": self.config, "status": self.status,
+               "error": self.error, "started": self.started, "provenance": self.provenance,
+               "executor": self.executor, "method_code": self.method_code, "finished": self.finished,
+               "wall_seconds": self.wall_seconds}
+        if self.done:
+            out.update({k: getattr(self, k) for k in RESULT_FIELDS if k != "step_curves"})
+            if self.step_curves is not None:
+                out["step_curves"] = self.step_curves
+        return {**{k: v for k, v in out.items() if k not in self.absent}, **self.extra}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Record":
+        names = {f.name for f in dataclasses.fields(cls)} - {"extra", "config", "id", "absent"}
+        config = dict(data.get("config") or {})
+        for key in FROM_CONFIG:  # a record written by hand (tests) may carry these beside an empty config only
+            if key in data and key not in config:
+                config[key] = data[key]
+        known = names | {"config_hash", "config", "id", *FROM_CONFIG}
+        return cls(id=data.get("id", data.get("config_hash")), config=config,
+                   **{k: v for k, v in data.items() if k in names},
+                   extra={k: v for k, v in data.items() if k not in known},
+                   absent=frozenset(known - set(data)))
+
+    # the mapping view: the JSON object
+    def _json(self) -> dict:
+        cached = self.__dict__.get("_cached_json")
+        if cached is None:
+            cached = self.to_dict()
+            object.__setattr__(self, "_cached_json", cached)
+        return cached
+
+    def __getitem__(self, key):
+        return self._json()[key]
+
+    def __iter__(self):
+        return iter(self._json())
+
+    def __len__(self):
+        return len(self._json())
+
+
+def read(path: Path) -> Record | None:
+    """A record, or None when it is missing or unreadable (a truncated file is redone, never trusted)."""
+    data = read_json(path)
+    return Record.from_dict(data) if isinstance(data, dict) else None
+
+
+def write(path: Path, record: Record) -> None:
+    """Atomically (a reader sees the previous record or the complete new one)."""
+    write_json(path, record.to_dict(), crash_at="record-write")
+
+
+def find(results: Path, job) -> Record | None:
+    """The job's record under `results`, if there is one of this very job (same id)."""
+    record = read(record_path(results, job))
+    return record if record is not None and record.id == job.id else None
+
+
+def is_done(results: Path, job) -> bool:
+    """A complete `done` record of this job; for a teacher job, its weights beside it too."""
+    record = find(results, job)
+    ok = record is not None and record.done
+    if ok and job.config.role == "teacher":
+        ok = weights_path(results, job).is_file()
+    return ok
+
+
+def records(results: Path) -> Iterator[tuple[Path, Record]]:
+    """Every readable record under a results root, in path order (unreadable ones are skipped here and moved aside
+    when their job runs again)."""
+    for path in sorted(Path(results).glob(RECORD_GLOB)):
+        record = read(path)
+        if record is not None and record.task is not None:
+            yield path, record
+
+
+def keep_unreadable(path: Path) -> Path | None:
+    """A record that exists but does not parse (a disk fault: writes are atomic) is moved aside to `.corrupt`, never
+    overwritten unseen; returns where it went (None when it reads, or is missing)."""
+    path = Path(path)
+    if path.is_file() and read(path) is None:
+        return move_aside(path)
+    return None
+
+
+# ---------------------------------------------------------------------------------------- other files, as JSON
+
+
+def read_json(path: Path):
+    """A JSON file's value, or None when it is missing or does not parse."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def write_json(path: Path, data, crash_at: str | None = None) -> None:
+    """Atomic (`kdfd.files.atomic_write`); keys sorted, one space of indent, as every record is written."""
+    text = json.dumps(data, indent=1, sort_keys=True, default=str)
+    atomic_write(path, lambda f: f.write(text.encode()), crash_at=crash_at)

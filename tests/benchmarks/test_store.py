@@ -1,0 +1,112 @@
+"""The results store: where a job's files go, what counts as done, and the record read back typed and written back
+byte for byte (every committed record, written before the store existed, included)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from benchmarks import store
+from benchmarks import suite as suites
+from benchmarks.store import Record
+
+from ..conftest import ROOT
+
+COMMITTED = sorted(p for p in (ROOT / "reports").glob("*/*/*/*/s*-*.json") if not p.name.endswith(".test.json"))
+
+
+def _smoke(role: str):
+    return next(j for j in suites.load("smoke").jobs if j.config.method == "finetune" and j.config.role == role)
+
+
+def test_records_are_written_atomically_and_read_back(tmp_path):
+    path = tmp_path / "a" / "b.json"
+    store.write_json(path, {"status": "done", "x": 1})
+    assert json.loads(path.read_text()) == {"status": "done", "x": 1}
+    assert [p.name for p in path.parent.iterdir()] == ["b.json"]  # no temporary file left behind
+
+
+def test_only_a_complete_done_record_with_the_same_id_counts_as_done(tmp_path):
+    job = _smoke("student")
+    path = store.record_path(tmp_path, job)
+    assert not store.is_done(tmp_path, job)
+    store.write_json(path, {"status": "failed", "config_hash": job.id})
+    assert not store.is_done(tmp_path, job)  # failed jobs are retried
+    store.write_json(path, {"status": "done", "config_hash": "something-else"})
+    assert not store.is_done(tmp_path, job) and store.find(tmp_path, job) is None
+    store.write_json(path, {"status": "done", "config_hash": job.id})
+    assert store.is_done(tmp_path, job)
+    path.write_text(path.read_text()[:10])  # a truncated record is redone, never trusted
+    assert not store.is_done(tmp_path, job) and store.read(path) is None
+    aside = store.keep_unreadable(path)
+    assert aside == path.with_name(path.name + ".corrupt") and aside.is_file() and not path.exists()
+
+
+def test_a_teacher_counts_as_done_only_with_its_weights(tmp_path):
+    teacher = _smoke("teacher")
+    store.write_json(store.record_path(tmp_path, teacher), {"status": "done", "config_hash": teacher.id})
+    assert not store.is_done(tmp_path, teacher)
+    store.weights_path(tmp_path, teacher).write_bytes(b"weights")
+    assert store.is_done(tmp_path, teacher)
+
+
+def test_a_jobs_files_sit_beside_its_record(tmp_path):
+    job, teacher = _smoke("student"), _smoke("teacher")
+    c = job.config
+    record = tmp_path / c.task / "finetune" / f"s{c.seed}-{job.id}.json"
+    assert store.record_path(tmp_path, job) == record
+    assert store.record_path(tmp_path, teacher).parent == tmp_path / c.task / "teacher"
+    assert {store.weights_path(tmp_path, job).name, store.artifacts_path(tmp_path, job).name,
+            store.predictions_path(tmp_path, job).name, store.checkpoint_path(tmp_path, job).name,
+            store.lock_path(tmp_path, job).name} == {f"s{c.seed}-{job.id}{s}" for s in (".pt", ".npz", ".test.npz",
+                                                                                     ".ckpt", ".lock")}
+    assert store.events_path(tmp_path, job) == record.with_suffix(".tb") / "finetune"
+    assert store.teacher_cache_path(tmp_path, c.task) == tmp_path / c.task / "teacher-cache"
+    assert store.slurm_state_path(tmp_path, "smoke") == tmp_path / ".slurm" / "smoke" / "submitted.json"
+    (record.parent / f".{record.name}.123.tmp").parent.mkdir(parents=True)
+    (record.parent / f".{record.name}.123.tmp").write_text("half")
+    assert [p.name for p in store.temporaries(tmp_path, job)] == [f".{record.name}.123.tmp"]
+
+
+def test_a_record_is_typed_once_and_reads_as_its_json(tmp_path):
+    job = _smoke("student")
+    c = job.config
+    fresh = Record(id=job.id, suite="smoke", label=job.label, config=c.to_dict(), started="t0")
+    done = fresh.finish("done", {"metrics": {"dev": {"accuracy": 0.5}}, "timing": {"steps": 3}, "new_key": [1]},
+                       finished="t1", wall_seconds=2.0)
+    assert (done.task, done.method, done.seed, done.role) == (c.task, "finetune", c.seed, "student")
+    assert done["task"] == c.task and done["config"]["task"] == c.task  # beside the config, for readers of the JSON
+    assert done["metrics"] == {"dev": {"accuracy": 0.5}} and done.extra == {"new_key": [1]} and done["new_key"] == [1]
+    assert "step_curves" not in done and done["teacher_metrics"] is None  # every result key of a done record
+    failed = fresh.finish("failed", error={"type": "RuntimeError", "message": "x", "traceback": ""})
+    assert "metrics" not in failed and failed.get("error")["message"] == "x"
+    path = store.record_path(tmp_path, job)
+    store.write(path, done)
+    back = store.read(path)
+    assert back == done and back.to_dict() == done.to_dict() and store.find(tmp_path, job) == done
+    assert [(p, r.id) for p, r in store.records(tmp_path)] == [(path, job.id)]
+
+
+@pytest.mark.skipif(not COMMITTED, reason="no committed records in this checkout")
+def test_every_committed_record_reads_typed_and_writes_back_byte_for_byte(tmp_path):
+    for path in COMMITTED:
+        record = store.read(path)
+        assert record is not None and record.id == path.stem.split("-", 1)[1], path
+        assert record.task == path.parts[-3] and record.seed == int(path.stem.split("-")[0][1:]), path
+        copy = tmp_path / "copy.json"
+        store.write(copy, record)
+        assert copy.read_bytes() == path.read_bytes(), path
+
+
+def test_the_store_reads_records_without_torch():
+    """What `bench status` and `bench report` read through: no torch, no other module of benchmarks."""
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "from benchmarks import store\n"
+            "print(sum(1 for _ in store.records(sys.argv[1])))\n"
+            "assert not [m for m in sys.modules if m.startswith('benchmarks.') and m != 'benchmarks.store']")
+    root = ROOT / "reports" / "glue-cpu" / "results"
+    out = subprocess.run([sys.executable, "-c", code, str(root)], cwd=ROOT, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert int(out.stdout) == len(list(root.glob(store.RECORD_GLOB)))
