@@ -11,6 +11,8 @@ Steps, on the suite's models and the task's real training batches (the same batc
   teacher-forward  the frozen teacher's forward pass alone (no grad): the extra pass eq. 5 asks of online methods
   metadistil, reptile-distil, lgtm  the teacher-learns-from-the-student methods: each step adds a look-ahead of
                the student (a pilot step, a second-order backward, finite differences) to an online step
+  theseus, pesf-kd  the other rows of Table 1: a hybrid of frozen teacher modules and student layers; an online
+               teacher updated through its adapters alone
 Each is timed for `--steps` steps after one warm-up step, in `--rounds` interleaved rounds, each starting at a
 different step kind; a ratio is taken within each round and its median over rounds is reported, so that machine
 drift (a few 10 % on a shared machine) hits both sides of a ratio alike. Batching, on SST-2's real dev sentences: one training epoch of the
@@ -50,6 +52,7 @@ TARGETS = {  # the issue's targets: ratio name -> (the most it may be, or the le
 
 # methods whose teacher learns from the student's feedback: several passes a step, timed beside the floor
 FEEDBACK_METHODS = ("metadistil", "reptile-distil", "lgtm")
+OTHER_ROWS = ("theseus", "pesf-kd")  # Table 1's other rows added with them, timed against the student floor
 
 
 def build_engine(method: str, trained: str, cfg, task, tokenizer, device, total_steps: int, quiz=None) -> Engine:
@@ -123,7 +126,7 @@ def step_costs(cfg, task, tokenizer, data, device, steps: int, rounds: int, conf
         "kdfd": build_engine("kdfd", "student", cfg, task, tokenizer, device, total),
         # their quiz batches come from the same examples: a quiz batch costs what a training batch does
         **{m: build_engine(m, "student", configs.get(m, cfg), task, tokenizer, device, total, quiz=ds)
-           for m in FEEDBACK_METHODS},
+           for m in (*FEEDBACK_METHODS, *OTHER_ROWS)},
     }
     with tempfile.TemporaryDirectory() as cache_dir:  # a fresh cache: its fill is measured, then it is not kept
         fill = engines["kd-cache"].use_teacher_cache(Path(cache_dir), ds)
@@ -204,7 +207,7 @@ def main(argv=None) -> dict:
     if args.steps < 1 or args.rounds < 1:
         raise SystemExit(f"bench speed: --steps {args.steps} and --rounds {args.rounds} must be >= 1")
 
-    s = suites.load(args.suite, tasks=[args.task], seeds=[1], methods=["kdfd", *FEEDBACK_METHODS])
+    s = suites.load(args.suite, tasks=[args.task], seeds=[1], methods=["kdfd", *FEEDBACK_METHODS, *OTHER_ROWS])
     configs = {}
     for j in s.jobs:  # each method's first grid point
         if j.config.role != "teacher":
@@ -238,6 +241,7 @@ def main(argv=None) -> dict:
         # the look-ahead's passes: how many online steps (teacher + student) one step of each costs
         **{f"{m} / (teacher + student)": per_round(lambda x, m=m: x[m] / (x["teacher"] + x["student"]))
            for m in FEEDBACK_METHODS},
+        **{f"{m} / student": per_round(lambda x, m=m: x[m] / x["student"]) for m in (*FEEDBACK_METHODS, *OTHER_ROWS)},
         "fixed-128 / dynamic (train epoch)": train_b["fixed-128"]["seconds"] / train_b["dynamic"]["seconds"],
         "fixed-128 / grouped (train epoch)": train_b["fixed-128"]["seconds"] / train_b["grouped"]["seconds"],
         "fixed-128 / longest-first (eval)": eval_b["fixed-128"]["seconds"] / eval_b["longest-first"]["seconds"],

@@ -13,7 +13,8 @@ def test_bench_speed_writes_its_ratios_and_the_batchings_agree(glue, tmp_path):
     r = json.loads((out / "speed.json").read_text())
     sec = r["seconds_per_step"]
     assert set(sec) == {"student", "teacher", "kd-live", "kd-cache", "kdfd", "teacher-forward", "metadistil",
-                        "reptile-distil", "lgtm"} and all(v > 0 for v in sec.values())
+                        "reptile-distil", "lgtm", "theseus", "pesf-kd"} and all(v > 0 for v in sec.values())
+    assert all(f"{m} / student" in r["ratios"] for m in ("metadistil", "reptile-distil", "lgtm", "theseus", "pesf-kd"))
     # a look-ahead of the student costs passes beyond a student step's; MetaDistil's second-order backward beyond an
     # online step's (reptile-distil's teacher does no backward through the network: near 1 on the glue-cpu models)
     assert all(sec[m] > sec["student"] for m in ("metadistil", "reptile-distil", "lgtm"))
