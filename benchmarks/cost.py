@@ -40,5 +40,6 @@ def markdown(df: pd.DataFrame, side_by_side: int = 2) -> list[str]:
     total = df.seconds.sum()
     return [f"{len(df)} done jobs took {total / 3600:.1f} job-hours in all: about **{total / side_by_side / 3600:.1f} "
             f"wall-clock hours with {side_by_side} jobs side by side** (the protocol's setting: 2 CPU cores, one "
-            "thread per job). Median seconds of one job, per kind and task:", "",
+            "thread per job; each job's time as measured, so one that shared its cores with other work counts that "
+            "slowdown). Median seconds of one job, per kind and task:", "",
             per_kind(df).map(lambda v: "-" if pd.isna(v) else f"{v:.0f}").to_markdown(stralign="right"), ""]

@@ -7,6 +7,7 @@ import pandas as pd
 from benchmarks import results
 
 from .helpers import bench
+from ..conftest import ROOT
 
 
 def write_record(root, task, method, seed, rid, metrics, status="done", **extra):
@@ -41,3 +42,17 @@ def test_bench_results_writes_csv_that_pandas_reads_back(tmp_path):
     assert p.returncode == 0, p.stderr
     df = pd.read_csv(out)
     assert df.loc[0, "dev.dev.f1"] == 80.0 and abs(df.loc[0, "score"] - 75.0) < 1e-9
+
+
+def test_the_committed_glue_cpu_records_reproduce_a_cell_of_the_committed_table_1(tmp_path):
+    root = ROOT / "reports" / "glue-cpu" / "results"
+    out = tmp_path / "glue-cpu.csv"
+    p = bench("results", "--suite", "glue-cpu", "--results", str(root), "--format", "csv", "--out", str(out))
+    assert p.returncode == 0, p.stderr
+    df = pd.read_csv(out)
+    on_disk = {path.stem.split("-", 1)[1] for path in root.glob("*/*/s*-*.json")}
+    assert len(df) == len(on_disk) and set(df["id"]) == on_disk  # one row per committed record of the suite
+    table = pd.read_csv(ROOT / "reports" / "glue-cpu" / "table1.csv")
+    cell = table[(table.method == "vanilla-kd") & (table.task == "mrpc") & (table.metric == "f1")].iloc[0]
+    runs = df[(df.method == "vanilla-kd") & (df.task == "mrpc") & (df.status == "done")]
+    assert len(runs) == cell["n"] and abs(runs["dev.dev.f1"].mean() - cell["mean"]) < 1e-9
