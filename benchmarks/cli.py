@@ -79,16 +79,34 @@ def job_table(suite, results: Path, title: str) -> Table:
     return t
 
 
-def load_suite(args, name: str | None = None):
-    """The suite of `--suite` (or `name`) with the command line's task, method and seed overrides."""
+def load_suite(args, name: str | None = None, cached_in: list[Path] = ()):
+    """The suite of `--suite` (or `name`) with the command line's task, method and seed overrides. `cached_in`:
+    results roots whose fresh cached expansion (benchmarks.suite_cache) is taken instead, so that reading results
+    imports no method (nor torch)."""
+    from . import suite_cache
+
+    for root in cached_in:
+        cached = suite_cache.load(root, name or args.suite, **overrides(args, name))
+        if cached is not None:
+            return cached
+    try:
+        import torch  # noqa: F401 (the methods need it to expand the suite)
+    except ImportError:
+        where = ", ".join(str(r) for r in cached_in) or "no results root"
+        raise ExternalError(f"suite {name or args.suite!r} has no current expansion kept under {where} (`bench run` "
+                            f"keeps one), and expanding it needs torch, which does not import here") from None
     from kdfd.registry import load_methods
 
     from . import suite as suites
 
     load_methods()
+    return suites.load(name or args.suite, **overrides(args, name))
 
+
+def overrides(args, name: str | None = None) -> dict:
+    """The command line's task, method and seed lists, as `benchmarks.suite.load` takes them."""
     seeds = [int(s) for s in args.seeds] if args.seeds else None
-    return suites.load(name or args.suite, tasks=args.tasks, methods=None if name else args.methods, seeds=seeds)
+    return {"tasks": args.tasks, "methods": None if name else args.methods, "seeds": seeds}
 
 
 def cmd_run(args) -> int:
@@ -106,10 +124,15 @@ def cmd_run(args) -> int:
     for change in runner.check_code(suite, results, accept=args.accept_code_changes):
         console.print(f"accepted the code change of {change.describe()}: those records stand as done (kept in "
                       f"{results / runner.CODE_ACCEPTED})")
+    from . import suite_cache
+
+    def keep_expansion():  # for `bench status` and `bench report` without torch
+        suite_cache.save(results, suite, suite_cache.key(args.suite, **overrides(args)))
+
     if ctx.executor == "slurm":
-        return submit(args, suite, ctx, count)
+        return submit(args, suite, ctx, count, keep_expansion)
     console.print(f"suite {suite.name}: {count}; results in {results}")
-    outcomes = runner.run_suite(suite, ctx)
+    outcomes = runner.run_suite(suite, ctx, checked=keep_expansion)
     t = Table(title=f"suite {suite.name}")
     for col in ("task", "job", "seed", "status", "student dev", "teacher dev", "seconds"):
         t.add_column(col)
@@ -140,10 +163,10 @@ def run_context(args, suite):
                       executor=args.executor, slurm=opts, jobs_per_task=args.jobs_per_task)
 
 
-def submit(args, suite, ctx, count: str) -> int:
+def submit(args, suite, ctx, count: str, checked=None) -> int:
     from . import slurm
 
-    new = slurm.submit(suite, ctx)
+    new = slurm.submit(suite, ctx, checked)
     tasks = len(set(new.values()))
     console.print(f"suite {suite.name}: {count}; submitted {len(new)} jobs as {tasks} SLURM tasks "
                   f"({len(suite.jobs) - len(new)} done or already queued); results in {ctx.results}")
@@ -170,7 +193,7 @@ def status_table(items, title: str) -> Table:
 def cmd_status(args) -> int:
     from . import status
 
-    suite = load_suite(args)
+    suite = load_suite(args, cached_in=[Path(args.results)])
     sacct_error = None
     try:
         items = status.states(suite, Path(args.results))
@@ -225,8 +248,8 @@ def cmd_cancel(args) -> int:
 def cmd_report(args) -> int:
     from . import paper_tables, report, report_writer
 
-    suite = load_suite(args)
     roots = [Path(args.results), *[Path(r) for r in args.also or []]]
+    suite = load_suite(args, cached_in=roots)
     if not args.methods:  # every method run on the suite, those added after it was written too
         suite = report.widen(suite, roots, args.tasks, [int(s) for s in args.seeds] if args.seeds else None)
     collected = report.collect(suite, roots, args.checkpoint)
@@ -237,10 +260,11 @@ def cmd_report(args) -> int:
         return 1
     sweeps = {}
     for name in args.sweeps or []:
-        swept = load_suite(args, name)
+        swept = load_suite(args, name, cached_in=roots)
         sweeps[swept.name] = report.collect(swept, roots, args.checkpoint)
     out = Path(args.out) / suite.name
-    result = report_writer.write(out, suite.name, collected, args.checkpoint, sweeps=sweeps)
+    result = report_writer.write(out, suite.name, collected, args.checkpoint, sweeps=sweeps,
+                                 methods=getattr(suite, "methods", None))
     reference = paper_tables.load()
     for name, rows in result["tables"].items():
         t = Table(title=f"{reference.tables[name].title} (dev, mean over seeds; paper in brackets)")

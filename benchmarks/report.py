@@ -24,6 +24,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -31,7 +32,9 @@ from kdfd.metrics import score
 from kdfd.tasks import get_task
 
 from . import paper_tables, store
-from .suite import Suite
+
+if TYPE_CHECKING:  # a suite from the cache (benchmarks.suite_cache) reports as well, without torch
+    from .suite import Suite
 
 PAPER_CSV = paper_tables.PAPER_CSV
 CHECKPOINTS = ("last", "best")
@@ -133,8 +136,7 @@ def widen(suite: Suite, roots: list[Path], tasks: list[str] | None = None, seeds
 
     from kdfd.errors import ConfigError
 
-    from . import results
-    from . import suite as suites
+    from . import results, suite_cache
 
     own = {j.config.method for j in suite.jobs if j.config.role != "teacher"}
     suite_tasks = {j.config.task for j in suite.jobs}
@@ -149,7 +151,12 @@ def widen(suite: Suite, roots: list[Path], tasks: list[str] | None = None, seeds
     jobs = {j.id: j for j in suite.jobs}
     for method, ids in sorted(recorded.items()):
         try:
-            extra = suites.load(str(suite.path), tasks=tasks, methods=[method], seeds=seeds)
+            extra = next(filter(None, (suite_cache.load(r, str(suite.path), tasks, [method], seeds) for r in roots)),
+                         None)
+            if extra is None:  # not run with these lists (no cached expansion): expanded here, with the methods
+                from . import suite as suites
+
+                extra = suites.load(str(suite.path), tasks=tasks, methods=[method], seeds=seeds)
         except ConfigError:  # not registered here, or not runnable with the suite's settings: none of it is the suite's
             continue
         if ids & {j.id for j in extra.jobs}:

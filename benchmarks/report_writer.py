@@ -217,21 +217,25 @@ def seed_figures(out: Path, scores, majority: dict) -> list[str]:
     return md
 
 
-def method_rules(selected: dict) -> list[str]:
-    """The report's rules per method: its version and how its losses are normalised (the method's own `scale`)."""
-    from kdfd.distiller import METHODS
+def method_rules(selected: dict, methods: dict | None = None) -> list[str]:
+    """The report's rules per method: its version and how its losses are normalised (the method's own `scale`).
+    `methods`: name -> {"version", "scale"} (a cached suite's, benchmarks.suite_cache); None: the registry's."""
+    if methods is None:
+        from kdfd.distiller import METHODS
 
+        methods = {n: {"version": c.version, "scale": c.scale} for n, c in METHODS.items()}
     lines = ["Each method as run here (version; the normalisation of its losses, and whose choice it is):", ""]
-    for method in sorted({m for _, m in selected if m in METHODS}):
-        cls = METHODS[method]
-        lines.append(f"- `{method}` v{cls.version}: {cls.scale or 'see its module docstring'}.")
+    for method in sorted({m for _, m in selected if m in methods}):
+        info = methods[method]
+        lines.append(f"- `{method}` v{info['version']}: {info['scale'] or 'see its module docstring'}.")
     return lines
 
 
 def write(out: Path, suite_name: str, collected: rep.Collected, checkpoint: str, paper_csv: Path = rep.PAPER_CSV,
-          sweeps: dict[str, rep.Collected] | None = None) -> dict:
+          sweeps: dict[str, rep.Collected] | None = None, methods: dict | None = None) -> dict:
     """Write everything under `out`; returns the tables and comparisons (for the terminal summary). `sweeps`
-    (suite name -> its records) feed Fig. 5 only: the tables select among the suite's own configurations."""
+    (suite name -> its records) feed Fig. 5 only: the tables select among the suite's own configurations. `methods`:
+    the methods' versions and loss scales (`method_rules`)."""
     out.mkdir(parents=True, exist_ok=True)
     selected = rep.select(collected.groups)
     paper = rep.paper_numbers(paper_csv)
@@ -254,7 +258,7 @@ def write(out: Path, suite_name: str, collected: rep.Collected, checkpoint: str,
           "Claims: `benchmarks/reference/kdfd_claims.toml`.", "",
           "## Every seed", "", *seed_figures(out, scores, majority),
           "## Rules", "", rep.__doc__.split("Rules, printed in every report:")[1].strip(), "",
-          f"Checkpoint used here: **{checkpoint}**.", "", *method_rules(selected), ""]
+          f"Checkpoint used here: **{checkpoint}**.", "", *method_rules(selected, methods), ""]
     headers, every = rep.all_results(shown, reference)
     ours = ours_caption(selected)
     md += ["## Every task and method (the selected configuration of each)", "", ours, "",

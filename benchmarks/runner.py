@@ -17,6 +17,7 @@ import json
 import os
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,7 +74,7 @@ def preflight(suite: Suite, ctx: RunContext) -> None:
     require_loadable(names)
 
 
-CODE_ACCEPTED = ".accepted-code-changes.json"  # in the results root: kdfd.fingerprint.accept
+CODE_ACCEPTED = store.CODE_ACCEPTED
 
 
 def code_changes(suite: Suite, results: Path) -> list[fingerprint.Change]:
@@ -104,9 +105,10 @@ class Outcome:
     record: Record | None
 
 
-def run_suite(suite: Suite, ctx: RunContext) -> list[Outcome]:
+def run_suite(suite: Suite, ctx: RunContext, checked: Callable[[], object] | None = None) -> list[Outcome]:
     """Run every job of `suite` not yet done, in order, in this process, as `ctx` says (results root, data,
-    checkpoints, determinism, progress, TensorBoard).
+    checkpoints, determinism, progress, TensorBoard). `checked` is called once the inputs passed `preflight`, before
+    the first job (`bench run` keeps the suite's expansion then: a bad input leaves the results root as it was).
 
     A job locked by another process (a second `bench run`, an executor's task) is put off, with the jobs that need it
     as their teacher, until this pass ends; then this run waits for its lock and runs it only if it is still not done.
@@ -114,6 +116,8 @@ def run_suite(suite: Suite, ctx: RunContext) -> list[Outcome]:
     progress = ctx.progress
     preflight(suite, ctx)
     store.check_writable(ctx.results)
+    if checked is not None:
+        checked()
     prov = provenance.collect()
     outcomes: dict[str, Outcome] = {}
     put_off: list[Job] = []

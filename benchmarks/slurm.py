@@ -19,6 +19,7 @@ import datetime as dt
 import io
 import os
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -98,10 +99,10 @@ def submitted(results: Path, suite: Suite) -> dict:
     return store.read_json(state_path(results, suite)) or {}
 
 
-def submit(suite: Suite, ctx: RunContext) -> dict[str, str]:
+def submit(suite: Suite, ctx: RunContext, checked: Callable[[], object] | None = None) -> dict[str, str]:
     """Submit every job not done and not already queued or running, each task with its resources (`ctx.slurm`) and
     `ctx.jobs_per_task` jobs; returns job id -> SLURM id of the new ones. The tasks run with `ctx` as it is (its
-    results root made absolute, progress off)."""
+    results root made absolute, progress off). `checked`: as `benchmarks.runner.run_suite`'s, before any submission."""
     submitit = _submitit()
 
     opts, jobs_per_task = ctx.slurm, ctx.jobs_per_task
@@ -115,6 +116,8 @@ def submit(suite: Suite, ctx: RunContext) -> dict[str, str]:
         live = slurm_states([v["slurm_id"] for v in state.values()])
     except SlurmError as e:
         raise SlurmError(f"{e}: which jobs are queued already is unknown, so nothing was submitted") from None
+    if checked is not None:
+        checked()
     todo = [j for j in suite.jobs if not store.is_done(results, j) and not is_active(state.get(j.id), live)]
     if not todo:
         return {}

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import runner, slurm, store
+from kdfd import fingerprint
+
+from . import slurm, store
 from .lock import JobLock
 from .store import Record
 
@@ -37,7 +39,7 @@ def states(suite: Suite, results: Path, sacct: bool = True) -> list[JobState]:
     results = Path(results)
     sub = slurm.submitted(results, suite)
     live = slurm.slurm_states([v["slurm_id"] for v in sub.values()]) if sub and sacct else {}
-    stale = {i: change for change in runner.code_changes(suite, results) for i in change.ids}
+    stale = {i: change for change in code_changes(suite, results) for i in change.ids}
     out = []
     for job in suite.jobs:
         sid = sub.get(job.id, {}).get("slurm_id")
@@ -62,6 +64,15 @@ def states(suite: Suite, results: Path, sacct: bool = True) -> list[JobState]:
         else:
             out.append(JobState(job, "to run"))
     return out
+
+
+def code_changes(suite: Suite, results: Path) -> list[fingerprint.Change]:
+    """As `benchmarks.runner.code_changes`, with the code read from the recorded modules' files (no method imported,
+    no torch): the same changes, as long as a method's class stays in the modules its records name."""
+    if not Path(results).is_dir():
+        return []
+    done = [store.find(results, job) for job in suite.jobs if store.is_done(results, job)]
+    return fingerprint.changes([r for r in done if r is not None], Path(results) / store.CODE_ACCEPTED, by_source=True)
 
 
 def _locked(path: Path) -> bool:

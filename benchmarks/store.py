@@ -14,6 +14,9 @@ Layout, under a results root:
     <task>/teacher-cache/               a frozen teacher's cached outputs (kdfd.teacher_cache)
     .slurm/<suite>/submitted.json       what the SLURM executor submitted (job id -> SLURM id); beside it,
                                         submitit's pickles and logs, a folder per SLURM job
+    .suites/<suite>-<key>.cache         a suite's expansion (JSON) as `bench run` made it (benchmarks.suite_cache), so
+                                        that `bench status` and `bench report` need not import the methods (nor torch)
+    .accepted-code-changes.json         the code changes accepted with --accept-code-changes (kdfd.fingerprint)
 
 Every write is atomic (`kdfd.files.atomic_write`): a reader sees the previous file or the complete new one. A record
 that exists but does not parse (a disk fault) is moved aside, never overwritten unseen. The store imports neither
@@ -98,6 +101,15 @@ def slurm_folder(results: Path, suite_name: str) -> Path:
 def slurm_state_path(results: Path, suite_name: str) -> Path:
     """What the SLURM executor submitted for a suite: job id -> {"slurm_id", "submitted"}."""
     return slurm_folder(results, suite_name) / "submitted.json"
+
+
+def suite_cache_path(results: Path, suite_name: str, key: str) -> Path:
+    """A suite's expansion (benchmarks.suite_cache), `key` naming its inputs. Not `.json`: the JSON files under a
+    root are its records (and what SLURM submitted), and those who count them should not count this."""
+    return Path(results) / ".suites" / f"{suite_name}-{key}.cache"
+
+
+CODE_ACCEPTED = ".accepted-code-changes.json"  # in the results root: kdfd.fingerprint.accept
 
 
 def temporaries(results: Path, job) -> list[Path]:

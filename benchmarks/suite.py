@@ -32,24 +32,21 @@ from __future__ import annotations
 import dataclasses
 import functools
 import itertools
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 from kdfd.config import RunConfig, TrainConfig, build
 from kdfd.data import SOURCES
 from kdfd.distiller import get_method, parse_params
-from kdfd.errors import ConfigError, one_of
+from kdfd.errors import ConfigError
 from kdfd.job import ResolvedJob, resolve
 from kdfd.models import ModelSpec
 from kdfd.registry import load_methods
 from kdfd.tasks import get_task
 
 from .options import SlurmOptions
+from .suite_cache import SUITES_DIR, available, merge, read_raw, suite_path  # noqa: F401 (this module's names too)
 
-SUITES_DIR = Path(__file__).resolve().parent / "suites"
-TOP_KEYS = ("base", "description", "tasks", "seeds", "methods", "data_source", "tokenizer", "teacher", "student", "train",
-            "method", "slurm")
 LIST_FIELDS = {"tasks": str, "seeds": int, "methods": str}
 
 
@@ -78,22 +75,6 @@ class Suite:
     description: str
     jobs: list[Job]  # teacher jobs first, then method jobs; no two with the same id
     slurm: dict = dataclasses.field(default_factory=dict)  # the `[slurm]` table: benchmarks.options.SlurmOptions
-
-
-def available() -> list[str]:
-    return sorted(p.stem for p in SUITES_DIR.glob("*.toml"))
-
-
-def suite_path(name: str) -> Path:
-    if name.endswith(".toml"):
-        path = Path(name)
-        if not path.is_file():
-            raise ConfigError(f"suite file {name!r} does not exist")
-        return path
-    path = SUITES_DIR / f"{name}.toml"
-    if not path.is_file():
-        raise ConfigError(one_of("suite", name, available()))
-    return path
 
 
 def load(name: str, tasks=None, methods=None, seeds=None) -> Suite:
@@ -167,39 +148,6 @@ def seeds_of(value, where: str) -> list[int] | None:
     if not isinstance(value, list) or not value or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
         raise ConfigError(f"{where}: seeds must be a non-empty list of int values, got {value!r}")
     return value
-
-
-def read_raw(path: Path, chain: tuple[Path, ...] = ()) -> dict:
-    """A suite file's table, with its `base` suite merged under it (tables merge key by key; any other value,
-    lists included, replaces the base's; a `seeds` list replaces the base's method tables' `seeds` too). Unknown
-    top-level keys are errors naming the allowed ones."""
-    try:
-        raw = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: not valid TOML ({e})") from None
-    for key in raw:
-        if key not in TOP_KEYS:
-            raise ConfigError(f"{path}: unknown key {key!r} (allowed: {', '.join(TOP_KEYS)})")
-    if "base" not in raw:
-        return raw
-    base = raw.pop("base")
-    if not isinstance(base, str):
-        raise ConfigError(f"{path}: base must be a suite name, got {base!r}")
-    base_path = suite_path(base if not base.endswith(".toml") else str(path.parent / base))
-    if base_path.resolve() in {p.resolve() for p in (*chain, path)}:
-        raise ConfigError(f"{path}: base {base!r} makes a cycle")
-    base_raw = read_raw(base_path, (*chain, path))
-    if "seeds" in raw:  # a suite's own seeds replace every seed list of its base, methods' included (as --seeds)
-        base_raw["method"] = {m: {k: v for k, v in t.items() if k != "seeds"}
-                              for m, t in base_raw.get("method", {}).items()}
-    return merge(base_raw, raw)
-
-
-def merge(base: dict, over: dict) -> dict:
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
 
 
 def _teacher_job(cfg: RunConfig) -> Job:

@@ -35,10 +35,13 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .distiller import Distiller, get_method
 from .errors import ConfigError
 from .files import atomic_write
+
+if TYPE_CHECKING:  # the method classes import torch; `bench status` checks records from the source files alone
+    from .distiller import Distiller
 
 METHOD_CODE = ("kdfd.losses", "kdfd.vae", "kdfd.kdfd")
 METHOD_PACKAGES = ("baselines",)
@@ -57,24 +60,30 @@ def method_code(cls: type[Distiller]) -> dict | None:
 
 
 def _compute(cls: type[Distiller]) -> dict | None:
+    from .distiller import Distiller
+
     own = [c.__module__ for c in cls.__mro__ if issubclass(c, Distiller) and c is not Distiller]
     own += [c.__module__ for c in cls.Params.__mro__ if c is not object]
     own = [m for m in own if m.split(".")[0] != "kdfd" or m in METHOD_CODE]  # NoParams lives in the framework
-    top = cls.__module__.split(".")[0]
+    return _follow(own, cls.__module__.split(".")[0], _source, _is_package)
+
+
+def _follow(own: list[str], top: str, source_of, is_package) -> dict | None:
+    """The fingerprint of modules `own` and the method code they import, followed import by import."""
     hashes: dict[str, str] = {}
     todo = list(dict.fromkeys(own))
     while todo:
         name = todo.pop()
         if name in hashes:
             continue
-        source = _source(name)
+        source = source_of(name)
         if source is None:
             if name in own:
                 return None
             continue
         tree = ast.parse(source)
         hashes[name] = module_hash(tree)
-        todo += [m for m in imported(tree, name, _is_package(name)) if counts(m, top) and m not in hashes]
+        todo += [m for m in imported(tree, name, is_package(name)) if counts(m, top) and m not in hashes]
     blob = json.dumps(sorted(hashes.items()), separators=(",", ":"))
     return {"fingerprint": hashlib.sha256(blob.encode()).hexdigest()[:16], "modules": dict(sorted(hashes.items()))}
 
@@ -175,6 +184,42 @@ def _source(name: str) -> str | None:
     return _modules[name]
 
 
+def code_from_source(recorded: dict) -> dict | None:
+    """The code now of the modules a record's fingerprint names, read from their files by path (nothing imported,
+    so no torch): those modules and the method code they import now, as `method_code` follows them. None when one of
+    them has no source file any more (deleted or renamed: the record's code is gone)."""
+    modules = list(recorded.get("modules", {}))
+    top = next((m.split(".")[0] for m in modules if m.split(".")[0] not in ("kdfd", *METHOD_PACKAGES)), "kdfd")
+    return _follow(modules, top, _source_by_path, lambda name: _file_by_path(name)[1])
+
+
+def _file_by_path(name: str) -> tuple[Path | None, bool]:
+    """A module's .py file and whether it is a package, found from its top-level package's folder: only the top level
+    is looked up (`find_spec` of a dotted name would run its parents' `__init__`)."""
+    top, *rest = name.split(".")
+    spec = _spec(top)
+    if spec is None:
+        return None, False
+    if spec.submodule_search_locations is None:
+        ok = not rest and spec.origin and spec.origin.endswith(".py")
+        return (Path(spec.origin), False) if ok else (None, False)
+    for location in spec.submodule_search_locations:
+        base = Path(location).joinpath(*rest)
+        if (base / "__init__.py").is_file():
+            return base / "__init__.py", True
+        if rest and base.with_suffix(".py").is_file():
+            return base.with_suffix(".py"), False
+    return None, False
+
+
+def _source_by_path(name: str) -> str | None:
+    path = _file_by_path(name)[0]
+    try:
+        return path.read_text(encoding="utf-8") if path is not None else None
+    except OSError:
+        return None
+
+
 @dataclass(frozen=True)
 class Change:
     """A method whose code changed since some of its done records, under the same version, and not accepted."""
@@ -191,25 +236,41 @@ class Change:
         return f"{self.method} v{self.version} ({', '.join(self.modules)}; {n} done record{'s' * (n != 1)})"
 
 
-def changes(records: list[dict], accepted: Path) -> list[Change]:
+def changes(records: list[dict], accepted: Path, by_source: bool = False) -> list[Change]:
     """The changes behind `records` (done records of one suite): each record of a method whose fingerprint differs
     from its code's now, unless that pair was accepted (the file `accepted`). Records without a fingerprint are
-    accepted as they are."""
+    accepted as they are. `by_source`: the code now is read from the recorded modules' files (`code_from_source`,
+    no import: `bench status`), not from the method's class (the runner's check); a record whose modules are gone is
+    a change."""
+    from_source = {}
+
+    def code_now(record: dict) -> dict | None:
+        if by_source:
+            key = json.dumps(record[FIELD], sort_keys=True)
+            if key not in from_source:
+                from_source[key] = code_from_source(record[FIELD]) or {"fingerprint": "gone", "modules": {}}
+            return from_source[key]
+        from .distiller import get_method
+
+        return method_code(get_method(record["method"]))
+
     known = load_accepted(accepted)
     groups: dict[tuple, list[dict]] = {}
+    nows: dict[tuple, dict] = {}
     for record in records:
         kept = record.get(FIELD)
         if not kept:
             continue
-        now = method_code(get_method(record["method"]))
+        now = code_now(record)
         if now is None or now["fingerprint"] == kept["fingerprint"]:
             continue
         key = (record["method"], str(record.get("method_version")), kept["fingerprint"], now["fingerprint"])
         if key not in known:
             groups.setdefault(key, []).append(record)
+            nows[key] = now
     out = []
     for (method, version, recorded, code), recs in sorted(groups.items()):
-        before, now = recs[0][FIELD].get("modules", {}), method_code(get_method(method))["modules"]
+        before, now = recs[0][FIELD].get("modules", {}), nows[(method, version, recorded, code)]["modules"]
         modules = tuple(m for m in sorted(set(before) | set(now)) if before.get(m) != now.get(m))
         out.append(Change(method, version, recorded, code, modules, tuple(sorted(r["id"] for r in recs))))
     return out

@@ -97,9 +97,11 @@ for module in sys.argv[1:]:
 """
 
 # what reads results without training: the results layout and records, the run context, SLURM's accounting, the
-# records as a DataFrame (bench results without --suite)
+# records as a DataFrame (bench results without --suite), a suite's cached expansion, `bench status` and
+# `bench report` (tests/benchmarks/test_suite_cache.py runs both without torch), the source fingerprints
 TORCH_FREE = ("benchmarks.store", "benchmarks.options", "benchmarks.lock", "benchmarks.slurm", "benchmarks.results",
-              "kdfd.config")
+              "benchmarks.suite_cache", "benchmarks.status", "benchmarks.report", "benchmarks.report_writer",
+              "benchmarks.cli", "kdfd.config", "kdfd.fingerprint")
 
 
 def test_the_modules_that_only_read_results_import_without_torch():
