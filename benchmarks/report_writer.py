@@ -218,16 +218,22 @@ def seed_figures(out: Path, scores, majority: dict) -> list[str]:
 
 
 def method_rules(selected: dict, methods: dict | None = None) -> list[str]:
-    """The report's rules per method: its version and how its losses are normalised (the method's own `scale`).
-    `methods`: name -> {"version", "scale"} (a cached suite's, benchmarks.suite_cache); None: the registry's."""
+    """The report's rules per method: its version, how its losses are normalised (the method's own `scale`), and the
+    parameters this run set unlike the method's defaults (a protocol's departures from a paper show here).
+    `methods`: kdfd.distiller.method_facts() (a cached suite's, benchmarks.suite_cache); None: the registry's."""
     if methods is None:
-        from kdfd.distiller import METHODS
+        from kdfd.distiller import method_facts
 
-        methods = {n: {"version": c.version, "scale": c.scale} for n, c in METHODS.items()}
-    lines = ["Each method as run here (version; the normalisation of its losses, and whose choice it is):", ""]
+        methods = method_facts()
+    lines = ["Each method as run here (version; the normalisation of its losses, and whose choice it is; the "
+             "parameters set here unlike the method's defaults):", ""]
     for method in sorted({m for _, m in selected if m in methods}):
         info = methods[method]
-        lines.append(f"- `{method}` v{info['version']}: {info['scale'] or 'see its module docstring'}.")
+        defaults = info.get("defaults", {})
+        changed = sorted({f"{k} = {v!r}" for (_, m), g in selected.items() if m == method
+                          for k, v in g.params.items() if k in defaults and defaults[k] != v})
+        set_here = f" Set here: {', '.join(changed)}." if changed else ""
+        lines.append(f"- `{method}` v{info['version']}: {info['scale'] or 'see its module docstring'}.{set_here}")
     return lines
 
 

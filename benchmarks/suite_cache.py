@@ -32,7 +32,7 @@ from . import store
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
 TOP_KEYS = ("base", "description", "tasks", "seeds", "methods", "data_source", "tokenizer", "teacher", "student", "train",
             "method", "slurm")
-FORMAT = 1
+FORMAT = 2
 GROUP = "kdfd_bench.methods"  # kdfd.registry.GROUP (that module imports the method interface, and torch)
 # the code an expansion runs: these packages' files whole, and the suite modules of this package
 PACKAGES = ("kdfd", "baselines")
@@ -107,7 +107,7 @@ class CachedJob:
 
 @dataclass
 class CachedSuite:
-    """A suite as `benchmarks.suite.Suite` reads, from the cache; `methods`: name -> {"version", "scale"} of every
+    """A suite as `benchmarks.suite.Suite` reads, from the cache; `methods`: name -> {"version", "scale", "defaults"} of every
     method registered when it was made (the report's rules per method)."""
 
     name: str
@@ -157,13 +157,13 @@ def _files_of(top: str) -> list[Path]:
 
 def save(results: Path, suite, cache_key: str) -> Path:
     """Keep a suite's expansion (a benchmarks.suite.Suite) under `results`, atomically."""
-    from kdfd.distiller import METHODS  # the caller expanded the suite: the methods are imported already
+    from kdfd.distiller import method_facts  # the caller expanded the suite: the methods are imported already
 
     jobs = [{"id": j.id, "label": j.label, "config": dataclasses.asdict(j.config),
              "teacher": j.teacher.id if j.teacher is not None else None} for j in suite.jobs]
     data = {"format": FORMAT, "key": cache_key, "name": suite.name, "path": str(suite.path),
             "description": suite.description, "slurm": suite.slurm, "jobs": jobs,
-            "methods": {n: {"version": str(c.version), "scale": c.scale} for n, c in sorted(METHODS.items())}}
+            "methods": method_facts()}
     path = store.suite_cache_path(results, suite.name, cache_key)
     store.write_json(path, data)
     return path

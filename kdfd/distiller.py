@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import math
 import typing
 from dataclasses import dataclass
@@ -226,6 +227,15 @@ def get_method(name: str) -> type[Distiller]:
         return METHODS[name]
     except KeyError:
         raise ConfigError(one_of("method", name, METHODS)) from None
+
+
+def method_facts() -> dict[str, dict]:
+    """What a report says of each registered method without importing it again: name -> {"version", "scale" (how
+    its losses are normalised), "defaults" (its parameters' default values, so a report can name what a suite set
+    otherwise)}. JSON-ready (benchmarks.suite_cache keeps it for a report without torch)."""
+    return {n: {"version": str(c.version), "scale": c.scale,
+                "defaults": json.loads(json.dumps(dataclasses.asdict(c.Params())))}  # tuples as a record's lists
+            for n, c in sorted(METHODS.items())}
 
 
 def needs_of(cls: type[Distiller], params) -> Needs:

@@ -354,3 +354,24 @@ def test_widen_adds_recorded_methods_run_with_the_suites_settings_only(fixture, 
     collected = report.collect(wide, [root])
     assert [len(g.runs) for g in collected.groups if g.method == "finetune"] == [1]
     assert {(m["label"], m["seed"]) for m in collected.missing} == {("finetune", 2), ("finetune", 3)}
+
+
+def test_the_rules_name_the_parameters_a_run_set_unlike_the_methods_defaults():
+    facts = {"kdfd": {"version": "1", "scale": "CE", "defaults": {"vae_grad": "flow", "latent_dim": 64,
+                                                                  "schedule": ["pid"]}}}
+    group = report.Group("cola", "kdfd", "1", "k", "kdfd", params={"vae_grad": "stop", "latent_dim": 64,
+                                                                       "schedule": ["pid"]})
+    (line,) = report_writer.method_rules({("cola", "kdfd"): group}, facts)[2:]
+    assert line == "- `kdfd` v1: CE. Set here: vae_grad = 'stop'."
+    group.params["vae_grad"] = "flow"
+    assert report_writer.method_rules({("cola", "kdfd"): group}, facts)[2:] == ["- `kdfd` v1: CE."]
+
+
+def test_method_facts_defaults_read_like_a_records_params():
+    from kdfd.distiller import method_facts
+    from kdfd.registry import load_methods
+
+    load_methods()
+    facts = method_facts()
+    assert facts["kdfd"]["defaults"]["vae_grad"] == "flow"
+    assert all(not isinstance(v, tuple) for f in facts.values() for v in f["defaults"].values())
