@@ -76,13 +76,15 @@ def test_a_changed_loss_stops_the_run_until_accepted_or_bumped(tmp_path):
     assert versions == ["1", "2"] and path.read_bytes() == before
 
 
-def test_records_without_a_fingerprint_are_accepted():
-    """Every committed record predates fingerprints: none of them stops a run."""
+def test_committed_records_with_and_without_a_fingerprint_are_current():
+    """The committed records made before fingerprints existed are accepted as they are; those made since carry the
+    fingerprint of the code in this checkout: none of them stops a run."""
     root = ROOT / "reports" / "glue-cpu" / "results"
     suite = suites.load("glue-cpu")
     done = [j for j in suite.jobs if store.is_done(root, j)]
     assert done, "the committed glue-cpu records are part of the checkout"
-    assert all("method_code" not in json.loads(store.record_path(root, j).read_text()) for j in done)
+    kept = {"method_code" in json.loads(store.record_path(root, j).read_text()) for j in done}
+    assert kept == {True, False}, "both kinds are committed"
     assert runner.code_changes(suite, root) == []
     runner.check_code(suite, root)  # does not raise, and writes nothing
     assert not (root / runner.CODE_ACCEPTED).exists()
