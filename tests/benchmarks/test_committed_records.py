@@ -35,8 +35,9 @@ def test_every_committed_record_is_a_job_of_a_committed_suite():
 # shows here by name, even where a suite changed alongside it. (suite, task, label, seed) -> id
 PINNED = {
     ("glue-cpu", "mrpc", "teacher", 1): "455721f0703e8dba",
-    ("protocol-kdfd-vae-grad", "mrpc", "kdfd[vae_grad=flow]", 1): "daf00bb1e9b63265",  # glue-cpu's until experiment 6
-    ("glue-cpu", "cola", "kdfd", 1): "d04b5fdc0e6b27a4",
+    ("glue-cpu", "mrpc", "kdfd", 1): "daf00bb1e9b63265",
+    ("protocol-kdfd-vae-grad", "mrpc", "kdfd[vae_grad=flow]", 1): "daf00bb1e9b63265",  # the same job
+    ("protocol-kdfd-vae-grad", "cola", "kdfd[vae_grad=stop]", 1): "d04b5fdc0e6b27a4",
     ("glue-cpu", "rte", "vanilla-kd", 1): "f6a838d8ebb547ae",
     ("glue-cpu", "stsb", "finetune", 1): "7698e75a0f14baf3",
     ("protocol-internal-kd-mrpc", "mrpc", "internal-kd[schedule=sid,final_stage=head,activation=cls]", 1):
