@@ -2,7 +2,8 @@
 
 States: done · stale (done, by code that changed since without a version bump: `bench run` stops on it, see
 kdfd.fingerprint) · failed (the record's error, or the SLURM state of a task that ended without writing one) · running
-(its lock is held, or its SLURM task runs) · pending (queued in SLURM) · to run (nothing yet) · unknown (submitted,
+(its lock is held, or its SLURM task runs) · pending (queued in SLURM) · to run (nothing yet, or a teacher's done
+record without its weights, as in a fresh clone: weights are never committed) · unknown (submitted,
 no record yet, and `sacct` could not be asked: `states(..., sacct=False)`).
 """
 
@@ -55,6 +56,8 @@ def states(suite: Suite, results: Path, sacct: bool = True) -> list[JobState]:
             out.append(JobState(job, "unknown", sid, "sacct could not be asked"))
         elif sid is not None and slurm.is_active(sub[job.id], live):
             out.append(JobState(job, "running" if live.get(sid) in ("RUNNING", "COMPLETING") else "pending", sid))
+        elif record is not None and record.done:  # a teacher's record without its weights (not committed): retrains
+            out.append(JobState(job, "to run", sid, "its weights are absent; it retrains", record))
         elif record is not None:  # failed, and not requeued since
             out.append(JobState(job, "failed", sid, (record.error or {}).get("message"), record))
         elif sid is not None:

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks import store
+from benchmarks import status, store
 from benchmarks import suite as suites
 from benchmarks.lock import JobLock
 
@@ -78,3 +78,21 @@ def test_wait_without_a_terminal_prints_a_line_when_the_counts_change_only(tmp_p
     assert wait.returncode == 0, err
     assert "\r" not in err and err.splitlines() == ["suite two: 1 running, 1 to run", "suite two: 2 running",
                                                     "suite two: 2 to run"], err  # the last: the look that ended it
+
+
+def test_a_teachers_done_record_without_its_weights_is_to_run_not_failed(tmp_path):
+    """A fresh clone has the committed teacher records and never their weights: the teacher retrains, and status
+    must say so rather than call a job that succeeded `failed`."""
+    path = tmp_path / "kd.toml"
+    path.write_text(tiny_suite(methods=("vanilla-kd",), methods_tables=""))
+    suite = suites.load(str(path))
+    teacher = next(j for j in suite.jobs if j.config.role == "teacher")
+    results = tmp_path / "results"
+    store.write_json(store.record_path(results, teacher), {"status": "done", "config_hash": teacher.id,
+                                                           "id": teacher.id})
+    (state,) = [s for s in status.states(suite, results, sacct=False) if s.job is teacher]
+    assert (state.state, state.error) == ("to run", "its weights are absent; it retrains")
+    store.weights_path(results, teacher).parent.mkdir(parents=True, exist_ok=True)
+    store.weights_path(results, teacher).write_bytes(b"weights")
+    (state,) = [s for s in status.states(suite, results, sacct=False) if s.job is teacher]
+    assert state.state == "done"
