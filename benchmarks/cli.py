@@ -309,6 +309,18 @@ def cmd_results(args) -> int:
     return 0
 
 
+def cmd_collect(args) -> int:
+    from . import store
+
+    suite = load_suite(args, cached_in=[Path(args.results)])
+    found = [(job, store.find(Path(args.results), job)) for job in suite.jobs]
+    done = [job for job, record in found if record is not None and record.done]
+    new = sum(store.collect(job, Path(args.results), Path(args.into)) for job in done)
+    console.print(f"{len(done)} done records of suite {suite.name} under {args.results}: {new} new or changed in "
+                  f"{args.into} (records and representations; weights, checkpoints and locks stay behind)")
+    return 0
+
+
 class OneLineParser(argparse.ArgumentParser):
     """Usage errors as one line, like every other error (argparse prints the whole usage block by default)."""
 
@@ -384,6 +396,10 @@ def parser() -> argparse.ArgumentParser:
     rs.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     rs.add_argument("--format", choices=("csv", "parquet", "jsonl"), default="csv")
     rs.add_argument("--out", help="file to write (default: standard output; parquet needs a file)")
+    co = sub.add_parser("collect", help="copy a suite's done records (JSON + .npz, never weights) from a results "
+                                        "root into a folder to commit, e.g. reports/<suite>/results")
+    suite_args(co)
+    co.add_argument("--into", required=True, help="the folder to copy into (same layout as the results root)")
     sub.add_parser("speed", add_help=False,
                    help="step-time ratios of the methods and of the batchings (`bench speed --help`)")
     return p
@@ -409,7 +425,7 @@ def main(argv=None) -> int:
             if bad:
                 raise KdfdError(f"seed {bad[0]!r} is not an integer")
         return {"run": cmd_run, "status": cmd_status, "wait": cmd_wait, "cancel": cmd_cancel,
-                "report": cmd_report, "results": cmd_results}[args.command](args)
+                "report": cmd_report, "results": cmd_results, "collect": cmd_collect}[args.command](args)
     except KdfdError as e:
         if args.debug:
             raise

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .store import read
@@ -43,3 +44,43 @@ def markdown(df: pd.DataFrame, side_by_side: int = 2) -> list[str]:
             "thread per job; each job's time as measured, so one that shared its cores with other work counts that "
             "slowdown). Median seconds of one job, per kind and task:", "",
             per_kind(df).map(lambda v: "-" if pd.isna(v) else f"{v:.0f}").to_markdown(stralign="right"), ""]
+
+
+def kind(label: str) -> str:
+    """A job's cost kind: its method (`internal-kd[schedule=pid]` -> `internal-kd`): grid points of one method cost
+    about the same, and a label's grid part depends on the suite that ran the job."""
+    return label.split("[", 1)[0]
+
+
+def fitted(df: pd.DataFrame) -> dict[tuple[str, str], float]:
+    """(kind, task) -> seconds of one job: the measured median where the pair ran, else exp(a_kind + b_task) from a
+    least-squares fit of log median seconds = a_kind + b_task over the pairs that ran (a kind costs the same factor
+    more on every task). Pairs whose kind or task never ran are absent."""
+    med = df.assign(kind=df.job.map(kind)).groupby(["kind", "task"]).seconds.median()
+    kinds, tasks = sorted(med.index.unique(0)), sorted(med.index.unique(1))
+    design = np.zeros((len(med), len(kinds) + len(tasks) - 1))
+    for row, (k, t) in enumerate(med.index):
+        design[row, kinds.index(k)] = 1.0
+        if tasks.index(t):  # the first task is the reference: its b is 0
+            design[row, len(kinds) + tasks.index(t) - 1] = 1.0
+    coef = np.linalg.lstsq(design, np.log(med.to_numpy()), rcond=None)[0]
+    b = dict(zip(tasks, [0.0, *coef[len(kinds):]]))
+    out = {(k, t): float(np.exp(coef[i] + b[t])) for i, k in enumerate(kinds) for t in tasks}
+    return {**out, **{key: float(v) for key, v in med.items()}}
+
+
+def to_finish(df: pd.DataFrame, left: list[tuple[str, str]], side_by_side: int = 2) -> list[str]:
+    """The report's estimate of what the jobs not yet run ((task, label) pairs) will cost, from `fitted`."""
+    if not left:
+        return []
+    if df.empty:
+        return [f"{len(left)} jobs are not run yet; no done record carries a time to estimate their cost from."]
+    cost = fitted(df)
+    known = [cost[(kind(label), task)] for task, label in left if (kind(label), task) in cost]
+    unknown = sorted({f"{kind(label)} on {task}" for task, label in left if (kind(label), task) not in cost})
+    total = sum(known)
+    return [f"{len(left)} jobs are not run yet. At the measured median per kind and task, or where a kind has not run "
+            "on a task, a fit of log seconds = kind + task over those medians: about "
+            f"{total / 3600:.1f} job-hours, **{total / side_by_side / 3600:.1f} wall-clock hours more** with "
+            f"{side_by_side} side by side" + (f" for {len(known)} of them; no estimate for "
+                                               f"{', '.join(unknown)} (never run)." if unknown else "."), ""]

@@ -107,7 +107,7 @@ def collect(suite: Suite, roots: list[Path], checkpoint: str = "last") -> Collec
         root, done = next(((root, r) for root, r in found if r.get("status") == "done"), (None, None))
         c = job.config
         if done is None:
-            entry = {"task": c.task, "label": job.label, "seed": c.seed}
+            entry = {"task": c.task, "label": job.label, "seed": c.seed, "id": job.id}
             if records:
                 failed.append({**entry, "error": (records[0].get("error") or {}).get("message", "")})
             else:

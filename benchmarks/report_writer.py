@@ -303,7 +303,10 @@ def write(out: Path, suite_name: str, collected: rep.Collected, checkpoint: str,
         md.append(f"Fig. 5 also reads suite `{name}`: {sum(len(g.runs) for g in c.groups)} done records, "
                   f"{len(c.failed)} failed and {len(c.missing)} not run, left out.")
     runs = [r["path"] for g in collected.groups + sweep_groups for r in g.runs]
-    md += ["", "## What it cost", "", *cost.markdown(cost.frame(runs))]
+    left = list({m["id"]: (m["task"], m["label"]) for m in collected.missing
+                 + [m for c in sweeps.values() for m in c.missing]}.values())  # a sweep shares jobs with its base
+    spent = cost.frame(runs)
+    md += ["", "## What it cost", "", *cost.markdown(spent), *cost.to_finish(spent, left)]
     md += ["", "## Left out", ""]
     if not collected.failed and not collected.missing:
         md.append("Nothing: every job of the suite has a done record.")

@@ -312,6 +312,24 @@ def keep_unreadable(path: Path) -> Path | None:
     return None
 
 
+def collect(job, source: Path, into: Path) -> bool:
+    """Copy a job's done record and its representations (.npz) from the results root `source` into `into`, at the
+    same place in the layout; never a teacher's weights, a checkpoint, a lock or a cache (what a repository keeps of
+    a run). Atomic per file; True when the record was new or differed there."""
+    record = find(source, job)
+    if record is None or not record.done:
+        return False
+    files = [record_path(source, job), artifacts_path(source, job)]
+    changed = False
+    for src in (f for f in files if f.is_file()):
+        dst = Path(into) / src.relative_to(source)
+        data = src.read_bytes()
+        if not dst.is_file() or dst.read_bytes() != data:
+            atomic_write(dst, lambda f, data=data: f.write(data))
+            changed |= src.suffix == ".json"
+    return changed
+
+
 # ---------------------------------------------------------------------------------------- other files, as JSON
 
 

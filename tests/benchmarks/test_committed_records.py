@@ -35,7 +35,8 @@ def test_every_committed_record_is_a_job_of_a_committed_suite():
 # shows here by name, even where a suite changed alongside it. (suite, task, label, seed) -> id
 PINNED = {
     ("glue-cpu", "mrpc", "teacher", 1): "455721f0703e8dba",
-    ("glue-cpu", "mrpc", "kdfd", 1): "daf00bb1e9b63265",
+    ("glue-cpu", "mrpc", "kdfd[vae_grad=flow]", 1): "daf00bb1e9b63265",
+    ("glue-cpu", "cola", "kdfd[vae_grad=stop]", 1): "d04b5fdc0e6b27a4",
     ("protocol-kdfd-vae-grad", "mrpc", "kdfd[vae_grad=flow]", 1): "daf00bb1e9b63265",  # the same job
     ("protocol-kdfd-vae-grad", "cola", "kdfd[vae_grad=stop]", 1): "d04b5fdc0e6b27a4",
     ("glue-cpu", "rte", "vanilla-kd", 1): "f6a838d8ebb547ae",
@@ -51,7 +52,7 @@ def test_the_ids_of_pinned_committed_jobs_are_unchanged():
         jobs = suites.load(suite, tasks=[task], seeds=[seed]).jobs
         found[(suite, task, label, seed)] = next((j.id for j in jobs if j.label == label), None)
     assert found == PINNED
-    kdfd = next(j for j in suites.load("glue-cpu", tasks=["mrpc"], seeds=[1]).jobs if j.label == "kdfd")
+    kdfd = next(j for j in suites.load("glue-cpu", tasks=["mrpc"], seeds=[1]).jobs if j.label == "kdfd[vae_grad=flow]")
     assert kdfd.config.teacher_job == kdfd.teacher.id == "455721f0703e8dba"
     if committed_records():
         for (_, task, label, seed), job_id in PINNED.items():
