@@ -26,7 +26,9 @@ Every point the paper leaves open (its sections 3-4 state the losses, models and
   3-layer MiniLM student (reports/protocol, experiments 5-7, seed 1, 2 epochs): `flow` with the summed L_vae stays
   at CoLA's majority class (MCC 0.0, its CE at the label entropy; fine-tuning: 20.4) and `stop` leaves it (19.1),
   but on STS-B `stop` barely learns (Pearson 29.4 against flow's 76.2); `recon_reduction = mean` leaves CoLA's
-  majority too (20.4) and lies between on STS-B (57.9); on MRPC all coincide. No setting learns every task yet, so the default and glue-cpu keep the paper's.
+  majority too (20.4) and lies between on STS-B (57.9); on MRPC all coincide. No single setting learns every task,
+  so the default stays the paper's and glue-cpu runs both gradients as a grid (each task's report cell the better
+  on dev, the report's selection rule for every grid).
 - Constants, stated here because the paper does not: the reconstruction term is the squared error, i.e. twice the
   unit-variance Gaussian negative log-likelihood of eq. 7 without its constant, so the KL term counts half as much
   relative to it as in the textbook ELBO; the KD term of eqs. 1 and 3 is tau^2 KL (Hinton's gradient scaling),
