@@ -8,6 +8,8 @@ Rules, printed in every report:
   configs are never mixed in one cell.
 - Selection: per (task, method), the group with the best mean dev score over its seeds (the task's metrics averaged,
   GLUE's convention), as the paper's grid search did; ties go to the group with more seeds, then the first id.
+  A method run over a grid is picked on the dev set it is scored on: the better of k settings is optimistic for
+  it, more so the closer they are (the "Selected configurations" table says which setting each cell is).
 - Checkpoint: `last` (the final epoch, the default) or `best` (each run's best dev epoch: optimistic, dev is also the
   report's test set).
 - Reference rows: `majority` is the best constant predictor on the dev labels (majority class; a constant score on
