@@ -46,3 +46,15 @@ def same_training(a: dict, b: dict) -> bool:
         return [{k: v for k, v in c.items() if not k.endswith("seconds")} for c in curves]
 
     return a["metrics"] == b["metrics"] and strip(a["curves"]) == strip(b["curves"])
+
+
+# The start of a `python -c` program in which torch cannot be imported: a finder that refuses it
+# (sys.modules['torch'] = None would also break scipy's probe of it).
+NO_TORCH = """
+import sys
+class NoTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "torch":
+            raise ImportError("no torch here")
+sys.meta_path.insert(0, NoTorch())
+"""

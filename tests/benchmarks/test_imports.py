@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from ..conftest import ROOT
+from .helpers import NO_TORCH
 
 PACKAGE = ROOT / "benchmarks"
 MODULES = sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem != "__init__")
@@ -85,13 +86,8 @@ def test_each_module_imports_alone_in_a_fresh_interpreter():
     assert not failed, failed
 
 
-WITHOUT_TORCH = """
+WITHOUT_TORCH = NO_TORCH + """
 import sys
-class NoTorch:  # a finder that refuses torch (sys.modules['torch'] = None would also break scipy's probe of it)
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] == "torch":
-            raise ImportError("no torch here")
-sys.meta_path.insert(0, NoTorch())
 for module in sys.argv[1:]:
     __import__(module)
 """

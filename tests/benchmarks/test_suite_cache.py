@@ -11,14 +11,10 @@ from benchmarks import cli, store, suite_cache
 from benchmarks import suite as suites
 
 from ..conftest import ROOT
+from .helpers import NO_TORCH
 
-WITHOUT_TORCH = """
+WITHOUT_TORCH = NO_TORCH + """
 import sys
-class NoTorch:  # a finder that refuses torch (sys.modules['torch'] = None would also break scipy's probe of it)
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] == "torch":
-            raise ImportError("no torch here")
-sys.meta_path.insert(0, NoTorch())
 from benchmarks.cli import main
 code = main(sys.argv[1:])
 assert "torch" not in sys.modules
