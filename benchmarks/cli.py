@@ -316,8 +316,8 @@ def cmd_collect(args) -> int:
     found = [(job, store.find(Path(args.results), job)) for job in suite.jobs]
     done = [job for job, record in found if record is not None and record.done]
     new = sum(store.collect(job, Path(args.results), Path(args.into)) for job in done)
-    console.print(f"{len(done)} done records of suite {suite.name} under {args.results}: {new} new or changed in "
-                  f"{args.into} (records and representations; weights, checkpoints and locks stay behind)")
+    console.print(f"{len(done)} done records of suite {suite.name} under {args.results}: {new} copied into "
+                  f"{args.into}, the others there already (records and representations; weights, checkpoints and locks stay behind)")
     return 0
 
 

@@ -315,19 +315,16 @@ def keep_unreadable(path: Path) -> Path | None:
 def collect(job, source: Path, into: Path) -> bool:
     """Copy a job's done record and its representations (.npz) from the results root `source` into `into`, at the
     same place in the layout; never a teacher's weights, a checkpoint, a lock or a cache (what a repository keeps of
-    a run). Atomic per file; True when the record was new or differed there."""
+    a run). A done record already in `into` stays as it is: a teacher retrained on a fresh machine (its weights are
+    never kept) writes a record of the same job again, and the first one is the one committed. Atomic per file; True
+    when a record was copied."""
     record = find(source, job)
-    if record is None or not record.done:
+    if record is None or not record.done or (find(into, job) is not None and find(into, job).done):
         return False
-    files = [record_path(source, job), artifacts_path(source, job)]
-    changed = False
-    for src in (f for f in files if f.is_file()):
-        dst = Path(into) / src.relative_to(source)
-        data = src.read_bytes()
-        if not dst.is_file() or dst.read_bytes() != data:
-            atomic_write(dst, lambda f, data=data: f.write(data))
-            changed |= src.suffix == ".json"
-    return changed
+    for src in (f for f in (artifacts_path(source, job), record_path(source, job)) if f.is_file()):
+        data = src.read_bytes()  # the record last: a copy cut short leaves no record without its representations
+        atomic_write(Path(into) / src.relative_to(source), lambda f, data=data: f.write(data))
+    return True
 
 
 # ---------------------------------------------------------------------------------------- other files, as JSON

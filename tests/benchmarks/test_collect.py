@@ -6,7 +6,7 @@ from benchmarks import suite as suites
 from .helpers import bench, tiny_suite
 
 
-def test_collect_copies_done_records_and_representations_never_weights_and_only_once(tmp_path):
+def test_collect_copies_done_records_and_representations_never_weights_and_never_over_a_done_record(tmp_path):
     path = tmp_path / "kd.toml"
     path.write_text(tiny_suite(methods=("vanilla-kd",), seeds=(1, 2), methods_tables=""))
     jobs = suites.load(str(path)).jobs
@@ -20,9 +20,13 @@ def test_collect_copies_done_records_and_representations_never_weights_and_only_
 
     out = bench("collect", "--suite", str(path), "--results", str(run), "--into", str(into))
     assert out.returncode == 0, out.stderr
-    assert "2 done records" in out.stdout and "2 new or changed" in out.stdout
+    assert "2 done records" in out.stdout and "2 copied" in out.stdout
     copied = sorted(p.relative_to(into) for p in into.rglob("*") if p.is_file())
     assert copied == sorted(p.relative_to(run) for p in (store.record_path(run, teacher), store.record_path(run, done),
                                                          store.artifacts_path(run, done)))
+    # a teacher retrained elsewhere writes its record again (other timings): the committed one stays
+    store.write_json(store.record_path(run, teacher), {"status": "done", "config_hash": teacher.id, "id": teacher.id,
+                                                       "wall_seconds": 1.0})
     again = bench("collect", "--suite", str(path), "--results", str(run), "--into", str(into))
-    assert "0 new or changed" in again.stdout
+    assert "0 copied" in again.stdout
+    assert "wall_seconds" not in store.record_path(into, teacher).read_text()
