@@ -27,8 +27,8 @@ SWEPT = ("latent_dim", "vae_lambda")  # the paper's Fig. 5 axes, first when pres
 def save(fig, out: Path, stem: str) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{stem}.png", out / f"{stem}.pdf"]
-    for p in paths:
-        fig.savefig(p, dpi=120, bbox_inches="tight")
+    for p in paths:  # no creation date in the PDF: a regenerated report changes only where its figures do
+        fig.savefig(p, dpi=120, bbox_inches="tight", metadata={"CreationDate": None} if p.suffix == ".pdf" else None)
     plt.close(fig)
     return paths
 

@@ -243,6 +243,10 @@ def write(out: Path, suite_name: str, collected: rep.Collected, checkpoint: str,
     (suite name -> its records) feed Fig. 5 only: the tables select among the suite's own configurations. `methods`:
     the methods' versions and loss scales (`method_rules`)."""
     out.mkdir(parents=True, exist_ok=True)
+    # figures of cells the records no longer give (a task left out, a method removed) must not outlive them
+    for stale in (out / "figures").glob("*.png"):
+        for f in (stale, stale.with_suffix(".pdf")):
+            f.unlink(missing_ok=True)
     selected = rep.select(collected.groups)
     paper = rep.paper_numbers(paper_csv)
     reference = paper_tables.load(paper_tables.TABLES_TOML, paper_csv)

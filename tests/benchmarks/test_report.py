@@ -375,3 +375,18 @@ def test_method_facts_defaults_read_like_a_records_params():
     facts = method_facts()
     assert facts["kdfd"]["defaults"]["vae_grad"] == "flow"
     assert all(not isinstance(v, tuple) for f in facts.values() for v in f["defaults"].values())
+
+
+def test_a_figure_of_a_cell_no_record_gives_any_more_is_removed_and_pdfs_carry_no_date(fixture, tmp_path):
+    """A task left out of a suite must not leave its figures beside the new report; a regenerated PDF is the same
+    bytes (no creation date), so a report regenerated from the same records changes nothing in git."""
+    suite, root = fixture
+    figures = tmp_path / "out" / "figures"
+    figures.mkdir(parents=True)
+    for suffix in (".png", ".pdf"):
+        (figures / f"seeds-rte{suffix}").write_bytes(b"a task no longer in the suite")
+    report_writer.write(tmp_path / "out", suite.name, report.collect(suite, [root]), "last")
+    assert not list(figures.glob("seeds-rte.*")) and (figures / "seeds-mrpc.png").is_file()
+    first = (figures / "seeds-mrpc.pdf").read_bytes()
+    report_writer.write(tmp_path / "out", suite.name, report.collect(suite, [root]), "last")
+    assert (figures / "seeds-mrpc.pdf").read_bytes() == first
