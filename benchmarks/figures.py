@@ -141,7 +141,10 @@ def seed_dots(scores, task: str, order: list[str], out: Path, stem: str, floor: 
 
     present = [m for m in order if m in set(scores["method"])]
     fig, ax = plt.subplots(figsize=(max(4.0, 0.9 * len(present) + 1.5), 3.8), layout="constrained")
+    state = np.random.get_state()  # seaborn jitters from numpy's global generator: the same records, the same dots
+    np.random.seed(0)
     sns.stripplot(data=scores, x="method", y="score", order=present, color="0.45", size=5, jitter=0.15, ax=ax)
+    np.random.set_state(state)
     sns.pointplot(data=scores, x="method", y="score", order=present, errorbar=("ci", 95), n_boot=2000, seed=0,
                   linestyle="none", marker="D", color="C3", capsize=0.2, ax=ax)
     if floor is not None:
