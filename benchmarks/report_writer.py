@@ -217,6 +217,39 @@ def seed_figures(out: Path, scores, majority: dict) -> list[str]:
     return md
 
 
+def above_majority(scores: pd.DataFrame, majority: dict) -> pd.DataFrame:
+    """Did each student learn? Per (method, task): the mean score's margin over the constant predictor (points), the
+    seeds' sample std, n, and the answer: `yes` (margin above the std, and above 0), `within spread` (0 < margin <=
+    std), `no` (margin <= 0: at or below the majority class), `1 seed` (a positive margin with no spread to weigh it
+    against). The CPU-protocol issue's criterion: every student above its task's majority by more than its spread."""
+    rows = []
+    for (method, task), g in scores.groupby(["method", "task"]):
+        if task not in majority:
+            continue
+        margin, sd, n = g.score.mean() - majority[task], g.score.std(ddof=1), len(g)
+        learned = ("no" if margin <= 0 else "1 seed" if n < 2 else "yes" if margin > sd else "within spread")
+        rows.append({"method": method, "task": task, "margin": margin, "std": sd if n > 1 else float("nan"), "n": n,
+                     "learned": learned})
+    return pd.DataFrame(rows, columns=["method", "task", "margin", "std", "n", "learned"])
+
+
+def above_majority_markdown(df: pd.DataFrame) -> list[str]:
+    if df.empty:
+        return ["No task of this report has a majority-class score."]
+    cells = df.assign(cell=[f"{r.margin:+.1f}" + (f" ± {r.std:.1f}" if r.n > 1 else "") + f" (n={r.n}): {r.learned}"
+                            for r in df.itertuples()])
+    table = cells.pivot(index="method", columns="task", values="cell").fillna("-").reset_index()
+    bad = df[df.learned.isin(["no", "within spread"])]
+    summary = ("Every student stands above its task's majority class by more than its seed spread."
+               if bad.empty and (df.learned == "yes").all() else
+               f"{len(bad)} of {len(df)} cells are at the majority class or within their seed spread of it"
+               + (f"; {int((df.learned == '1 seed').sum())} have one seed, no spread to judge by" if
+                  (df.learned == "1 seed").any() else "") + ".")
+    return ["Mean score minus the majority class's (points) ± the seeds' std; `yes` where the margin is above the "
+            "std, `within spread` where it is not, `no` at or below the majority class. Data: "
+            "[above_majority.csv](above_majority.csv).", "", markdown(table), "", summary, ""]
+
+
 def method_rules(selected: dict, methods: dict | None = None) -> list[str]:
     """The report's rules per method: its version, how its losses are normalised (the method's own `scale`), and the
     parameters this run set unlike the method's defaults (a protocol's departures from a paper show here).
@@ -273,6 +306,9 @@ def write(out: Path, suite_name: str, collected: rep.Collected, checkpoint: str,
     ours = ours_caption(selected)
     md += ["## Every task and method (the selected configuration of each)", "", ours, "",
            markdown(frame(every, headers)), ""]
+    learned = above_majority(scores, majority)
+    learned.to_csv(out / "above_majority.csv", index=False)
+    md += ["## Did every student learn? (its margin over the majority class)", "", *above_majority_markdown(learned)]
     for name, rows in tables.items():
         title = reference.tables[name].title
         table = frame(rows, reference.headers)

@@ -94,7 +94,8 @@ def test_failed_records_are_left_out_and_listed(fixture, tmp_path):
     collected = report.collect(suite, [root])
     kdfd = report.select(collected.groups)[("mrpc", "kdfd")]
     assert sorted(r["seed"] for r in kdfd.runs) == [1, 2]
-    assert collected.failed == [{"task": "mrpc", "label": "kdfd", "seed": 3, "error": "NaN loss"}]
+    assert collected.failed == [{"task": "mrpc", "label": "kdfd", "seed": 3, "id": job.id,
+                                "error": "NaN loss"}]
     report_writer.write(tmp_path / "out", suite.name, collected, "last")
     assert "- failed: mrpc kdfd seed 3: NaN loss" in (tmp_path / "out" / "report.md").read_text()
 
@@ -390,3 +391,18 @@ def test_a_figure_of_a_cell_no_record_gives_any_more_is_removed_and_pdfs_carry_n
     first = (figures / "seeds-mrpc.pdf").read_bytes()
     report_writer.write(tmp_path / "out", suite.name, report.collect(suite, [root]), "last")
     assert (figures / "seeds-mrpc.pdf").read_bytes() == first
+
+
+def test_above_majority_says_which_students_learned_by_more_than_their_seed_spread():
+    import pandas as pd
+
+    scores = pd.DataFrame([("a", "mrpc", 1, 78.0), ("a", "mrpc", 2, 80.0), ("a", "mrpc", 3, 79.0),   # +4 +- 1
+                           ("b", "mrpc", 1, 74.0), ("b", "mrpc", 2, 78.0), ("b", "mrpc", 3, 76.0),   # +1 +- 2
+                           ("c", "mrpc", 1, 75.0), ("c", "cola", 1, 0.0), ("d", "rte", 1, 60.0)],
+                          columns=["method", "task", "seed", "score"])
+    df = report_writer.above_majority(scores, {"mrpc": 75.0, "cola": 0.0})
+    got = {(r.method, r.task): (round(r.margin, 9), r.learned) for r in df.itertuples()}
+    assert got == {("a", "mrpc"): (4.0, "yes"), ("b", "mrpc"): (1.0, "within spread"), ("c", "mrpc"): (0.0, "no"),
+                   ("c", "cola"): (0.0, "no")}  # no majority score for rte: left out
+    lines = report_writer.above_majority_markdown(df)
+    assert "3 of 4 cells are at the majority class or within their seed spread of it." in lines
