@@ -117,6 +117,10 @@ class Stage:
     share: float = 1.0
     train: tuple[str, ...] | None = None
     lr_scale: float = 1.0  # the student's learning rates are multiplied by this during the stage
+    # the student's optimizer starts afresh (AdamW moments and step count zeroed) when training enters this stage, as
+    # when a method's authors run its stages as separate runs (TinyBERT's task_distill.py): moments carried over
+    # from a stage with far larger gradients shrink the next stage's steps for hundreds of steps (beta2 = 0.999)
+    fresh_optimizer: bool = False
 
 
 ALL = Stage("all")

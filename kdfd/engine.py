@@ -303,6 +303,8 @@ class Engine:
         """One optimisation step; returns every loss term as `role/term`."""
         while self.step >= self.stage_ends[self.stage_index] and self.stage_index + 1 < len(self.stages):
             self._enter_stage(self.stage_index + 1)
+            if self.stages[self.stage_index].fresh_optimizer:  # here, not in _enter_stage: a resumed run restores
+                self.opt_s.state.clear()                        # the state saved after this reset
         crash_point("train-step")
         batch = self.to_device(batch)
         logs: dict[str, float] = {}

@@ -147,6 +147,25 @@ def test_a_stage_scales_the_students_learning_rate_for_its_steps_only():
     assert engine.distiller.stage.name == "classifier"
 
 
+def test_a_stage_may_start_the_students_optimizer_afresh_and_only_when_training_enters_it():
+    """TinyBERT's prediction stage (its authors' separate run): the AdamW moments and step count of the intermediate
+    stage are gone at its first step, so that step is the size of a first AdamW step (lr, per coordinate, up to
+    epsilon) whatever the earlier gradients were; version 2 of the method kept them (fresh_optimizer = False)."""
+    from baselines.tinybert import TinyBERT, TinyBERTParams
+
+    for fresh in (True, False):
+        engine, *_ = setup(TinyBERT, TinyBERTParams(fresh_optimizer=fresh), total_steps=4)
+        for _ in range(2):
+            engine.train_step(batch())
+        assert engine.distiller.stage.name == "intermediate"
+        steps_before = {id(p): int(st["step"]) for p, st in engine.opt_s.state.items()}
+        engine.train_step(batch())  # enters the prediction stage
+        assert engine.distiller.stage.name == "prediction"
+        counts = {int(st["step"]) for p, st in engine.opt_s.state.items() if id(p) in steps_before}
+        # kept: the moments go on counting (3 for what trained in both stages; the projection stops at 2)
+        assert counts == {1} if fresh else (3 in counts and 1 not in counts), (fresh, counts)
+
+
 def _tf32_switches() -> tuple[bool, bool]:
     return torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
 
