@@ -317,7 +317,8 @@ def cmd_collect(args) -> int:
     done = [job for job, record in found if record is not None and record.done]
     new = sum(store.collect(job, Path(args.results), Path(args.into)) for job in done)
     console.print(f"{len(done)} done records of suite {suite.name} under {args.results}: {new} copied into "
-                  f"{args.into}, the others there already (records and representations; weights, checkpoints and locks stay behind)")
+                  f"{args.into}, the others there already (records and representations; weights, checkpoints and "
+                  "locks stay behind)")
     return 0
 
 

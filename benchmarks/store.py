@@ -318,8 +318,8 @@ def collect(job, source: Path, into: Path) -> bool:
     a run). A done record already in `into` stays as it is: a teacher retrained on a fresh machine (its weights are
     never kept) writes a record of the same job again, and the first one is the one committed. Atomic per file; True
     when a record was copied."""
-    record = find(source, job)
-    if record is None or not record.done or (find(into, job) is not None and find(into, job).done):
+    record, there = find(source, job), find(into, job)
+    if record is None or not record.done or (there is not None and there.done):
         return False
     for src in (f for f in (artifacts_path(source, job), record_path(source, job)) if f.is_file()):
         data = src.read_bytes()  # the record last: a copy cut short leaves no record without its representations

@@ -118,8 +118,8 @@ class Stage:
     train: tuple[str, ...] | None = None
     lr_scale: float = 1.0  # the student's learning rates are multiplied by this during the stage
     # the student's optimizer starts afresh (AdamW moments and step count zeroed) when training enters this stage, as
-    # when a method's authors run its stages as separate runs (TinyBERT's task_distill.py): moments carried over
-    # from a stage with far larger gradients shrink the next stage's steps for hundreds of steps (beta2 = 0.999)
+    # when a method's authors run its stages as separate runs (TinyBERT's task_distill.py): otherwise the moments of
+    # a stage with far larger gradients keep shrinking the next stage's steps for hundreds of steps (beta2 = 0.999)
     fresh_optimizer: bool = False
 
 
