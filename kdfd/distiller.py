@@ -121,6 +121,9 @@ class Stage:
     # when a method's authors run its stages as separate runs (TinyBERT's task_distill.py): otherwise the moments of
     # a stage with far larger gradients keep shrinking the next stage's steps for hundreds of steps (beta2 = 0.999)
     fresh_optimizer: bool = False
+    # the student's learning rate runs its own warmup and linear decay over this stage's steps (the run's warmup
+    # ratio), as in a separate run, instead of following the run's one schedule through it
+    own_schedule: bool = False
 
 
 ALL = Stage("all")

@@ -136,13 +136,21 @@ def make_optimizer(modules: list[nn.Module], lr: float, weight_decay: float, fus
     return torch.optim.AdamW(groups, lr=lr, fused=fused or None)
 
 
-def linear_schedule(optimizer, total_steps: int, warmup_ratio: float):
-    warmup = int(total_steps * warmup_ratio)
-
-    def factor(step):
+def linear_schedule(optimizer, total_steps: int, warmup_ratio: float, restarts: tuple[tuple[int, int], ...] = ()):
+    """Linear warmup over the first `warmup_ratio` of the steps, then linear decay to zero at `total_steps`. Each
+    (start, end) span of `restarts` runs its own warmup and decay over its steps instead, as a separate run would
+    (a stage with `Stage.own_schedule`)."""
+    def warmup_decay(step: int, steps: int) -> float:
+        warmup = int(steps * warmup_ratio)
         if step < warmup:
             return (step + 1) / (warmup + 1)
-        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+        return max(0.0, (steps - step) / max(1, steps - warmup))
+
+    def factor(step):
+        for start, end in restarts:
+            if start <= step < end:
+                return warmup_decay(step - start, end - start)
+        return warmup_decay(step, total_steps)
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
@@ -184,7 +192,11 @@ class Engine:
                     m.compile()  # in place: state_dict keys stay as they are, so checkpoints do not change
         self.opt_s = make_optimizer([student], train.lr, train.weight_decay, fused, distiller.student_modules,
                                     train.module_lr)
-        self.sched_s = linear_schedule(self.opt_s, total_steps, train.warmup_ratio)
+        self.stages = distiller.stages()
+        self.stage_ends = stage_ends(self.stages, total_steps)
+        starts = [0, *self.stage_ends[:-1]]
+        restarts = tuple((a, b) for a, b, st in zip(starts, self.stage_ends, self.stages) if st.own_schedule)
+        self.sched_s = linear_schedule(self.opt_s, total_steps, train.warmup_ratio, restarts)
         self.opt_t = self.sched_t = None
         if self.needs.teacher == ONLINE:
             if self.needs.teacher_trains == "modules":  # before the optimizer, which takes what requires grad
@@ -195,8 +207,6 @@ class Engine:
         elif self.needs.teacher == FROZEN:
             teacher.eval().requires_grad_(False)
         self.base_lrs_s = list(self.sched_s.base_lrs)
-        self.stages = distiller.stages()
-        self.stage_ends = stage_ends(self.stages, total_steps)
         self.stage_index = -1
         self._enter_stage(0)
         # for methods that learn from the student's feedback (kdfd.distiller.StudentFunction, Needs.quiz_fraction)

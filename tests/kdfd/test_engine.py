@@ -166,6 +166,37 @@ def test_a_stage_may_start_the_students_optimizer_afresh_and_only_when_training_
         assert counts == {1} if fresh else (3 in counts and 1 not in counts), (fresh, counts)
 
 
+def test_a_stage_may_run_its_own_learning_rate_schedule():
+    """TinyBERT's stages as its authors run them (two runs of task_distill.py, each with its own warmup and linear
+    decay): with stage_schedule = own the prediction stage starts again at the peak rate; with `run` (version 3) it
+    goes on down the run's one decay."""
+    from baselines.tinybert import TinyBERT, TinyBERTParams
+
+    for schedule in ("own", "run"):
+        engine, *_ = setup(TinyBERT, TinyBERTParams(stage_schedule=schedule), total_steps=8)
+        lr = engine.cfg.lr  # no warmup in these tests: the linear decay alone
+        assert engine.opt_s.param_groups[0]["lr"] == pytest.approx(lr)
+        for step in range(8):
+            engine.train_step(batch())
+            nxt = step + 1  # the group's rate is now the next step's
+            if schedule == "own":
+                expected = (4 - nxt) / 4 if nxt < 4 else (4 - (nxt - 4)) / 4 if nxt < 8 else 0.0
+            else:
+                expected = (8 - nxt) / 8
+            assert engine.opt_s.param_groups[0]["lr"] == pytest.approx(lr * expected), (schedule, step)
+
+
+def test_linear_schedule_restarts_warm_up_and_decay_within_their_span():
+    from kdfd.engine import linear_schedule
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    factor = linear_schedule(opt, 10, 0.2, restarts=((4, 10),)).lr_lambdas[0]
+    # the run's own: 2 warmup steps of 10; the restart: int(6 * 0.2) = 1 warmup step of 6, then down to 1/5 at its last
+    assert [factor(s) for s in (0, 1, 2, 3)] == pytest.approx([1 / 3, 2 / 3, 1.0, 7 / 8])
+    assert [factor(s) for s in (4, 5, 6, 9)] == pytest.approx([1 / 2, 1.0, 4 / 5, 1 / 5])
+    assert factor(10) == 0.0
+
+
 def _tf32_switches() -> tuple[bool, bool]:
     return torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
 
