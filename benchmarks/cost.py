@@ -16,6 +16,19 @@ import pandas as pd
 from .store import read
 
 
+def seconds_of(record: dict) -> float:
+    """A done job's seconds: its `wall_seconds`, plus, for a job resumed from a checkpoint (its process stopped by a
+    sitting's end), the training and evaluation seconds of the epochs that checkpoint carried, which the resumed
+    process did not spend (their curves keep them). What the stopped process spent after its last checkpoint is
+    lost, so a resumed job's seconds are a slight underestimate."""
+    seconds = float(record["wall_seconds"])
+    resumed = record.get("resumed_from_step") or 0
+    if resumed:
+        seconds += sum(c.get("train_seconds", 0.0) + c.get("eval_seconds", 0.0)
+                       for c in record.get("curves") or [] if c.get("steps", 0) <= resumed)
+    return seconds
+
+
 def frame(paths: list[Path]) -> pd.DataFrame:
     """One row per record: task, job (the label: `teacher`, `kdfd`, `internal-kd[schedule=pid]`, ...), seconds."""
     rows = []
@@ -23,7 +36,7 @@ def frame(paths: list[Path]) -> pd.DataFrame:
         record = read(path) if path is not None else None
         if record and record.get("status") == "done" and record.get("wall_seconds") is not None:
             rows.append({"task": record["task"], "job": record.get("label") or record["method"],
-                         "seconds": float(record["wall_seconds"])})
+                         "seconds": seconds_of(record)})
     return pd.DataFrame(rows, columns=["task", "job", "seconds"])
 
 

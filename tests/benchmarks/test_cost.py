@@ -30,3 +30,13 @@ def test_to_finish_sums_the_left_jobs_and_names_kinds_it_cannot_estimate():
     assert "for 3 of them; no estimate for c on mrpc (never run)." in lines[0]
     assert cost.to_finish(df, []) == []
     assert math.isclose(cost.fitted(df)[("b", "cola")], 15000.0)
+
+
+def test_a_resumed_job_counts_the_epochs_its_checkpoint_carried():
+    curves = [{"steps": 115, "train_seconds": 300.0, "eval_seconds": 10.0},
+              {"steps": 230, "train_seconds": 350.0, "eval_seconds": 10.0}]
+    whole = {"wall_seconds": 700.0, "curves": curves}
+    assert cost.seconds_of(whole) == 700.0  # never resumed: as measured
+    assert cost.seconds_of({**whole, "resumed_from_step": 0}) == 700.0
+    # the resumed process ran epoch 2 only (380 s); epoch 1's 310 s were spent by the process the sitting stopped
+    assert cost.seconds_of({"wall_seconds": 380.0, "curves": curves, "resumed_from_step": 115}) == 690.0
