@@ -319,11 +319,11 @@ def markdown(df: pd.DataFrame, links: dict[str, str] | None = None) -> str:
     table = pd.DataFrame({
         "claim": np.where(first, df["text"] + " (" + df.apply(source, axis=1) + ")", ""),
         "scope": df["scope"],
-        "paper": ["" if pd.isna(v) else f"{v:+.1f}" for v in df["paper_diff"]],
+        "paper": ["" if pd.isna(v) else _signed(v) for v in df["paper_diff"]],
         "ours": [_ours(r) for _, r in df.iterrows()],
         "verdict": "**" + df["verdict"] + "**",
         "n": df["n"],
         "p (Holm)": [_p(v) for v in df["p_holm"]],
         "note": [_note(r) for _, r in df.iterrows()],
     })
-    return table.to_markdown(index=False)
+    return table.to_markdown(index=False, disable_numparse=True)  # keeps "+1.7" and "-0.0" as written
