@@ -115,10 +115,11 @@ def learning_curves(record: dict, out: Path, stem: str) -> list[Path]:
     return save(fig, out, stem)
 
 
-def sweep(points: dict[float, list[float]], param: str, title: str, out: Path, stem: str) -> list[Path]:
+def sweep(points: dict[float, list[float]], param: str, title: str, out: Path, stem: str,
+          floor: float | None = None) -> list[Path]:
     """Fig. 5: the score against a swept parameter. points: parameter value -> task scores over seeds (0-1). The
     values sit evenly spaced, as in the paper (the dimensions halve); each seed is a dot, the line the mean over
-    seeds and the band its sample std (seaborn)."""
+    seeds and the band its sample std (seaborn). floor: the majority class's score (points), a dashed line."""
     import pandas as pd
     import seaborn as sns
 
@@ -126,7 +127,13 @@ def sweep(points: dict[float, list[float]], param: str, title: str, out: Path, s
     df = pd.DataFrame([{"position": i, "score": 100 * s} for i, x in enumerate(xs) for s in points[x]])
     fig, ax = plt.subplots(figsize=(5.2, 3.8), layout="constrained")
     sns.lineplot(data=df, x="position", y="score", estimator="mean", errorbar="sd", marker="o", ax=ax)
+    state = np.random.get_state()  # seaborn jitters from numpy's global generator: the same records, the same dots
+    np.random.seed(0)
     sns.stripplot(data=df, x="position", y="score", native_scale=True, color="0.35", size=4, jitter=0.08, ax=ax)
+    np.random.set_state(state)
+    if floor is not None:
+        ax.axhline(floor, color="grey", ls="--", lw=1, label="majority class")
+        ax.legend(fontsize=8, loc="lower right")
     ax.set_xticks(range(len(xs)), [f"{x:g}" for x in xs])
     ax.set_xlabel(param)
     ax.set_ylabel("dev score (mean ± std over seeds)")

@@ -270,9 +270,23 @@ def sweep_groups(groups: list[Group], params=("latent_dim", "vae_lambda")) -> li
     return out
 
 
-def sweeps(groups: list[Group], params=("latent_dim", "vae_lambda")) -> list[tuple[str, str, str, dict]]:
-    """(task, method, param, value -> seed scores) of `sweep_groups`: what Fig. 5 draws."""
-    return [(t, m, p, {v: g.scores for v, g in best.items()}) for t, m, p, best in sweep_groups(groups, params)]
+def suite_sweeps(group_sets: list[list[Group]], params=("latent_dim", "vae_lambda")) -> list[tuple[str, str, str, dict]]:
+    """`sweep_groups` of each suite's own groups, one list per suite: a sweep suite holds every parameter but its
+    own at one setting, so another suite's runs at some value (the lambda sweep's at latent_dim 64 and lambda 0.001,
+    a main suite's other gradient) never stand for that value in this sweep. The first suite that sweeps a (task,
+    method, param) gives its points."""
+    out, seen = [], set()
+    for groups in group_sets:
+        for t, m, p, best in sweep_groups(groups, params):
+            if (t, m, p) not in seen:
+                seen.add((t, m, p))
+                out.append((t, m, p, best))
+    return out
+
+
+def sweeps(group_sets: list[list[Group]], params=("latent_dim", "vae_lambda")) -> list[tuple[str, str, str, dict]]:
+    """(task, method, param, value -> seed scores) of `suite_sweeps`: what Fig. 5 draws."""
+    return [(t, m, p, {v: g.scores for v, g in best.items()}) for t, m, p, best in suite_sweeps(group_sets, params)]
 
 
 def bootstrap_diff(a: list[float], b: list[float], draws: int = BOOTSTRAP_DRAWS, seed: int = 0):

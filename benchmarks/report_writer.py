@@ -119,9 +119,9 @@ def long_rows(name: str, rows: list[dict], reference: paper_tables.Reference) ->
 REPRESENTED = ("kdfd", "kdfd-ae")  # methods with a bottleneck: Figs. 3-4 compare their z_mu with the raw feature
 
 
-def draw_figures(out: Path, collected: rep.Collected, selected: dict, sweeps: list[rep.Group] = ()) -> list[str]:
+def draw_figures(out: Path, collected: rep.Collected, selected: dict, sweeps: list[list[rep.Group]] = ()) -> list[str]:
     """Every figure the records allow; returns the report.md lines that embed them. Fig. 5 also draws on
-    `sweeps`, the groups of sweep suites (a group both hold, by config, counts once)."""
+    `sweeps`, the groups of each sweep suite (`rep.suite_sweeps`: a sweep's points come from its own suite)."""
     import numpy as np
 
     from . import figures
@@ -159,15 +159,16 @@ def draw_figures(out: Path, collected: rep.Collected, selected: dict, sweeps: li
             stem = f"grid-curves-{task}-{method}"
             figures.grid_curves(records, task, method, fig_dir, stem)
             md += [f"![every configuration of {method} on {task}, against steps](figures/{stem}.png)", ""]
-    groups = {(g.task, g.method, g.key): g for g in [*collected.groups, *sweeps]}
-    for task, method, param, points in rep.sweeps(list(groups.values())):
+    majority = {task: 100 * g.scores[0] for (task, _), g in collected.majority.items()}
+    for task, method, param, points in rep.sweeps([collected.groups, *sweeps]):
         stem = f"fig5-{param}-{task}-{method}"
-        figures.sweep(points, param, f"Fig. 5: {method} on {task} against {param}", fig_dir, stem)
+        figures.sweep(points, param, f"Fig. 5: {method} on {task} against {param}", fig_dir, stem,
+                      majority.get(task))
         md += [f"![Fig. 5, {param}, {task} {method}](figures/{stem}.png)", ""]
     return md
 
 
-def verdict_inputs(collected: rep.Collected, selected: dict, sweep_groups: list) -> tuple:
+def verdict_inputs(collected: rep.Collected, selected: dict, sweep_sets: list[list[rep.Group]]) -> tuple:
     """What the claims are tested on, as DataFrames of points: the selected runs (task, method, seed, score);
     every swept run (task, method, param, value, seed, score; per value the best group, the selection rule); and
     per selected KDFD-family run the mean |off-diagonal correlation| of h and of z_mu (task, method, seed,
@@ -190,8 +191,7 @@ def verdict_inputs(collected: rep.Collected, selected: dict, sweep_groups: list)
                         decor.append({"task": task, "method": method, "seed": run["seed"],
                                       "corr_h": offdiag_abs_corr(z["features"]), "corr_z": offdiag_abs_corr(z["z_mu"])})
     swept = []
-    groups = list({(g.task, g.method, g.key): g for g in [*collected.groups, *sweep_groups]}.values())
-    for task, method, param, best in rep.sweep_groups(groups):
+    for task, method, param, best in rep.suite_sweeps([collected.groups, *sweep_sets]):
         for v, g in best.items():
             swept += [{"task": task, "method": method, "param": param, "value": v, "seed": r["seed"],
                        "score": 100 * score} for r, score in zip(g.runs, g.scores)]
@@ -286,8 +286,9 @@ def write(out: Path, suite_name: str, collected: rep.Collected, checkpoint: str,
     shown = collected.with_references(selected)
     tables = {name: rep.table(name, shown, paper, reference) for name in reference.tables}
     comps = rep.comparisons(selected)
-    sweep_groups = [g for c in (sweeps or {}).values() for g in c.groups]
-    scores, swept, decor = verdict_inputs(collected, selected, sweep_groups)
+    sweep_sets = [c.groups for c in (sweeps or {}).values()]
+    sweep_groups = [g for groups in sweep_sets for g in groups]
+    scores, swept, decor = verdict_inputs(collected, selected, sweep_sets)
     from . import verdicts
 
     judged = verdicts.evaluate(verdicts.load_claims(), scores, swept, decor)
@@ -338,7 +339,7 @@ def write(out: Path, suite_name: str, collected: rep.Collected, checkpoint: str,
         "seeds": [", ".join(str(r["seed"]) for r in g.runs) for _, g in chosen],
         "mean score": [f"{100 * sum(g.scores) / len(g.scores):.1f}" for _, g in chosen]}))]
     sweeps = sweeps or {}
-    md += draw_figures(out, collected, selected, sweep_groups)
+    md += draw_figures(out, collected, selected, sweep_sets)
     for name, c in sweeps.items():
         md.append(f"Fig. 5 also reads suite `{name}`: {sum(len(g.runs) for g in c.groups)} done records, "
                   f"{len(c.failed)} failed and {len(c.missing)} not run, left out.")

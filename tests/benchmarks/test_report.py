@@ -148,9 +148,28 @@ def test_sweeps_show_each_values_best_group_over_seeds():
         g = report.Group("synth-single", "kdfd", "1", f"k{dim}-{scores[0]}", "kdfd", {"latent_dim": dim})
         g.runs = [{"seed": i, "metrics": {"dev": {"accuracy": s}}} for i, s in enumerate(scores)]
         groups.append(g)
-    (task, method, param, points), = report.sweeps(groups)
+    (task, method, param, points), = report.sweeps([groups])
     assert (task, method, param) == ("synth-single", "kdfd", "latent_dim")
     assert points == {64.0: [0.6, 0.7], 128.0: [0.8, 0.9]}
+
+
+def test_a_sweeps_points_come_from_its_own_suite():
+    """The lambda sweep runs latent_dim 64 at lambda 0.001: its better score must not stand for 64 in the dimension
+    sweep, whose 64 is its own run (lambda 0.005)."""
+    def group(key, params, scores):
+        g = report.Group("synth-single", "kdfd", "1", key, "kdfd", params)
+        g.runs = [{"seed": i, "metrics": {"dev": {"accuracy": s}}} for i, s in enumerate(scores)]
+        return g
+
+    dim = [group("d32", {"latent_dim": 32, "vae_lambda": 0.005}, [0.70]),
+           group("d64", {"latent_dim": 64, "vae_lambda": 0.005}, [0.72])]
+    lam = [group("d64", {"latent_dim": 64, "vae_lambda": 0.005}, [0.72]),
+           group("l001", {"latent_dim": 64, "vae_lambda": 0.001}, [0.80])]
+    got = {p: points for _, _, p, points in report.sweeps([[], dim, lam])}
+    assert got["latent_dim"] == {32.0: [0.70], 64.0: [0.72]}
+    assert got["vae_lambda"] == {0.005: [0.72], 0.001: [0.80]}
+    # pooled into one set, as before, the lambda sweep's 0.80 stood for latent_dim 64
+    assert report.sweeps([dim + lam[1:]])[0][3][64.0] == [0.80]
 
 
 def test_report_after_a_real_run_writes_tables_and_figures(tmp_path):
