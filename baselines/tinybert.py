@@ -19,8 +19,9 @@ every stage split and reduction tried, reports/protocol section 9); each stage r
 linear decay over its steps (`stage_schedule = "own"`, version 4, the separate runs again: under the run's one
 schedule, version 3's `run`, the prediction stage starts at half the peak rate and decays to zero, while fine-tuning
 itself needs both epochs to leave MRPC's majority class; at glue-cpu's budget the split matters more: at 0.5 the
-student stays at MRPC's majority class with either schedule, at 0.1 it learns; protocol section 9); the paper's data augmentation is not done (it is a separate data step); MSE
-terms average over non-padded positions only (the paper pads to a fixed length and averages over all of them);
+student stays at MRPC's majority class with either schedule, at 0.1 it learns; protocol section 9); the paper's
+data augmentation is not done (it is a separate data step); MSE terms average over non-padded positions only (the
+paper pads to a fixed length and averages over all of them);
 tau = 1 (the paper's). The attention scores are recomputed from each layer's input (pre-dropout by construction).
 """
 
