@@ -270,7 +270,8 @@ def sweep_groups(groups: list[Group], params=("latent_dim", "vae_lambda")) -> li
     return out
 
 
-def suite_sweeps(group_sets: list[list[Group]], params=("latent_dim", "vae_lambda")) -> list[tuple[str, str, str, dict]]:
+def suite_sweeps(group_sets: list[list[Group]],
+                 params=("latent_dim", "vae_lambda")) -> list[tuple[str, str, str, dict]]:
     """`sweep_groups` of each suite's own groups, one list per suite: a sweep suite holds every parameter but its
     own at one setting, so another suite's runs at some value (the lambda sweep's at latent_dim 64 and lambda 0.001,
     a main suite's other gradient) never stand for that value in this sweep. The first suite that sweeps a (task,
