@@ -19,7 +19,8 @@ VERDICT_RULES = (
     "difference of the task's score (points), its 95% percentile bootstrap interval over seeds, and an exact "
     "sign-flip permutation p-value; over tasks, the mean of the per-task differences with a stratified bootstrap "
     "(seeds resampled within each task). **holds**: the interval lies above zero; **contradicted**: below zero; "
-    "**inconclusive**: it covers zero (with the seeds that would resolve the observed difference at 80% power). "
+    "**inconclusive**: it covers zero (with the seeds that would resolve the observed difference at 80% power), or "
+    "there is no interval: one is drawn from 3 seeds per task or more (2 differences bootstrap to their range). "
     "Several claims are tested at once: the p-values are Holm-corrected across every row. The paper's number is "
     "its own difference on the same tasks (GLUE test server, BERT-base teacher), for orientation only.")
 

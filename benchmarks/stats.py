@@ -21,6 +21,9 @@ from scipy import stats
 
 ALPHA = 0.05  # the test level the power figures assume (two-sided)
 POWER = 0.80  # the power the minimum detectable effect assumes
+# the fewest pairs (per task) an interval is drawn from: a percentile bootstrap of 2 differences spans their range,
+# which excludes zero whenever both share a sign (half the time with no difference at all)
+MIN_INTERVAL_SEEDS = 3
 MAX_SEEDS = 1000  # seeds_needed is capped here: beyond it the answer is "not with any affordable budget"
 
 
@@ -29,7 +32,7 @@ class Paired:
     """A paired comparison of two methods over seeds; every difference in points, a minus b.
 
     n: seeds (pairs) used. mean_diff: mean of the per-seed differences. ci_low, ci_high: percentile bootstrap
-    interval of that mean (None when n < 2). p_value: two-sided sign-flip permutation p (None when n < 2).
+    interval of that mean (None when n < MIN_INTERVAL_SEEDS). p_value: two-sided sign-flip permutation p (None when n < 2).
     sd_diff: sample standard deviation of the differences (ddof=1). mde: the smallest true difference a paired t
     test at alpha 0.05 (two-sided) would detect with 80% power with these n seeds and this sd. seeds_needed: the
     smallest number of seeds whose mde is at most |mean_diff| (capped at 1000; None when mean_diff is 0 or the sd is
@@ -110,7 +113,7 @@ def paired(a: dict[int, float], b: dict[int, float], confidence: float = 0.95, n
     perm = stats.permutation_test((x, y), _mean_of_differences, permutation_type="samples", vectorized=True,
                                   n_resamples=n_resamples, alternative="two-sided", random_state=seed)
     sd = float(d.std(ddof=1))
-    low, high = _interval(boot)
+    low, high = _interval(boot) if n >= MIN_INTERVAL_SEEDS else (None, None)
     return Paired(n, mean_diff, low, high, float(perm.pvalue), sd, _mde(sd, n, n - 1), _seeds_needed(mean_diff, sd))
 
 
@@ -146,8 +149,8 @@ def stratified(per_task: dict[str, tuple[dict[int, float], dict[int, float]]], c
     per_task: task -> (a, b), each seed -> score; tasks without a common seed are left out. Fields:
     n: pairs over all tasks. mean_diff: mean over tasks of each task's mean(a - b). ci_low, ci_high: a stratified
     percentile bootstrap: seeds are resampled within each task (each task's difference vector a separate sample of
-    scipy.stats.bootstrap, paired=False, statistic the mean of the per-sample means); a task with a single pair
-    resamples to itself, so it enters as a constant (scipy needs >= 2 per sample); None when no task has 2 pairs.
+    scipy.stats.bootstrap, paired=False, statistic the mean of the per-sample means); None unless every task has
+    MIN_INTERVAL_SEEDS pairs (a task with fewer would enter with almost no spread of its own).
     p_value: a permutation test over all (task, seed) pairs, each pair's sign flipped independently
     (permutation_type="samples"), statistic the same mean of task means; None when fewer than 2 pairs.
     sd_diff: the pooled within-task sd of the differences. mde: the mde of this mean with these seeds (effective n
@@ -172,7 +175,8 @@ def stratified(per_task: dict[str, tuple[dict[int, float], dict[int, float]]], c
         boot = stats.bootstrap(tuple(varied), mean_of_task_means, paired=False, vectorized=True,
                                confidence_level=confidence, n_resamples=n_resamples, method="percentile",
                                random_state=seed)
-        low, high = _interval(boot)
+        if counts.min() >= MIN_INTERVAL_SEEDS:  # a task with fewer pairs would enter with (almost) no spread
+            low, high = _interval(boot)
         df = int((counts - 1).sum())
         sd = float(np.sqrt(sum(((d - d.mean()) ** 2).sum() for d in varied) / df))
         mde = _mde(sd, k ** 2 / np.sum(1.0 / counts), df)

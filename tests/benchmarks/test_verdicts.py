@@ -64,6 +64,10 @@ def test_identical_methods_are_inconclusive():
 def test_verdict_without_an_interval_is_inconclusive():
     assert stats.verdict(None, None) == "inconclusive"
     assert stats.paired({1: 80.0}, {1: 79.0}).ci_low is None  # one seed: a difference, no interval
+    # two seeds that agree in sign: the bootstrap's range would exclude zero; no interval below MIN_INTERVAL_SEEDS
+    two = stats.paired({1: 80.0, 2: 81.0}, {1: 79.0, 2: 79.5})
+    assert two.n == 2 and two.ci_low is None and two.p_value is not None
+    assert stats.verdict(two.ci_low, two.ci_high) == "inconclusive"
 
 
 def test_paired_interval_is_narrower_when_seeds_are_correlated():
@@ -87,7 +91,10 @@ def test_stratified_is_the_mean_of_per_task_means():
     r = stats.stratified(per_task)
     task_means = [stats.paired(a, b).mean_diff for a, b in per_task.values()]
     assert r.mean_diff == pytest.approx(np.mean(task_means))
-    assert r.n == 5 + 5 + 2 + 1 and r.ci_low < r.mean_diff < r.ci_high
+    assert r.n == 5 + 5 + 2 + 1 and r.p_value is not None
+    assert r.ci_low is None  # cola and stsb have too few pairs to carry their own spread
+    full = stats.stratified({t: per_task[t] for t in ("mrpc", "rte")})
+    assert full.ci_low < full.mean_diff < full.ci_high
 
 
 def test_offdiag_abs_corr():
