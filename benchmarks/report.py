@@ -76,6 +76,10 @@ class Collected:
     # row of the tables, never a run (no record, no figure, no submission, no verdict)
     majority: dict[tuple[str, str], Group] = field(default_factory=dict)
 
+    def majority_points(self) -> dict[str, float]:
+        """task -> the majority class's dev score, in points."""
+        return {task: 100 * g.scores[0] for (task, _), g in self.majority.items()}
+
     def with_references(self, selected: dict) -> dict:
         """The selected groups and the majority rows: what the tables show."""
         return {**selected, **self.majority}

@@ -160,7 +160,7 @@ def draw_figures(out: Path, collected: rep.Collected, selected: dict, sweeps: li
             stem = f"grid-curves-{task}-{method}"
             figures.grid_curves(records, task, method, fig_dir, stem)
             md += [f"![every configuration of {method} on {task}, against steps](figures/{stem}.png)", ""]
-    majority = {task: 100 * g.scores[0] for (task, _), g in collected.majority.items()}
+    majority = collected.majority_points()
     for task, method, param, points in rep.sweeps([collected.groups, *sweeps]):
         stem = f"fig5-{param}-{task}-{method}"
         figures.sweep(points, param, f"Fig. 5: {method} on {task} against {param}", fig_dir, stem,
@@ -294,7 +294,7 @@ def write(out: Path, suite_name: str, collected: rep.Collected, checkpoint: str,
 
     judged = verdicts.evaluate(verdicts.load_claims(), scores, swept, decor)
     verdicts.write(out, judged)
-    majority = {task: 100 * g.scores[0] for (task, _), g in collected.majority.items()}
+    majority = collected.majority_points()
     md = [f"# Report: suite `{suite_name}`", "",
           f"Generated {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC by `bench report`; nothing was trained.", "",
           "## Verdicts: does each of the paper's claims hold here?", "",

@@ -32,7 +32,8 @@ class Paired:
     """A paired comparison of two methods over seeds; every difference in points, a minus b.
 
     n: seeds (pairs) used. mean_diff: mean of the per-seed differences. ci_low, ci_high: percentile bootstrap
-    interval of that mean (None when n < MIN_INTERVAL_SEEDS). p_value: two-sided sign-flip permutation p (None when n < 2).
+    interval of that mean (None when n < MIN_INTERVAL_SEEDS). p_value: two-sided sign-flip permutation p (None when
+    n < 2).
     sd_diff: sample standard deviation of the differences (ddof=1). mde: the smallest true difference a paired t
     test at alpha 0.05 (two-sided) would detect with 80% power with these n seeds and this sd. seeds_needed: the
     smallest number of seeds whose mde is at most |mean_diff| (capped at 1000; None when mean_diff is 0 or the sd is
@@ -108,12 +109,13 @@ def paired(a: dict[int, float], b: dict[int, float], confidence: float = 0.95, n
     mean_diff = float(d.mean())
     if n < 2:  # one pair: a difference, but no spread to judge it by
         return Paired(1, mean_diff, None, None, None, None, None, None)
-    boot = stats.bootstrap((d,), np.mean, confidence_level=confidence, n_resamples=n_resamples,
-                           method="percentile", random_state=seed)
     perm = stats.permutation_test((x, y), _mean_of_differences, permutation_type="samples", vectorized=True,
                                   n_resamples=n_resamples, alternative="two-sided", random_state=seed)
     sd = float(d.std(ddof=1))
-    low, high = _interval(boot) if n >= MIN_INTERVAL_SEEDS else (None, None)
+    low = high = None
+    if n >= MIN_INTERVAL_SEEDS:
+        low, high = _interval(stats.bootstrap((d,), np.mean, confidence_level=confidence, n_resamples=n_resamples,
+                                              method="percentile", random_state=seed))
     return Paired(n, mean_diff, low, high, float(perm.pvalue), sd, _mde(sd, n, n - 1), _seeds_needed(mean_diff, sd))
 
 
@@ -166,17 +168,15 @@ def stratified(per_task: dict[str, tuple[dict[int, float], dict[int, float]]], c
     mean_diff = float(np.mean([d.mean() for d in diffs]))
     low = high = p = sd = mde = None
     varied = [d for d in diffs if len(d) >= 2]
-    if varied:
-        fixed = sum(float(d[0]) for d in diffs if len(d) == 1)
+    if counts.min() >= MIN_INTERVAL_SEEDS:  # a task with fewer pairs would enter with (almost) no spread
 
         def mean_of_task_means(*samples, axis=-1):
-            return (sum(np.mean(s, axis=axis) for s in samples) + fixed) / k
+            return sum(np.mean(s, axis=axis) for s in samples) / k
 
-        boot = stats.bootstrap(tuple(varied), mean_of_task_means, paired=False, vectorized=True,
-                               confidence_level=confidence, n_resamples=n_resamples, method="percentile",
-                               random_state=seed)
-        if counts.min() >= MIN_INTERVAL_SEEDS:  # a task with fewer pairs would enter with (almost) no spread
-            low, high = _interval(boot)
+        low, high = _interval(stats.bootstrap(tuple(diffs), mean_of_task_means, paired=False, vectorized=True,
+                                              confidence_level=confidence, n_resamples=n_resamples,
+                                              method="percentile", random_state=seed))
+    if varied:
         df = int((counts - 1).sum())
         sd = float(np.sqrt(sum(((d - d.mean()) ** 2).sum() for d in varied) / df))
         mde = _mde(sd, k ** 2 / np.sum(1.0 / counts), df)

@@ -194,8 +194,9 @@ class Engine:
                                     train.module_lr)
         self.stages = distiller.stages()
         self.stage_ends = stage_ends(self.stages, total_steps)
-        starts = [0, *self.stage_ends[:-1]]
-        restarts = tuple((a, b) for a, b, st in zip(starts, self.stage_ends, self.stages) if st.own_schedule)
+        # (first step, end step) of each stage, 0-based, end excluded
+        self.stage_spans = list(zip([0, *self.stage_ends[:-1]], self.stage_ends))
+        restarts = tuple(span for span, st in zip(self.stage_spans, self.stages) if st.own_schedule)
         self.sched_s = linear_schedule(self.opt_s, total_steps, train.warmup_ratio, restarts)
         self.opt_t = self.sched_t = None
         if self.needs.teacher == ONLINE:
@@ -236,7 +237,7 @@ class Engine:
         without gradients, so a frozen group keeps its weights and its AdamW moments)."""
         self.stage_index = index
         stage = self.distiller.stage = self.stages[index]
-        self.distiller.stage_span = (self.stage_ends[index - 1] if index else 0, self.stage_ends[index])
+        self.distiller.stage_span = self.stage_spans[index]
         if stage.lr_scale != 1.0 or self.sched_s.base_lrs != self.base_lrs_s:
             self.sched_s.base_lrs = [b * stage.lr_scale for b in self.base_lrs_s]
             factor = self.sched_s.lr_lambdas[0](self.sched_s.last_epoch)
