@@ -18,12 +18,16 @@ from .store import read
 
 def seconds_of(record: dict) -> float:
     """A done job's seconds: its `wall_seconds`, plus, for a job resumed from a checkpoint (its process stopped by a
-    sitting's end), the training and evaluation seconds of the epochs that checkpoint carried, which the resumed
-    process did not spend (their curves keep them). What the stopped process spent after its last checkpoint is
-    lost, so a resumed job's seconds are a slight underestimate."""
+    sitting's end), what the processes before it spent up to that checkpoint: `timing.carried_seconds`, which the
+    checkpoint keeps. A record written before checkpoints kept it estimates that from the training and evaluation
+    seconds of the epochs the checkpoint carried (their curves keep them), missing the stopped processes' setup and
+    any part of an epoch. Either way, what a stopped process spent after its last checkpoint is lost to the count."""
     seconds = float(record["wall_seconds"])
     resumed = record.get("resumed_from_step") or 0
-    if resumed:
+    carried = (record.get("timing") or {}).get("carried_seconds")
+    if carried is not None:
+        seconds += carried
+    elif resumed:
         seconds += sum(c.get("train_seconds", 0.0) + c.get("eval_seconds", 0.0)
                        for c in record.get("curves") or [] if c.get("steps", 0) <= resumed)
     return seconds

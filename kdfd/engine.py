@@ -471,28 +471,34 @@ class Engine:
 
     @_with_tf32
     def fit(self, train_loader, dev_loaders: dict, epochs: int, desc: str = "train",
-            checkpointer: Checkpointer | None = None, events_to: Path | None = None) -> list[dict]:
+            checkpointer: Checkpointer | None = None, events_to: Path | None = None,
+            started: float | None = None) -> list[dict]:
         """Train for `epochs`; after each epoch, evaluate the student (and an online teacher). Returns the
         per-epoch curves: mean of every loss term, dev metrics per role and split, seconds, steps.
 
         With a `checkpointer`, saves every `checkpointer.every` steps and at each epoch's end, and first takes up
-        the last checkpoint if there is one (`self.resumed_from` is then its step). With `events_to`, every loss
-        term, the learning rates and the dev metrics also go to that folder as TensorBoard events (kdfd.events),
-        closed however training ends (a failed job's events show what led to the failure)."""
+        the last checkpoint if there is one (`self.resumed_from` is then its step). Each checkpoint also keeps the
+        seconds the job's processes have spent up to it (this one's since `started`, a `time.perf_counter()` taken
+        when the job began, by default now), so a job spread over several processes knows its whole cost:
+        `self.carried_seconds` is what the checkpoint taken up carried (None without one, or from a checkpoint
+        written before it kept them). With `events_to`, every loss term, the learning rates and the dev metrics
+        also go to that folder as TensorBoard events (kdfd.events), closed however training ends (a failed job's
+        events show what led to the failure)."""
         self.events_to, self.events = events_to, None
         try:
-            return self._fit(train_loader, dev_loaders, epochs, desc, checkpointer)
+            return self._fit(train_loader, dev_loaders, epochs, desc, checkpointer,
+                             time.perf_counter() if started is None else started)
         finally:
             if self.events is not None:
                 self.events.close()
                 self.events = None
 
     def _fit(self, train_loader, dev_loaders: dict, epochs: int, desc: str,
-             checkpointer: Checkpointer | None) -> list[dict]:
+             checkpointer: Checkpointer | None, started: float) -> list[dict]:
         history, first_epoch, skip, sums, counts, n = [], 1, 0, {}, {}, 0
         window: dict[str, list[float]] = {}  # loss sums and counts since the last step-curve point
         self.step_curve = []  # with train.eval_every: [{step, epoch, loss, dev}] every eval_every steps
-        self.resumed_from = None
+        self.resumed_from = self.carried_seconds = None
         saved = checkpointer.load() if checkpointer else None
         if saved is not None:
             self.load_state_dict(saved["engine"])
@@ -500,7 +506,7 @@ class Engine:
             history, first_epoch, skip = saved["history"], saved["epoch"], saved["batch"]
             sums, counts, n = saved["sums"], saved["counts"], saved["batch"]
             self.step_curve, window = saved.get("step_curve", []), saved.get("window", {})
-            self.resumed_from = self.step
+            self.resumed_from, self.carried_seconds = self.step, saved.get("spent_seconds")
             # said even without progress bars: a SLURM task's log must show where it took up
             tqdm.write(f"{desc}: resumed from checkpoint {checkpointer.path.name} at step {self.step} "
                        f"(epoch {first_epoch}, batch {skip})")
@@ -512,7 +518,8 @@ class Engine:
                 self.events.flush()
             checkpointer.save({"engine": self.state_dict(), "rng": rng_state(), "history": history, "epoch": epoch,
                                "batch": batch, "sums": sums, "counts": counts, "step_curve": self.step_curve,
-                               "window": window})
+                               "window": window,
+                               "spent_seconds": (self.carried_seconds or 0.0) + time.perf_counter() - started})
 
         sampler = train_loader.sampler
         for epoch in range(first_epoch, epochs + 1):

@@ -140,7 +140,7 @@ def run(job: ResolvedJob, glue_dir: str | None = None, teacher_checkpoint: Path 
     teacher_start = engine.evaluate("teacher", dev_loaders) if teacher is not None else None
     setup_seconds = time.perf_counter() - started
     curves = engine.fit(train_loader, dev_loaders, tc.epochs, desc=f"{cfg.task}/{cfg.method}", checkpointer=checkpointer,
-                        events_to=events_to)
+                        events_to=events_to, started=started)
     if save_model_to is not None:
         save_state(student, save_model_to)
     artifacts = None
@@ -184,7 +184,9 @@ def run(job: ResolvedJob, glue_dir: str | None = None, teacher_checkpoint: Path 
         "teacher_cache": cache,
         "timing": {"setup_seconds": setup_seconds, "train_seconds": sum(c["train_seconds"] for c in curves),
                    "eval_seconds": sum(c["eval_seconds"] for c in curves), "steps": engine.step,
-                   "wall_seconds": time.perf_counter() - started},
+                   "wall_seconds": time.perf_counter() - started,
+                   # a resumed job: what the processes before this one spent up to its checkpoint
+                   "carried_seconds": engine.carried_seconds},
     }
 
 

@@ -40,3 +40,7 @@ def test_a_resumed_job_counts_the_epochs_its_checkpoint_carried():
     assert cost.seconds_of({**whole, "resumed_from_step": 0}) == 700.0
     # the resumed process ran epoch 2 only (380 s); epoch 1's 310 s were spent by the process the sitting stopped
     assert cost.seconds_of({"wall_seconds": 380.0, "curves": curves, "resumed_from_step": 115}) == 690.0
+    # a checkpoint that keeps the seconds spent before it (a mid-epoch one, after 70 s of the stopped process's
+    # setup and 400 s of training) counts them as kept, not estimated from the epochs it carried
+    carried = {"wall_seconds": 380.0, "curves": curves, "resumed_from_step": 150, "timing": {"carried_seconds": 470.0}}
+    assert cost.seconds_of(carried) == 850.0

@@ -37,6 +37,8 @@ def test_kill_9_mid_job_then_a_rerun_resumes_and_ends_with_the_same_metrics(tmp_
     assert "synth-single/kdfd: resumed from checkpoint" in rerun.stdout + rerun.stderr
     (resumed,), (reference,) = records(results, "kdfd"), records(tmp_path / "whole", "kdfd")
     assert resumed["resumed_from_step"] >= 3 and reference["resumed_from_step"] is None
+    # the killed process's seconds up to its checkpoint are kept (loading data and models took part of them)
+    assert resumed["timing"]["carried_seconds"] > 0 and reference["timing"]["carried_seconds"] is None
     assert same_training(resumed, reference)
     assert not list(results.rglob("*.ckpt"))  # a finished job drops its checkpoint
 

@@ -254,3 +254,38 @@ def test_a_cuda_engine_trains_with_tf32_and_leaves_the_switches_as_it_found_them
     assert _tf32_switches() == (False, False)
     engine.train_step(batch())
     assert seen == [(True, True)] and _tf32_switches() == (False, False)
+
+
+def test_a_checkpoint_carries_the_seconds_spent_before_it_across_every_resumption(tmp_path):
+    """Each process's seconds since its job began (setup included: `started`) add up over checkpoints, so a job
+    spread over three processes reports what the first two spent up to the checkpoint the last one took up."""
+    import time
+
+    from kdfd import synthetic
+    from kdfd.checkpoint import Checkpointer
+    from kdfd.data import EncodedDataset, make_loader
+    from kdfd.tasks import get_task
+
+    task, tok = get_task("synth-pair"), synthetic.build_tokenizer()
+    ds = EncodedDataset(list(synthetic.generate("synth-pair", "train"))[:32], task, tok, max_length=64)
+    path, carried = tmp_path / "job.ckpt", []
+
+    def process(setup_seconds, stop_at=None):  # one process of the job: `setup_seconds` spent before training
+        engine, *_ = setup(VanillaKD, total_steps=8)
+        if stop_at is not None:
+            step = engine.train_step
+            engine.train_step = lambda b: (_ for _ in ()).throw(KeyboardInterrupt) if engine.step == stop_at else step(b)
+        try:
+            engine.fit(make_loader(ds, 8, shuffle=True, seed=1), {}, 2, checkpointer=Checkpointer(path, every=2),
+                       started=time.perf_counter() - setup_seconds)
+        except KeyboardInterrupt:
+            pass
+        carried.append((engine.resumed_from, engine.carried_seconds))
+
+    process(100.0, stop_at=3)  # its checkpoint at step 2
+    process(50.0, stop_at=5)  # takes up step 2, checkpoints at 4
+    process(20.0)
+    (first, none), (second, after_one), (third, after_two) = carried
+    assert first is None and none is None and second == 2 and third == 4
+    assert 100.0 <= after_one < 130.0  # the first process's setup and its two steps, not its lost third
+    assert after_one + 50.0 <= after_two < after_one + 80.0
