@@ -6,8 +6,9 @@ Rules, printed in every report:
 - Only `done` records count; failed and unfinished jobs are listed, never averaged in.
 - Records are grouped by (task, method, method version, config without the seed): two method versions or two
   configs are never mixed in one cell.
-- Selection: per (task, method), the group with the best mean dev score over its seeds (the task's metrics averaged,
-  GLUE's convention), as the paper's grid search did; ties go to the group with more seeds, then the first id.
+- Selection: per (task, method), the group with the best mean dev score (the task's metrics averaged, GLUE's
+  convention), as the paper's grid search did, over the seeds every group of the grid has run (while a grid's seeds
+  are not all in, its settings are compared seed for seed); ties go to the group with more seeds, then the first id.
   A method run over a grid is picked on the dev set it is scored on: the better of k settings is optimistic for
   it, more so the closer they are (the "Selected configurations" table says which setting each cell is).
 - Checkpoint: `last` (the final epoch, the default) or `best` (each run's best dev epoch: optimistic, dev is also the
@@ -173,14 +174,26 @@ def widen(suite: Suite, roots: list[Path], tasks: list[str] | None = None, seeds
 
 
 def select(groups: list[Group]) -> dict[tuple[str, str], Group]:
-    """(task, method) -> the group with the best mean dev score over seeds."""
-    best: dict[tuple[str, str], Group] = {}
-    for g in sorted(groups, key=lambda g: g.key):
-        k = (g.task, g.method)
-        cur = best.get(k)
-        if cur is None or (np.mean(g.scores), len(g.runs)) > (np.mean(cur.scores), len(cur.runs)):
-            best[k] = g
-    return best
+    """(task, method) -> the group with the best mean dev score, over the seeds all of that (task, method)'s groups
+    have run (`best`)."""
+    by_cell: dict[tuple[str, str], list[Group]] = {}
+    for g in groups:
+        by_cell.setdefault((g.task, g.method), []).append(g)
+    return {k: best(mine) for k, mine in by_cell.items()}
+
+
+def best(groups: list[Group]) -> Group:
+    """The group with the best mean score over the seeds every one of `groups` has run (over each one's own seeds
+    when they share none); ties go to more seeds, then the first config key. A grid whose seeds are not all in yet
+    is so compared seed for seed (same seed: same teacher and data order), not a one-seed setting's score against
+    another's mean over three."""
+    shared = set.intersection(*({r["seed"] for r in g.runs} for g in groups))
+
+    def mean_score(g: Group) -> float:
+        kept = [s for r, s in zip(g.runs, g.scores) if not shared or r["seed"] in shared]
+        return float(np.mean(kept))
+
+    return min(sorted(groups, key=lambda g: g.key), key=lambda g: (-mean_score(g), -len(g.runs)))
 
 
 @dataclass
@@ -265,12 +278,8 @@ def sweep_groups(groups: list[Group], params=("latent_dim", "vae_lambda")) -> li
             values = {g.params.get(param) for g in mine} - {None}
             if len(values) < 2:
                 continue
-            best: dict[float, Group] = {}
-            for g in mine:
-                v = g.params.get(param)
-                if v is not None and (v not in best or np.mean(g.scores) > np.mean(best[v].scores)):
-                    best[v] = g
-            out.append((task, method, param, {float(v): g for v, g in best.items()}))
+            at = {float(v): best([g for g in mine if g.params.get(param) == v]) for v in values}
+            out.append((task, method, param, at))
     return out
 
 
@@ -282,10 +291,10 @@ def suite_sweeps(group_sets: list[list[Group]],
     method, param) gives its points."""
     out, seen = [], set()
     for groups in group_sets:
-        for t, m, p, best in sweep_groups(groups, params):
+        for t, m, p, points in sweep_groups(groups, params):
             if (t, m, p) not in seen:
                 seen.add((t, m, p))
-                out.append((t, m, p, best))
+                out.append((t, m, p, points))
     return out
 
 

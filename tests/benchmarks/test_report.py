@@ -87,6 +87,19 @@ def test_the_grid_point_with_the_best_mean_score_over_seeds_is_selected(fixture)
     assert round(acc.mean, 6) == 67.0 and round(acc.std, 6) == 1.0
 
 
+def test_a_grid_whose_seeds_are_not_all_in_is_compared_on_the_seeds_it_shares(fixture):
+    suite, root = fixture
+    for job in suite.jobs:  # T = 2 has run seed 1 only, at 0.66; T = 1 has all three: 0.65 at seed 1, mean 0.67
+        if job.config.method == "vanilla-kd" and job.config.params.get("temperature") == 2.0:
+            if job.config.seed == 1:
+                _write(root, job, metrics={"dev": {"f1": 0.71, "accuracy": 0.61}})
+            else:
+                store.record_path(root, job).unlink()
+    vkd = report.select(report.collect(suite, [root]).groups)[("mrpc", "vanilla-kd")]
+    # seed for seed, T = 2 is ahead (0.66 > 0.65); against T = 1's three-seed mean it would have lost (0.66 < 0.67)
+    assert vkd.label == "vanilla-kd[temperature=2.0]" and [r["seed"] for r in vkd.runs] == [1]
+
+
 def test_failed_records_are_left_out_and_listed(fixture, tmp_path):
     suite, root = fixture
     job = next(j for j in suite.jobs if j.config.method == "kdfd" and j.config.seed == 3)
