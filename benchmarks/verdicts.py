@@ -285,7 +285,7 @@ def _ours(r: pd.Series) -> str:
         return "\u2014"
     k = 3 if r["kind"] == "decorrelation" else 1
     if pd.isna(r["ci_low"]):
-        return f"{_signed(r['mean_diff'], k)} (1 seed)"
+        return f"{_signed(r['mean_diff'], k)} (no interval: under {stats.MIN_INTERVAL_SEEDS} seeds per task)"
     return f"{_signed(r['mean_diff'], k)} [{_signed(r['ci_low'], k)}, {_signed(r['ci_high'], k)}]"
 
 

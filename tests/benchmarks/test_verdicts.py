@@ -121,6 +121,8 @@ def test_evaluate_rows_and_columns():
     assert (df.p_holm.dropna() >= df.p_value.dropna()).all()
     md = verdicts.markdown(df)
     assert "**holds**" in md and "**not run**" in md and "[" in md
+    two = verdicts.markdown(verdicts.evaluate([PAIRED], scores[scores.seed <= 2]))  # 2 seeds: a mean, no interval
+    assert two.count("(no interval: under 3 seeds per task)") == 4  # three tasks and their mean
 
 
 def test_evaluate_sweep_peak_and_decorrelation():
