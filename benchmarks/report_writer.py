@@ -10,7 +10,7 @@ import pandas as pd
 
 from kdfd.tasks import get_task
 
-from . import cost, paper_tables
+from . import cost, paper_tables, stats
 from . import report as rep
 from . import store
 
@@ -20,7 +20,8 @@ VERDICT_RULES = (
     "sign-flip permutation p-value; over tasks, the mean of the per-task differences with a stratified bootstrap "
     "(seeds resampled within each task). **holds**: the interval lies above zero; **contradicted**: below zero; "
     "**inconclusive**: it covers zero (with the seeds that would resolve the observed difference at 80% power), or "
-    "there is no interval: one is drawn from 3 seeds per task or more (2 differences bootstrap to their range). "
+    f"there is no interval: one is drawn from {stats.MIN_INTERVAL_SEEDS} seeds per task or more (2 differences "
+    "bootstrap to their range). "
     "Several claims are tested at once: the p-values are Holm-corrected across every row. The paper's number is "
     "its own difference on the same tasks (GLUE test server, BERT-base teacher), for orientation only. "
     "Caution, measured: at so few seeds a percentile bootstrap interval is too narrow. With no difference at all "
