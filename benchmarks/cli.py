@@ -264,7 +264,7 @@ def cmd_report(args) -> int:
         sweeps[swept.name] = report.collect(swept, roots, args.checkpoint)
     out = Path(args.out) / suite.name
     result = report_writer.write(out, suite.name, collected, args.checkpoint, sweeps=sweeps,
-                                 methods=getattr(suite, "methods", None))
+                                 methods=getattr(suite, "methods", None), interval=args.interval)
     reference = paper_tables.load()
     for name, rows in result["tables"].items():
         t = Table(title=f"{reference.tables[name].title} (dev, mean over seeds; paper in brackets)")
@@ -386,6 +386,9 @@ def parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", default="reports", help="reports root (the report goes to OUT/<suite>/)")
     rp.add_argument("--checkpoint", choices=("last", "best"), default="last",
                     help="last: each run's final epoch; best: its best dev epoch (optimistic)")
+    rp.add_argument("--interval", choices=("t", "percentile"), default="t",
+                    help="the verdicts' 95%% intervals: t (Student-t, paired t test; default) or percentile "
+                         "(bootstrap: too narrow at 3-5 seeds, see the report's rules)")
     rp.add_argument("--sweeps", nargs="+", metavar="SUITE",
                     help="sweep suites whose records add Fig. 5 to this report (the tables keep this suite's jobs)")
     rp.add_argument("--glue-submission", action="store_true",

@@ -141,9 +141,11 @@ def sweep(points: dict[float, list[float]], param: str, title: str, out: Path, s
     return save(fig, out, stem)
 
 
-def seed_dots(scores, task: str, order: list[str], out: Path, stem: str, floor: float | None = None) -> list[Path]:
-    """Each method's seeds as dots, with the mean and its 95% bootstrap interval (seaborn), methods in Table 1's
-    order. scores: a DataFrame with columns method, seed, score (points); floor: the majority class's score."""
+def seed_dots(scores, task: str, order: list[str], out: Path, stem: str, floor: float | None = None,
+              interval: str = "t") -> list[Path]:
+    """Each method's seeds as dots, with the mean and its 95% interval (seaborn), methods in Table 1's order.
+    scores: a DataFrame with columns method, seed, score (points); floor: the majority class's score; interval:
+    "t" (Student-t, as the verdicts) or "percentile" (seaborn's bootstrap)."""
     import seaborn as sns
 
     present = [m for m in order if m in set(scores["method"])]
@@ -152,7 +154,15 @@ def seed_dots(scores, task: str, order: list[str], out: Path, stem: str, floor: 
     np.random.seed(0)
     sns.stripplot(data=scores, x="method", y="score", order=present, color="0.45", size=5, jitter=0.15, ax=ax)
     np.random.set_state(state)
-    sns.pointplot(data=scores, x="method", y="score", order=present, errorbar=("ci", 95), n_boot=2000, seed=0,
+    from .stats import MIN_INTERVAL_SEEDS, check_interval, t_interval
+
+    check_interval(interval)
+
+    def t_bar(v):  # no bar below the seeds an interval needs: a point alone says "no interval"
+        return t_interval(v) if len(v) >= MIN_INTERVAL_SEEDS else (np.nan, np.nan)
+
+    errorbar = t_bar if interval == "t" else ("ci", 95)
+    sns.pointplot(data=scores, x="method", y="score", order=present, errorbar=errorbar, n_boot=2000, seed=0,
                   linestyle="none", marker="D", color="C3", capsize=0.2, ax=ax)
     if floor is not None:
         ax.axhline(floor, color="grey", ls="--", lw=1, label="majority class")

@@ -16,8 +16,8 @@ Rules, printed in every report:
 - Reference rows: `majority` is the best constant predictor on the dev labels (majority class; a constant score on
   STS-B, whose correlations are then 0): a student at or below it has learned nothing. `teacher` is the fine-tuned
   teacher the offline methods distil from.
-- Cells: mean and sample standard deviation over seeds, with n. KDFD against a baseline: the difference of means
-  with a 95% percentile bootstrap interval (seeds resampled independently per method, 10,000 draws, fixed seed),
+- Cells: mean and sample standard deviation over seeds, with n. KDFD against a baseline: the mean paired
+  difference over the seeds both have, with the 95% interval of the verdicts (Student-t by default, `--interval`),
   marked * where it excludes zero.
 """
 
@@ -41,7 +41,6 @@ if TYPE_CHECKING:  # a suite from the cache (benchmarks.suite_cache) reports as 
 
 PAPER_CSV = paper_tables.PAPER_CSV
 CHECKPOINTS = ("last", "best")
-BOOTSTRAP_DRAWS = 10_000
 MAJORITY = paper_tables.MAJORITY
 paper_numbers = paper_tables.paper_numbers  # (table, paper row, task, metric) -> the paper's value
 NOT_METHODS = ("teacher",)  # selected groups that are references, not students (the majority is not selected)
@@ -303,28 +302,23 @@ def sweeps(group_sets: list[list[Group]], params=("latent_dim", "vae_lambda")) -
     return [(t, m, p, {v: g.scores for v, g in best.items()}) for t, m, p, best in suite_sweeps(group_sets, params)]
 
 
-def bootstrap_diff(a: list[float], b: list[float], draws: int = BOOTSTRAP_DRAWS, seed: int = 0):
-    """Mean(a) - mean(b) in percent with a 95% percentile interval, each sample's seeds resampled independently.
-    Returns (diff, low, high); low = high = None when either side has fewer than 2 seeds."""
-    a, b = 100 * np.asarray(a, dtype=float), 100 * np.asarray(b, dtype=float)
-    d = float(a.mean() - b.mean())
-    if len(a) < 2 or len(b) < 2:
-        return d, None, None
-    rng = np.random.default_rng(seed)
-    ma = a[rng.integers(0, len(a), (draws, len(a)))].mean(1)
-    mb = b[rng.integers(0, len(b), (draws, len(b)))].mean(1)
-    low, high = np.percentile(ma - mb, [2.5, 97.5])
-    return d, float(low), float(high)
+def comparisons(selected: dict[tuple[str, str], Group], against: str = "kdfd", interval: str = "t") -> list[dict]:
+    """KDFD against every other method, per task, on the task's selection score in points, paired by seed
+    (`stats.paired` on the seeds both have; `interval` as there): diff (mean of kdfd - baseline), low, high (None
+    under stats.MIN_INTERVAL_SEEDS pairs), p_value, n (pairs), significant (the interval excludes zero)."""
+    from . import stats
 
-
-def comparisons(selected: dict[tuple[str, str], Group], against: str = "kdfd") -> list[dict]:
-    """KDFD against every other method, per task, on the task's selection score."""
     out = []
     for (task, method), g in sorted(selected.items()):
         if method == against or method in NOT_METHODS or (task, against) not in selected:
             continue
-        d, low, high = bootstrap_diff(selected[(task, against)].scores, g.scores)
-        out.append({"task": task, "baseline": method, "diff": d, "low": low, "high": high,
-                    "significant": low is not None and (low > 0 or high < 0),
-                    "n": (len(selected[(task, against)].runs), len(g.runs))})
+        r = stats.paired(seed_points(selected[(task, against)]), seed_points(g), interval=interval)
+        out.append({"task": task, "baseline": method, "n": r.n, "diff": r.mean_diff, "low": r.ci_low,
+                    "high": r.ci_high, "p_value": r.p_value,
+                    "significant": r.ci_low is not None and (r.ci_low > 0 or r.ci_high < 0)})
     return out
+
+
+def seed_points(g: Group) -> dict[int, float]:
+    """seed -> the run's selection score, in points."""
+    return {int(r["seed"]): 100 * s for r, s in zip(g.runs, g.scores)}

@@ -14,20 +14,40 @@ from . import cost, paper_tables, stats
 from . import report as rep
 from . import store
 
-VERDICT_RULES = (
-    "Each claim is tested on the selected runs, paired by seed (same seed: same teacher and data order): the mean "
-    "difference of the task's score (points), its 95% percentile bootstrap interval over seeds, and an exact "
-    "sign-flip permutation p-value; over tasks, the mean of the per-task differences with a stratified bootstrap "
-    "(seeds resampled within each task). **holds**: the interval lies above zero; **contradicted**: below zero; "
-    "**inconclusive**: it covers zero (with the seeds that would resolve the observed difference at 80% power), or "
-    f"there is no interval: one is drawn from {stats.MIN_INTERVAL_SEEDS} seeds per task or more (2 differences "
-    "bootstrap to their range). "
-    "Several claims are tested at once: the p-values are Holm-corrected across every row. The paper's number is "
-    "its own difference on the same tasks (GLUE test server, BERT-base teacher), for orientation only. "
-    "Caution, measured: at so few seeds a percentile bootstrap interval is too narrow. With no difference at all "
-    "(normal per-seed differences), it excluded zero in 24% of 400 simulated claims at 3 seeds and 14% at 5, against "
-    "the 5% a 95% interval promises (a Student-t interval: 5.5% and 5.3%). Until the interval is replaced, read a "
-    "holds / contradicted verdict at 3-5 seeds with its Holm p-value beside it.")
+INTERVAL_RULES = {
+    "t": ("its 95% Student-t interval over seeds (the one a paired t test inverts), the t test's p-value, and an "
+          "exact sign-flip permutation p-value (verdicts.csv: p_perm); over tasks, the mean of the per-task "
+          "differences with a Welch-Satterthwaite t interval (each task its own variance)"),
+    "percentile": ("its 95% percentile bootstrap interval over seeds and an exact sign-flip permutation p-value; "
+                   "over tasks, the mean of the per-task differences with a stratified bootstrap (seeds resampled "
+                   "within each task)"),
+}
+INTERVAL_CAUTION = {
+    "t": ("Why a t interval and not the bootstrap (`--interval percentile` gives that), measured by simulating "
+          "claims with no difference at all (normal per-seed differences; tests/benchmarks/test_verdicts.py): a 95% "
+          "percentile bootstrap excluded zero in 24% of them at 3 seeds and 16% at 5, not 5%, since n resampled "
+          "values cannot reach past their range; the t interval, exact for normal differences, did so in 5.1% and "
+          "6.0% (1,500 claims each), and over two tasks of unequal spread in 5.5% and 5.8%. The permutation p "
+          "cannot go below 2 / 2^n (0.0625 at 5 seeds), so it never rejects at 5% below 6 seeds; Holm's correction "
+          "is applied to the t test's p-values."),
+    "percentile": ("Caution, measured: at so few seeds a percentile bootstrap interval is too narrow. With no "
+                   "difference at all (normal per-seed differences), it excluded zero in 24% of simulated claims "
+                   "at 3 seeds and 16% at 5, against the 5% a 95% interval promises (the default Student-t "
+                   "interval: 5.1% and 6.0%). Read a holds / contradicted verdict with its Holm p beside it."),
+}
+
+
+def verdict_rules(interval: str) -> str:
+    """The verdict table's rules, for the interval it was computed with (`stats.INTERVALS`)."""
+    return (
+        "Each claim is tested on the selected runs, paired by seed (same seed: same teacher and data order): the "
+        f"mean difference of the task's score (points), {INTERVAL_RULES[interval]}. **holds**: the interval lies "
+        "above zero; **contradicted**: below zero; **inconclusive**: it covers zero (with the seeds that would "
+        "resolve the observed difference at 80% power), or there is no interval: one is drawn from "
+        f"{stats.MIN_INTERVAL_SEEDS} seeds per task or more. Several claims are tested at once: the p-values are "
+        "Holm-corrected across every row; a verdict is per comparison, its Holm p family-wise. The paper's number "
+        "is its own difference on the same tasks (GLUE test server, BERT-base teacher), for orientation only. "
+        + INTERVAL_CAUTION[interval])
 
 
 # where each kind of claim's evidence sits in report.md (Markdown heading anchors) or beside it
@@ -199,8 +219,8 @@ def verdict_inputs(collected: rep.Collected, selected: dict, sweep_sets: list[li
     swept = []
     for task, method, param, best in rep.suite_sweeps([collected.groups, *sweep_sets]):
         for v, g in best.items():
-            swept += [{"task": task, "method": method, "param": param, "value": v, "seed": r["seed"],
-                       "score": 100 * score} for r, score in zip(g.runs, g.scores)]
+            swept += [{"task": task, "method": method, "param": param, "value": v, "seed": seed, "score": points}
+                      for seed, points in rep.seed_points(g).items()]
     columns = {"scores": ["task", "method", "seed", "score"],
                "sweeps": ["task", "method", "param", "value", "seed", "score"],
                "decor": ["task", "method", "seed", "corr_h", "corr_z"]}
@@ -208,7 +228,7 @@ def verdict_inputs(collected: rep.Collected, selected: dict, sweep_sets: list[li
             pd.DataFrame(decor, columns=columns["decor"]))
 
 
-def seed_figures(out: Path, scores, majority: dict) -> list[str]:
+def seed_figures(out: Path, scores, majority: dict, interval: str = "t") -> list[str]:
     """One figure per task: each method's seeds as dots with the mean and its interval, in the paper's tables' order
     (then every other method)."""
     from . import figures
@@ -218,7 +238,8 @@ def seed_figures(out: Path, scores, majority: dict) -> list[str]:
     order += sorted(set(scores["method"]) - set(order))
     for task in sorted(set(scores["task"])):
         stem = f"seeds-{task}"
-        figures.seed_dots(scores[scores.task == task], task, order, out / "figures", stem, majority.get(task))
+        figures.seed_dots(scores[scores.task == task], task, order, out / "figures", stem, majority.get(task),
+                          interval)
         md += [f"![{task}: every seed of every method](figures/{stem}.png)", ""]
     return md
 
@@ -277,10 +298,11 @@ def method_rules(selected: dict, methods: dict | None = None) -> list[str]:
 
 
 def write(out: Path, suite_name: str, collected: rep.Collected, checkpoint: str, paper_csv: Path = rep.PAPER_CSV,
-          sweeps: dict[str, rep.Collected] | None = None, methods: dict | None = None) -> dict:
+          sweeps: dict[str, rep.Collected] | None = None, methods: dict | None = None, interval: str = "t") -> dict:
     """Write everything under `out`; returns the tables and comparisons (for the terminal summary). `sweeps`
     (suite name -> its records) feed Fig. 5 only: the tables select among the suite's own configurations. `methods`:
-    the methods' versions and loss scales (`method_rules`)."""
+    the methods' versions and loss scales (`method_rules`). `interval`: the verdicts' and comparisons' interval
+    (`stats.INTERVALS`)."""
     out.mkdir(parents=True, exist_ok=True)
     # figures of cells the records no longer give (a task left out, a method removed) must not outlive them
     for stale in (out / "figures").glob("*.png"):
@@ -291,22 +313,22 @@ def write(out: Path, suite_name: str, collected: rep.Collected, checkpoint: str,
     reference = paper_tables.load(paper_tables.TABLES_TOML, paper_csv)
     shown = collected.with_references(selected)
     tables = {name: rep.table(name, shown, paper, reference) for name in reference.tables}
-    comps = rep.comparisons(selected)
+    comps = rep.comparisons(selected, interval=interval)
     sweep_sets = [c.groups for c in (sweeps or {}).values()]
     sweep_groups = [g for groups in sweep_sets for g in groups]
     scores, swept, decor = verdict_inputs(collected, selected, sweep_sets)
     from . import verdicts
 
-    judged = verdicts.evaluate(verdicts.load_claims(), scores, swept, decor)
+    judged = verdicts.evaluate(verdicts.load_claims(), scores, swept, decor, interval=interval)
     verdicts.write(out, judged)
     majority = collected.majority_points()
     md = [f"# Report: suite `{suite_name}`", "",
           f"Generated {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC by `bench report`; nothing was trained.", "",
           "## Verdicts: does each of the paper's claims hold here?", "",
-          VERDICT_RULES, "", verdicts.markdown(judged, VERDICT_LINKS), "",
+          verdict_rules(interval), "", verdicts.markdown(judged, VERDICT_LINKS), "",
           "The same rows, with every statistic: [verdicts.csv](verdicts.csv), [verdicts.json](verdicts.json). "
           "Claims: `benchmarks/reference/kdfd_claims.toml`.", "",
-          "## Every seed", "", *seed_figures(out, scores, majority),
+          "## Every seed", "", *seed_figures(out, scores, majority, interval),
           "## Rules", "", rep.__doc__.split("Rules, printed in every report:")[1].strip(), "",
           f"Checkpoint used here: **{checkpoint}**.", "", *method_rules(selected, methods), ""]
     headers, every = rep.all_results(shown, reference)
@@ -328,15 +350,16 @@ def write(out: Path, suite_name: str, collected: rep.Collected, checkpoint: str,
             md += [f"## {title}", "", f"No task of this report is a column of this table "
                    f"({', '.join(reference.headers)}): [{name}.md]({name}.md) holds the paper's numbers alone.", ""]
     md += ["## KDFD against each baseline", "",
-           "Difference of mean dev score (KDFD minus baseline, points), 95% bootstrap interval over seeds; "
-           "* where it excludes zero.", ""]
-    comp_columns = ["task", "baseline", "diff", "low", "high", "significant", "n"]
+           "Mean paired difference of dev score over the seeds both have (KDFD minus baseline, points), with the "
+           "verdicts' 95% interval; * where it excludes zero (per comparison: no multiplicity correction here).", ""]
+    comp_columns = ["task", "baseline", "n", "diff", "low", "high", "p_value", "significant"]
     md += [markdown(pd.DataFrame({
         "task": [c["task"] for c in comps], "baseline": [c["baseline"] for c in comps],
-        "diff": [f"{c['diff']:+.1f}{' *' if c['significant'] else ''}" for c in comps],
-        "95% interval": [f"[{c['low']:+.1f}, {c['high']:+.1f}]" if c["low"] is not None else "needs 2+ seeds each"
-                         for c in comps],
-        "n (kdfd, baseline)": [f"{c['n'][0]}, {c['n'][1]}" for c in comps]}))]
+        "diff": [f"{c['diff']:+.1f}{' *' if c['significant'] else ''}" if c["n"] else "no common seed"
+                 for c in comps],
+        "95% interval": [f"[{c['low']:+.1f}, {c['high']:+.1f}]" if c["low"] is not None
+                         else f"needs {stats.MIN_INTERVAL_SEEDS}+ common seeds" for c in comps],
+        "n (pairs)": [c["n"] for c in comps]}))]
     pd.DataFrame(comps, columns=comp_columns).to_csv(out / "comparisons.csv", index=False)
     chosen = sorted(selected.items())
     md += ["", "## Selected configurations", "", markdown(pd.DataFrame({

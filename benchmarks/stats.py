@@ -6,9 +6,20 @@ Conventions:
 - Scores are in points (85.3, not 0.853); a difference is a minus b, so positive means a is better.
 - Runs are paired by seed: seed s of method a and seed s of method b share the data order and initialisation
   draws, so per-seed differences cancel what the seed does to both (the point of pairing).
-- Intervals are percentile bootstraps (`scipy.stats.bootstrap`, method="percentile"); p-values are two-sided
-  permutation tests (`scipy.stats.permutation_test`) that flip the sign of each paired difference; both are exact
-  functions of (data, n_resamples, seed), so a reader can recompute every number with the same calls.
+- Intervals, by `interval` (INTERVALS; default "t"):
+  "t": Student-t intervals, the ones a paired t test inverts (`scipy.stats.ttest_1samp(d).confidence_interval()`);
+  over tasks, the mean of the task means with a Welch-Satterthwaite t interval. `p_value` is that t test's p, so an
+  interval excludes zero exactly when p_value < 1 - confidence.
+  "percentile": percentile bootstraps (`scipy.stats.bootstrap`), stratified by task over tasks; `p_value` is then
+  the permutation p. Why "t" is the default, measured (tests/benchmarks/test_verdicts.py simulates it): with no
+  difference at all, a 95% percentile bootstrap of 3-5 normal per-seed differences excludes zero in 16-24% of
+  claims, not 5%, because resampling n values cannot reach past their range and their spread is underestimated
+  by a factor (n-1)/n; the t interval, exact for normal differences, excludes zero in ~5%.
+- `p_perm`, under either interval: a two-sided permutation test (`scipy.stats.permutation_test`) that flips the
+  sign of each paired difference, exact (all 2^n flips) at these seed counts. It assumes nothing about the
+  differences' distribution, but it cannot go below 2 / 2^n (0.0625 at 5 seeds), so it can never reject at 5% with
+  fewer than 6 seeds, less still after Holm.
+Every number is an exact function of (data, n_resamples, seed): a reader recomputes it with the same scipy calls.
 """
 
 from __future__ import annotations
@@ -20,9 +31,11 @@ import numpy as np
 from scipy import stats
 
 ALPHA = 0.05  # the test level the power figures assume (two-sided)
+INTERVALS = ("t", "percentile")  # see the module docstring; "t" is the default
 POWER = 0.80  # the power the minimum detectable effect assumes
-# the fewest pairs (per task) an interval is drawn from: a percentile bootstrap of 2 differences spans their range,
-# which excludes zero whenever both share a sign (half the time with no difference at all)
+# the fewest pairs (per task) an interval is drawn from. A t interval of 2 differences is valid but rests on one
+# degree of freedom (t = 12.7); a percentile bootstrap of 2 spans their range, which excludes zero whenever both
+# share a sign (half the time with no difference at all)
 MIN_INTERVAL_SEEDS = 3
 MAX_SEEDS = 1000  # seeds_needed is capped here: beyond it the answer is "not with any affordable budget"
 
@@ -31,9 +44,10 @@ MAX_SEEDS = 1000  # seeds_needed is capped here: beyond it the answer is "not wi
 class Paired:
     """A paired comparison of two methods over seeds; every difference in points, a minus b.
 
-    n: seeds (pairs) used. mean_diff: mean of the per-seed differences. ci_low, ci_high: percentile bootstrap
-    interval of that mean (None when n < MIN_INTERVAL_SEEDS). p_value: two-sided sign-flip permutation p (None when
-    n < 2).
+    n: seeds (pairs) used. mean_diff: mean of the per-seed differences. ci_low, ci_high: the interval of that mean
+    (t or percentile bootstrap, see the module docstring; None when n < MIN_INTERVAL_SEEDS). p_value: two-sided p of
+    the test behind the interval (the paired t test; under "percentile", the permutation p). p_perm: the two-sided
+    sign-flip permutation p. Both None when n < 2.
     sd_diff: sample standard deviation of the differences (ddof=1). mde: the smallest true difference a paired t
     test at alpha 0.05 (two-sided) would detect with 80% power with these n seeds and this sd. seeds_needed: the
     smallest number of seeds whose mde is at most |mean_diff| (capped at 1000; None when mean_diff is 0 or the sd is
@@ -48,6 +62,7 @@ class Paired:
     sd_diff: float | None
     mde: float | None
     seeds_needed: int | None
+    p_perm: float | None = None
 
 
 # --- building blocks ------------------------------------------------------------------------------------------------
@@ -93,14 +108,35 @@ def _seeds_needed(mean_diff: float | None, sd: float | None, tasks: int = 1) -> 
 
 # --- the tests ------------------------------------------------------------------------------------------------------
 
+def check_interval(interval: str) -> str:
+    """The interval's name, or a ValueError naming it and what is allowed."""
+    if interval not in INTERVALS:
+        raise ValueError(f"interval {interval!r} is not one of: {', '.join(INTERVALS)}")
+    return interval
+
+
+def t_interval(values, confidence: float = 0.95) -> tuple[float, float]:
+    """(low, high): the Student-t interval of the mean of `values` [n], n >= 2 (what `paired` gives differences)."""
+    ci = stats.ttest_1samp(np.asarray(values, dtype=float), 0.0).confidence_interval(confidence)
+    return float(ci.low), float(ci.high)
+
+
+def _sign_flip_p(x: np.ndarray, y: np.ndarray, statistic, n_resamples: int, seed: int) -> float:
+    """Two-sided permutation p of `statistic` when each pair (x_i, y_i) is swapped or not (a sign flip of its
+    difference); scipy enumerates all 2^n flips, exactly, when 2^n <= n_resamples."""
+    return float(stats.permutation_test((x, y), statistic, permutation_type="samples", vectorized=True,
+                                        n_resamples=n_resamples, alternative="two-sided", random_state=seed).pvalue)
+
+
 def paired(a: dict[int, float], b: dict[int, float], confidence: float = 0.95, n_resamples: int = 9999,
-           seed: int = 0) -> Paired:
+           seed: int = 0, interval: str = "t") -> Paired:
     """Method a against method b over the seeds both have (seed -> score in points); returns a `Paired`.
 
-    The interval bootstraps the per-seed differences d = a - b (np.mean, percentile, random_state=seed); the p-value
-    is a permutation test on (a, b) with permutation_type="samples" (each pair swapped or not: a sign flip of d),
-    statistic mean(a - b), two-sided; scipy enumerates all 2^n flips, exactly, when 2^n <= n_resamples.
+    d = a - b per seed. "t": the interval and p_value of `scipy.stats.ttest_1samp(d, 0)`. "percentile":
+    `scipy.stats.bootstrap((d,), np.mean, method="percentile", random_state=seed)`, p_value = p_perm. p_perm: a
+    permutation test on (a, b), permutation_type="samples", statistic mean(a - b), two-sided.
     """
+    check_interval(interval)
     x, y = _common(a, b)
     n = len(x)
     if n == 0:
@@ -109,27 +145,37 @@ def paired(a: dict[int, float], b: dict[int, float], confidence: float = 0.95, n
     mean_diff = float(d.mean())
     if n < 2:  # one pair: a difference, but no spread to judge it by
         return Paired(1, mean_diff, None, None, None, None, None, None)
-    perm = stats.permutation_test((x, y), _mean_of_differences, permutation_type="samples", vectorized=True,
-                                  n_resamples=n_resamples, alternative="two-sided", random_state=seed)
+    p_perm = _sign_flip_p(x, y, _mean_of_differences, n_resamples, seed)
     sd = float(d.std(ddof=1))
     low = high = None
-    if n >= MIN_INTERVAL_SEEDS:
-        low, high = _interval(stats.bootstrap((d,), np.mean, confidence_level=confidence, n_resamples=n_resamples,
-                                              method="percentile", random_state=seed))
-    return Paired(n, mean_diff, low, high, float(perm.pvalue), sd, _mde(sd, n, n - 1), _seeds_needed(mean_diff, sd))
+    if interval == "t":
+        p = float(stats.ttest_1samp(d, 0.0).pvalue) if sd > 0 else (1.0 if mean_diff == 0 else 0.0)
+        if n >= MIN_INTERVAL_SEEDS:
+            low, high = t_interval(d, confidence) if sd > 0 else (mean_diff, mean_diff)
+    else:
+        p = p_perm
+        if n >= MIN_INTERVAL_SEEDS:
+            low, high = _interval(stats.bootstrap((d,), np.mean, confidence_level=confidence,
+                                                  n_resamples=n_resamples, method="percentile", random_state=seed))
+    return Paired(n, mean_diff, low, high, p, sd, _mde(sd, n, n - 1), _seeds_needed(mean_diff, sd), p_perm)
 
 
 def unpaired_interval(a: dict[int, float], b: dict[int, float], confidence: float = 0.95, n_resamples: int = 9999,
-                      seed: int = 0) -> tuple[float | None, float | None]:
-    """(low, high), points: the interval of mean(a) - mean(b) when each method's seeds are resampled independently
-    (two-sample bootstrap, paired=False, percentile), on the same common seeds as `paired`, so the two intervals
-    differ only in whether the seed pairing is used. (None, None) when fewer than 2 common seeds.
+                      seed: int = 0, interval: str = "t") -> tuple[float | None, float | None]:
+    """(low, high), points: the interval of mean(a) - mean(b) that ignores the seed pairing, on the same common
+    seeds as `paired`, so the two intervals differ only in whether the pairing is used: "t", Welch's
+    (`scipy.stats.ttest_ind(a, b, equal_var=False).confidence_interval()`); "percentile", a two-sample bootstrap
+    (paired=False). (None, None) when fewer than 2 common seeds.
 
     When the seed moves both methods alike (shared data order, shared initialisation), this interval carries that
     shared variance and is wider than the paired one: the reason the verdicts pair."""
+    check_interval(interval)
     x, y = _common(a, b)
     if len(x) < 2:
         return None, None
+    if interval == "t":
+        ci = stats.ttest_ind(x, y, equal_var=False).confidence_interval(confidence)
+        return float(ci.low), float(ci.high)
     boot = stats.bootstrap((x, y), _difference_of_means, paired=False, vectorized=True, confidence_level=confidence,
                            n_resamples=n_resamples, method="percentile", random_state=seed)
     return _interval(boot)
@@ -144,20 +190,34 @@ def _per_task_mean_stat(starts: np.ndarray, counts: np.ndarray):
     return statistic
 
 
+def welch_mean_of_means(diffs: list[np.ndarray]) -> tuple[float, float, float]:
+    """(mean, standard error, df) of the mean over K tasks of each task's mean difference; diffs: K arrays [n_k],
+    n_k >= 2. se^2 = sum_k s_k^2 / n_k / K^2 (each task its own variance: a score's spread differs by task and
+    metric); df by Welch-Satterthwaite, (sum v_k)^2 / sum v_k^2 / (n_k - 1) with v_k = s_k^2 / n_k (inf when every
+    v_k is 0)."""
+    k = len(diffs)
+    v = np.array([d.var(ddof=1) / len(d) for d in diffs])
+    dof = np.array([len(d) - 1 for d in diffs])
+    df = float(v.sum() ** 2 / np.sum(v ** 2 / dof)) if v.any() else float("inf")
+    return float(np.mean([d.mean() for d in diffs])), float(np.sqrt(v.sum()) / k), df
+
+
 def stratified(per_task: dict[str, tuple[dict[int, float], dict[int, float]]], confidence: float = 0.95,
-               n_resamples: int = 9999, seed: int = 0) -> Paired:
+               n_resamples: int = 9999, seed: int = 0, interval: str = "t") -> Paired:
     """The mean over tasks of the per-task mean paired difference (points), as a `Paired`.
 
     per_task: task -> (a, b), each seed -> score; tasks without a common seed are left out. Fields:
-    n: pairs over all tasks. mean_diff: mean over tasks of each task's mean(a - b). ci_low, ci_high: a stratified
-    percentile bootstrap: seeds are resampled within each task (each task's difference vector a separate sample of
-    scipy.stats.bootstrap, paired=False, statistic the mean of the per-sample means); None unless every task has
-    MIN_INTERVAL_SEEDS pairs (a task with fewer would enter with almost no spread of its own).
-    p_value: a permutation test over all (task, seed) pairs, each pair's sign flipped independently
+    n: pairs over all tasks. mean_diff: mean over tasks of each task's mean(a - b). ci_low, ci_high: "t", the
+    Welch-Satterthwaite t interval of `welch_mean_of_means`, p_value its two-sided p; "percentile", a stratified
+    percentile bootstrap (seeds resampled within each task: each task's difference vector a separate sample of
+    scipy.stats.bootstrap, paired=False, statistic the mean of the per-sample means), p_value = p_perm. No interval
+    unless every task has MIN_INTERVAL_SEEDS pairs (a task with fewer would enter with almost no spread of its
+    own). p_perm: a permutation test over all (task, seed) pairs, each pair's sign flipped independently
     (permutation_type="samples"), statistic the same mean of task means; None when fewer than 2 pairs.
     sd_diff: the pooled within-task sd of the differences. mde: the mde of this mean with these seeds (effective n
     K^2 / sum(1/n_k) over K tasks, df sum(n_k - 1)). seeds_needed: seeds per task (every task alike).
     """
+    check_interval(interval)
     pairs = [_common(a, b) for a, b in per_task.values()]
     pairs = [(x, y) for x, y in pairs if len(x)]
     if not pairs:
@@ -166,9 +226,21 @@ def stratified(per_task: dict[str, tuple[dict[int, float], dict[int, float]]], c
     counts = np.array([len(d) for d in diffs])
     k, n = len(diffs), int(counts.sum())
     mean_diff = float(np.mean([d.mean() for d in diffs]))
-    low = high = p = sd = mde = None
+    low = high = p = p_perm = sd = mde = None
     varied = [d for d in diffs if len(d) >= 2]
-    if counts.min() >= MIN_INTERVAL_SEEDS:  # a task with fewer pairs would enter with (almost) no spread
+    if n >= 2:
+        x, y = np.concatenate([x for x, _ in pairs]), np.concatenate([y for _, y in pairs])
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        p = p_perm = _sign_flip_p(x, y, _per_task_mean_stat(starts, counts), n_resamples, seed)
+    if interval == "t" and counts.min() >= 2:
+        _, se, df = welch_mean_of_means(diffs)
+        p = float(2 * stats.t.sf(abs(mean_diff) / se, df)) if se > 0 else (1.0 if mean_diff == 0 else 0.0)
+        if counts.min() >= MIN_INTERVAL_SEEDS:
+            half = float(stats.t.ppf((1 + confidence) / 2, df) * se)
+            low, high = mean_diff - half, mean_diff + half
+    elif interval == "t":
+        p = None  # a task with one pair has no variance of its own to enter the t statistic with
+    elif counts.min() >= MIN_INTERVAL_SEEDS:
 
         def mean_of_task_means(*samples, axis=-1):
             return sum(np.mean(s, axis=axis) for s in samples) / k
@@ -180,14 +252,7 @@ def stratified(per_task: dict[str, tuple[dict[int, float], dict[int, float]]], c
         df = int((counts - 1).sum())
         sd = float(np.sqrt(sum(((d - d.mean()) ** 2).sum() for d in varied) / df))
         mde = _mde(sd, k ** 2 / np.sum(1.0 / counts), df)
-    if n >= 2:
-        x, y = np.concatenate([x for x, _ in pairs]), np.concatenate([y for _, y in pairs])
-        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        perm = stats.permutation_test((x, y), _per_task_mean_stat(starts, counts), permutation_type="samples",
-                                      vectorized=True, n_resamples=n_resamples, alternative="two-sided",
-                                      random_state=seed)
-        p = float(perm.pvalue)
-    return Paired(n, mean_diff, low, high, p, sd, mde, _seeds_needed(mean_diff, sd, tasks=k))
+    return Paired(n, mean_diff, low, high, p, sd, mde, _seeds_needed(mean_diff, sd, tasks=k), p_perm)
 
 
 # --- multiplicity and verdicts --------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ CLAIMS_TOML = Path(__file__).resolve().parent / "reference" / "kdfd_claims.toml"
 MEAN_SCOPE = "mean over tasks"
 NOT_RUN = "not run"
 COLUMNS = ["claim", "text", "source", "kind", "scope", "a", "b", "n", "mean_diff", "ci_low", "ci_high", "p_value",
-           "p_holm", "mde", "seeds_needed", "verdict", "paper_diff"]
+           "p_holm", "p_perm", "mde", "seeds_needed", "verdict", "paper_diff"]
 
 COMMON_KEYS = ("id", "text", "source", "kind")
 # kind -> (required keys, optional keys) beyond COMMON_KEYS
@@ -138,7 +138,7 @@ def _row(claim: Claim, scope: str, a: str, b: str, r: stats.Paired | None, paper
         r = stats.Paired(0, None, None, None, None, None, None, None)
     return {"claim": claim.id, "text": claim.text, "source": claim.source, "kind": claim.kind, "scope": scope,
             "a": a, "b": b, "n": r.n, "mean_diff": r.mean_diff, "ci_low": r.ci_low, "ci_high": r.ci_high,
-            "p_value": r.p_value, "mde": r.mde, "seeds_needed": r.seeds_needed,
+            "p_value": r.p_value, "p_perm": r.p_perm, "mde": r.mde, "seeds_needed": r.seeds_needed,
             "verdict": NOT_RUN if r.n == 0 else stats.verdict(r.ci_low, r.ci_high), "paper_diff": paper_diff}
 
 
@@ -187,8 +187,7 @@ def peak_pairs(sweep: pd.DataFrame) -> tuple[float, float, float, dict[int, floa
 
 def _sweep_rows(claim: Claim, sweeps: pd.DataFrame, **kw) -> list[dict]:
     """Per task: per seed, the score at the best interior value minus the better of the two ends, tested against 0
-    (a paired test of those two per-seed scores is exactly that one-sample test: bootstrap of the differences,
-    sign-flip permutation p)."""
+    (a paired test of those two per-seed scores is exactly that one-sample test on the differences)."""
     rows = []
     mine = sweeps[(sweeps["method"] == claim.method) & (sweeps["param"] == claim.param)]
     for task in sorted(mine["task"].unique()):
@@ -216,7 +215,7 @@ def _decorrelation_rows(claim: Claim, decorrelation: pd.DataFrame, **kw) -> list
 
 def evaluate(claims: list[Claim], scores: pd.DataFrame, sweeps: pd.DataFrame | None = None,
              decorrelation: pd.DataFrame | None = None, confidence: float = 0.95, n_resamples: int = 9999,
-             seed: int = 0) -> pd.DataFrame:
+             seed: int = 0, interval: str = "t") -> pd.DataFrame:
     """One row per (claim, scope), in claim order, with columns COLUMNS.
 
     Inputs, one row per selected run: scores (task, method, seed, score in points); sweeps (task, method, param,
@@ -225,6 +224,9 @@ def evaluate(claims: list[Claim], scores: pd.DataFrame, sweeps: pd.DataFrame | N
     "mean over tasks" (stratified); sweep_peak and decorrelation a row per task. Differences are a minus b in the
     row's units (points; correlation for decorrelation); a claim with no data gives one row, verdict "not run", n 0.
 
+    interval: "t" or "percentile" (`stats.INTERVALS`; the module docstring of `stats` says why "t" is the default):
+    it sets ci_low, ci_high and p_value, the p of the test behind the interval; p_perm, the exact sign-flip
+    permutation p, is there under either.
     Several claims are tested at once, so p_holm adjusts every row's p_value together (Holm-Bonferroni over all
     rows that have one). The verdict comes from the row's own 95% interval (per comparison, not family-wise): read
     it beside p_holm.
@@ -232,7 +234,8 @@ def evaluate(claims: list[Claim], scores: pd.DataFrame, sweeps: pd.DataFrame | N
     scores = _check_frame(scores, SCORE_COLUMNS, "scores", ("task", "method", "seed"))
     sweeps = _check_frame(sweeps, SWEEP_COLUMNS, "sweeps", ("task", "method", "param", "value", "seed"))
     decorrelation = _check_frame(decorrelation, DECORRELATION_COLUMNS, "decorrelation", ("task", "method", "seed"))
-    kw = {"confidence": confidence, "n_resamples": n_resamples, "seed": seed}
+    kw = {"confidence": confidence, "n_resamples": n_resamples, "seed": seed,
+          "interval": stats.check_interval(interval)}
     rows = []
     for claim in claims:
         if claim.kind == "paired":
@@ -249,7 +252,7 @@ def evaluate(claims: list[Claim], scores: pd.DataFrame, sweeps: pd.DataFrame | N
     df["p_holm"] = stats.holm(df["p_value"].astype(float).tolist())
     df["n"] = df["n"].astype(int)
     df["seeds_needed"] = df["seeds_needed"].astype("Int64")  # None where it is undefined
-    for c in ("mean_diff", "ci_low", "ci_high", "p_value", "mde", "paper_diff"):
+    for c in ("mean_diff", "ci_low", "ci_high", "p_value", "p_perm", "mde", "paper_diff"):
         df[c] = df[c].astype(float)
     return df[COLUMNS]
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from benchmarks import report, report_writer, store
+from benchmarks import report, report_writer, stats, store
 from benchmarks import suite as suites
 from kdfd import losses
 from kdfd.distiller import METHODS, Distiller, Needs, register
@@ -132,18 +132,34 @@ def test_best_epoch_checkpoint_takes_each_runs_best_dev_epoch(fixture):
     assert [r for r in last.runs if r["seed"] == 1][0]["metrics"]["dev"]["f1"] == 0.6
 
 
-def test_bootstrap_interval_matches_an_independent_resampling():
-    a, b = [0.80, 0.82, 0.84], [0.70, 0.75]
-    d, low, high = report.bootstrap_diff(a, b, draws=2000, seed=7)
-    rng = np.random.default_rng(7)
-    ia = rng.integers(0, 3, (2000, 3))
-    ib = rng.integers(0, 2, (2000, 2))
-    diffs = [100 * (np.mean([a[i] for i in ra]) - np.mean([b[i] for i in rb])) for ra, rb in zip(ia, ib)]
-    assert d == pytest.approx(100 * (0.82 - 0.725))
-    assert (low, high) == pytest.approx(tuple(np.percentile(diffs, [2.5, 97.5])))
-    same = report.bootstrap_diff([0.5, 0.5], [0.4, 0.4])
-    assert same == pytest.approx((10.0, 10.0, 10.0))
-    assert report.bootstrap_diff([0.5], [0.4, 0.3])[1:] == (None, None)  # one seed: no interval
+def test_comparisons_pair_kdfd_and_each_baseline_by_seed():
+    """Seeds move both methods alike (a shared offset): the comparison uses the seeds both have, paired, and its
+    interval is the paired t interval of the per-seed differences (points)."""
+    def group(method, scores):
+        g = report.Group("synth-single", method, "1", method, method)
+        g.runs = [{"seed": s, "metrics": {"dev": {"accuracy": v}}} for s, v in scores.items()]
+        return g
+
+    offset = {1: 0.0, 2: 0.2, 3: -0.1, 4: 0.05}
+    kdfd = group("kdfd", {s: 0.70 + o + 0.01 * s for s, o in offset.items()})
+    base = group("vanilla-kd", {s: 0.68 + offset[s] for s in (1, 2, 3)})  # no seed 4: nothing to pair it with
+    (c,) = report.comparisons({("synth-single", "kdfd"): kdfd, ("synth-single", "vanilla-kd"): base})
+    d = np.array([2.0 + s for s in (1, 2, 3)])  # points: 2 + seed
+    assert c["n"] == 3 and c["diff"] == pytest.approx(d.mean())
+    assert (c["low"], c["high"]) == pytest.approx(stats.t_interval(d))
+    assert c["significant"] and c["low"] > 0
+    with pytest.raises(ValueError, match="'bootstrap' is not one of: t, percentile"):
+        report.comparisons({("synth-single", "kdfd"): kdfd, ("synth-single", "vanilla-kd"): base}, interval="bootstrap")
+
+
+def test_bench_reports_interval_choices_are_the_statistics_own():
+    """The CLI spells the choices out (it imports no scipy to parse arguments); they must stay stats.INTERVALS."""
+    import argparse
+
+    from benchmarks import cli
+
+    sub = next(a for a in cli.parser()._actions if isinstance(a, argparse._SubParsersAction)).choices["report"]
+    assert tuple(next(a.choices for a in sub._actions if a.dest == "interval")) == stats.INTERVALS
 
 
 def test_the_embedded_paper_numbers_equal_the_shared_reference():

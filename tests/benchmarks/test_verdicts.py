@@ -44,8 +44,8 @@ PAIRED = Claim("k-vs-v", "KDFD beats vanilla KD.", "Table 3", "paired", a="kdfd"
 def test_planted_difference_well_above_the_seed_spread_holds():
     r = stats.paired(*planted(3.0))
     assert r.n == 5 and r.mean_diff == pytest.approx(3.0, abs=0.5)
-    assert stats.verdict(r.ci_low, r.ci_high) == "holds"
-    assert r.p_value == pytest.approx(2 / 32)  # exact: all 32 sign flips, only the all-plus and all-minus as extreme
+    assert stats.verdict(r.ci_low, r.ci_high) == "holds" and r.p_value < 0.001  # the paired t test's p
+    assert r.p_perm == pytest.approx(2 / 32)  # exact: all 32 sign flips, only the all-plus and all-minus as extreme
     assert r.mde < 3.0 and r.seeds_needed <= 5
 
 
@@ -58,13 +58,14 @@ def test_identical_methods_are_inconclusive():
     a, _ = planted(0.0)
     r = stats.paired(a, dict(a))
     assert r.mean_diff == 0 and stats.verdict(r.ci_low, r.ci_high) == "inconclusive"
-    assert r.p_value == 1.0 and r.seeds_needed is None
+    assert r.p_value == 1.0 and r.p_perm == 1.0 and r.seeds_needed is None
 
 
 def test_verdict_without_an_interval_is_inconclusive():
     assert stats.verdict(None, None) == "inconclusive"
     assert stats.paired({1: 80.0}, {1: 79.0}).ci_low is None  # one seed: a difference, no interval
-    # two seeds that agree in sign: the bootstrap's range would exclude zero; no interval below MIN_INTERVAL_SEEDS
+    # two seeds: an interval would rest on one degree of freedom (a bootstrap's on their range); none below
+    # MIN_INTERVAL_SEEDS
     two = stats.paired({1: 80.0, 2: 81.0}, {1: 79.0, 2: 79.5})
     assert two.n == 2 and two.ci_low is None and two.p_value is not None
     assert stats.verdict(two.ci_low, two.ci_high) == "inconclusive"
@@ -91,8 +92,9 @@ def test_stratified_is_the_mean_of_per_task_means():
     r = stats.stratified(per_task)
     task_means = [stats.paired(a, b).mean_diff for a, b in per_task.values()]
     assert r.mean_diff == pytest.approx(np.mean(task_means))
-    assert r.n == 5 + 5 + 2 + 1 and r.p_value is not None
+    assert r.n == 5 + 5 + 2 + 1 and r.p_perm is not None
     assert r.ci_low is None  # cola and stsb have too few pairs to carry their own spread
+    assert r.p_value is None  # nor a t statistic: stsb's one pair has no variance
     full = stats.stratified({t: per_task[t] for t in ("mrpc", "rte")})
     assert full.ci_low < full.mean_diff < full.ci_high
 
@@ -142,34 +144,97 @@ def test_evaluate_sweep_peak_and_decorrelation():
     assert df.loc["z", "verdict"] == "holds" and df.loc["z", "mean_diff"] == pytest.approx(0.2, abs=0.03)
 
 
-def test_csv_reproduces_from_the_scores_with_scipy(tmp_path):
-    per_task = {"mrpc": planted(1.0, noise=1.0), "rte": planted(0.5, noise=1.0, rng_seed=1)}
-    verdicts.write(tmp_path, verdicts.evaluate([PAIRED], scores_frame(per_task)))
+def _written(tmp_path, per_task, interval):
+    """The verdicts of PAIRED on per_task, through verdicts.csv and .json: scope -> the CSV's numbers."""
+    verdicts.write(tmp_path, verdicts.evaluate([PAIRED], scores_frame(per_task), interval=interval))
     with open(tmp_path / "verdicts.csv", newline="") as f:  # float(), not pandas' parser: exact on every version
-        out = {r["scope"]: [float(r[c]) for c in ("mean_diff", "ci_low", "ci_high", "p_value")]
+        out = {r["scope"]: [float(r[c]) for c in ("mean_diff", "ci_low", "ci_high", "p_value", "p_perm")]
                for r in csv.DictReader(f)}
     assert json.loads((tmp_path / "verdicts.json").read_text())[0]["mean_diff"] == out["mrpc"][0]
+    return out
+
+
+def _sign_flip_p(x, y, statistic):
+    return sps.permutation_test((x, y), statistic, permutation_type="samples", vectorized=True, n_resamples=9999,
+                                alternative="two-sided", random_state=0).pvalue
+
+
+def _mean_of_two_tasks(u, v, axis):  # pairs 0-4 are mrpc's, 5-9 rte's
+    return (np.mean((u - v)[..., :5], axis=-1) + np.mean((u - v)[..., 5:], axis=-1)) / 2
+
+
+REPRODUCED = {"mrpc": planted(1.0, noise=1.0), "rte": planted(0.5, noise=1.0, rng_seed=1)}
+
+
+def test_csv_reproduces_from_the_scores_with_scipy(tmp_path):
+    out = _written(tmp_path, REPRODUCED, "t")
     diffs = {}
-    for task, (a, b) in per_task.items():  # what the table says, recomputed with scipy alone
+    for task, (a, b) in REPRODUCED.items():  # what the table says, recomputed with scipy alone
+        x, y = np.array(list(a.values())), np.array(list(b.values()))
+        d = diffs[task] = x - y
+        t = sps.ttest_1samp(d, 0)
+        ci = t.confidence_interval(0.95)
+        p_perm = _sign_flip_p(x, y, lambda u, v, axis: np.mean(u - v, axis=axis))
+        assert out[task] == [d.mean(), ci.low, ci.high, t.pvalue, p_perm]
+    # the mean over tasks: each task's variance of its mean, Welch-Satterthwaite degrees of freedom
+    d1, d2 = diffs["mrpc"], diffs["rte"]
+    v = np.array([d1.var(ddof=1) / 5, d2.var(ddof=1) / 5])
+    mean, se, df = (d1.mean() + d2.mean()) / 2, np.sqrt(v.sum()) / 2, v.sum() ** 2 / np.sum(v ** 2 / 4)
+    half = sps.t.ppf(0.975, df) * se
+    x = np.concatenate([list(a.values()) for a, _ in REPRODUCED.values()])
+    y = np.concatenate([list(b.values()) for _, b in REPRODUCED.values()])
+    assert out[verdicts.MEAN_SCOPE] == pytest.approx(
+        [mean, mean - half, mean + half, 2 * sps.t.sf(abs(mean) / se, df), _sign_flip_p(x, y, _mean_of_two_tasks)],
+        rel=1e-12)
+
+
+def test_percentile_switch_reproduces_from_the_scores_with_scipy(tmp_path):
+    out = _written(tmp_path, REPRODUCED, "percentile")
+    diffs = {}
+    for task, (a, b) in REPRODUCED.items():
         x, y = np.array(list(a.values())), np.array(list(b.values()))
         d = diffs[task] = x - y
         ci = sps.bootstrap((d,), np.mean, confidence_level=0.95, n_resamples=9999, method="percentile",
                            random_state=0).confidence_interval
-        p = sps.permutation_test((x, y), lambda u, v, axis: np.mean(u - v, axis=axis), permutation_type="samples",
-                                 vectorized=True, n_resamples=9999, alternative="two-sided", random_state=0).pvalue
-        assert out[task] == [d.mean(), ci.low, ci.high, p]
+        p = _sign_flip_p(x, y, lambda u, v, axis: np.mean(u - v, axis=axis))
+        assert out[task] == [d.mean(), ci.low, ci.high, p, p]
     # the mean over tasks: seeds resampled within each task; pairs' signs flipped across both tasks
     d1, d2 = diffs["mrpc"], diffs["rte"]
     ci = sps.bootstrap((d1, d2), lambda u, v, axis: (np.mean(u, axis=axis) + np.mean(v, axis=axis)) / 2,
                        paired=False, confidence_level=0.95, n_resamples=9999, method="percentile",
                        random_state=0).confidence_interval
-    x = np.concatenate([list(a.values()) for a, _ in per_task.values()])
-    y = np.concatenate([list(b.values()) for _, b in per_task.values()])
-    p = sps.permutation_test((x, y), lambda u, v, axis: (np.mean((u - v)[..., :5], axis=-1)
-                                                          + np.mean((u - v)[..., 5:], axis=-1)) / 2,
-                             permutation_type="samples", vectorized=True, n_resamples=9999,
-                             alternative="two-sided", random_state=0).pvalue
-    assert out[verdicts.MEAN_SCOPE] == [(d1.mean() + d2.mean()) / 2, ci.low, ci.high, p]
+    x = np.concatenate([list(a.values()) for a, _ in REPRODUCED.values()])
+    y = np.concatenate([list(b.values()) for _, b in REPRODUCED.values()])
+    p = _sign_flip_p(x, y, _mean_of_two_tasks)
+    assert out[verdicts.MEAN_SCOPE] == [(d1.mean() + d2.mean()) / 2, ci.low, ci.high, p, p]
+
+
+def _false_verdicts(n: int, sds: tuple[float, ...], interval: str, draws: int) -> float:
+    """Share of claims with no true difference whose verdict is not "inconclusive": per task, n seeds of normal
+    per-seed differences with the task's sd; one task: `paired`, several: `stratified`."""
+    rng = np.random.default_rng(0)
+    wrong = 0
+    for _ in range(draws):
+        per_task = {f"t{k}": (seeds(sd * rng.standard_normal(n)), seeds(np.zeros(n))) for k, sd in enumerate(sds)}
+        if len(sds) == 1:
+            r = stats.paired(*per_task["t0"], interval=interval, n_resamples=999)
+        else:
+            r = stats.stratified(per_task, interval=interval, n_resamples=999)
+        wrong += stats.verdict(r.ci_low, r.ci_high) != "inconclusive"
+    return wrong / draws
+
+
+@pytest.mark.parametrize("n, sds", [(3, (1.0,)), (5, (1.0,)), (3, (1.0, 3.0)), (5, (1.0, 3.0))])
+def test_t_verdicts_are_wrong_about_5_percent_of_the_time_under_the_null(n, sds):
+    """A 95% interval should exclude zero in 5% of claims with no difference. 1,500 draws: a binomial sd of 0.56%;
+    Welch-Satterthwaite over tasks of unequal variance is approximate, hence the tolerance."""
+    assert 0.03 <= _false_verdicts(n, sds, "t", 1500) <= 0.075
+
+
+def test_percentile_verdicts_are_wrong_too_often_at_few_seeds():
+    """Why "t" is the default: the percentile bootstrap of 3 differences excludes zero far more often than 5%
+    (24% in the report's simulation)."""
+    assert _false_verdicts(3, (1.0,), "percentile", 600) > 0.15
 
 
 # --- the claims file ------------------------------------------------------------------------------------------------
