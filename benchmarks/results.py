@@ -4,11 +4,12 @@
     df = results.load("reports/glue-cpu/results")
     df[df.status == "done"].pivot_table(index="method", columns="task", values="score", aggfunc="mean")
 
-Columns: task, method, version, seed, role, status, label, id, suite (the suite that ran the job first), score (the task's selection score in points:
-the mean of its dev metrics), one `dev.<split>.<metric>` column per dev metric (points), `teacher.<split>.<metric>`
-for the teacher's final metrics, `majority.<split>.<metric>`, every method parameter as `param.<name>`, every
-training setting as `train.<name>`, timings (`wall_seconds`, `train_seconds`, `steps`), parameter counts
-(`params.student`, `params.teacher`), `commit`, `error` and `path`.
+Columns: task, method, version, seed, role, status, label, id, suite (the suite that ran the job first), score
+(the task's selection score in points: the mean of its dev metrics), one `metrics.<split>.<metric>` column per
+metric of the record's own model (the student's; a teacher record's, the teacher's), in points,
+`teacher.<split>.<metric>` for the teacher's final metrics, `majority.<split>.<metric>`, every method parameter as
+`param.<name>`, every training setting as `train.<name>`, timings (`wall_seconds`, `train_seconds`, `steps`),
+parameter counts (`params.student`, `params.teacher`), `commit`, `error` and `path`.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def row(record: dict, path: Path | None = None) -> dict:
     metrics = record.get("metrics") or {}
     if record.get("status") == "done" and metrics:
         out["score"] = 100 * score(get_task(task), metrics)
-    for prefix, block in (("dev", metrics), ("teacher", record.get("teacher_metrics") or {}),
+    for prefix, block in (("metrics", metrics), ("teacher", record.get("teacher_metrics") or {}),
                           ("majority", record.get("majority_metrics") or {})):
         for split, values in block.items():
             for name, value in values.items():

@@ -41,7 +41,7 @@ def test_bench_results_writes_csv_that_pandas_reads_back(tmp_path):
     p = bench("results", "--results", str(tmp_path), "--format", "csv", "--out", str(out))
     assert p.returncode == 0, p.stderr
     df = pd.read_csv(out)
-    assert df.loc[0, "dev.dev.f1"] == 80.0 and abs(df.loc[0, "score"] - 75.0) < 1e-9
+    assert df.loc[0, "metrics.dev.f1"] == 80.0 and abs(df.loc[0, "score"] - 75.0) < 1e-9
 
 
 def test_the_committed_glue_cpu_records_reproduce_a_cell_of_the_committed_table_1(tmp_path):
@@ -58,4 +58,4 @@ def test_the_committed_glue_cpu_records_reproduce_a_cell_of_the_committed_table_
     table = pd.read_csv(ROOT / "reports" / "glue-cpu" / "table1.csv")
     cell = table[(table.method == "vanilla-kd") & (table.task == "mrpc") & (table.metric == "f1")].iloc[0]
     runs = df[(df.method == "vanilla-kd") & (df.task == "mrpc") & (df.status == "done")]
-    assert len(runs) == cell["n"] and abs(runs["dev.dev.f1"].mean() - cell["mean"]) < 1e-9
+    assert len(runs) == cell["n"] and abs(runs["metrics.dev.f1"].mean() - cell["mean"]) < 1e-9
