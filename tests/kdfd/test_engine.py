@@ -274,7 +274,13 @@ def test_a_checkpoint_carries_the_seconds_spent_before_it_across_every_resumptio
         engine, *_ = setup(VanillaKD, total_steps=8)
         if stop_at is not None:
             step = engine.train_step
-            engine.train_step = lambda b: (_ for _ in ()).throw(KeyboardInterrupt) if engine.step == stop_at else step(b)
+
+            def stopping(b):  # the process is killed as it reaches `stop_at`
+                if engine.step == stop_at:
+                    raise KeyboardInterrupt
+                return step(b)
+
+            engine.train_step = stopping
         try:
             engine.fit(make_loader(ds, 8, shuffle=True, seed=1), {}, 2, checkpointer=Checkpointer(path, every=2),
                        started=time.perf_counter() - setup_seconds)
