@@ -115,43 +115,37 @@ def _offline_env(tmp_path, **extra) -> dict:
     return env
 
 
-def _stops_at_preflight(out, seconds, results, *fragments):
+def _stops_at_preflight(out, results, *fragments):
+    """Stopped by the preflight, before any job began: its one line, and nothing under the results root (no record,
+    lock, checkpoint or teacher cache). How long that takes is a machine's speed, not a test's business."""
     _one_line_error(out, *fragments)
-    assert seconds < 15, f"{seconds:.1f} s"
-    assert not results.exists() or not list(results.rglob("*.json"))
+    assert not results.exists() or not list(results.rglob("*"))
 
 
 def test_a_hub_model_neither_local_nor_cached_with_no_hub_is_found_at_preflight(tmp_path):
-    """The hub answers nothing (a refused port: a real, immediate failure) and the cache is empty: exit 2 in
-    seconds, one line naming the model and how to point at a local copy, nothing recorded."""
-    import time
-
+    """The hub answers nothing (a refused port: a real, immediate failure) and the cache is empty: exit 2 before any
+    job, one line naming the model and how to point at a local copy, nothing written."""
     suite = tmp_path / "hub.toml"
     suite.write_text(TINY_SUITE.replace('name = "tiny"\nlayers = 1', 'name = "no-such-org/hub-only-model"\nlayers = 1'))
     results = tmp_path / "results"
-    start = time.perf_counter()
     out = bench("run", "--suite", str(suite), "--results", str(results), "--no-progress",
                 env=_offline_env(tmp_path, HF_ENDPOINT="http://127.0.0.1:9"))
-    _stops_at_preflight(out, time.perf_counter() - start, results, "model 'no-such-org/hub-only-model' is neither a "
+    _stops_at_preflight(out, results, "model 'no-such-org/hub-only-model' is neither a "
                         "local folder nor in the Hugging Face cache", "http://127.0.0.1:9 does not answer",
                         'name = "DIR"')
-    start = time.perf_counter()
     out = bench("run", "--suite", str(suite), "--results", str(results), "--no-progress",
                 env=_offline_env(tmp_path, HF_HUB_OFFLINE="1"))
-    _stops_at_preflight(out, time.perf_counter() - start, results, "no-such-org/hub-only-model", "HF_HUB_OFFLINE")
+    _stops_at_preflight(out, results, "no-such-org/hub-only-model", "HF_HUB_OFFLINE")
 
 
-def test_glue_full_offline_stops_at_preflight_in_seconds(tmp_path):
+def test_glue_full_offline_stops_at_preflight(tmp_path):
     """The new user's command of issue 18, on this machine's own network: without a hub (no internet here)."""
-    import time
-
     from kdfd.models import hub_unreachable
 
     if hub_unreachable() is None:
         pytest.skip("the Hugging Face hub answers from here: the paper's models would download")
     results = tmp_path / "x"
-    start = time.perf_counter()
     out = bench("run", "--suite", "glue-full", "--tasks", "rte", "--seeds", "1", "--methods", "finetune",
                 "--results", str(results), env=_offline_env(tmp_path))
-    _stops_at_preflight(out, time.perf_counter() - start, results, "huawei-noah/TinyBERT_General_6L_768D",
+    _stops_at_preflight(out, results, "huawei-noah/TinyBERT_General_6L_768D",
                         "Hugging Face cache", 'name = "DIR"')
