@@ -149,9 +149,15 @@ def paired(a: dict[int, float], b: dict[int, float], confidence: float = 0.95, n
     sd = float(d.std(ddof=1))
     low = high = None
     if interval == "t":
-        p = float(stats.ttest_1samp(d, 0.0).pvalue) if sd > 0 else (1.0 if mean_diff == 0 else 0.0)
-        if n >= MIN_INTERVAL_SEEDS:
-            low, high = t_interval(d, confidence) if sd > 0 else (mean_diff, mean_diff)
+        if sd > 0:  # one t test gives both the p-value and the interval
+            t = stats.ttest_1samp(d, 0.0)
+            p, ci = float(t.pvalue), t.confidence_interval(confidence)
+            if n >= MIN_INTERVAL_SEEDS:
+                low, high = float(ci.low), float(ci.high)
+        else:
+            p = 1.0 if mean_diff == 0 else 0.0
+            if n >= MIN_INTERVAL_SEEDS:
+                low = high = mean_diff
     else:
         p = p_perm
         if n >= MIN_INTERVAL_SEEDS:
