@@ -246,7 +246,7 @@ def cmd_cancel(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from . import paper_tables, report, report_writer
+    from . import paper_tables, report, report_writer, verdicts
 
     roots = [Path(args.results), *[Path(r) for r in args.also or []]]
     suite = load_suite(args, cached_in=roots)
@@ -278,6 +278,13 @@ def cmd_report(args) -> int:
                                      + (f" [{c.paper:.1f}]" if c.paper is not None else "") for c in cells])
         if shown:
             console.print(t)
+    heads = verdicts.headline(result["verdicts"])
+    t = Table(title="Verdicts, one per claim (report.md has every task, interval and p)")
+    t.add_column("claim")
+    t.add_column("verdict")
+    for r in heads.itertuples():
+        t.add_row(r.text, r.verdict)
+    console.print(t)
     console.print(f"{sum(len(g.runs) for g in collected.groups)} done records; {len(collected.failed)} failed and "
                   f"{len(collected.missing)} not run, left out (listed in the report); checkpoint: {args.checkpoint}")
     console.print(f"wrote {out}/report.md and the tables as .md, .tex and .csv")

@@ -46,7 +46,9 @@ def verdict_rules(interval: str) -> str:
         "resolve the observed difference at 80% power), or there is no interval: one is drawn from "
         f"{stats.MIN_INTERVAL_SEEDS} seeds per task or more. Several claims are tested at once: the p-values are "
         "Holm-corrected across every row; a verdict is per comparison, its Holm p family-wise. The paper's number "
-        "is its own difference on the same tasks (GLUE test server, BERT-base teacher), for orientation only. "
+        "is its own difference on the same tasks (GLUE test server, BERT-base teacher), for orientation only; where "
+        "it lies outside our interval, the note says so (verdicts.csv: paper_vs_ours): an effect as large as the "
+        "paper's is then ruled out on this protocol, whatever the verdict. "
         + INTERVAL_CAUTION[interval])
 
 
@@ -208,13 +210,14 @@ def verdict_inputs(collected: rep.Collected, selected: dict, sweep_sets: list[li
     for (task, method), g in sorted(selected.items()):
         if method in rep.NOT_METHODS:
             continue
-        for run, value in zip(g.runs, g.scores):
-            scores.append({"task": task, "method": method, "seed": run["seed"], "score": 100 * value})
+        scores += [{"task": task, "method": method, "seed": seed, "score": points}
+                   for seed, points in rep.seed_points(g).items()]
+        for run in g.runs if method in REPRESENTED else []:
             npz = store.artifacts_file(run["path"])
-            if method in REPRESENTED and npz.is_file():
+            if npz.is_file():
                 with np.load(npz) as z:
                     if "z_mu" in z.files:
-                        decor.append({"task": task, "method": method, "seed": run["seed"],
+                        decor.append({"task": task, "method": method, "seed": int(run["seed"]),
                                       "corr_h": offdiag_abs_corr(z["features"]), "corr_z": offdiag_abs_corr(z["z_mu"])})
     swept = []
     for task, method, param, best in rep.suite_sweeps([collected.groups, *sweep_sets]):
@@ -299,7 +302,7 @@ def method_rules(selected: dict, methods: dict | None = None) -> list[str]:
 
 def write(out: Path, suite_name: str, collected: rep.Collected, checkpoint: str, paper_csv: Path = rep.PAPER_CSV,
           sweeps: dict[str, rep.Collected] | None = None, methods: dict | None = None, interval: str = "t") -> dict:
-    """Write everything under `out`; returns the tables and comparisons (for the terminal summary). `sweeps`
+    """Write everything under `out`; returns the tables, comparisons and verdicts (for the terminal summary). `sweeps`
     (suite name -> its records) feed Fig. 5 only: the tables select among the suite's own configurations. `methods`:
     the methods' versions and loss scales (`method_rules`). `interval`: the verdicts' and comparisons' interval
     (`stats.INTERVALS`)."""
@@ -325,7 +328,7 @@ def write(out: Path, suite_name: str, collected: rep.Collected, checkpoint: str,
     md = [f"# Report: suite `{suite_name}`", "",
           f"Generated {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC by `bench report`; nothing was trained.", "",
           "## Verdicts: does each of the paper's claims hold here?", "",
-          verdict_rules(interval), "", verdicts.markdown(judged, VERDICT_LINKS), "",
+          verdicts.summary(judged), "", verdict_rules(interval), "", verdicts.markdown(judged, VERDICT_LINKS), "",
           "The same rows, with every statistic: [verdicts.csv](verdicts.csv), [verdicts.json](verdicts.json). "
           "Claims: `benchmarks/reference/kdfd_claims.toml`.", "",
           "## Every seed", "", *seed_figures(out, scores, majority, interval),
@@ -385,4 +388,4 @@ def write(out: Path, suite_name: str, collected: rep.Collected, checkpoint: str,
     for m in collected.missing:
         md.append(f"- not run: {m['task']} {m['label']} seed {m['seed']}")
     (out / "report.md").write_text("\n".join(md) + "\n")
-    return {"tables": tables, "comparisons": comps, "selected": selected}
+    return {"tables": tables, "comparisons": comps, "selected": selected, "verdicts": judged}

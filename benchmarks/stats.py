@@ -50,7 +50,7 @@ class Paired:
     sign-flip permutation p. Both None when n < 2.
     sd_diff: sample standard deviation of the differences (ddof=1). mde: the smallest true difference a paired t
     test at alpha 0.05 (two-sided) would detect with 80% power with these n seeds and this sd. seeds_needed: the
-    smallest number of seeds whose mde is at most |mean_diff| (capped at 1000; None when mean_diff is 0 or the sd is
+    smallest number of seeds, at least MIN_INTERVAL_SEEDS, whose mde is at most |mean_diff| (capped at 1000; None when mean_diff is 0 or the sd is
     undefined). `stratified` returns the same fields for a mean over tasks (see there).
     """
 
@@ -95,11 +95,12 @@ def _mde(sd: float, n_eff: float, df: float) -> float:
 
 
 def _seeds_needed(mean_diff: float | None, sd: float | None, tasks: int = 1) -> int | None:
-    """Smallest seeds n' (per task, `tasks` tasks each with n' seeds) whose mde is <= |mean_diff|, capped at
-    MAX_SEEDS. mde shrinks monotonically in n', so the first n' that reaches it is the answer."""
+    """Smallest seeds n' (per task, `tasks` tasks each with n' seeds) whose mde is <= |mean_diff|, from
+    MIN_INTERVAL_SEEDS (no verdict is drawn from fewer) to MAX_SEEDS. mde shrinks monotonically in n', so the first
+    n' that reaches it is the answer."""
     if mean_diff is None or sd is None or mean_diff == 0 or not np.isfinite(sd):
         return None
-    n = np.arange(2, MAX_SEEDS + 1)
+    n = np.arange(MIN_INTERVAL_SEEDS, MAX_SEEDS + 1)
     df = tasks * (n - 1)
     mde = (stats.t.ppf(1 - ALPHA / 2, df) + stats.t.ppf(POWER, df)) * sd / np.sqrt(tasks * n)
     hit = np.flatnonzero(mde <= abs(mean_diff))
@@ -237,23 +238,23 @@ def stratified(per_task: dict[str, tuple[dict[int, float], dict[int, float]]], c
     if n >= 2:
         x, y = np.concatenate([x for x, _ in pairs]), np.concatenate([y for _, y in pairs])
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        p = p_perm = _sign_flip_p(x, y, _per_task_mean_stat(starts, counts), n_resamples, seed)
-    if interval == "t" and counts.min() >= 2:
+        p_perm = _sign_flip_p(x, y, _per_task_mean_stat(starts, counts), n_resamples, seed)
+    if interval == "percentile":
+        p = p_perm
+        if counts.min() >= MIN_INTERVAL_SEEDS:
+
+            def mean_of_task_means(*samples, axis=-1):
+                return sum(np.mean(s, axis=axis) for s in samples) / k
+
+            low, high = _interval(stats.bootstrap(tuple(diffs), mean_of_task_means, paired=False, vectorized=True,
+                                                  confidence_level=confidence, n_resamples=n_resamples,
+                                                  method="percentile", random_state=seed))
+    elif counts.min() >= 2:  # t: a task with one pair has no variance of its own to enter the statistic with
         _, se, df = welch_mean_of_means(diffs)
         p = float(2 * stats.t.sf(abs(mean_diff) / se, df)) if se > 0 else (1.0 if mean_diff == 0 else 0.0)
         if counts.min() >= MIN_INTERVAL_SEEDS:
             half = float(stats.t.ppf((1 + confidence) / 2, df) * se)
             low, high = mean_diff - half, mean_diff + half
-    elif interval == "t":
-        p = None  # a task with one pair has no variance of its own to enter the t statistic with
-    elif counts.min() >= MIN_INTERVAL_SEEDS:
-
-        def mean_of_task_means(*samples, axis=-1):
-            return sum(np.mean(s, axis=axis) for s in samples) / k
-
-        low, high = _interval(stats.bootstrap(tuple(diffs), mean_of_task_means, paired=False, vectorized=True,
-                                              confidence_level=confidence, n_resamples=n_resamples,
-                                              method="percentile", random_state=seed))
     if varied:
         df = int((counts - 1).sum())
         sd = float(np.sqrt(sum(((d - d.mean()) ** 2).sum() for d in varied) / df))

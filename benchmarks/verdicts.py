@@ -23,7 +23,7 @@ CLAIMS_TOML = Path(__file__).resolve().parent / "reference" / "kdfd_claims.toml"
 MEAN_SCOPE = "mean over tasks"
 NOT_RUN = "not run"
 COLUMNS = ["claim", "text", "source", "kind", "scope", "a", "b", "n", "mean_diff", "ci_low", "ci_high", "p_value",
-           "p_holm", "p_perm", "mde", "seeds_needed", "verdict", "paper_diff"]
+           "p_holm", "p_perm", "mde", "seeds_needed", "verdict", "paper_diff", "paper_vs_ours"]
 
 COMMON_KEYS = ("id", "text", "source", "kind")
 # kind -> (required keys, optional keys) beyond COMMON_KEYS
@@ -254,7 +254,51 @@ def evaluate(claims: list[Claim], scores: pd.DataFrame, sweeps: pd.DataFrame | N
     df["seeds_needed"] = df["seeds_needed"].astype("Int64")  # None where it is undefined
     for c in ("mean_diff", "ci_low", "ci_high", "p_value", "p_perm", "mde", "paper_diff"):
         df[c] = df[c].astype(float)
+    df["paper_vs_ours"] = paper_vs_ours(df["paper_diff"], df["ci_low"], df["ci_high"])
     return df[COLUMNS]
+
+
+def paper_vs_ours(paper: pd.Series, low: pd.Series, high: pd.Series) -> pd.Series:
+    """Where the paper's own difference lies against our interval: "above", "inside" or "below" (None where either
+    is missing). A second question beside the verdict's: an inconclusive row whose interval excludes the paper's
+    number still rules out an effect as large as the paper's, on our protocol (the paper's number comes from a
+    BERT-base teacher on the GLUE test server, so this is a statement about our setting, not a refutation)."""
+    known = paper.notna() & low.notna() & high.notna()
+    position = np.select([paper > high, paper < low], ["above", "below"], "inside")
+    return pd.Series(np.where(known, position, None), index=paper.index, dtype=object)
+
+
+def headline(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per claim, in claim order (columns claim, text, verdict, paper_vs_ours): the claim's mean-over-tasks
+    row where it has one, else its only row; a claim tested on several tasks with no mean (sweep_peak,
+    decorrelation) takes its tasks' verdict when they agree and "mixed" when they do not."""
+    out = []
+    for claim, rows in df.groupby("claim", sort=False):
+        mean = rows[rows["scope"] == MEAN_SCOPE]
+        if len(mean) or len(rows) == 1:
+            r = (mean if len(mean) else rows).iloc[0]
+            out.append((claim, r["text"], r["verdict"], r["paper_vs_ours"]))
+        else:
+            same = rows["verdict"].nunique() == 1
+            out.append((claim, rows["text"].iloc[0], rows["verdict"].iloc[0] if same else "mixed", None))
+    return pd.DataFrame(out, columns=["claim", "text", "verdict", "paper_vs_ours"])
+
+
+def summary(df: pd.DataFrame) -> str:
+    """The verdict table in a sentence: how many claims hold, are contradicted, etc. (by `headline`), the claims
+    that are not inconclusive named, and those whose paper number lies outside our interval."""
+    heads = headline(df)
+    order = ["holds", "contradicted", "mixed", "inconclusive", NOT_RUN]
+    counts = heads["verdict"].value_counts()
+    parts = [f"{counts[v]} {v}" for v in order if v in counts]
+    decided = heads[~heads["verdict"].isin(["inconclusive", NOT_RUN])]
+    named = "".join(f" {r.verdict.capitalize()}: {r.text}" for r in decided.itertuples())
+    outside = heads[heads["paper_vs_ours"].isin(["above", "below"])]
+    ruled = (f" The paper's own difference lies outside our interval for {len(outside)}: "
+             + "; ".join(f"{r.text[:-1] if r.text.endswith('.') else r.text} ({r.paper_vs_ours} it)"
+                         for r in outside.itertuples()) + ".") if len(outside) else ""
+    return (f"**In short:** of {len(heads)} claims, {', '.join(parts)} (a claim's verdict: its mean over tasks where "
+            f"it has one, else its tasks' when they agree).{named}{ruled}")
 
 
 # --- output ---------------------------------------------------------------------------------------------------------
@@ -299,12 +343,16 @@ def _p(v: float) -> str:
 
 
 def _note(r: pd.Series) -> str:
-    """For an inconclusive row, the seeds the observed difference would need to be detected (80% power)."""
-    if r["verdict"] != "inconclusive" or pd.isna(r["seeds_needed"]):
-        return ""
-    k = int(r["seeds_needed"])
-    per = " per task" if r["scope"] == MEAN_SCOPE else ""
-    return f"needs \u2265{k} seeds{per}" if k >= stats.MAX_SEEDS else f"needs ~{k} seeds{per}"
+    """For an inconclusive row, the seeds the observed difference would need to be detected (80% power); where the
+    paper's number lies outside our interval, on which side."""
+    notes = []
+    if r["verdict"] == "inconclusive" and not pd.isna(r["seeds_needed"]):
+        k = int(r["seeds_needed"])
+        per = " per task" if r["scope"] == MEAN_SCOPE else ""
+        notes.append(f"needs \u2265{k} seeds{per}" if k >= stats.MAX_SEEDS else f"needs ~{k} seeds{per}")
+    if r["paper_vs_ours"] in ("above", "below"):
+        notes.append(f"the paper's {_signed(r['paper_diff'])} lies {r['paper_vs_ours']} our interval")
+    return "; ".join(notes)
 
 
 def markdown(df: pd.DataFrame, links: dict[str, str] | None = None) -> str:

@@ -256,7 +256,8 @@ def test_report_opens_with_the_verdicts_and_writes_them_as_data(fixture, tmp_pat
     collected = report.collect(suite, [root])
     report_writer.write(tmp_path / "out", suite.name, collected, "last")
     md = (tmp_path / "out" / "report.md").read_text()
-    assert md.index("## Verdicts") < md.index("## Rules") < md.index("## Every task and method")
+    assert md.index("## Verdicts") < md.index("**In short:**") < md.index("| claim") < md.index("## Rules")
+    assert md.index("## Rules") < md.index("## Every task and method")
     df = pd.read_csv(tmp_path / "out" / "verdicts.csv")
     row = df[(df.claim == "kdfd-vs-vanilla-kd") & (df.scope == "mrpc")].iloc[0]
     # kdfd - vanilla-kd[temperature=2.0], per seed: (75 - 71), (77 - 73), (79 - 72) points

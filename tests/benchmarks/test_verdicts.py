@@ -127,6 +127,20 @@ def test_evaluate_rows_and_columns():
     assert two.count("(no interval: under 3 seeds per task)") == 4  # three tasks and their mean
 
 
+def test_paper_vs_ours_places_the_papers_number_against_our_interval():
+    got = verdicts.paper_vs_ours(pd.Series([1.7, 1.7, -5.0, np.nan, 1.0]), pd.Series([-2.4, 1.0, -1.0, 0.0, np.nan]),
+                                 pd.Series([0.5, 2.0, 1.0, 1.0, np.nan]))
+    assert got.tolist() == ["above", "inside", "below", None, None]
+    # a planted difference of 0 with the paper claiming +20: the interval around 0 excludes it, and the table says so
+    scores = scores_frame({"mrpc": planted(0.0, noise=0.5), "rte": planted(0.0, noise=0.5, rng_seed=1)})
+    claim = Claim("big", "KDFD beats vanilla KD by a lot.", "Table 3", "paired", a="kdfd", b="vanilla-kd",
+                  paper_diff=20.0)
+    df = verdicts.evaluate([claim], scores)
+    mean_row = df[df.scope == verdicts.MEAN_SCOPE].iloc[0]
+    assert mean_row.paper_vs_ours == "above" and df[df.scope != verdicts.MEAN_SCOPE].paper_vs_ours.isna().all()
+    assert "the paper's +20.0 lies above our interval" in verdicts.markdown(df)
+
+
 def test_evaluate_sweep_peak_and_decorrelation():
     rng = np.random.default_rng(3)
     peak = {64: 0.0, 128: 2.0, 256: 3.0, 768: 0.5}  # latent_dim -> planted gain; peak inside
@@ -142,6 +156,21 @@ def test_evaluate_sweep_peak_and_decorrelation():
     assert df.loc["dim", "mean_diff"] == pytest.approx(2.5, abs=0.5)  # 256's +3 over 768's +0.5
     assert df.loc["lam", "verdict"] == "not run"
     assert df.loc["z", "verdict"] == "holds" and df.loc["z", "mean_diff"] == pytest.approx(0.2, abs=0.03)
+
+
+def test_headline_and_summary_give_each_claim_one_verdict():
+    scores = scores_frame({"mrpc": planted(3.0), "rte": planted(2.0, rng_seed=1)})
+    decor = pd.DataFrame([{"task": t, "method": "kdfd", "seed": s, "corr_h": 0.3 + 0.001 * s, "corr_z": z}
+                          for t, z in (("mrpc", 0.1), ("rte", 0.5)) for s in SEEDS])  # z_mu less, then more correlated
+    claims = [PAIRED, Claim("z", "decorrelated.", "Fig. 3", "decorrelation", method="kdfd"),
+              Claim("lost", "A method nobody ran wins.", "Table 1", "paired", a="kdfd", b="nobody")]
+    df = verdicts.evaluate(claims, scores, decorrelation=decor)
+    heads = verdicts.headline(df).set_index("claim")
+    assert heads.verdict.to_dict() == {"k-vs-v": "holds", "z": "mixed", "lost": "not run"}
+    assert heads.loc["k-vs-v", "paper_vs_ours"] == "below"  # the paper's +1.69 under our planted ~+2.5
+    text = verdicts.summary(df)
+    assert text.startswith("**In short:** of 3 claims, 1 holds, 1 mixed, 1 not run")
+    assert "Holds: KDFD beats vanilla KD." in text and "for 1: KDFD beats vanilla KD (below it)" in text
 
 
 def _written(tmp_path, per_task, interval):
