@@ -279,11 +279,11 @@ def cmd_report(args) -> int:
         if shown:
             console.print(t)
     heads = verdicts.headline(result["verdicts"])
-    t = Table(title="Verdicts, one per claim (report.md has every task, interval and p)")
-    t.add_column("claim")
-    t.add_column("verdict")
+    t = Table(title="Verdicts, one per claim (ours: mean paired difference [95% interval]; report.md has each task)")
+    for column in ("claim", "scope", "ours", "n", "verdict"):
+        t.add_column(column)
     for r in heads.itertuples():
-        t.add_row(r.text, r.verdict)
+        t.add_row(r.text, r.scope, r.ours, str(r.n), r.verdict)
     console.print(t)
     console.print(f"{sum(len(g.runs) for g in collected.groups)} done records; {len(collected.failed)} failed and "
                   f"{len(collected.missing)} not run, left out (listed in the report); checkpoint: {args.checkpoint}")

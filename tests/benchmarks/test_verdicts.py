@@ -168,6 +168,10 @@ def test_headline_and_summary_give_each_claim_one_verdict():
     heads = verdicts.headline(df).set_index("claim")
     assert heads.verdict.to_dict() == {"k-vs-v": "holds", "z": "mixed", "lost": "not run"}
     assert heads.loc["k-vs-v", "paper_vs_ours"] == "below"  # the paper's +1.69 under our planted ~+2.5
+    assert heads.loc["k-vs-v", "scope"] == verdicts.MEAN_SCOPE and heads.loc["k-vs-v", "ours"] == (
+        "{:+.1f} [{:+.1f}, {:+.1f}]".format(*df[df.scope == verdicts.MEAN_SCOPE][["mean_diff", "ci_low", "ci_high"]]
+                                          .iloc[0]))
+    assert heads.loc["z", "scope"] == "every task" and heads.loc["z", "n"] == 10
     text = verdicts.summary(df)
     assert text.startswith("**In short:** of 3 claims, 1 holds, 1 mixed, 1 not run")
     assert "Holds: KDFD beats vanilla KD." in text and "for 1: KDFD beats vanilla KD (below it)" in text
