@@ -50,8 +50,9 @@ class Paired:
     sign-flip permutation p. Both None when n < 2.
     sd_diff: sample standard deviation of the differences (ddof=1). mde: the smallest true difference a paired t
     test at alpha 0.05 (two-sided) would detect with 80% power with these n seeds and this sd. seeds_needed: the
-    smallest number of seeds, at least MIN_INTERVAL_SEEDS, whose mde is at most |mean_diff| (capped at 1000; None when mean_diff is 0 or the sd is
-    undefined). `stratified` returns the same fields for a mean over tasks (see there).
+    smallest number of seeds, at least MIN_INTERVAL_SEEDS, whose mde is at most |mean_diff| (capped at 1000; None
+    when mean_diff is 0 or the sd is undefined). `stratified` returns the same fields for a mean over tasks (see
+    there).
     """
 
     n: int
