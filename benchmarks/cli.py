@@ -191,7 +191,9 @@ def status_table(items, title: str) -> Table:
 
 
 def cmd_status(args) -> int:
-    from . import status
+    from rich.markdown import Markdown
+
+    from . import cost, status
 
     suite = load_suite(args, cached_in=[Path(args.results)])
     sacct_error = None
@@ -202,6 +204,10 @@ def cmd_status(args) -> int:
         items = status.states(suite, Path(args.results), sacct=False)
     console.print(status_table(items, f"suite {suite.name}"))
     console.print(", ".join(f"{n} {k}" for k, n in status.counts(items).items()))
+    left = [(s.job.config.task, s.job.label) for s in items if s.state not in status.FINAL]
+    if left:  # what is not done yet, at what the done jobs cost (a running job counted whole)
+        spent = cost.records_frame(s.record for s in items if s.state == "done")
+        console.print(Markdown(" ".join(cost.to_finish(spent, left))))
     if sacct_error is not None:
         print(f"bench: warning: {sacct_error}: SLURM tasks without a record are shown as unknown", file=sys.stderr)
         return 3

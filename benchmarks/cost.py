@@ -34,10 +34,15 @@ def seconds_of(record: dict) -> float:
 
 
 def frame(paths: list[Path]) -> pd.DataFrame:
-    """One row per record: task, job (the label: `teacher`, `kdfd`, `internal-kd[schedule=pid]`, ...), seconds."""
+    """One row per done record under `paths`: see `records_frame`."""
+    return records_frame(read(path) if path is not None else None for path in paths)
+
+
+def records_frame(records) -> pd.DataFrame:
+    """One row per done record that kept its time: task, job (the label: `teacher`, `kdfd`,
+    `internal-kd[schedule=pid]`, ...), seconds."""
     rows = []
-    for path in paths:
-        record = read(path) if path is not None else None
+    for record in records:
         if record and record.get("status") == "done" and record.get("wall_seconds") is not None:
             rows.append({"task": record["task"], "job": record.get("label") or record["method"],
                          "seconds": seconds_of(record)})
@@ -87,16 +92,18 @@ def fitted(df: pd.DataFrame) -> dict[tuple[str, str], float]:
 
 
 def to_finish(df: pd.DataFrame, left: list[tuple[str, str]], side_by_side: int = 2) -> list[str]:
-    """The report's estimate of what the jobs not yet run ((task, label) pairs) will cost, from `fitted`."""
+    """The estimate (Markdown) of what the jobs not yet run ((task, label) pairs) will cost, from `fitted`: the
+    report's and `bench status`'s."""
     if not left:
         return []
+    jobs = "1 job is" if len(left) == 1 else f"{len(left)} jobs are"
     if df.empty:
-        return [f"{len(left)} jobs are not run yet; no done record carries a time to estimate their cost from."]
+        return [f"{jobs} not done yet; no done record carries a time to estimate their cost from."]
     cost = fitted(df)
     known = [cost[(kind(label), task)] for task, label in left if (kind(label), task) in cost]
     unknown = sorted({f"{kind(label)} on {task}" for task, label in left if (kind(label), task) not in cost})
     total = sum(known)
-    return [f"{len(left)} jobs are not run yet. At the measured median per kind and task, or where a kind has not run "
+    return [f"{jobs} not done yet. At the measured median per kind and task, or where a kind has not run "
             "on a task, a fit of log seconds = kind + task over those medians: about "
             f"{total / 3600:.1f} job-hours, **{total / side_by_side / 3600:.1f} wall-clock hours more** with "
             f"{side_by_side} side by side" + (f" for {len(known)} of them; no estimate for "

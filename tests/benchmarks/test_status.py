@@ -96,3 +96,18 @@ def test_a_teachers_done_record_without_its_weights_is_to_run_not_failed(tmp_pat
     store.weights_path(results, teacher).write_bytes(b"weights")
     (state,) = [s for s in status.states(suite, results, sacct=False) if s.job is teacher]
     assert state.state == "done"
+
+
+def test_status_says_what_the_jobs_not_done_will_cost_at_what_the_done_ones_took(tmp_path):
+    suite, (a, b) = _suite(tmp_path)
+    results = tmp_path / "results"
+    store.write_json(store.record_path(results, a), {"status": "done", "config_hash": a.id, "id": a.id,
+                                                     "task": a.config.task, "label": a.label, "wall_seconds": 3600})
+    out = bench("status", "--suite", suite, "--results", str(results))
+    text = " ".join(out.stdout.split())  # rich wraps the paragraph at the terminal's width
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "1 done, 1 to run" in text
+    assert "1 job is not done yet" in text and "about 1.0 job-hours, 0.5 wall-clock hours more" in text
+    store.write_json(store.record_path(results, b), {"status": "done", "config_hash": b.id, "id": b.id,
+                                                     "task": b.config.task, "label": b.label, "wall_seconds": 60})
+    assert "not done yet" not in bench("status", "--suite", suite, "--results", str(results)).stdout
