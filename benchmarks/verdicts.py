@@ -297,7 +297,7 @@ def summary(df: pd.DataFrame) -> str:
     named = "".join(f" {r.verdict.capitalize()}: {r.text}" for r in decided.itertuples())
     outside = heads[heads["paper_vs_ours"].isin(["above", "below"])]
     ruled = (f" The paper's own difference lies outside our interval for {len(outside)}: "
-             + "; ".join(f"{r.text[:-1] if r.text.endswith('.') else r.text} ({r.paper_vs_ours} it)"
+             + "; ".join(f"{r.text.rstrip('.')} ({r.paper_vs_ours} it)"
                          for r in outside.itertuples()) + ".") if len(outside) else ""
     return (f"**In short:** of {len(heads)} claims, {', '.join(parts)} (a claim's verdict: its mean over tasks where "
             f"it has one, else its tasks' when they agree).{named}{ruled}")
