@@ -272,7 +272,7 @@ def headline(df: pd.DataFrame) -> pd.DataFrame:
     """One row per claim, in claim order (columns claim, text, scope, ours, n, verdict, paper_vs_ours; ours as in
     the table): the claim's mean-over-tasks row where it has one, else its only row; a claim tested on several
     tasks with no mean (sweep_peak, decorrelation) takes its tasks' verdict when they agree and "mixed" when they do
-    not (scope "every task", ours empty, n their sum)."""
+    not (scope "every task", ours each task's "task: diff [interval]" joined by "; ", n their sum)."""
     out = []
     for claim, rows in df.groupby("claim", sort=False):
         mean = rows[rows["scope"] == MEAN_SCOPE]
@@ -281,7 +281,8 @@ def headline(df: pd.DataFrame) -> pd.DataFrame:
             out.append((claim, r["text"], r["scope"], _ours(r), int(r["n"]), r["verdict"], r["paper_vs_ours"]))
         else:
             same = rows["verdict"].nunique() == 1
-            out.append((claim, rows["text"].iloc[0], "every task", "", int(rows["n"].sum()),
+            ours = "; ".join(f"{r['scope']}: {_ours(r)}" for _, r in rows.iterrows())
+            out.append((claim, rows["text"].iloc[0], "every task", ours, int(rows["n"].sum()),
                         rows["verdict"].iloc[0] if same else "mixed", None))
     return pd.DataFrame(out, columns=["claim", "text", "scope", "ours", "n", "verdict", "paper_vs_ours"])
 

@@ -172,6 +172,7 @@ def test_headline_and_summary_give_each_claim_one_verdict():
         "{:+.1f} [{:+.1f}, {:+.1f}]".format(*df[df.scope == verdicts.MEAN_SCOPE][["mean_diff", "ci_low", "ci_high"]]
                                           .iloc[0]))
     assert heads.loc["z", "scope"] == "every task" and heads.loc["z", "n"] == 10
+    assert heads.loc["z", "ours"].startswith("mrpc: +0.20") and "; rte: \u22120.19" in heads.loc["z", "ours"]
     text = verdicts.summary(df)
     assert text.startswith("**In short:** of 3 claims, 1 holds, 1 mixed, 1 not run")
     assert "Holds: KDFD beats vanilla KD." in text and "for 1: KDFD beats vanilla KD (below it)" in text
