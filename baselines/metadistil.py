@@ -19,13 +19,15 @@ Choices (the paper leaves them open; defaults from the authors' script unless sa
   vectors (F.mse_loss over the B x C entries); "kl" is Hinton's T^2 KL(p_T || p_S) summed over classes, averaged
   over the batch. Regression (STS-B): the MSE between the two scores, no temperature. The script's optional
   patient loss (BERT-PKD's, --beta) is not part of the method as the paper states it and is left out;
-- inner_lr (lambda) unset: the student's learning rate before its schedule (the script's assume_s_step_size
-  defaults to its learning rate); the pilot step is plain SGD, unclipped, as in the script;
+- inner_lr (lambda) unset: the student's learning rate before its schedule. The authors' scripts take the pilot
+  step's size as its own argument (--assume_s_step_size, apart from --learning_rate; their image script's default
+  is 0.05): tying it to the student's rate is our choice, one value fewer to tune; set inner_lr to separate them.
+  The pilot step is plain SGD, unclipped, as in the script;
 - teacher_lr (mu) = 1e-5 (the script's --teacher_learning_rate), the teacher's AdamW with the engine's schedule
   and clipping; the teacher starts from the task-fine-tuned checkpoint every method shares (which saw the quiz
   examples in its fine-tuning; the student never trains on them);
 - quiz_fraction = 0.1: the quiz set is 10% of the training set, held out by the data seed (the script reads a
-  separate held.tsv it does not ship); quiz_batches = 1 quiz batch (of the training batch size) per step, the
+  separate held.tsv it does not ship); under a protocol's held-out split (train.holdout) the quiz is that split; quiz_batches = 1 quiz batch (of the training batch size) per step, the
   paper's Algorithm 1 (the script's default averages the quiz loss over the whole held set every step);
 - dropout: the pilot forward runs in train mode, the quiz forward without dropout (the script's is_train=False);
   the teacher's forward is the engine's teacher-phase forward, in train mode (the script runs the teacher in eval

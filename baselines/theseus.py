@@ -100,24 +100,7 @@ class Theseus(Distiller):
     def init_models(self, student, teacher) -> None:
         """The successor as the authors build it: the predecessor's embeddings, pooler and classifier, and copies of
         its first L_s layers."""
-        if student.pooling != teacher.pooling:
-            raise ConfigError(f"theseus gives the student the teacher's classifier: the student pools with "
-                              f"{student.pooling!r}, the teacher with {teacher.pooling!r} (they must be equal)")
-        s, t = student.backbone, teacher.backbone
-        parts = [("embeddings", s.embeddings, t.embeddings), ("classifier", student.head, teacher.head)]
-        parts += [(f"layer {i + 1}", s.encoder.layer[i], t.encoder.layer[i]) for i in range(self.n_modules)]
-        if getattr(s, "pooler", None) is not None and getattr(t, "pooler", None) is not None:
-            parts.append(("pooler", s.pooler, t.pooler))
-        for what, dst, src in parts:
-            mine, theirs = dst.state_dict(), src.state_dict()
-            shape = lambda sd, k: tuple(sd[k].shape) if k in sd else "absent"  # noqa: E731
-            bad = [k for k in {**theirs, **mine} if shape(mine, k) != shape(theirs, k)]
-            if bad:
-                raise ConfigError(f"theseus copies the teacher's {what} into the student, which must have the same "
-                                  f"shapes; they differ at {bad[0]!r} (student {shape(mine, bad[0])}, teacher "
-                                  f"{shape(theirs, bad[0])}): give theseus a student of the teacher's architecture "
-                                  "with fewer layers")
-            dst.load_state_dict(theirs)
+        copy_teacher_start(student, teacher, self.n_modules, "theseus")
 
     def replacing_rate(self, step: int) -> float:
         """p at `step` (0-based) of the replacing stage: min(1, k (step - its start) + b)."""

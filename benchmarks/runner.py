@@ -113,6 +113,8 @@ def run_suite(suite: Suite, ctx: RunContext, checked: Callable[[], object] | Non
     A job locked by another process (a second `bench run`, an executor's task) is put off, with the jobs that need it
     as their teacher, until this pass ends; then this run waits for its lock and runs it only if it is still not done.
     """
+    if suite.select is not None:
+        return run_selected(suite, ctx, checked)
     progress = ctx.progress
     preflight(suite, ctx)
     store.check_writable(ctx.results)
@@ -147,6 +149,58 @@ def run_suite(suite: Suite, ctx: RunContext, checked: Callable[[], object] | Non
         report(job, execute(suite.name, job, ctx, prov, block=True))
     bar.close()
     return [outcomes[j.id] for j in suite.jobs]
+
+
+def run_selected(suite: Suite, ctx: RunContext, checked: Callable[[], object] | None = None) -> list[Outcome]:
+    """A suite with a `[select]` table: the jobs that `selection.narrow` keeps, one at a time in its order, narrowing
+    again after each job, so that a row's other seeds and its arms join as soon as its tuning jobs have chosen a
+    point (benchmarks.selection). Each job is tried once per run; one locked by another process (a second `bench
+    run` on the same root: two workers) is left to it, and this run waits for a lock only when nothing else can run."""
+    from . import selection
+
+    progress = ctx.progress
+    preflight(suite, ctx)
+    store.check_writable(ctx.results)
+    if checked is not None:
+        checked()
+    prov = provenance.collect()
+    outcomes: dict[str, Outcome] = {}
+    tried: set[str] = set()
+    jobs, _ = selection.narrow(suite.jobs, suite.select, [ctx.results])
+    bar = tqdm(total=len(jobs), desc=f"suite {suite.name}", unit="job", disable=not progress)
+    while True:
+        jobs, pending = selection.narrow(suite.jobs, suite.select, [ctx.results])
+        bar.total = len(jobs)
+        todo = [j for j in jobs if j.id not in tried and not store.is_done(ctx.results, j)]
+        if not todo:
+            break
+        outcome = None
+        for job in todo:
+            if job.teacher is not None and job.teacher.id not in tried and not store.is_done(ctx.results, job.teacher):
+                continue  # its teacher runs elsewhere now
+            bar.set_postfix_str(f"{job.config.task} {job.label} s{job.config.seed}")
+            outcome = execute(suite.name, job, ctx, prov, block=False)
+            if outcome is not None:
+                break
+        if outcome is None:  # everything left is locked by another process, or waits on a teacher it trains
+            job = next((j for j in todo if j.teacher is None or store.is_done(ctx.results, j.teacher)), None)
+            job = job or next(j.teacher for j in todo)
+            if progress:
+                tqdm.write(f"waiting for another process to finish {job.config.task} {job.label} seed "
+                           f"{job.config.seed}")
+            outcome = execute(suite.name, job, ctx, prov, block=True)
+        tried.add(outcome.job.id)
+        outcomes[outcome.job.id] = outcome
+        bar.update(1)
+        if progress and outcome.status != "skipped":
+            rec, c = outcome.record, outcome.job.config
+            tqdm.write(f"{outcome.status:>6}  {c.task:<12} {outcome.job.label:<28} seed {c.seed}"
+                       + (f"  {rec.error['message']}" if rec.error else ""))
+    bar.close()
+    if pending and progress:
+        for c in pending:
+            tqdm.write(f"pending: {c.row} on {c.task} waits for {c.waiting} tuning job(s) to choose its point")
+    return [outcomes[j.id] for j in jobs if j.id in outcomes]
 
 
 def execute(suite_name: str, job: Job, ctx: RunContext, prov: dict, block: bool,

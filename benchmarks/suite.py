@@ -37,7 +37,7 @@ from pathlib import Path
 
 from kdfd.config import RunConfig, TrainConfig, build
 from kdfd.data import SOURCES
-from kdfd.distiller import get_method, parse_params
+from kdfd.distiller import METHODS, get_method, params_dict, parse_params
 from kdfd.errors import ConfigError
 from kdfd.job import ResolvedJob, resolve
 from kdfd.models import ModelSpec
@@ -45,6 +45,7 @@ from kdfd.registry import load_methods
 from kdfd.tasks import get_task
 
 from .options import SlurmOptions
+from .selection import Selection
 from .suite_cache import SUITES_DIR, available, merge, read_raw, suite_path  # noqa: F401 (this module's names too)
 
 LIST_FIELDS = {"tasks": str, "seeds": int, "methods": str}
@@ -75,6 +76,7 @@ class Suite:
     description: str
     jobs: list[Job]  # teacher jobs first, then method jobs; no two with the same id
     slurm: dict = dataclasses.field(default_factory=dict)  # the `[slurm]` table: benchmarks.options.SlurmOptions
+    select: Selection | None = None  # the `[select]` table: tuning on held-out seeds (benchmarks.selection)
 
 
 def load(name: str, tasks=None, methods=None, seeds=None) -> Suite:
@@ -105,26 +107,55 @@ def load(name: str, tasks=None, methods=None, seeds=None) -> Suite:
     for m in method_tables:
         get_method(m)
 
+    teacher_seeds = seeds_of(raw.get("teacher_seeds"), f"{where} teacher_seeds")
+    rows = [(m, m, dict(method_tables.get(m, {}))) for m in lists["methods"]]
+    parents = {}
+    for arm, table in raw.get("arm", {}).items():
+        table = dict(table)
+        parent = table.pop("of", None)
+        if parent is None:
+            raise ConfigError(f"{where} [arm.{arm}]: missing key 'of' (the method this arm changes)")
+        get_method(parent)
+        if arm in METHODS:
+            raise ConfigError(f"{where} [arm.{arm}]: an arm cannot take a method's name ({arm!r})")
+        lists_in = [k for k, v in {**table, **table.get("train", {})}.items() if isinstance(v, list)
+                    and k not in ("seeds", "tasks")]
+        if lists_in:
+            raise ConfigError(f"{where} [arm.{arm}]: {lists_in[0]} is a list; an arm runs at its parent's chosen "
+                              "point with single values (give the grid to the parent method)")
+        if parent not in lists["methods"]:
+            continue
+        merged = merge(dict(method_tables.get(parent, {})), table)  # the parent's tasks and seeds unless its own
+        if seeds:
+            merged.pop("seeds", None)
+        parents[arm] = parent
+        rows.append((arm, parent, merged))
+
     jobs: dict[str, Job] = {}
-    for method in lists["methods"]:
-        table = dict(method_tables.get(method, {}))
-        own_seeds = seeds_of(table.pop("seeds", None), f"{where} [method.{method}]")
+    for row, method, table in rows:
+        what = f"{where} [{'arm' if row != method else 'method'}.{row}]"
+        own_seeds = seeds_of(table.pop("seeds", None), what)
         method_seeds = lists["seeds"] if seeds or own_seeds is None else own_seeds
+        own_tasks = table.pop("tasks", None)
+        method_tasks = lists["tasks"] if tasks or own_tasks is None else [t for t in own_tasks if get_task(t)]
         method_student = student
         if "student" in table:
-            method_student = build(ModelSpec, {**student_raw, **table.pop("student")}, f"{where} [method.{method}.student]")
+            method_student = build(ModelSpec, {**student_raw, **table.pop("student")}, f"{what} student")
         train_raw = {**raw.get("train", {}), **table.pop("train", {})}
-        points = expand({**{f"train.{k}": v for k, v in train_raw.items()}, **table}, f"{where} [method.{method}]")
+        points = expand({**{f"train.{k}": v for k, v in train_raw.items()}, **table}, what)
         for point, label_items in points:
             train = build(TrainConfig, {k[6:]: v for k, v in point.items() if k.startswith("train.")},
-                          f"{where} [train] of {method}")
+                          f"{what} train")
             params = parse_params(get_method(method), {k: v for k, v in point.items() if not k.startswith("train.")},
                                   where)
-            label = method + (f"[{','.join(f'{k}={v}' for k, v in label_items)}]" if label_items else "")
-            for task in lists["tasks"]:
+            label = row + (f"[{','.join(f'{k}={v}' for k, v in label_items)}]" if label_items else "")
+            for task in method_tasks:
                 for seed in method_seeds:
+                    seed_train = train
+                    if teacher_seeds:  # the run seeds spread over the teachers, every method of a seed on one
+                        seed_train = dataclasses.replace(train, teacher_seed=teacher_seeds[(seed - 1) % len(teacher_seeds)])
                     cfg = RunConfig(task=task, method=method, seed=seed, student=method_student, teacher=teacher,
-                                    params=dataclasses.asdict(params), train=train, data_source=source,
+                                    params=params_dict(params), train=seed_train, data_source=source,
                                     tokenizer=raw.get("tokenizer", "auto"))
                     resolved = resolve(cfg, params)
                     teacher_job = None
@@ -135,10 +166,15 @@ def load(name: str, tasks=None, methods=None, seeds=None) -> Suite:
                             resolved, config=dataclasses.replace(resolved.config, teacher_job=teacher_job.id))
                     job = Job(resolved, label, teacher_job)
                     jobs.setdefault(job.id, job)
+    select = None
+    if "select" in raw:
+        select = Selection.build(raw["select"], parents, where)
+    elif raw.get("arm"):
+        raise ConfigError(f"{where}: arms need a [select] table (the tuning seeds and split)")
     ordered = sorted(jobs.values(), key=lambda j: j.config.role != "teacher")  # stable: teachers first
     slurm_table = raw.get("slurm", {})
     build(SlurmOptions, slurm_table, f"{where} [slurm]")  # checked now, not at submission
-    return Suite(path.stem, path, raw.get("description", ""), ordered, slurm_table)
+    return Suite(path.stem, path, raw.get("description", ""), ordered, slurm_table, select)
 
 
 def seeds_of(value, where: str) -> list[int] | None:
@@ -155,7 +191,9 @@ def _teacher_job(cfg: RunConfig) -> Job:
     t = cfg.train
     # module_lr and teacher_seed are the students' settings: out of the teacher's config (and its id)
     tc = dataclasses.replace(t, lr=t.teacher_lr, epochs=t.teacher_epochs, teacher_cache=False, module_lr=None,
-                             teacher_seed=None, max_train_examples=t.teacher_max_train_examples or t.max_train_examples)
+                             teacher_seed=None, max_train_examples=t.teacher_max_train_examples or t.max_train_examples,
+                             holdout=t.holdout if t.teacher_holdout is None else t.teacher_holdout,
+                             teacher_holdout=None)
     seed = cfg.seed if t.teacher_seed is None else t.teacher_seed
     tcfg = RunConfig(task=cfg.task, method="finetune", seed=seed, student=cfg.teacher, teacher=None, params={},
                      train=tc, data_source=cfg.data_source, tokenizer=cfg.resolved_tokenizer(), role="teacher")

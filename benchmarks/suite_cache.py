@@ -28,11 +28,12 @@ from kdfd.config import ModelSpec, RunConfig, TrainConfig
 from kdfd.errors import ConfigError, one_of
 
 from . import store
+from .selection import Selection
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
 TOP_KEYS = ("base", "description", "tasks", "seeds", "methods", "data_source", "tokenizer", "teacher", "student", "train",
-            "method", "slurm")
-FORMAT = 2
+            "method", "slurm", "teacher_seeds", "arm", "select")
+FORMAT = 3
 GROUP = "kdfd_bench.methods"  # kdfd.registry.GROUP (that module imports the method interface, and torch)
 # the code an expansion runs: these packages' files whole, and the suite modules of this package
 PACKAGES = ("kdfd", "baselines")
@@ -57,7 +58,7 @@ def suite_path(name: str) -> Path:
 
 def read_raw(path: Path, chain: tuple[Path, ...] = ()) -> dict:
     """A suite file's table, with its `base` suite merged under it (tables merge key by key; any other value,
-    lists included, replaces the base's; a `seeds` list replaces the base's method tables' `seeds` too). Unknown
+    lists included, replaces the base's; a `seeds` or `tasks` list replaces the base's method and arm tables' lists too). Unknown
     top-level keys are errors naming the allowed ones."""
     try:
         raw = tomllib.loads(path.read_text())
@@ -75,9 +76,11 @@ def read_raw(path: Path, chain: tuple[Path, ...] = ()) -> dict:
     if base_path.resolve() in {p.resolve() for p in (*chain, path)}:
         raise ConfigError(f"{path}: base {base!r} makes a cycle")
     base_raw = read_raw(base_path, (*chain, path))
-    if "seeds" in raw:  # a suite's own seeds replace every seed list of its base, methods' included (as --seeds)
-        base_raw["method"] = {m: {k: v for k, v in t.items() if k != "seeds"}
-                              for m, t in base_raw.get("method", {}).items()}
+    for key in ("seeds", "tasks"):  # a suite's own list replaces every such list of its base (as --seeds, --tasks)
+        if key in raw:
+            for table in ("method", "arm"):
+                base_raw[table] = {m: {k: v for k, v in t.items() if k != key}
+                                   for m, t in base_raw.get(table, {}).items()}
     return merge(base_raw, raw)
 
 
@@ -116,6 +119,7 @@ class CachedSuite:
     jobs: list[CachedJob]
     slurm: dict = dataclasses.field(default_factory=dict)
     methods: dict = dataclasses.field(default_factory=dict)
+    select: "Selection | None" = None
 
 
 def key(name: str, tasks=None, methods=None, seeds=None) -> str:
@@ -163,7 +167,7 @@ def save(results: Path, suite, cache_key: str) -> Path:
              "teacher": j.teacher.id if j.teacher is not None else None} for j in suite.jobs]
     data = {"format": FORMAT, "key": cache_key, "name": suite.name, "path": str(suite.path),
             "description": suite.description, "slurm": suite.slurm, "jobs": jobs,
-            "methods": method_facts()}
+            "methods": method_facts(), "select": dataclasses.asdict(suite.select) if suite.select else None}
     path = store.suite_cache_path(results, suite.name, cache_key)
     store.write_json(path, data)
     return path
@@ -187,9 +191,11 @@ def load(results: Path, name: str, tasks=None, methods=None, seeds=None) -> Cach
             if job.id != entry["id"]:
                 return None
             jobs[job.id] = job
+        select = Selection(**data["select"]) if data.get("select") else None
     except (KeyError, TypeError, ValueError, ConfigError):
         return None
-    return CachedSuite(path.stem, path, data["description"], list(jobs.values()), data["slurm"], data["methods"])
+    return CachedSuite(path.stem, path, data["description"], list(jobs.values()), data["slurm"], data["methods"],
+                       select)
 
 
 def _config(d: dict) -> RunConfig:

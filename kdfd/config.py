@@ -117,6 +117,14 @@ class TrainConfig:
     # Write every loss term, the learning rates and the dev metrics as TensorBoard events beside the job's record
     # (kdfd.events; `bench run --tensorboard` turns it on for every job). Needs kdfd-bench[tensorboard].
     tensorboard: bool = observe(False)
+    # A fixed, stratified share of the training set held out (kdfd.data.holdout_split: data seed 0, one per task):
+    # the student never trains on it, every epoch end scores it (the record's `heldout` metrics: what a suite's
+    # [select] table selects configurations by, never the dev set it reports), and methods that need a quiz split
+    # draw it from there. 0: train on the whole training set.
+    holdout: float = later(0.0)
+    # The teacher fine-tuning job's held-out share; unset: the students' `holdout`. Lets a student arm train on the
+    # whole set while distilling from the teachers of a held-out protocol.
+    teacher_holdout: float | None = later(None)
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "eval_batch_size", "max_length", "teacher_epochs"):
@@ -140,6 +148,10 @@ class TrainConfig:
             raise ConfigError(f"module_lr = {self.module_lr} is not allowed (must be > 0 or unset)")
         if self.group_size < 1:
             raise ConfigError(f"group_size = {self.group_size} is not allowed (must be >= 1)")
+        for name in ("holdout", "teacher_holdout"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value <= 0.5:
+                raise ConfigError(f"{name} = {value} is not allowed (must be in [0, 0.5]; 0: no held-out split)")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision {self.precision!r} is not allowed (allowed: {', '.join(PRECISIONS)})")
 

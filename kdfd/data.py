@@ -242,6 +242,28 @@ def quiz_split(examples: list[Example], fraction: float, seed: int = 0) -> tuple
     return ([e for i, e in enumerate(examples) if i not in held], [e for i, e in enumerate(examples) if i in held])
 
 
+def holdout_split(examples: list[Example], task: Task, fraction: float, seed: int = 0
+                  ) -> tuple[list[Example], list[Example]]:
+    """(training examples, held-out examples): round(fraction * n) examples held out, stratified by label (by score
+    quintile for regression) with scikit-learn's splitter at the data seed, so every run seed, method and teacher of
+    a task sees the same split; both parts keep the file order."""
+    from sklearn.model_selection import train_test_split
+
+    if fraction <= 0:
+        return list(examples), []
+    n_held = max(1, round(fraction * len(examples)))
+    if n_held >= len(examples):
+        raise ConfigError(f"a held-out share of {fraction} leaves no training examples out of {len(examples)}")
+    if task.is_regression:
+        scores = np.array([float(e.label) for e in examples])
+        strata = np.searchsorted(np.quantile(scores, [0.2, 0.4, 0.6, 0.8]), scores, side="right")
+    else:
+        strata = np.array([e.label for e in examples])
+    _, held = train_test_split(np.arange(len(examples)), test_size=n_held, random_state=seed, stratify=strata)
+    held = set(held.tolist())
+    return ([e for i, e in enumerate(examples) if i not in held], [e for i, e in enumerate(examples) if i in held])
+
+
 # ------------------------------------------------------------------------------------------- tokenized batches
 
 

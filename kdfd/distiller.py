@@ -268,6 +268,16 @@ def parse_params(cls: type[Distiller], raw: dict | None, where: str = "") -> obj
     return build(cls.Params, raw, f"{prefix}method {cls.name!r} parameters")
 
 
+def params_dict(params) -> dict:
+    """A method's parameters in plain form, as a job's config (and id) holds them: every field, except one added after
+    records existed (`kdfd.config.later`) while it holds its default, so those records keep their ids."""
+    out = dataclasses.asdict(params)
+    for f in dataclasses.fields(params):
+        if f.metadata.get("later") and out[f.name] == f.default:
+            del out[f.name]
+    return out
+
+
 def check_choice(name: str, value, allowed) -> None:
     """For Params.__post_init__: a value outside a fixed set is an error naming the set."""
     if value not in allowed:

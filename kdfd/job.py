@@ -16,9 +16,9 @@ import torch
 
 from .checkpoint import Checkpointer
 from .config import RunConfig, TrainConfig
-from .data import EncodedDataset, load_task, load_test, make_loader, quiz_split, subset
+from .data import EncodedDataset, holdout_split, load_task, load_test, make_loader, quiz_split, subset
 from .data import fingerprint as data_fingerprint
-from .distiller import FROZEN, NONE, Distiller, ModelInfo, Needs, get_method, needs_of, parse_params
+from .distiller import FROZEN, NONE, Distiller, ModelInfo, Needs, get_method, needs_of, params_dict, parse_params
 from .engine import Engine, resolve_device, save_state, set_determinism, set_seed
 from .errors import ConfigError, ModelError
 from .files import atomic_write
@@ -67,7 +67,7 @@ def resolve(cfg: RunConfig, params=None) -> ResolvedJob:
     needs = needs_of(method, params)
     if needs.teacher != NONE and cfg.teacher is None:
         raise ConfigError(f"method {cfg.method!r} needs a teacher model, and none is configured")
-    changes = {"method_version": method.version, "params": dataclasses.asdict(params)}
+    changes = {"method_version": method.version, "params": params_dict(params)}
     if needs.teacher == NONE:
         changes["teacher"] = None
     if needs.teacher != FROZEN and cfg.train.teacher_cache:  # no frozen teacher, nothing to cache (same id)
@@ -108,17 +108,26 @@ def run(job: ResolvedJob, glue_dir: str | None = None, teacher_checkpoint: Path 
     data = load_task(task, cfg.data_source, glue_dir)
     tc = cfg.train
     test = load_test(task, glue_dir) if tc.predict_test else {}  # read before training: a missing file stops it now
-    train_examples, quiz_examples = subset(data.train, tc.max_train_examples), []
+    train_examples, heldout = holdout_split(subset(data.train, tc.max_train_examples), task, tc.holdout)
+    quiz_examples = []
     if needs.quiz_fraction:  # out of the training set, never the dev set: the student does not train on it
-        train_examples, quiz_examples = quiz_split(train_examples, needs.quiz_fraction)
+        if heldout:  # the protocol's held-out split is the quiz: every student trains on the same examples
+            quiz_examples = heldout
+        else:
+            train_examples, quiz_examples = quiz_split(train_examples, needs.quiz_fraction)
     train_ds = EncodedDataset(train_examples, task, tokenizer, tc.max_length)
     dev_ds = {s: EncodedDataset(subset(ex, tc.max_eval_examples), task, tokenizer, tc.max_length)
               for s, ex in data.dev.items()}
+    scored = dict(dev_ds)  # what every evaluation point scores: the dev splits, and the held-out split apart
+    if heldout:
+        scored[HELDOUT] = EncodedDataset(heldout, task, tokenizer, tc.max_length)
     device = resolve_device(tc.device)
     pin = device.type == "cuda"
     train_loader = make_loader(train_ds, tc.batch_size, shuffle=True, seed=cfg.seed, pin_memory=pin,
                                batching=tc.batching, group_size=tc.group_size)
     dev_loaders = {s: make_loader(d, tc.eval_batch_size, shuffle=False, pin_memory=pin) for s, d in dev_ds.items()}
+    scored_loaders = {s: dev_loaders.get(s) or make_loader(d, tc.eval_batch_size, shuffle=False, pin_memory=pin)
+                      for s, d in scored.items()}
 
     student, teacher, distiller = build_models(job, len(tokenizer))
     if needs.needs_finetuned_teacher:
@@ -139,7 +148,7 @@ def run(job: ResolvedJob, glue_dir: str | None = None, teacher_checkpoint: Path 
         cache = engine.use_teacher_cache(Path(teacher_cache_dir), train_ds)
     teacher_start = engine.evaluate("teacher", dev_loaders) if teacher is not None else None
     setup_seconds = time.perf_counter() - started
-    curves = engine.fit(train_loader, dev_loaders, tc.epochs, desc=f"{cfg.task}/{cfg.method}", checkpointer=checkpointer,
+    curves = engine.fit(train_loader, scored_loaders, tc.epochs, desc=f"{cfg.task}/{cfg.method}", checkpointer=checkpointer,
                         events_to=events_to, started=started)
     if save_model_to is not None:
         save_state(student, save_model_to)
@@ -159,9 +168,12 @@ def run(job: ResolvedJob, glue_dir: str | None = None, teacher_checkpoint: Path 
         predicted = {s: predictions(engine.predict("student", loader)[0], task) for s, loader in test_loaders.items()}
         if predictions_to is not None:
             atomic_write(predictions_to, lambda f: np.savez_compressed(f, **predicted))
+    for point in curves + (engine.step_curve if tc.eval_every else []):
+        move_heldout(point)
     last = curves[-1]["dev"]
     return {
         "metrics": last["student"],
+        **({"heldout_metrics": curves[-1]["heldout"]["student"]} if heldout else {}),
         "teacher_metrics": last.get("teacher", teacher_start),
         "teacher_metrics_start": teacher_start,
         "majority_metrics": {s: constant_baseline(task, np.array(d.labels))
@@ -170,6 +182,7 @@ def run(job: ResolvedJob, glue_dir: str | None = None, teacher_checkpoint: Path 
         **({"step_curves": engine.step_curve} if tc.eval_every else {}),
         "data": {"source": data.source, "fingerprint": data_fingerprint(data), "train_examples": len(train_ds),
                  **({"quiz_examples": len(quiz_examples)} if quiz_examples else {}),
+                 **({"heldout_examples": len(heldout)} if heldout else {}),
                  "dev_examples": {s: len(d) for s, d in dev_ds.items()}},
         "model_fingerprints": {"student": model_fingerprint(cfg.student),
                                "teacher": model_fingerprint(cfg.teacher) if cfg.teacher else None},
@@ -200,6 +213,18 @@ def build_models(job: ResolvedJob, vocab: int):
     if job.needs.teacher != NONE:
         teacher = build_classifier(job.teacher, job.task.num_labels, vocab, attn)
     return student, teacher, check_models(job, ModelInfo.of(student), ModelInfo.of(teacher))
+
+
+HELDOUT = "heldout"  # the held-out split's name in a record's `heldout_metrics` and curves
+
+
+def move_heldout(point: dict) -> None:
+    """An evaluation point scored the held-out split beside the dev splits: move its scores out of `dev` (which
+    selection by dev score and every report table average over) into the point's own `heldout` block, {role:
+    {"heldout": metrics}}, the shape of `dev`."""
+    held = {role: {HELDOUT: splits.pop(HELDOUT)} for role, splits in point["dev"].items() if HELDOUT in splits}
+    if held:
+        point["heldout"] = held
 
 
 REPRESENTATION_SAMPLE = 512  # a fixed subset of the dev examples: the same for every method and seed

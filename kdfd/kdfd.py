@@ -46,7 +46,11 @@ Every point the paper leaves open (its sections 3-4 state the losses, models and
 - teacher_init = finetuned (default: "the teacher model takes BERT and is individually tuned for each task") |
   pretrained. The sentence "all parameters of the teacher are frozen" contradicts eqs. 4 and 9; we follow the
   equations: the teacher trains.
-- bottleneck = vae (default) | ae (Table 2's autoencoder; also registered as the method `kdfd-ae` later).
+- bottleneck = vae (default) | ae (Table 2's autoencoder; also registered as the method `kdfd-ae` later) | none
+  (no bottleneck: both models predict from their own heads; online KD with KDFD's losses and alphas, the ablation
+  that removes the whole bottleneck).
+- teacher_mode = online (default: eqs. 4 and 9, the teacher trains) | frozen (the fine-tuned teacher fixed, as in
+  offline KD: no teacher phase, and a bottleneck on the student alone; the ablation that removes online training).
 A model with a bottleneck predicts from its head on z_mu, so a fine-tuned teacher with a VAE starts with a fresh
 head: its first KD targets are weak until that head has trained (the alpha_t = 0.9 CE term drives it). The record's
 `teacher_metrics_start` shows where it started.
@@ -60,7 +64,8 @@ import torch
 import torch.nn.functional as F
 
 from . import losses
-from .distiller import ONLINE, Distiller, ModelInfo, Needs, check_choice, check_range, register
+from .config import later
+from .distiller import FROZEN, ONLINE, Distiller, ModelInfo, Needs, check_choice, check_range, register
 from .errors import ConfigError
 from .models import Forward, Projection, layer_map, pool
 from .tasks import Task
@@ -86,6 +91,7 @@ class KDFDParams:
     span_weight: float = 1.0
     teacher_init: str = "finetuned"
     vae_grad: str = "flow"
+    teacher_mode: str = later("online")
 
     def __post_init__(self):
         check_range("alpha_s", self.alpha_s, 0.0, 1.0)
@@ -94,7 +100,7 @@ class KDFDParams:
         check_range("vae_lambda", self.vae_lambda, 0.0)
         check_range("latent_dim", self.latent_dim, 1)
         check_range("span_weight", self.span_weight, 0.0)
-        check_choice("bottleneck", self.bottleneck, ("vae", "ae"))
+        check_choice("bottleneck", self.bottleneck, ("vae", "ae", "none"))
         check_choice("vae_on", self.vae_on, VAE_PLACES)
         check_choice("features", self.features, ("auto", "cls", "mean", "pooler"))
         check_choice("recon_reduction", self.recon_reduction, ("sum", "mean"))
@@ -103,6 +109,21 @@ class KDFDParams:
         check_choice("span", self.span, ("none", "uniform", "last"))
         check_choice("teacher_init", self.teacher_init, ("finetuned", "pretrained"))
         check_choice("vae_grad", self.vae_grad, ("flow", "stop"))
+        check_choice("teacher_mode", self.teacher_mode, ("online", "frozen"))
+        if self.teacher_mode == "frozen" and self.teacher_init != "finetuned":
+            raise ConfigError("teacher_mode = 'frozen' distils from the fine-tuned teacher: teacher_init must be "
+                              f"'finetuned', not {self.teacher_init!r}")
+        if self.teacher_mode == "frozen" and self.vae_on == "teacher":
+            raise ConfigError("vae_on = 'teacher' puts the bottleneck on a frozen teacher, which never trains it "
+                              "(allowed with teacher_mode = 'frozen': both, student)")
+
+    @property
+    def places(self) -> tuple[str, ...]:
+        """The models that carry a bottleneck: none without one; a frozen teacher never does (it does not train)."""
+        if self.bottleneck == "none":
+            return ()
+        roles = {"both": ("teacher", "student"), "teacher": ("teacher",), "student": ("student",)}[self.vae_on]
+        return tuple(r for r in roles if not (r == "teacher" and self.teacher_mode == "frozen"))
 
 
 def span_pairs(student_layers: int, teacher_layers: int, mode: str) -> list[tuple[int, int]]:
@@ -125,8 +146,7 @@ class KDFD(Distiller):
 
     def __init__(self, params: KDFDParams, task: Task, student: ModelInfo, teacher: ModelInfo | None):
         super().__init__(params, task, student, teacher)
-        places = {"both": ("teacher", "student"), "teacher": ("teacher",), "student": ("student",)}[params.vae_on]
-        for role in places:
+        for role in params.places:
             info = teacher if role == "teacher" else student
             if params.latent_dim > info.hidden_size:
                 raise ConfigError(
@@ -142,7 +162,8 @@ class KDFD(Distiller):
 
     @classmethod
     def needs(cls, params: KDFDParams) -> Needs:
-        return Needs(teacher=ONLINE, teacher_init=params.teacher_init, hidden_states=params.span != "none")
+        return Needs(teacher=ONLINE if params.teacher_mode == "online" else FROZEN, teacher_init=params.teacher_init,
+                     hidden_states=params.span != "none")
 
     def _feature(self, out: Forward) -> torch.Tensor:
         """h [B, H]: the hidden feature the bottleneck compresses (eq. 6's input)."""

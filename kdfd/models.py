@@ -332,3 +332,27 @@ class Projection(nn.Module):
 
 def count_params(module: nn.Module | None) -> int:
     return 0 if module is None else sum(p.numel() for p in module.parameters())
+
+
+def copy_teacher_start(student, teacher, layers: int, method: str) -> None:
+    """Start `student` as BERT-of-Theseus's successor starts: the (fine-tuned) teacher's embeddings, pooler and
+    classifier, and copies of its first `layers` transformer layers. The two must share pooling and shapes (a
+    ConfigError names the first part that differs)."""
+    if student.pooling != teacher.pooling:
+        raise ConfigError(f"{method} gives the student the teacher's classifier: the student pools with "
+                          f"{student.pooling!r}, the teacher with {teacher.pooling!r} (they must be equal)")
+    s, t = student.backbone, teacher.backbone
+    parts = [("embeddings", s.embeddings, t.embeddings), ("classifier", student.head, teacher.head)]
+    parts += [(f"layer {i + 1}", s.encoder.layer[i], t.encoder.layer[i]) for i in range(layers)]
+    if getattr(s, "pooler", None) is not None and getattr(t, "pooler", None) is not None:
+        parts.append(("pooler", s.pooler, t.pooler))
+    for what, dst, src in parts:
+        mine, theirs = dst.state_dict(), src.state_dict()
+        shape = lambda sd, k: tuple(sd[k].shape) if k in sd else "absent"  # noqa: E731
+        bad = [k for k in {**theirs, **mine} if shape(mine, k) != shape(theirs, k)]
+        if bad:
+            raise ConfigError(f"{method} copies the teacher's {what} into the student, which must have the same "
+                              f"shapes; they differ at {bad[0]!r} (student {shape(mine, bad[0])}, teacher "
+                              f"{shape(theirs, bad[0])}): give {method} a student of the teacher's architecture "
+                              "with fewer layers")
+        dst.load_state_dict(theirs)
