@@ -252,7 +252,7 @@ def cmd_cancel(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from . import paper_tables, report, report_writer, verdicts
+    from . import paper_tables, report, report_writer, selection, verdicts
 
     roots = [Path(args.results), *[Path(r) for r in args.also or []]]
     suite = load_suite(args, cached_in=roots)
@@ -269,8 +269,11 @@ def cmd_report(args) -> int:
         swept = load_suite(args, name, cached_in=roots)
         sweeps[swept.name] = report.collect(swept, roots, args.checkpoint)
     out = Path(args.out) / suite.name
+    select = getattr(suite, "select", None)
+    choices = selection.choices(suite.jobs, select, roots) if select is not None else None
     result = report_writer.write(out, suite.name, collected, args.checkpoint, sweeps=sweeps,
-                                 methods=getattr(suite, "methods", None), interval=args.interval)
+                                 methods=getattr(suite, "methods", None), interval=args.interval,
+                                 family=getattr(suite, "claims", None), choices=choices, select=select)
     reference = paper_tables.load()
     for name, rows in result["tables"].items():
         t = Table(title=f"{reference.tables[name].title} (dev, mean over seeds; paper in brackets)")
@@ -284,13 +287,14 @@ def cmd_report(args) -> int:
                                      + (f" [{c.paper:.1f}]" if c.paper is not None else "") for c in cells])
         if shown:
             console.print(t)
-    heads = verdicts.headline(result["verdicts"])
-    t = Table(title="Verdicts, one per claim (ours: mean paired difference [95% interval]; report.md has each task)")
+    t = Table(title="Verdicts of the pre-registered claims, family-wise (ours: mean paired difference "
+                    "[simultaneous interval]; report.md has the exploratory rows)")
     for column in ("claim", "scope", "ours", "n", "verdict"):
         t.add_column(column)
-    for r in heads.itertuples():
-        t.add_row(r.text, r.scope, r.ours, str(r.n), r.verdict)
+    for row in verdicts.terminal_rows(result["verdicts"]):
+        t.add_row(*row)
     console.print(t)
+    console.print(verdicts.summary(result["verdicts"]).replace("**", ""))
     console.print(f"{sum(len(g.runs) for g in collected.groups)} done records; {len(collected.failed)} failed and "
                   f"{len(collected.missing)} not run, left out (listed in the report); checkpoint: {args.checkpoint}")
     console.print(f"wrote {out}/report.md and the tables as .md, .tex and .csv")

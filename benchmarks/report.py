@@ -6,11 +6,13 @@ Rules, printed in every report:
 - Only `done` records count; failed and unfinished jobs are listed, never averaged in.
 - Records are grouped by (task, method, method version, config without the seed): two method versions or two
   configs are never mixed in one cell.
-- Selection: per (task, method), the group with the best mean dev score (the task's metrics averaged, GLUE's
-  convention), as the paper's grid search did, over the seeds every group of the grid has run (while a grid's seeds
-  are not all in, its settings are compared seed for seed); ties go to the group with more seeds, then the first id.
-  A method run over a grid is picked on the dev set it is scored on: the better of k settings is optimistic for
-  it, more so the closer they are (the "Selected configurations" table says which setting each cell is).
+- Selection: a suite with a `[select]` table chooses each method's grid point on the held-out split of train
+  (benchmarks.selection: the best mean held-out score over the tuning seeds), never on dev; an arm runs at its
+  parent's point. Without one (the earlier suites), per (task, method) the group with the best mean dev score (the
+  task's metrics averaged, GLUE's convention), as the paper's grid search did, over the seeds every group of the
+  grid has run; ties go to the group with more seeds, then the first id. A grid picked so on the dev set it is
+  scored on is optimistic, more so the closer its settings are (the "Selected configurations" table says which
+  setting each cell is).
 - Checkpoint: `last` (the final epoch, the default) or `best` (each run's best dev epoch: optimistic, dev is also the
   report's test set).
 - Reference rows: `majority` is the best constant predictor on the dev labels (majority class; a constant score on
@@ -35,6 +37,7 @@ from kdfd.metrics import score
 from kdfd.tasks import get_task
 
 from . import paper_tables, store
+from .selection import row_of
 
 if TYPE_CHECKING:  # a suite from the cache (benchmarks.suite_cache) reports as well, without torch
     from .suite import Suite
@@ -86,9 +89,12 @@ class Collected:
 
 
 def config_key(record: dict) -> str:
+    """A hash of the record's config without what varies with the seed: the seed, its teacher job and the teacher's
+    seed (a suite's `teacher_seeds` spread the run seeds over several teachers: one configuration still)."""
     cfg = dict(record["config"])
     for k in ("seed", "teacher_job"):
         cfg.pop(k, None)
+    cfg["train"] = {k: v for k, v in cfg.get("train", {}).items() if k != "teacher_seed"}
     return hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
@@ -119,11 +125,11 @@ def collect(suite: Suite, roots: list[Path], checkpoint: str = "last") -> Collec
             else:
                 missing.append(entry)
             continue
-        method = "teacher" if c.role == "teacher" else c.method
+        method = row_of(job)  # the method, or the arm's name: an arm is a row of its own
         key = (c.task, method, done["method_version"], config_key(done))
         g = groups.setdefault(key, Group(c.task, method, done["method_version"], key[3], job.label, dict(c.params)))
         g.runs.append({"seed": c.seed, "metrics": checkpoint_metrics(done, checkpoint), "id": job.id,
-                       "path": store.record_path(root, job)})
+                       "path": store.record_path(root, job), "heldout": done.get("heldout_metrics")})
         if done.get("majority_metrics") and (c.task, MAJORITY) not in majority:
             majority[(c.task, MAJORITY)] = Group(c.task, MAJORITY, "-", "constant", "majority class of the dev labels",
                                                  runs=[{"seed": 0, "metrics": done["majority_metrics"], "id": None,
@@ -172,13 +178,25 @@ def widen(suite: Suite, roots: list[Path], tasks: list[str] | None = None, seeds
     return dataclasses.replace(suite, jobs=ordered)
 
 
-def select(groups: list[Group]) -> dict[tuple[str, str], Group]:
-    """(task, method) -> the group with the best mean dev score, over the seeds all of that (task, method)'s groups
+def select(groups: list[Group], points: dict[tuple[str, str], str | None] | None = None
+           ) -> dict[tuple[str, str], Group]:
+    """(task, row) -> the group shown for it. Where `points` ((row, task) -> the grid point a suite's held-out
+    selection chose, `benchmarks.selection.points`; None while pending) names one, the group at that point (none
+    while pending); else the group with the best mean dev score, over the seeds all of that (task, row)'s groups
     have run (`best`)."""
     by_cell: dict[tuple[str, str], list[Group]] = {}
     for g in groups:
         by_cell.setdefault((g.task, g.method), []).append(g)
-    return {k: best(mine) for k, mine in by_cell.items()}
+    out = {}
+    for (task, row), mine in by_cell.items():
+        if points is not None and (row, task) in points:
+            point = points[(row, task)]
+            chosen = [g for g in mine if point is not None and g.label == row + point]
+            if chosen:
+                out[(task, row)] = chosen[0]
+            continue
+        out[(task, row)] = best(mine)
+    return out
 
 
 def best(groups: list[Group]) -> Group:

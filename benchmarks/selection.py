@@ -7,6 +7,7 @@ chosen point only:
     seeds = [1, 2]        # tuning seeds: every grid point of a method runs on them
     split = "heldout"     # what chooses: the held-out split of train ([train] holdout > 0); the dev set never does
     phases = [["kdfd", "vanilla-kd"], ["kdfd-no-vae"]]   # optional: the run's order, rows phase by phase
+    ablations = ["kdfd-no-vae"]                          # optional: the arms the report shows as ablations
 
 Per (row, task), where a row is a method or an arm (`[arm.NAME] of = "METHOD"`, which runs at its parent's chosen
 point with its own overrides), the chosen point is the one with the best mean held-out score (the task's metrics
@@ -41,12 +42,17 @@ class Selection:
     split: str = "heldout"
     parents: dict[str, str] = field(default_factory=dict)  # arm row -> the method row whose choice it takes
     phases: list[list[str]] = field(default_factory=list)  # rows, phase by phase (rows in none come last)
+    ablations: list[str] = field(default_factory=list)  # the arms that are ablations (the report's own table)
 
     @classmethod
     def build(cls, raw: dict, parents: dict[str, str], where: str) -> "Selection":
-        extra = sorted(set(raw) - {"seeds", "split", "phases"})
+        extra = sorted(set(raw) - {"seeds", "split", "phases", "ablations"})
         if extra:
-            raise ConfigError(f"{where} [select]: unknown key {extra[0]!r} (allowed: seeds, split, phases)")
+            raise ConfigError(f"{where} [select]: unknown key {extra[0]!r} (allowed: seeds, split, phases, "
+                              "ablations)")
+        ablations = raw.get("ablations", [])
+        if not isinstance(ablations, list) or not all(a in parents for a in ablations):
+            raise ConfigError(f"{where} [select]: ablations must list arms of the suite, got {ablations!r}")
         phases = raw.get("phases")
         seeds = raw.get("seeds")
         if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool)
@@ -60,7 +66,7 @@ class Selection:
         if not isinstance(phases, list) or not all(isinstance(p, list) and all(isinstance(r, str) for r in p)
                                                    for p in phases):
             raise ConfigError(f"{where}: phases must be a list of lists of method or arm names, got {phases!r}")
-        return cls(list(seeds), split, dict(parents), [list(p) for p in phases])
+        return cls(list(seeds), split, dict(parents), [list(p) for p in phases], list(ablations))
 
     def parent(self, row: str) -> str:
         return self.parents.get(row, row)
@@ -171,3 +177,18 @@ def narrow(jobs: list, select: Selection | None, roots: list[Path]) -> tuple[lis
             ordered.append(job.teacher)
         ordered.append(job)
     return ordered, [c for c in picked.values() if c.point is None and c.waiting]
+
+
+def points(jobs: list, select: Selection | None, roots: list[Path]) -> dict[tuple[str, str], str | None]:
+    """(row, task) -> the grid point its seeds beyond the tuning ones run at (None while its choice is pending), for
+    every gridded method row and every arm of one: what a report shows for it."""
+    if select is None:
+        return {}
+    picked = choices(jobs, select, roots)
+    out = {}
+    for job in jobs:
+        row, task = row_of(job), job.config.task
+        choice = picked.get((select.parent(row), task))
+        if choice is not None:
+            out[(row, task)] = choice.point
+    return out

@@ -301,3 +301,38 @@ def offdiag_abs_corr(x: np.ndarray) -> float:
         return float("nan")
     c = np.corrcoef(x, rowvar=False)
     return float(np.abs(c[~np.eye(d, dtype=bool)]).mean())
+
+
+def seed_block_contrasts(scores, pairs: list[tuple[str, str, str]], confidence: float = 0.95):
+    """The alternative to the paired t: per task, one OLS fit of score ~ C(method) + C(seed) over every method of
+    the task (statsmodels), each (task, a, b) of `pairs` a contrast of it (a - b, its interval, the residual degrees
+    of freedom). The seed blocks take out what a seed (its teacher, data order) does to every method, as pairing
+    does, and the residual variance is pooled over all methods, so an interval borrows degrees of freedom from
+    methods that are not compared. Returns a DataFrame (task, a, b, diff, low, high, df) and, per task, Levene's p
+    for equal spread across methods (scipy; its median form): pooling is sound only where spreads are alike."""
+    import pandas as pd
+    import statsmodels.formula.api as smf
+
+    rows, spread = [], {}
+    for task, t in scores.groupby("task"):
+        t = t.assign(method=t["method"].astype(str), seed=t["seed"].astype(int))
+        groups = [g["score"].to_numpy() for _, g in t.groupby("method") if len(g) > 1]
+        if len(groups) > 1:
+            spread[task] = float(stats.levene(*groups).pvalue)
+        if t["method"].nunique() < 2 or t["seed"].nunique() < 2:
+            continue
+        fit = smf.ols("score ~ C(method) + C(seed)", data=t).fit()
+        names = list(fit.params.index)
+        for tk, a, b in pairs:
+            if tk != task or a not in set(t["method"]) or b not in set(t["method"]):
+                continue
+            contrast = np.zeros(len(names))
+            for method, sign in ((a, 1.0), (b, -1.0)):
+                name = f"C(method)[T.{method}]"
+                if name in names:
+                    contrast[names.index(name)] += sign
+            test = fit.t_test(contrast)
+            low, high = np.asarray(test.conf_int(alpha=1 - confidence)).ravel()
+            rows.append({"task": task, "a": a, "b": b, "diff": float(np.asarray(test.effect).ravel()[0]),
+                         "low": float(low), "high": float(high), "df": float(fit.df_resid)})
+    return pd.DataFrame(rows, columns=["task", "a", "b", "diff", "low", "high", "df"]), spread

@@ -77,6 +77,7 @@ class Suite:
     jobs: list[Job]  # teacher jobs first, then method jobs; no two with the same id
     slurm: dict = dataclasses.field(default_factory=dict)  # the `[slurm]` table: benchmarks.options.SlurmOptions
     select: Selection | None = None  # the `[select]` table: tuning on held-out seeds (benchmarks.selection)
+    claims: list[str] | None = None  # the pre-registered family of claims its report tests (benchmarks.verdicts)
 
 
 def load(name: str, tasks=None, methods=None, seeds=None) -> Suite:
@@ -174,7 +175,10 @@ def load(name: str, tasks=None, methods=None, seeds=None) -> Suite:
     ordered = sorted(jobs.values(), key=lambda j: j.config.role != "teacher")  # stable: teachers first
     slurm_table = raw.get("slurm", {})
     build(SlurmOptions, slurm_table, f"{where} [slurm]")  # checked now, not at submission
-    return Suite(path.stem, path, raw.get("description", ""), ordered, slurm_table, select)
+    claims = raw.get("claims")
+    if claims is not None and (not isinstance(claims, list) or not all(isinstance(c, str) for c in claims)):
+        raise ConfigError(f"{where}: claims must be a list of claim ids, got {claims!r}")
+    return Suite(path.stem, path, raw.get("description", ""), ordered, slurm_table, select, claims)
 
 
 def seeds_of(value, where: str) -> list[int] | None:

@@ -32,7 +32,7 @@ from .selection import Selection
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
 TOP_KEYS = ("base", "description", "tasks", "seeds", "methods", "data_source", "tokenizer", "teacher", "student", "train",
-            "method", "slurm", "teacher_seeds", "arm", "select")
+            "method", "slurm", "teacher_seeds", "arm", "select", "claims")
 FORMAT = 3
 GROUP = "kdfd_bench.methods"  # kdfd.registry.GROUP (that module imports the method interface, and torch)
 # the code an expansion runs: these packages' files whole, and the suite modules of this package
@@ -120,6 +120,7 @@ class CachedSuite:
     slurm: dict = dataclasses.field(default_factory=dict)
     methods: dict = dataclasses.field(default_factory=dict)
     select: "Selection | None" = None
+    claims: list[str] | None = None
 
 
 def key(name: str, tasks=None, methods=None, seeds=None) -> str:
@@ -167,7 +168,8 @@ def save(results: Path, suite, cache_key: str) -> Path:
              "teacher": j.teacher.id if j.teacher is not None else None} for j in suite.jobs]
     data = {"format": FORMAT, "key": cache_key, "name": suite.name, "path": str(suite.path),
             "description": suite.description, "slurm": suite.slurm, "jobs": jobs,
-            "methods": method_facts(), "select": dataclasses.asdict(suite.select) if suite.select else None}
+            "methods": method_facts(), "select": dataclasses.asdict(suite.select) if suite.select else None,
+            "claims": suite.claims}
     path = store.suite_cache_path(results, suite.name, cache_key)
     store.write_json(path, data)
     return path
@@ -195,7 +197,7 @@ def load(results: Path, name: str, tasks=None, methods=None, seeds=None) -> Cach
     except (KeyError, TypeError, ValueError, ConfigError):
         return None
     return CachedSuite(path.stem, path, data["description"], list(jobs.values()), data["slurm"], data["methods"],
-                       select)
+                       select, data.get("claims"))
 
 
 def _config(d: dict) -> RunConfig:

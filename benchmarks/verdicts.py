@@ -1,109 +1,153 @@
-"""Claim by claim, whether the KDFD paper's claims hold in our runs.
+"""Claim by claim, whether a paper's claims hold in our runs, decided family-wise.
 
-The claims are data (`reference/kdfd_claims.toml`); `evaluate` tests each on a table of scores and gives one row per
-(claim, scope) with the difference, its interval, its p-value (raw and Holm-adjusted), the power figures, and a
-verdict from the interval. No torch: it reads numbers, never records or models.
+The claims are data (`reference/kdfd_claims.toml`): each names what it compares, on which tasks, and where the paper
+says it (`source`). `evaluate` turns every claim into tests (one per task, per comparator), each on per-seed values
+paired by seed (same seed: same teacher and data order), and gives one row per test:
+
+- **the family**: the tests of the pre-registered primary claims (a suite's `claims` list; every claim of the file
+  when it has none), each tested once. Their p-values are Holm-adjusted together (statsmodels' `multipletests`) and
+  their intervals are simultaneous (Bonferroni: each at 1 - alpha / m, m the family's size). A test **holds** or is
+  **contradicted** only when its adjusted p is below alpha, in that direction; it is **smaller than the paper's**
+  when the paper's own difference on the same task lies above the simultaneous interval; else **inconclusive**.
+- **exploratory** rows: every other claim's tests, the means over tasks, ablations and arms: unadjusted 95%
+  intervals, and a reading (`above zero`, `below zero`, `covers zero`), never a verdict.
+
+Kinds of claim: `better` (a beats each of `b`, per task: a paired t test on the seed differences); `equivalent` (a
+and b differ by less than `margin` points: two one-sided t tests, TOST); `best` (a beats every other student of the
+task: an intersection-union test, p the largest of the one-sided p's); `sweep_compression` (the mean over compressed
+values of `param` beats the uncompressed one, per seed); `sweep_peak` (the best interior value beats both ends);
+`decorrelation` (z_mu's mean |off-diagonal correlation| is below h's); `compactness` (the silhouette of a's z_mu above
+that of b's feature, at z_mu's dimension).
+
+The paper's difference on a task is computed from the paper's tables (`paper = "table3"`: the rows our methods fill
+there, `reference/kdfd_tables.toml`, each the mean of the task's metrics, as our scores), never written by hand. No
+torch: numbers in, numbers out.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import stats as sps
 
 from kdfd.errors import ConfigError, one_of
+from kdfd.tasks import get_task
 
-from . import stats
+from . import paper_tables, stats
 
 CLAIMS_TOML = Path(__file__).resolve().parent / "reference" / "kdfd_claims.toml"
+ALPHA = 0.05
 MEAN_SCOPE = "mean over tasks"
 NOT_RUN = "not run"
-COLUMNS = ["claim", "text", "source", "kind", "scope", "a", "b", "n", "mean_diff", "ci_low", "ci_high", "p_value",
-           "p_holm", "p_perm", "mde", "seeds_needed", "verdict", "paper_diff", "paper_vs_ours"]
-
-COMMON_KEYS = ("id", "text", "source", "kind")
-# kind -> (required keys, optional keys) beyond COMMON_KEYS
-KIND_KEYS = {
-    "paired": (("a", "b", "tasks"), ("paper_diff",)),
+VERDICTS = ("holds", "contradicted", "smaller than the paper's", "inconclusive", NOT_RUN)
+READINGS = ("above zero", "below zero", "covers zero", NOT_RUN)
+KINDS = {  # kind -> (required keys, optional keys) beyond id, text, source, kind
+    "better": (("a", "b", "tasks"), ("paper",)),
+    "equivalent": (("a", "b", "tasks", "margin"), ("paper",)),
+    "best": (("a", "tasks"), ("b", "paper")),
+    "sweep_compression": (("method", "param"), ()),
     "sweep_peak": (("method", "param"), ()),
-    "decorrelation": (("method",), ()),
+    "decorrelation": (("method",), ("tasks",)),
+    "compactness": (("a", "b"), ("tasks",)),
 }
-SWEEP_PARAMS = ("latent_dim", "vae_lambda")
-
+COMMON = ("id", "text", "source", "kind")
 SCORE_COLUMNS = ("task", "method", "seed", "score")
 SWEEP_COLUMNS = ("task", "method", "param", "value", "seed", "score")
-DECORRELATION_COLUMNS = ("task", "method", "seed", "corr_h", "corr_z")
+REPRESENTATION_COLUMNS = ("task", "method", "seed", "corr_h", "corr_z", "sil_h", "sil_z")
+COLUMNS = ["claim", "text", "source", "kind", "family", "scope", "a", "b", "n", "mean_diff", "sd_diff", "ci_low",
+           "ci_high", "p_value", "p_holm", "verdict", "paper_diff", "paper_vs_ours", "mde", "seeds_for_paper"]
 
 
 @dataclass(frozen=True)
 class Claim:
-    """One testable claim. paired: a should beat b on `tasks` (None: every task with both). sweep_peak: `method`
-    peaks at an interior value of `param`. decorrelation: `method`'s z_mu is less correlated than h."""
+    """One claim of the paper (see the module docstring for the kinds). `b` is a tuple of comparators (empty for
+    `best`: every other student); `tasks` None: every task with data; `paper`: the paper's table its numbers come
+    from; `margin`: the equivalence margin in points."""
 
     id: str
     text: str
     source: str
     kind: str
     a: str | None = None
-    b: str | None = None
+    b: tuple[str, ...] = ()
     tasks: tuple[str, ...] | None = None
-    paper_diff: float | None = None
+    paper: str | None = None
+    margin: float | None = None
     method: str | None = None
     param: str | None = None
 
 
+@dataclass
+class Test:
+    """One test of a claim: per-seed values of a and b on one task (for `best`, of a and each rival)."""
+
+    claim: Claim
+    scope: str
+    a: str
+    b: str
+    x: dict[int, float]
+    y: dict[int, float] | dict[str, dict[int, float]]
+    paper_diff: float | None = None
+    rivals: dict[str, dict[int, float]] = field(default_factory=dict)
+
+
 # --- the claims file ------------------------------------------------------------------------------------------------
 
-def _claim(raw: dict, index: int) -> Claim:
+def _strings(value, key: str, name: str) -> tuple[str, ...]:
+    values = [value] if isinstance(value, str) else value
+    if not isinstance(values, list) or not values or not all(isinstance(v, str) and v for v in values):
+        raise ConfigError(f"{name}: {key} must be a name or a non-empty list of names, not {value!r}")
+    return tuple(values)
+
+
+def _claim(raw: dict, index: int, tables: set[str]) -> Claim:
     """One `[[claim]]` table, checked: every error names the claim and what is allowed, on one line."""
     name = f"claim {raw['id']!r}" if isinstance(raw.get("id"), str) else f"claim #{index + 1}"
-    if "kind" not in raw:
-        raise ConfigError(f"{name}: missing key 'kind' (allowed: {', '.join(sorted(KIND_KEYS))})")
-    kind = raw["kind"]
-    if kind not in KIND_KEYS:
-        raise ConfigError(f"{name}: {one_of('kind', kind, KIND_KEYS)}")
-    required, optional = KIND_KEYS[kind]
-    needs = ", ".join(COMMON_KEYS + required)
-    for key in COMMON_KEYS + required:
+    kind = raw.get("kind")
+    if kind not in KINDS:
+        raise ConfigError(f"{name}: {one_of('kind', kind, KINDS)}")
+    required, optional = KINDS[kind]
+    for key in COMMON + required:
         if key not in raw:
-            raise ConfigError(f"{name}: missing key {key!r} (a {kind} claim needs: {needs})")
-    extra = set(raw) - set(COMMON_KEYS + required + optional)
+            raise ConfigError(f"{name}: missing key {key!r} (a {kind} claim needs: {', '.join(COMMON + required)})")
+    extra = sorted(set(raw) - set(COMMON + required + optional))
     if extra:  # a typo ("task", "paper-diff") would otherwise be ignored silently
-        raise ConfigError(f"{name}: {one_of('key', sorted(extra)[0], COMMON_KEYS + required + optional)}")
-    for key in COMMON_KEYS + tuple(k for k in ("a", "b", "method", "param") if k in raw):
+        raise ConfigError(f"{name}: {one_of('key', extra[0], COMMON + required + optional)}")
+    for key in COMMON + tuple(k for k in ("a", "method", "param", "paper") if k in raw):
         if not isinstance(raw[key], str) or not raw[key]:
             raise ConfigError(f"{name}: {key} must be a non-empty string, not {raw[key]!r}")
-    tasks = raw.get("tasks")
-    if tasks is not None and tasks != "all" and not (
-            isinstance(tasks, list) and tasks and all(isinstance(t, str) for t in tasks)):
-        raise ConfigError(f"{name}: tasks must be \"all\" or a list of task names, not {tasks!r}")
-    if kind == "sweep_peak" and raw["param"] not in SWEEP_PARAMS:
-        raise ConfigError(f"{name}: {one_of('param', raw['param'], SWEEP_PARAMS)}")
-    paper = raw.get("paper_diff")
-    if paper is not None and (isinstance(paper, bool) or not isinstance(paper, (int, float))):
-        raise ConfigError(f"{name}: paper_diff must be a number of points, not {paper!r}")
-    return Claim(raw["id"], raw["text"], raw["source"], kind, a=raw.get("a"), b=raw.get("b"),
-                 tasks=None if tasks in (None, "all") else tuple(tasks),
-                 paper_diff=None if paper is None else float(paper), method=raw.get("method"), param=raw.get("param"))
+    if "paper" in raw and raw["paper"] not in tables:
+        raise ConfigError(f"{name}: {one_of('paper table', raw['paper'], sorted(tables))}")
+    tasks = raw.get("tasks", "all")
+    margin = raw.get("margin")
+    if margin is not None and (isinstance(margin, bool) or not isinstance(margin, (int, float)) or margin <= 0):
+        raise ConfigError(f"{name}: margin must be a positive number of points, not {margin!r}")
+    return Claim(raw["id"], raw["text"], raw["source"], kind, a=raw.get("a"),
+                 b=_strings(raw["b"], "b", name) if "b" in raw else (),
+                 tasks=None if tasks == "all" else _strings(tasks, "tasks", name), paper=raw.get("paper"),
+                 margin=None if margin is None else float(margin), method=raw.get("method"), param=raw.get("param"))
 
 
-def load_claims(path: str | Path = CLAIMS_TOML) -> list[Claim]:
+def load_claims(path: str | Path = CLAIMS_TOML, reference: paper_tables.Reference | None = None) -> list[Claim]:
     """The claims of a TOML file of `[[claim]]` tables, validated (ConfigError with a one-line message otherwise)."""
     path = Path(path)
     try:
         raw = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"claims file {path}: {e}") from None
-    extra = set(raw) - {"claim"}
+    extra = sorted(set(raw) - {"claim"})
     if extra:
-        raise ConfigError(f"claims file {path}: {one_of('table', sorted(extra)[0], ['claim'])}")
+        raise ConfigError(f"claims file {path}: {one_of('table', extra[0], ['claim'])}")
     if not isinstance(raw.get("claim"), list) or not raw["claim"]:
         raise ConfigError(f"claims file {path}: no [[claim]] tables")
-    claims = [_claim(c, i) for i, c in enumerate(raw["claim"])]
+    tables = set((reference or paper_tables.load()).tables)
+    claims = [_claim(c, i, tables) for i, c in enumerate(raw["claim"])]
     ids = [c.id for c in claims]
     dup = next((i for i in ids if ids.count(i) > 1), None)
     if dup is not None:
@@ -111,209 +155,386 @@ def load_claims(path: str | Path = CLAIMS_TOML) -> list[Claim]:
     return claims
 
 
-# --- evaluation -----------------------------------------------------------------------------------------------------
-
-def _check_frame(df: pd.DataFrame | None, columns: tuple[str, ...], name: str, unique: tuple[str, ...]) -> pd.DataFrame:
-    """The frame, or an empty one with the columns; a missing column or a duplicated run is an error, since a
-    duplicate would be averaged in silently as an extra seed."""
-    if df is None or (len(df) == 0 and len(df.columns) == 0):  # pd.DataFrame([]) of no runs has no columns
-        return pd.DataFrame(columns=list(columns))
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise ValueError(f"{name} lacks column(s) {', '.join(missing)} (needs: {', '.join(columns)})")
-    dup = df.duplicated(list(unique))
-    if dup.any():
-        raise ValueError(f"{name} has more than one row for {dict(df.loc[dup, list(unique)].iloc[0])}")
-    return df
+def check_family(claims: list[Claim], family: list[str] | None) -> set[str]:
+    """The ids of the family's claims: `family` (a suite's `claims` list), each checked, or every claim."""
+    ids = [c.id for c in claims]
+    for claim_id in family or []:
+        if claim_id not in ids:
+            raise ConfigError(one_of("claim", claim_id, ids))
+    return set(family) if family else set(ids)
 
 
-def _seed_scores(df: pd.DataFrame, column: str = "score") -> dict[int, float]:
-    """seed -> value (points) of a frame's rows."""
-    return {int(s): float(v) for s, v in zip(df["seed"], df[column])}
+# --- the paper's differences ----------------------------------------------------------------------------------------
+
+def paper_score(numbers: dict, table: str, row: str | None, task: str) -> float | None:
+    """The paper's score of `row` in `table` on `task`: the mean of the task's metrics (None where one is missing)."""
+    if row is None:
+        return None
+    values = [numbers.get((table, row, task, m)) for m in get_task(task).metrics]
+    return None if any(v is None for v in values) else float(np.mean(values))
 
 
-def _row(claim: Claim, scope: str, a: str, b: str, r: stats.Paired | None, paper_diff: float | None) -> dict:
-    """One output row; r None is a claim with no data."""
-    if r is None:
-        r = stats.Paired(0, None, None, None, None, None, None, None)
-    return {"claim": claim.id, "text": claim.text, "source": claim.source, "kind": claim.kind, "scope": scope,
-            "a": a, "b": b, "n": r.n, "mean_diff": r.mean_diff, "ci_low": r.ci_low, "ci_high": r.ci_high,
-            "p_value": r.p_value, "p_perm": r.p_perm, "mde": r.mde, "seeds_needed": r.seeds_needed,
-            "verdict": NOT_RUN if r.n == 0 else stats.verdict(r.ci_low, r.ci_high), "paper_diff": paper_diff}
+def paper_difference(claim: Claim, a: str, b: str, task: str, reference: paper_tables.Reference,
+                     numbers: dict) -> float | None:
+    """The paper's own a - b on `task`, in points, from the claim's table (None where it reports either not)."""
+    if claim.paper is None:
+        return None
+    spec = reference.tables[claim.paper]
+    sa, sb = (paper_score(numbers, claim.paper, spec.paper_row(m), task) for m in (a, b))
+    return None if sa is None or sb is None else sa - sb
 
 
-def _paired_rows(claim: Claim, scores: pd.DataFrame, **kw) -> list[dict]:
-    """Per task where a and b share a seed, then the stratified mean over those tasks (when there are several: with
-    one task it would repeat that task's row and only cost Holm a test)."""
-    tasks = claim.tasks if claim.tasks is not None else sorted(scores["task"].unique())
-    per_task = {}
-    for task in tasks:
-        t = scores[scores["task"] == task]
-        a, b = _seed_scores(t[t["method"] == claim.a]), _seed_scores(t[t["method"] == claim.b])
-        if set(a) & set(b):
-            per_task[task] = (a, b)
-    rows = [_row(claim, task, claim.a, claim.b, stats.paired(a, b, **kw), None) for task, (a, b) in per_task.items()]
-    if len(per_task) > 1:
-        rows.append(_row(claim, MEAN_SCOPE, claim.a, claim.b, stats.stratified(per_task, **kw), claim.paper_diff))
-    elif rows:  # the paper's average is the only reference there is
-        rows[0]["paper_diff"] = claim.paper_diff
-    return rows
+def paper_inconsistencies(numbers: dict, reference: paper_tables.Reference | None = None) -> list[str]:
+    """Where the paper reports one of our methods in several tables with different numbers (Table 2's VAE row is
+    KDFD, as Table 1's and Table 3's KDFD rows are): one line per (task, metric)."""
+    reference = reference or paper_tables.load()
+    out = []
+    methods = {m for spec in reference.tables.values() for m, row in spec.rows if row}
+    for method in sorted(methods):
+        rows = [(t, spec.paper_row(method)) for t, spec in reference.tables.items() if spec.paper_row(method)]
+        keys = sorted({(task, metric) for (table, row, task, metric) in numbers
+                       if (table, row) in set(rows)})
+        for task, metric in keys:
+            values = {f"{t} {row!r}": numbers.get((t, row, task, metric)) for t, row in rows}
+            known = {k: v for k, v in values.items() if v is not None}
+            if len(set(known.values())) > 1:
+                out.append(f"`{method}` on {task} {metric}: " + ", ".join(f"{k} {v:g}" for k, v in known.items()))
+    return out
 
 
-def _fmt_value(v: float) -> str:
-    return f"{v:g}"
+# --- building the tests ---------------------------------------------------------------------------------------------
+
+def _seeds(df: pd.DataFrame, column: str) -> dict[int, float]:
+    return {int(s): float(v) for s, v in zip(df["seed"], df[column]) if not pd.isna(v)}
 
 
-def peak_pairs(sweep: pd.DataFrame) -> tuple[float, float, float, dict[int, float], dict[int, float]] | None:
-    """One task's sweep of one parameter (rows value, seed, score) -> (best interior value, low end, high end,
-    seed -> score at the best interior value, seed -> max of the two ends' scores), over the seeds that have all
-    three; None with fewer than 3 values or no such seed.
+def _tasks(claim: Claim, available) -> list[str]:
+    return list(claim.tasks) if claim.tasks is not None else sorted(set(available))
 
-    The interior value is chosen by its mean over seeds, on the same seeds it is then tested on: a winner's-curse
-    bias towards the interior when several interior values are close; the per-seed max over the two ends biases the
-    other way."""
+
+def build_tests(claims: list[Claim], scores: pd.DataFrame, sweeps: pd.DataFrame, reps: pd.DataFrame,
+                reference: paper_tables.Reference, numbers: dict) -> list[Test]:
+    """Every test of every claim, with its per-seed values (empty where a side has no runs)."""
+    tests = []
+    by = {key: _seeds(g, "score") for key, g in scores.groupby(["task", "method"])}
+    for claim in claims:
+        if claim.kind in ("better", "equivalent"):
+            for task in _tasks(claim, scores["task"]):
+                for b in claim.b:
+                    paper = paper_difference(claim, claim.a, b, task, reference, numbers)
+                    if claim.paper and paper is None and claim.kind == "better":
+                        continue  # the paper makes no such comparison on this task
+                    tests.append(Test(claim, task, claim.a, b, by.get((task, claim.a), {}), by.get((task, b), {}),
+                                      paper))
+        elif claim.kind == "best":
+            for task in _tasks(claim, scores["task"]):
+                rivals = claim.b or sorted(m for t, m in by if t == task and m != claim.a)
+                rivals = {b: by[(task, b)] for b in rivals if (task, b) in by}
+                tests.append(Test(claim, task, claim.a, "every other student", by.get((task, claim.a), {}), {},
+                                  rivals=rivals))
+        elif claim.kind in ("sweep_compression", "sweep_peak"):
+            mine = sweeps[(sweeps["method"] == claim.method) & (sweeps["param"] == claim.param)]
+            for task in sorted(mine["task"].unique()):
+                found = (compression_pairs if claim.kind == "sweep_compression" else peak_pairs)(
+                    mine[mine["task"] == task])
+                if found is not None:
+                    a, b, x, y = found
+                    tests.append(Test(claim, task, a, b, x, y))
+        elif claim.kind == "decorrelation":
+            mine = reps[reps["method"] == claim.method]
+            for task in _tasks(claim, mine["task"]):
+                t = mine[mine["task"] == task]
+                tests.append(Test(claim, task, "mean abs corr of h", "mean abs corr of z_mu", _seeds(t, "corr_h"),
+                                  _seeds(t, "corr_z")))
+        elif claim.kind == "compactness":
+            for task in _tasks(claim, reps[reps["method"] == claim.a]["task"]):
+                t = reps[reps["task"] == task]
+                tests.append(Test(claim, task, f"silhouette of {claim.a}'s z_mu", f"silhouette of {claim.b[0]}'s h",
+                                  _seeds(t[t["method"] == claim.a], "sil_z"), _seeds(t[t["method"] == claim.b[0]],
+                                                                                     "sil_h")))
+    return tests
+
+
+def compression_pairs(sweep: pd.DataFrame):
+    """A sweep of the compression dimension (rows value, seed, score) -> (a label, b label, seed -> mean score over
+    the compressed values, seed -> score at the largest value: no compression), over the seeds with every value."""
+    values = sorted(sweep["value"].unique())
+    if len(values) < 2:
+        return None
+    wide = sweep.pivot_table(index="seed", columns="value", values="score").dropna()
+    if wide.empty:
+        return None
+    top = values[-1]
+    return (f"mean over {', '.join(f'{v:g}' for v in values[:-1])}", f"{top:g} (uncompressed)",
+            wide[values[:-1]].mean(axis=1).to_dict(), wide[top].to_dict())
+
+
+def peak_pairs(sweep: pd.DataFrame):
+    """A sweep (rows value, seed, score) -> (a label, b label, seed -> score at the best interior value, seed -> the
+    better end's score), over the seeds with all three; None with fewer than 3 values. The interior value is chosen
+    by its mean on the same seeds it is tested on: a winner's-curse bias toward the interior, stated in the rules."""
     values = sorted(sweep["value"].unique())
     if len(values) < 3:
         return None
     low, high = values[0], values[-1]
     interior = sweep[sweep["value"].isin(values[1:-1])]
     best = interior.groupby("value")["score"].mean().idxmax()
-    at = {v: _seed_scores(sweep[sweep["value"] == v]) for v in (best, low, high)}
+    at = {v: _seeds(sweep[sweep["value"] == v], "score") for v in (best, low, high)}
     seeds = sorted(set(at[best]) & set(at[low]) & set(at[high]))
     if not seeds:
         return None
-    return (best, low, high, {s: at[best][s] for s in seeds}, {s: max(at[low][s], at[high][s]) for s in seeds})
+    return (f"{best:g} (best interior)", f"max({low:g}, {high:g})", {s: at[best][s] for s in seeds},
+            {s: max(at[low][s], at[high][s]) for s in seeds})
 
 
-def _sweep_rows(claim: Claim, sweeps: pd.DataFrame, **kw) -> list[dict]:
-    """Per task: per seed, the score at the best interior value minus the better of the two ends, tested against 0
-    (a paired test of those two per-seed scores is exactly that one-sample test on the differences)."""
-    rows = []
-    mine = sweeps[(sweeps["method"] == claim.method) & (sweeps["param"] == claim.param)]
-    for task in sorted(mine["task"].unique()):
-        found = peak_pairs(mine[mine["task"] == task])
-        if found is None:
-            continue
-        best, low, high, a, b = found
-        p = claim.param
-        rows.append(_row(claim, task, f"{p}={_fmt_value(best)} (best interior)",
-                         f"max({p}={_fmt_value(low)}, {p}={_fmt_value(high)})", stats.paired(a, b, **kw), None))
-    return rows
+# --- testing --------------------------------------------------------------------------------------------------------
+
+def _differences(x: dict[int, float], y: dict[int, float]) -> np.ndarray:
+    seeds = sorted(set(x) & set(y))
+    return np.array([x[s] - y[s] for s in seeds], dtype=float)
 
 
-def _decorrelation_rows(claim: Claim, decorrelation: pd.DataFrame, **kw) -> list[dict]:
-    """Per task: per seed corr_h - corr_z (positive: z_mu is the less correlated), tested against 0 as above."""
-    rows = []
-    mine = decorrelation[decorrelation["method"] == claim.method]
-    for task in sorted(mine["task"].unique()):
-        t = mine[mine["task"] == task]
-        r = stats.paired(_seed_scores(t, "corr_h"), _seed_scores(t, "corr_z"), **kw)
-        if r.n:
-            rows.append(_row(claim, task, "mean |corr| of h", "mean |corr| of z_mu", r, None))
-    return rows
+def _t(d: np.ndarray, alternative: str = "two-sided", popmean: float = 0.0):
+    return sps.ttest_1samp(d, popmean, alternative=alternative)
+
+
+def _p(d: np.ndarray, alternative: str = "two-sided", popmean: float = 0.0) -> float:
+    """The t test's p; differences with no spread (identical runs) decide by their sign alone."""
+    if np.ptp(d) == 0:
+        gap = d[0] - popmean
+        hit = {"two-sided": gap != 0, "greater": gap > 0, "less": gap < 0}[alternative]
+        return 0.0 if hit else 1.0
+    return float(_t(d, alternative, popmean).pvalue)
+
+
+def test_row(test: Test) -> dict:
+    """The test's statistics before multiplicity: n, mean difference, sd, p (two-sided t; TOST for equivalence;
+    the intersection-union p for best), and the differences themselves (for the adjusted interval)."""
+    kind = test.claim.kind
+    if kind == "best":
+        diffs = {b: _differences(test.x, y) for b, y in test.rivals.items()}
+        diffs = {b: d for b, d in diffs.items() if len(d) >= stats.MIN_INTERVAL_SEEDS}
+        if not diffs or len(diffs) < len(test.rivals):
+            return {"n": min((len(d) for d in diffs.values()), default=0), "d": np.array([]), "p": None}
+        closest = min(diffs, key=lambda b: diffs[b].mean())
+        p = max(_p(d, "greater") for d in diffs.values())
+        return {"n": len(diffs[closest]), "d": diffs[closest], "p": p, "b": f"every other student (closest: {closest})"}
+    d = _differences(test.x, test.y)
+    if len(d) < stats.MIN_INTERVAL_SEEDS:
+        return {"n": len(d), "d": d, "p": None}
+    if kind == "equivalent":
+        m = test.claim.margin
+        p = max(_p(d, "greater", -m), _p(d, "less", m))
+    else:
+        p = _p(d)
+    return {"n": len(d), "d": d, "p": p}
+
+
+def interval(d: np.ndarray, confidence: float) -> tuple[float, float]:
+    """The Student-t interval of the mean of d at `confidence` (the one a t test inverts)."""
+    if np.ptp(d) == 0:
+        return float(d[0]), float(d[0])
+    ci = _t(d).confidence_interval(confidence)
+    return float(ci.low), float(ci.high)
+
+
+def power_row(d: np.ndarray, alpha: float, paper_diff: float | None) -> tuple[float | None, int | None]:
+    """Prospective power, from the spread of the differences, never the observed mean: the smallest difference
+    this n detects with 80% power at `alpha` (two-sided), and the seeds that would detect the paper's own difference
+    so (None without a paper difference; capped at stats.MAX_SEEDS)."""
+    from statsmodels.stats.power import TTestPower
+
+    if len(d) < 2 or not np.std(d, ddof=1) > 0:
+        return None, None
+    sd = float(np.std(d, ddof=1))
+    power = TTestPower()
+    mde = float(power.solve_power(nobs=len(d), alpha=alpha, power=stats.POWER)) * sd
+    need = None
+    if paper_diff is not None and paper_diff != 0:
+        es = abs(paper_diff) / sd
+        try:
+            need = math.ceil(float(power.solve_power(effect_size=es, alpha=alpha, power=stats.POWER, nobs=None)))
+        except (ValueError, RuntimeError):
+            need = stats.MAX_SEEDS
+        need = min(max(need, 2), stats.MAX_SEEDS)
+    return mde, need
+
+
+def holm(p_values: list[float]) -> list[float]:
+    """Holm-adjusted p-values of a family, in its order (statsmodels' `multipletests`)."""
+    from statsmodels.stats.multitest import multipletests
+
+    if not p_values:
+        return []
+    return [float(p) for p in multipletests(p_values, alpha=ALPHA, method="holm")[1]]
+
+
+def verdict(kind: str, p_holm: float | None, mean: float, low: float, high: float, margin: float | None,
+            paper_diff: float | None) -> str:
+    """A family test's verdict (module docstring)."""
+    if p_holm is None:
+        return NOT_RUN
+    if kind == "equivalent":
+        if p_holm < ALPHA:
+            return "holds"
+        return "contradicted" if low > margin or high < -margin else "inconclusive"
+    if p_holm < ALPHA:
+        return "holds" if mean > 0 else "contradicted"
+    if kind == "best" and high < 0:
+        return "contradicted"
+    if paper_diff is not None and paper_diff > high:
+        return "smaller than the paper's"
+    return "inconclusive"
+
+
+def reading(low: float | None, high: float | None) -> str:
+    if low is None:
+        return NOT_RUN
+    return "above zero" if low > 0 else "below zero" if high < 0 else "covers zero"
 
 
 def evaluate(claims: list[Claim], scores: pd.DataFrame, sweeps: pd.DataFrame | None = None,
-             decorrelation: pd.DataFrame | None = None, confidence: float = 0.95, n_resamples: int = 9999,
-             seed: int = 0, interval: str = "t") -> pd.DataFrame:
-    """One row per (claim, scope), in claim order, with columns COLUMNS.
-
-    Inputs, one row per selected run: scores (task, method, seed, score in points); sweeps (task, method, param,
-    value, seed, score); decorrelation (task, method, seed, corr_h, corr_z: mean |off-diagonal correlation|, see
-    `stats.offdiag_abs_corr`). Scopes: paired claims give a row per task where a and b share a seed, then
-    "mean over tasks" (stratified); sweep_peak and decorrelation a row per task. Differences are a minus b in the
-    row's units (points; correlation for decorrelation); a claim with no data gives one row, verdict "not run", n 0.
-
-    interval: "t" or "percentile" (`stats.INTERVALS`; the module docstring of `stats` says why "t" is the default):
-    it sets ci_low, ci_high and p_value, the p of the test behind the interval; p_perm, the exact sign-flip
-    permutation p, is there under either.
-    Several claims are tested at once, so p_holm adjusts every row's p_value together (Holm-Bonferroni over all
-    rows that have one). The verdict comes from the row's own 95% interval (per comparison, not family-wise): read
-    it beside p_holm.
-    """
-    scores = _check_frame(scores, SCORE_COLUMNS, "scores", ("task", "method", "seed"))
-    sweeps = _check_frame(sweeps, SWEEP_COLUMNS, "sweeps", ("task", "method", "param", "value", "seed"))
-    decorrelation = _check_frame(decorrelation, DECORRELATION_COLUMNS, "decorrelation", ("task", "method", "seed"))
-    kw = {"confidence": confidence, "n_resamples": n_resamples, "seed": seed,
-          "interval": stats.check_interval(interval)}
+             reps: pd.DataFrame | None = None, family: list[str] | None = None,
+             reference: paper_tables.Reference | None = None, numbers: dict | None = None,
+             power: bool = True) -> pd.DataFrame:
+    """One row per test, columns COLUMNS: the family's tests first (claim order), then the exploratory ones (the
+    other claims' tests, and each `better` claim's mean over its tasks). Differences are a minus b in points
+    (correlation and silhouette for those kinds). `power`: compute mde and seeds_for_paper (root finding: the
+    simulations of the tests leave it out)."""
+    reference = reference or paper_tables.load()
+    numbers = paper_tables.paper_numbers() if numbers is None else numbers
+    scores = _frame(scores, SCORE_COLUMNS, ("task", "method", "seed"))
+    sweeps = _frame(sweeps, SWEEP_COLUMNS, ("task", "method", "param", "value", "seed"))
+    reps = _frame(reps, REPRESENTATION_COLUMNS, ("task", "method", "seed"))
+    members = check_family(claims, family)
+    tests = build_tests(claims, scores, sweeps, reps, reference, numbers)
     rows = []
-    for claim in claims:
-        if claim.kind == "paired":
-            got = _paired_rows(claim, scores, **kw)
-        elif claim.kind == "sweep_peak":
-            got = _sweep_rows(claim, sweeps, **kw)
+    for test in tests:
+        r = test_row(test)
+        rows.append({"test": test, "claim": test.claim.id, "text": test.claim.text, "source": test.claim.source,
+                     "kind": test.claim.kind, "family": test.claim.id in members, "scope": test.scope, "a": test.a,
+                     "b": r.get("b", test.b), "n": r["n"], "d": r["d"], "p_value": r["p"],
+                     "paper_diff": test.paper_diff})
+    rows += _means_over_tasks(tests, reference, numbers)
+    fam = [r for r in rows if r["family"] and r["p_value"] is not None]
+    m = len(fam)
+    for r, p in zip(fam, holm([r["p_value"] for r in fam])):
+        r["p_holm"] = p
+    out = []
+    for r in rows:
+        alpha = ALPHA / m if r["family"] and m else ALPHA
+        r.pop("test", None)
+        d, fixed = r.pop("d"), r.pop("fixed", None)
+        if fixed is not None:  # a mean over tasks: its stratified interval, as computed
+            mean, sd, low, high = fixed
+            mde = need = None
         else:
-            got = _decorrelation_rows(claim, decorrelation, **kw)
-        if not got:
-            a, b = (claim.a, claim.b) if claim.kind == "paired" else (claim.method, claim.param or "")
-            got = [_row(claim, "-", a, b, None, claim.paper_diff)]
-        rows += got
-    df = pd.DataFrame(rows)
-    df["p_holm"] = stats.holm(df["p_value"].astype(float).tolist())
-    df["n"] = df["n"].astype(int)
-    df["seeds_needed"] = df["seeds_needed"].astype("Int64")  # None where it is undefined
-    for c in ("mean_diff", "ci_low", "ci_high", "p_value", "p_perm", "mde", "paper_diff"):
-        df[c] = df[c].astype(float)
+            has = r["p_value"] is not None and len(d) >= stats.MIN_INTERVAL_SEEDS
+            low, high = interval(d, 1 - alpha) if has else (None, None)
+            mean = float(d.mean()) if len(d) else None
+            sd = float(np.std(d, ddof=1)) if len(d) > 1 else None
+            mde, need = power_row(d, alpha, r["paper_diff"]) if has and power else (None, None)
+        if r["family"]:
+            v = verdict(r["kind"], r.get("p_holm"), mean, low, high, _margin(claims, r["claim"]), r["paper_diff"])
+        else:
+            v = reading(low, high)
+        out.append({**r, "mean_diff": mean, "sd_diff": sd, "ci_low": low, "ci_high": high, "verdict": v,
+                    "mde": mde, "seeds_for_paper": need, "p_holm": r.get("p_holm")})
+    df = pd.DataFrame(out, columns=COLUMNS)
+    for c in ("mean_diff", "sd_diff", "ci_low", "ci_high", "p_value", "p_holm", "paper_diff", "mde"):
+        df[c] = pd.to_numeric(df[c], errors="coerce").astype(float)
     df["paper_vs_ours"] = paper_vs_ours(df["paper_diff"], df["ci_low"], df["ci_high"])
-    return df[COLUMNS]
+    df = df.sort_values("family", ascending=False, kind="stable").reset_index(drop=True)
+    df["n"] = df["n"].astype(int)
+    df["seeds_for_paper"] = df["seeds_for_paper"].astype("Int64")
+    return df
+
+
+def _margin(claims: list[Claim], claim_id: str) -> float | None:
+    return next(c.margin for c in claims if c.id == claim_id)
+
+
+def _means_over_tasks(tests: list[Test], reference, numbers) -> list[dict]:
+    """Exploratory rows: per `better` / `equivalent` claim and comparator tested on several tasks, the mean of the
+    per-task mean differences (its p from the Welch-Satterthwaite t of `stats.stratified`), beside the paper's mean
+    of its per-task differences over the same tasks (None unless the paper reports each of them)."""
+    out = []
+    groups: dict[tuple[str, str], list[Test]] = {}
+    for t in tests:
+        if t.claim.kind in ("better", "equivalent"):
+            groups.setdefault((t.claim.id, t.b), []).append(t)
+    for (claim_id, b), ts in groups.items():
+        per_task = {t.scope: (t.x, t.y) for t in ts if len(_differences(t.x, t.y)) >= stats.MIN_INTERVAL_SEEDS}
+        if len(per_task) < 2:
+            continue
+        r = stats.stratified(per_task)
+        diffs = [t.paper_diff for t in ts if t.scope in per_task]
+        paper = float(np.mean(diffs)) if all(x is not None for x in diffs) else None
+        claim = ts[0].claim
+        out.append({"claim": claim_id, "text": claim.text, "source": claim.source, "kind": claim.kind,
+                    "family": False, "scope": f"{MEAN_SCOPE} ({', '.join(sorted(per_task))})", "a": claim.a, "b": b,
+                    "n": r.n, "d": None, "fixed": (r.mean_diff, r.sd_diff, r.ci_low, r.ci_high),
+                    "p_value": r.p_value, "paper_diff": paper})
+    return out
+
+
+def _frame(df: pd.DataFrame | None, columns: tuple[str, ...], unique: tuple[str, ...]) -> pd.DataFrame:
+    """The frame, or an empty one with the columns; a missing column or a duplicated run is an error, since a
+    duplicate would be averaged in silently as an extra seed."""
+    if df is None or (len(df) == 0 and len(df.columns) == 0):
+        return pd.DataFrame(columns=list(columns))
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ValueError(f"a frame lacks column(s) {', '.join(missing)} (needs: {', '.join(columns)})")
+    dup = df.duplicated(list(unique))
+    if dup.any():
+        raise ValueError(f"more than one row for {dict(df.loc[dup, list(unique)].iloc[0])}")
+    return df
 
 
 def paper_vs_ours(paper: pd.Series, low: pd.Series, high: pd.Series) -> pd.Series:
     """Where the paper's own difference lies against our interval: "above", "inside" or "below" (None where either
-    is missing). A second question beside the verdict's: an inconclusive row whose interval excludes the paper's
-    number still rules out an effect as large as the paper's, on our protocol (the paper's number comes from a
-    BERT-base teacher on the GLUE test server, so this is a statement about our setting, not a refutation)."""
+    is missing)."""
     known = paper.notna() & low.notna() & high.notna()
     position = np.select([paper > high, paper < low], ["above", "below"], "inside")
     return pd.Series(np.where(known, position, None), index=paper.index, dtype=object)
 
 
-def headline(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per claim, in claim order (columns claim, text, scope, ours, n, verdict, paper_vs_ours; ours as in
-    the table): the claim's mean-over-tasks row where it has one, else its only row; a claim tested on several
-    tasks with no mean (sweep_peak, decorrelation) takes its tasks' verdict when they agree and "mixed" when they do
-    not (scope "every task", ours each task's "task: diff [interval]" joined by "; ", n their sum)."""
-    out = []
-    for claim, rows in df.groupby("claim", sort=False):
-        mean = rows[rows["scope"] == MEAN_SCOPE]
-        if len(mean) or len(rows) == 1:
-            r = (mean if len(mean) else rows).iloc[0]
-            out.append((claim, r["text"], r["scope"], _ours(r), int(r["n"]), r["verdict"], r["paper_vs_ours"]))
-        else:
-            same = rows["verdict"].nunique() == 1
-            ours = "; ".join(f"{r['scope']}: {_ours(r)}" for _, r in rows.iterrows())
-            out.append((claim, rows["text"].iloc[0], "every task", ours, int(rows["n"].sum()),
-                        rows["verdict"].iloc[0] if same else "mixed", None))
-    return pd.DataFrame(out, columns=["claim", "text", "scope", "ours", "n", "verdict", "paper_vs_ours"])
-
-
-def summary(df: pd.DataFrame) -> str:
-    """The verdict table in a sentence: how many claims hold, are contradicted, etc. (by `headline`), the claims
-    that are not inconclusive named, and those whose paper number lies outside our interval."""
-    heads = headline(df)
-    order = ["holds", "contradicted", "mixed", "inconclusive", NOT_RUN]
-    counts = heads["verdict"].value_counts()
-    parts = [f"{counts[v]} {v}" for v in order if v in counts]
-    decided = heads[~heads["verdict"].isin(["inconclusive", NOT_RUN])]
-    named = "".join(f" {r.verdict.capitalize()}: {r.text}" for r in decided.itertuples())
-    outside = heads[heads["paper_vs_ours"].isin(["above", "below"])]
-    ruled = (f" The paper's own difference lies outside our interval for {len(outside)}: "
-             + "; ".join(f"{r.text.rstrip('.')} ({r.paper_vs_ours} it)"
-                         for r in outside.itertuples()) + ".") if len(outside) else ""
-    return (f"**In short:** of {len(heads)} claims, {', '.join(parts)} (a claim's verdict: its mean over tasks where "
-            f"it has one, else its tasks' when they agree).{named}{ruled}")
-
-
 # --- output ---------------------------------------------------------------------------------------------------------
 
+def summary(df: pd.DataFrame) -> str:
+    """The report's first sentence: the family's verdicts counted (tests, not claims: a claim is tested per task and
+    comparator), each decided one named, then the size of the exploratory part."""
+    fam = df[df["family"] & (df["verdict"] != NOT_RUN)]
+    counts = fam["verdict"].value_counts()
+    parts = [f"{counts[v]} {v}" for v in VERDICTS if v in counts]
+    decided = fam[fam["verdict"].isin(["holds", "contradicted"])]
+    named = "".join(f" {r.verdict.capitalize()}: {r.claim} on {r.scope}." for r in decided.itertuples())
+    if fam.empty:
+        return "**In short:** no test of the pre-registered claims has data yet."
+    return (f"**In short:** of {len(fam)} family-wise tests of {fam['claim'].nunique()} pre-registered claims, "
+            f"{', '.join(parts)} (Holm across the family).{named} {int((~df['family']).sum())} more rows are "
+            "exploratory (no verdict).")
+
+
+def terminal_rows(df: pd.DataFrame) -> list[tuple[str, str, str, str, str]]:
+    """(claim, scope, ours, n, verdict) per family test with data: what `bench report` prints."""
+    fam = df[df["family"] & (df["verdict"] != NOT_RUN)]
+    out = []
+    for r in fam.itertuples():
+        ours = "-" if pd.isna(r.mean_diff) else f"{r.mean_diff:+.1f}" + (
+            "" if pd.isna(r.ci_low) else f" [{r.ci_low:+.1f}, {r.ci_high:+.1f}]")
+        out.append((f"{r.claim}: {r.a} - {r.b}", r.scope, ours, str(r.n), r.verdict))
+    return out
+
+
 def write(out_dir: str | Path, df: pd.DataFrame) -> tuple[Path, Path]:
-    """verdicts.csv and verdicts.json (a list of row records, NaN as null) under out_dir, both at full float
-    precision, so every number can be recomputed and compared exactly; returns their paths."""
+    """verdicts.csv and verdicts.json (a list of row records, NaN as null) under out_dir, at full float precision;
+    returns their paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     csv_path, json_path = out / "verdicts.csv", out / "verdicts.json"
     df.to_csv(csv_path, index=False)
-    # json.dumps, not DataFrame.to_json: the latter rounds floats to 10 digits by default
     records = df.astype(object).where(df.notna(), None).to_dict(orient="records")
     json_path.write_text(json.dumps(records, indent=1, ensure_ascii=False, default=_plain) + "\n")
     return csv_path, json_path
@@ -322,62 +543,3 @@ def write(out_dir: str | Path, df: pd.DataFrame) -> tuple[Path, Path]:
 def _plain(value):
     """numpy scalars as Python numbers, for json."""
     return value.item()
-
-
-def _signed(v: float, digits: int = 1) -> str:
-    """+1.2 / −0.3 (a true minus sign, as in print)."""
-    return f"{v:+.{digits}f}".replace("-", "\u2212")
-
-
-def _ours(r: pd.Series) -> str:
-    """Mean difference [interval]: points to 1 decimal; correlations (decorrelation rows, in [0, 1]) to 3."""
-    if r["n"] == 0 or pd.isna(r["mean_diff"]):
-        return "\u2014"
-    k = 3 if r["kind"] == "decorrelation" else 1
-    if pd.isna(r["ci_low"]):
-        return f"{_signed(r['mean_diff'], k)} (no interval: under {stats.MIN_INTERVAL_SEEDS} seeds per task)"
-    return f"{_signed(r['mean_diff'], k)} [{_signed(r['ci_low'], k)}, {_signed(r['ci_high'], k)}]"
-
-
-def _p(v: float) -> str:
-    if pd.isna(v):
-        return "\u2014"
-    return "<0.001" if v < 0.001 else f"{v:.3f}"
-
-
-def _note(r: pd.Series) -> str:
-    """For an inconclusive row, the seeds the observed difference would need to be detected (80% power); where the
-    paper's number lies outside our interval, on which side."""
-    notes = []
-    if r["verdict"] == "inconclusive" and not pd.isna(r["seeds_needed"]):
-        k = int(r["seeds_needed"])
-        per = " per task" if r["scope"] == MEAN_SCOPE else ""
-        notes.append(f"needs \u2265{k} seeds{per}" if k >= stats.MAX_SEEDS else f"needs ~{k} seeds{per}")
-    if r["paper_vs_ours"] in ("above", "below"):
-        notes.append(f"the paper's {_signed(r['paper_diff'])} lies {r['paper_vs_ours']} our interval")
-    return "; ".join(notes)
-
-
-def markdown(df: pd.DataFrame, links: dict[str, str] | None = None) -> str:
-    """The verdicts as a Markdown table: claim text (on each claim's first row, its source linked where `links`
-    maps the claim's kind or id to a section of the report), scope, the paper's own difference, ours as
-    "+1.2 [−0.3, +2.7]" (mean difference [95% interval], points), the verdict in bold, n, Holm p, and for
-    inconclusive rows the seeds the observed difference would need."""
-    links = links or {}
-    first = ~df["claim"].duplicated()
-
-    def source(r) -> str:
-        target = links.get(r["claim"]) or links.get(r["kind"])
-        return f"[{r['source']}]({target})" if target else r["source"]
-
-    table = pd.DataFrame({
-        "claim": np.where(first, df["text"] + " (" + df.apply(source, axis=1) + ")", ""),
-        "scope": df["scope"],
-        "paper": ["" if pd.isna(v) else _signed(v) for v in df["paper_diff"]],
-        "ours": [_ours(r) for _, r in df.iterrows()],
-        "verdict": "**" + df["verdict"] + "**",
-        "n": df["n"],
-        "p (Holm)": [_p(v) for v in df["p_holm"]],
-        "note": [_note(r) for _, r in df.iterrows()],
-    })
-    return table.to_markdown(index=False, disable_numparse=True)  # keeps "+1.7" and "-0.0" as written

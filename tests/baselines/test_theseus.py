@@ -177,3 +177,23 @@ def test_a_resumed_run_draws_the_same_hybrids_and_ends_with_the_same_weights(tmp
     assert resumed_draws[0][0] == 3 and resumed_draws == [d for d in whole_draws if d[0] >= 3]
     assert any(not all(d[2]) for d in whole_draws)  # the hybrid ran teacher modules on some steps
     assert same(whole, resumed)
+
+
+def test_finetune_can_start_from_the_teachers_first_layers():
+    """finetune's `start = teacher` control: the student starts as Theseus's successor does (the teacher's
+    embeddings, head and first layers), and the default start changes no job id."""
+    import torch
+
+    from baselines.finetune import Finetune, FinetuneParams
+    from kdfd.distiller import FROZEN, params_dict
+    from kdfd.models import ModelSpec
+    from tests.kdfd.helpers import setup
+
+    assert params_dict(FinetuneParams()) == {}
+    assert Finetune.needs(FinetuneParams(start="teacher")).teacher == FROZEN
+    spec = ModelSpec("tiny", layers=2, hidden=32, heads=2, intermediate=64, dropout=0.0)
+    _, _, student, teacher = setup(Finetune, FinetuneParams(start="teacher"), student_spec=spec)
+    for a, b in zip(student.backbone.encoder.layer[1].parameters(), teacher.backbone.encoder.layer[1].parameters()):
+        assert torch.equal(a, b)
+    assert torch.equal(student.backbone.embeddings.word_embeddings.weight,
+                       teacher.backbone.embeddings.word_embeddings.weight)

@@ -301,3 +301,29 @@ def test_a_missing_local_copy_is_a_data_error_naming_it_never_a_hub_lookup(offli
     monkeypatch.setenv("KDFD_HF_DATASET", str(missing))
     with pytest.raises(DataError, match=rf"KDFD_HF_DATASET folder '{missing}' does not exist \(expected a local copy"):
         load_task(get_task("rte"), "hf")
+
+
+def test_holdout_split_is_stratified_fixed_and_disjoint():
+    """The protocol's held-out split: the same examples for every call (data seed 0), the label shares kept, the two
+    parts disjoint and in file order; regression is stratified by score quintile."""
+    from kdfd.data import holdout_split
+
+    task = get_task("synth-single")
+    examples = list(synthetic.generate("synth-single", "train"))[:400]
+    train, held = holdout_split(examples, task, 0.1)
+    again = holdout_split(examples, task, 0.1)
+    assert (train, held) == again and len(held) == 40 and len(train) == 360
+    assert not set(map(id, train)) & set(map(id, held))
+    assert held == [e for e in examples if e in held]  # file order
+
+    def share(xs):
+        return np.mean([e.label == xs[0].label for e in xs])
+
+    assert abs(share(held) - np.mean([e.label == held[0].label for e in examples])) < 0.03
+    reg = list(synthetic.generate("synth-reg", "train"))[:200]
+    _, held = holdout_split(reg, get_task("synth-reg"), 0.2)
+    scores = sorted(float(e.label) for e in reg)
+    quintiles = np.quantile(scores, [0.2, 0.4, 0.6, 0.8])
+    counts = np.bincount(np.searchsorted(quintiles, [float(e.label) for e in held], side="right"), minlength=5)
+    assert counts.max() - counts.min() <= 2
+    assert holdout_split(examples, task, 0.0) == (examples, [])

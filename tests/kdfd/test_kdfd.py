@@ -77,3 +77,30 @@ def test_features_auto_is_what_the_models_own_head_reads():
     assert torch.equal(distiller._feature(out), out.features)
     cls = KDFD(KDFDParams(latent_dim=8, features="cls"), get_task("synth-pair"), ModelInfo(16, 2), ModelInfo(32, 4))
     assert torch.equal(cls._feature(out), out.last_hidden[:, 0])
+
+
+def test_ablation_switches_remove_one_part_each():
+    """bottleneck = none: both models predict from their own heads (online KD with KDFD's losses); teacher_mode =
+    frozen: no teacher phase, the student's VAE alone; each changes no committed job's id (fields added later)."""
+    from kdfd.distiller import FROZEN, ONLINE, params_dict
+
+    assert "teacher_mode" not in params_dict(KDFDParams()) and params_dict(KDFDParams())["bottleneck"] == "vae"
+    engine, distiller, student, teacher = setup(KDFD, KDFDParams(latent_dim=8, bottleneck="none"))
+    assert not distiller.student_modules and not distiller.teacher_modules
+    logs = engine.train_step(batch())
+    assert "student/vae" not in logs and "teacher/kd" in logs
+    b = batch()
+    student.eval()
+    out = student(b["input_ids"], b["attention_mask"], b["token_type_ids"])
+    assert torch.equal(distiller.predict("student", out), out.logits)
+
+    frozen = KDFDParams(latent_dim=8, teacher_mode="frozen")
+    assert KDFD.needs(frozen).teacher == FROZEN and KDFD.needs(KDFDParams()).teacher == ONLINE
+    engine, distiller, _, teacher = setup(KDFD, frozen)
+    assert "bottleneck" in distiller.student_modules and "bottleneck" not in distiller.teacher_modules
+    before = [p.detach().clone() for p in teacher.parameters()]
+    logs = engine.train_step(batch())
+    assert "student/vae" in logs and not any(k.startswith("teacher/") for k in logs)
+    assert all(torch.equal(a, p) for a, p in zip(before, teacher.parameters()))
+    with pytest.raises(ConfigError, match="teacher_init must be 'finetuned'"):
+        KDFDParams(teacher_mode="frozen", teacher_init="pretrained")
