@@ -442,8 +442,7 @@ def write(out: Path, suite_name: str, collected: rep.Collected, checkpoint: str,
     majority = collected.majority_points()
     md = [f"# Report: suite `{suite_name}`", "",
           f"Generated {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC by `bench report`; nothing was trained.", "",
-          verdicts.summary(judged), "",
-          "## Verdicts: the pre-registered claims, family-wise", "",
+          "## Verdicts: the pre-registered claims, family-wise", "", verdicts.summary(judged), "",
           f"The family: {fam['claim'].nunique()} claims, {int(fam['p_value'].notna().sum())} tests with data "
           f"(Holm over these alone; {int(fam['p_value'].isna().sum())} tests not run).", "",
           *verdict_markdown(judged, family=True), VERDICT_RULES, "",
