@@ -10,8 +10,9 @@ Layout, under a results root:
                              .ckpt      the job's last checkpoint while it is unfinished
                              .lock      held while the job runs (benchmarks.lock)
                              .tb/<label>/  TensorBoard events (`train.tensorboard`, `bench run --tensorboard`)
-                             .json.corrupt  a record that did not parse, moved aside
-    <task>/teacher-cache/               a frozen teacher's cached outputs (kdfd.teacher_cache)
+                             .ckpt.sha256  the checkpoint's checksum (kdfd.files.sidecar)
+                             .<suffix>.corrupt  a file found damaged, moved aside (`set_aside`)
+    <task>/teacher-cache/               a frozen teacher's cached outputs (kdfd.teacher_cache), each with its .sha256
     .slurm/<suite>/submitted.json       what the SLURM executor submitted (job id -> SLURM id); beside it,
                                         submitit's pickles and logs, a folder per SLURM job
     .suites/<suite>-<key>.cache         a suite's expansion (JSON) as `bench run` made it (benchmarks.suite_cache), so
@@ -19,7 +20,13 @@ Layout, under a results root:
     .accepted-code-changes.json         the code changes accepted with --accept-code-changes (kdfd.fingerprint)
 
 Every write is atomic (`kdfd.files.atomic_write`): a reader sees the previous file or the complete new one. A record
-that exists but does not parse (a disk fault) is moved aside, never overwritten unseen. The store imports neither
+that exists but does not parse (a disk fault) is moved aside, never overwritten unseen.
+
+Integrity: a done record keeps the SHA-256 of each file it describes (`checksums`: .pt, .npz, .test.npz); a job is
+done only while they match (`is_done`), so a damaged file is `damaged` (named by `bench status`, `report`,
+`results`) and, on the next `bench run`, moved aside (`set_aside`) and remade by its job. A teacher so found is
+retrained; its students' records stand. Records written before checksums existed are checked by the files' zip
+CRCs (kdfd.files.damage). The store imports neither
 torch nor the rest of `benchmarks`: `bench status` and `bench report` read through it alone.
 
 A job is anything with `.id`, `.label` and `.config` (task, method, seed, role): a `benchmarks.suite.Job`.
@@ -35,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kdfd.errors import StorageError
+from kdfd import files
 from kdfd.files import atomic_write, move_aside
 
 SCHEMA = 1
@@ -139,7 +147,7 @@ def check_writable(results: Path) -> None:
 # none of these keys), step_curves only when the job evaluated between epochs (train.eval_every)
 RESULT_FIELDS = ("metrics", "teacher_metrics", "teacher_metrics_start", "majority_metrics", "curves", "step_curves",
                  "data", "model_fingerprints", "params", "device", "deterministic", "resumed_from_step", "artifacts",
-                 "test_predictions", "teacher_cache", "timing")
+                 "test_predictions", "teacher_cache", "timing", "checksums")
 # The job's own facts, kept once in `config` and written out beside it too for readers of the plain JSON (jq, pandas)
 FROM_CONFIG = ("task", "method", "method_version", "seed", "role", "teacher_job")
 
@@ -183,6 +191,7 @@ class Record(Mapping):
     test_predictions: dict | None = None
     teacher_cache: dict | None = None
     timing: dict | None = None
+    checksums: dict | None = None  # the SHA-256 of each file beside the record it describes, by suffix (COMPANIONS)
     extra: dict = field(default_factory=dict)
     # the keys of this schema a record read from disk did not have (an older writer's), left out again when it is
     # written back, so that a record reads and writes back byte for byte
@@ -269,9 +278,21 @@ class Record(Mapping):
 
 
 def read(path: Path) -> Record | None:
-    """A record, or None when it is missing or unreadable (a truncated file is redone, never trusted)."""
+    """A record, or None when it is missing or unreadable: not JSON (a truncated file), or JSON of other types than a
+    record's (redone, never trusted)."""
     data = read_json(path)
-    return Record.from_dict(data) if isinstance(data, dict) else None
+    if not isinstance(data, dict):
+        return None
+    try:
+        record = Record.from_dict(data)
+    except (TypeError, ValueError):  # a config that is no mapping
+        return None
+    typed = {"status": str, "id": str, "checksums": dict, "metrics": dict, "error": dict, "artifacts": dict}
+    if not all(getattr(record, k) is None or isinstance(getattr(record, k), t) for k, t in typed.items()):
+        return None
+    if not all(isinstance(v, str) for v in (record.checksums or {}).values()):
+        return None
+    return record
 
 
 def write(path: Path, record: Record) -> None:
@@ -286,12 +307,132 @@ def find(results: Path, job) -> Record | None:
 
 
 def is_done(results: Path, job) -> bool:
-    """A complete `done` record of this job; for a teacher job, its weights beside it too."""
+    """A complete `done` record of this job whose files all match their checksums; for a teacher job, its weights
+    beside it too."""
     record = find(results, job)
-    ok = record is not None and record.done
-    if ok and job.config.role == "teacher":
-        ok = weights_path(results, job).is_file()
-    return ok
+    return (record is not None and record.done
+            and not companion_damage(record_path(results, job), record, job.config.role == "teacher"))
+
+
+# The files a done record describes, beside it: a teacher's weights, the representations, the test predictions
+COMPANIONS = (".pt", ".npz", ".test.npz")
+
+
+def companion(record: Path, suffix: str) -> Path:
+    return Path(record).with_suffix(suffix)
+
+
+def checksums(results: Path, job) -> dict[str, str]:
+    """The SHA-256 of each file the job wrote beside its record, for the record (`Record.checksums`)."""
+    path = record_path(results, job)
+    return {s: files.digest(companion(path, s)) for s in COMPANIONS if companion(path, s).is_file()}
+
+
+def companion_damage(path: Path, record: Record, teacher: bool | None = None) -> dict[Path, str]:
+    """The files a done record describes that cannot be trusted: path -> why (`missing` too: a teacher's weights
+    are never committed, a fresh clone retrains them). A record without checksums (older) names its teacher's
+    weights and its representations, and they are checked by their zip CRCs. `teacher`: whether it is a teacher's
+    (default: as its config says)."""
+    if not record.done:
+        return {}
+    if record.checksums is not None:
+        expected = dict(record.checksums)
+    else:
+        teacher = record.role == "teacher" if teacher is None else teacher
+        expected = {".pt": None} if teacher else {}
+        if (record.artifacts or {}).get("representations"):
+            expected[".npz"] = None
+    out = {}
+    for suffix, sha in expected.items():
+        file = companion(path, suffix)
+        if suffix != ".pt" and sha is None and not file.is_file():
+            continue  # an older record's representations, never collected: nothing to check, nothing to redo
+        why = files.damage(file, sha)
+        if why is not None:
+            out[file] = why
+    return out
+
+
+@dataclass(frozen=True)
+class Damaged:
+    """A file under a results root that cannot be trusted, and why."""
+
+    path: Path
+    why: str
+
+    def line(self) -> str:
+        return f"{self.path}: {self.why}"
+
+
+def damaged(results: Path, jobs=None) -> list[Damaged]:
+    """Every damaged file under a results root (of `jobs`, or of every record there): records that do not parse,
+    files of done records that fail their checksum (a missing one is not damage: its job remakes it), checkpoints
+    that fail theirs, and the teacher caches of the tasks. Read only: `set_aside` moves them, under the job's lock."""
+    results = Path(results)
+    if jobs is None:
+        paths = {p: None for p in sorted(results.glob(RECORD_GLOB))}  # the record says whether it is a teacher's
+        tasks = sorted({p.relative_to(results).parts[0] for p in paths})
+    else:
+        paths = {record_path(results, job): job.config.role == "teacher" for job in jobs}
+        tasks = sorted({job.config.task for job in jobs})
+    out = []
+    for path, teacher in paths.items():
+        if not path.is_file():
+            continue
+        record = read(path)
+        if record is None:
+            out.append(Damaged(path, "the record does not parse"))
+            continue
+        out += [Damaged(f, why) for f, why in companion_damage(path, record, teacher).items() if why != "missing"]
+        ckpt = path.with_suffix(".ckpt")
+        if ckpt.is_file() and _settled(ckpt) and (why := files.damage(ckpt)) is not None:
+            out.append(Damaged(ckpt, why))
+    for task in tasks:
+        for cache in sorted(teacher_cache_path(results, task).glob("*.pt")):
+            if _settled(cache) and (why := files.damage(cache)) is not None:
+                out.append(Damaged(cache, why))
+    return out
+
+
+def _settled(path: Path) -> bool:
+    """A file with a sidecar no older than itself (or none): not caught between its rename and its sidecar's, where
+    a running job would be; the job that reads it decides then."""
+    side = files.sidecar(path)
+    return not side.is_file() or side.stat().st_mtime_ns >= path.stat().st_mtime_ns
+
+
+def set_aside(results: Path, job) -> list[tuple[Path, Path, str]]:
+    """Under the job's lock, before it runs again: its record when it does not parse, and the files of its done
+    record that fail their checksums, moved aside (`.corrupt`), never overwritten unseen. Returns (file, where it
+    went) for each, for the log."""
+    path = record_path(results, job)
+    moved = []
+    aside = keep_unreadable(path)
+    if aside is not None:
+        moved.append((path, aside, "the record does not parse"))
+    record = read(path)
+    if record is not None and record.id == job.id:
+        for file, why in companion_damage(path, record).items():
+            if why != "missing":
+                moved.append((file, move_aside(file), why))
+    return moved
+
+
+def representations(path: Path, record: Record | None = None) -> dict | None:
+    """The arrays of a record's representations (.npz), or None when there are none or they are damaged (the
+    report leaves their figures out; `bench report` names the file)."""
+    import numpy as np
+
+    file = artifacts_file(path)
+    record = record if record is not None else read(path)
+    sha = ((record.checksums if record is not None else None) or {}).get(".npz")
+    if not file.is_file() or files.damage(file, sha) is not None:
+        return None
+    try:
+        with np.load(file) as z:
+            return {k: z[k] for k in z.files}
+    except Exception:  # a zip whose CRCs hold and whose content is no array file: damaged all the same
+        return None
 
 
 def records(results: Path) -> Iterator[tuple[Path, Record]]:
