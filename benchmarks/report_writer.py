@@ -3,7 +3,10 @@ and the KDFD-against-baselines comparison."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import os
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -150,8 +153,6 @@ REPRESENTED = ("kdfd", "kdfd-ae")  # methods with a bottleneck: Figs. 3-4 compar
 def draw_figures(out: Path, collected: rep.Collected, selected: dict, sweeps: list[list[rep.Group]] = ()) -> list[str]:
     """Every figure the records allow; returns the report.md lines that embed them. Fig. 5 also draws on
     `sweeps`, the groups of each sweep suite (`rep.suite_sweeps`: a sweep's points come from its own suite)."""
-    import numpy as np
-
     from . import figures
 
     fig_dir = out / "figures"
@@ -164,10 +165,8 @@ def draw_figures(out: Path, collected: rep.Collected, selected: dict, sweeps: li
             stem = f"curves-{task}-{method}"
             figures.learning_curves(record, fig_dir, stem)
             md += [f"![learning curves, {label}](figures/{stem}.png)", ""]
-        npz = store.artifacts_file(run["path"])
-        if method in REPRESENTED and npz.is_file():
-            with np.load(npz) as z:
-                reps = {k: z[k] for k in z.files}
+        reps = store.representations(run["path"], record) if method in REPRESENTED else None
+        if reps is not None:  # none saved, or damaged: `bench report` names a damaged file
             stem = f"fig3-covariance-{task}-{method}"
             figures.covariance(reps, label, fig_dir, stem)
             md += [f"![Fig. 3, covariance, {label}](figures/{stem}.png)", ""]
@@ -201,7 +200,6 @@ def verdict_inputs(collected: rep.Collected, selected: dict, sweep_sets: list[li
     every swept run (task, method, param, value, seed, score; per value the best group, the selection rule); and
     per selected KDFD-family run the mean |off-diagonal correlation| of h and of z_mu (task, method, seed,
     corr_h, corr_z) from its saved representations."""
-    import numpy as np
     import pandas as pd
 
     from .stats import offdiag_abs_corr
@@ -213,12 +211,10 @@ def verdict_inputs(collected: rep.Collected, selected: dict, sweep_sets: list[li
         scores += [{"task": task, "method": method, "seed": seed, "score": points}
                    for seed, points in rep.seed_points(g).items()]
         for run in g.runs if method in REPRESENTED else []:
-            npz = store.artifacts_file(run["path"])
-            if npz.is_file():
-                with np.load(npz) as z:
-                    if "z_mu" in z.files:
-                        decor.append({"task": task, "method": method, "seed": int(run["seed"]),
-                                      "corr_h": offdiag_abs_corr(z["features"]), "corr_z": offdiag_abs_corr(z["z_mu"])})
+            z = store.representations(run["path"])
+            if z is not None and "z_mu" in z:
+                decor.append({"task": task, "method": method, "seed": int(run["seed"]),
+                              "corr_h": offdiag_abs_corr(z["features"]), "corr_z": offdiag_abs_corr(z["z_mu"])})
     swept = []
     for task, method, param, best in rep.suite_sweeps([collected.groups, *sweep_sets]):
         for v, g in best.items():
@@ -298,6 +294,33 @@ def method_rules(selected: dict, methods: dict | None = None) -> list[str]:
         set_here = f" Set here: {', '.join(changed)}." if changed else ""
         lines.append(f"- `{method}` v{info['version']}: {info['scale'] or 'see its module docstring'}.{set_here}")
     return lines
+
+
+@contextlib.contextmanager
+def staged(out: Path):
+    """A folder beside `out` to write a report into; once the block ends without an error, each of its entries
+    replaces the one of that name in `out` (entries the new report does not write, such as committed records,
+    stay), else it is removed and `out` is as it was: a report is never left half-written over a complete one."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.with_name(f".{out.name}.writing-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    out.mkdir(exist_ok=True)
+    old = out.with_name(f".{out.name}.old-{os.getpid()}")
+    old.mkdir(exist_ok=True)
+    for entry in sorted(staging.iterdir()):
+        target = out / entry.name
+        if target.is_dir() and not target.is_symlink():
+            os.replace(target, old / entry.name)  # a folder (figures/) is replaced whole: no stale figure stays
+        os.replace(entry, target)
+    shutil.rmtree(old, ignore_errors=True)
+    staging.rmdir()
 
 
 def write(out: Path, suite_name: str, collected: rep.Collected, checkpoint: str, paper_csv: Path = rep.PAPER_CSV,

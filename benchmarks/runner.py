@@ -106,6 +106,18 @@ class Outcome:
     record: Record | None
 
 
+def start(suite: Suite, ctx: RunContext, checked: Callable[[], object] | None = None) -> None:
+    """Before the first job: the inputs (`preflight`), the results root, `checked`; then the suite's damaged teacher
+    caches are moved aside, to be rebuilt by the next job that reads one (the records made with them stand: a cache
+    holds what the teacher computes again)."""
+    preflight(suite, ctx)
+    store.check_writable(ctx.results)
+    if checked is not None:
+        checked()
+    for file, aside, why in store.set_aside_caches(ctx.results, sorted({j.config.task for j in suite.jobs})):
+        tqdm.write(f"teacher cache {file} is damaged ({why}); kept as {aside.name}, rebuilt when a job next reads it")
+
+
 def run_suite(suite: Suite, ctx: RunContext, checked: Callable[[], object] | None = None) -> list[Outcome]:
     """Run every job of `suite` not yet done, in order, in this process, as `ctx` says (results root, data,
     checkpoints, determinism, progress, TensorBoard). `checked` is called once the inputs passed `preflight`, before
@@ -117,10 +129,7 @@ def run_suite(suite: Suite, ctx: RunContext, checked: Callable[[], object] | Non
     if suite.select is not None:
         return run_selected(suite, ctx, checked)
     progress = ctx.progress
-    preflight(suite, ctx)
-    store.check_writable(ctx.results)
-    if checked is not None:
-        checked()
+    start(suite, ctx, checked)
     prov = provenance.collect()
     outcomes: dict[str, Outcome] = {}
     put_off: list[Job] = []
@@ -160,10 +169,7 @@ def run_selected(suite: Suite, ctx: RunContext, checked: Callable[[], object] | 
     from . import selection
 
     progress = ctx.progress
-    preflight(suite, ctx)
-    store.check_writable(ctx.results)
-    if checked is not None:
-        checked()
+    start(suite, ctx, checked)
     prov = provenance.collect()
     outcomes: dict[str, Outcome] = {}
     tried: set[str] = set()

@@ -2,9 +2,11 @@
 
 States: done · stale (done, by code that changed since without a version bump: `bench run` stops on it, see
 kdfd.fingerprint) · failed (the record's error, or the SLURM state of a task that ended without writing one) · running
-(its lock is held, or its SLURM task runs) · pending (queued in SLURM) · to run (nothing yet, or a teacher's done
-record without its weights, as in a fresh clone: weights are never committed) · unknown (submitted,
-no record yet, and `sacct` could not be asked: `states(..., sacct=False)`).
+(its lock is held, or its SLURM task runs) · pending (queued in SLURM) · damaged (its record does not parse, or a
+file its record describes, or its checkpoint, fails its checksum: `benchmarks.store.damaged`; the next `bench run`
+moves the file aside and redoes the job) · to run (nothing yet, or a teacher's done record without its weights, as
+in a fresh clone: weights are never committed) · unknown (submitted, no record yet, and `sacct` could not be asked:
+`states(..., sacct=False)`).
 """
 
 from __future__ import annotations
@@ -52,12 +54,17 @@ def states(suite: Suite, results: Path, sacct: bool = True) -> list[JobState]:
             out.append(JobState(job, "done", sid, record=record))
         elif _locked(store.lock_path(results, job)):
             out.append(JobState(job, "running", sid))
+        elif damaged := store.damaged(results, [job]):
+            out.append(JobState(job, "damaged", sid, "; ".join(d.line() for d in damaged)
+                                + ": the next `bench run` moves it aside and redoes the job", record))
         elif sid is not None and not sacct:
             out.append(JobState(job, "unknown", sid, "sacct could not be asked"))
         elif sid is not None and slurm.is_active(sub[job.id], live):
             out.append(JobState(job, "running" if live.get(sid) in ("RUNNING", "COMPLETING") else "pending", sid))
         elif record is not None and record.done:  # a teacher's record without its weights (not committed): retrains
-            out.append(JobState(job, "to run", sid, "its weights are absent; it retrains", record))
+            absent = ", ".join(f.name for f in store.companion_damage(store.record_path(results, job), record))
+            out.append(JobState(job, "to run", sid, "its weights are absent; it retrains" if job.config.role
+                                == "teacher" else f"{absent} absent; it reruns", record))
         elif record is not None:  # failed, and not requeued since
             out.append(JobState(job, "failed", sid, (record.error or {}).get("message"), record))
         elif sid is not None:

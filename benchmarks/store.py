@@ -364,10 +364,11 @@ class Damaged:
         return f"{self.path}: {self.why}"
 
 
-def damaged(results: Path, jobs=None) -> list[Damaged]:
+def damaged(results: Path, jobs=None, running: set[str] = frozenset()) -> list[Damaged]:
     """Every damaged file under a results root (of `jobs`, or of every record there): records that do not parse,
     files of done records that fail their checksum (a missing one is not damage: its job remakes it), checkpoints
-    that fail theirs, and the teacher caches of the tasks. Read only: `set_aside` moves them, under the job's lock."""
+    that fail theirs (but those of the `running` job ids, which may be between a checkpoint and its sidecar), and
+    the teacher caches of the tasks. Read only: `set_aside` moves them, under the job's lock."""
     results = Path(results)
     if jobs is None:
         paths = {p: None for p in sorted(results.glob(RECORD_GLOB))}  # the record says whether it is a teacher's
@@ -385,20 +386,13 @@ def damaged(results: Path, jobs=None) -> list[Damaged]:
             continue
         out += [Damaged(f, why) for f, why in companion_damage(path, record, teacher).items() if why != "missing"]
         ckpt = path.with_suffix(".ckpt")
-        if ckpt.is_file() and _settled(ckpt) and (why := files.damage(ckpt)) is not None:
+        if ckpt.is_file() and record.id not in running and (why := files.damage(ckpt)) is not None:
             out.append(Damaged(ckpt, why))
     for task in tasks:
         for cache in sorted(teacher_cache_path(results, task).glob("*.pt")):
-            if _settled(cache) and (why := files.damage(cache)) is not None:
+            if (why := files.damage(cache)) is not None:
                 out.append(Damaged(cache, why))
     return out
-
-
-def _settled(path: Path) -> bool:
-    """A file with a sidecar no older than itself (or none): not caught between its rename and its sidecar's, where
-    a running job would be; the job that reads it decides then."""
-    side = files.sidecar(path)
-    return not side.is_file() or side.stat().st_mtime_ns >= path.stat().st_mtime_ns
 
 
 def set_aside(results: Path, job) -> list[tuple[Path, Path, str]]:
@@ -416,6 +410,16 @@ def set_aside(results: Path, job) -> list[tuple[Path, Path, str]]:
             if why != "missing":
                 moved.append((file, move_aside(file), why))
     return moved
+
+
+def set_aside_caches(results: Path, tasks) -> list[tuple[Path, Path, str]]:
+    """The teacher caches of `tasks` that fail their checksums, moved aside (`.corrupt`): (file, where, why)."""
+    out = []
+    for task in tasks:
+        for cache in sorted(teacher_cache_path(results, task).glob("*.pt")):
+            if (why := files.damage(cache)) is not None:
+                out.append((cache, move_aside(cache), why))
+    return out
 
 
 def representations(path: Path, record: Record | None = None) -> dict | None:
