@@ -35,6 +35,7 @@ A job is anything with `.id`, `.label` and `.config` (task, method, seed, role):
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 from collections.abc import Iterator, Mapping
@@ -277,27 +278,55 @@ class Record(Mapping):
         return len(self._json())
 
 
+# A record's own checksum, beside its other keys: the SHA-256 of the record's text without it, as `write_json`
+# writes it, so that a changed byte that still parses (a digit of a metric) is caught as well
+SEAL = "record_sha256"
+
+
+def _sealed(data: dict) -> str:
+    return hashlib.sha256(_text(data).encode()).hexdigest()
+
+
 def read(path: Path) -> Record | None:
-    """A record, or None when it is missing or unreadable: not JSON (a truncated file), or JSON of other types than a
-    record's (redone, never trusted)."""
+    """A record, or None when it is missing or cannot be trusted (`record_damage`: redone, never trusted)."""
+    return _load(path)[0]
+
+
+def record_damage(path: Path) -> str | None:
+    """Why an existing record cannot be trusted (None: it can): not JSON (a truncated file), JSON of other types
+    than a record's, or text that no longer matches its checksum."""
+    return _load(path)[1] if Path(path).is_file() else None
+
+
+def _load(path: Path) -> tuple[Record | None, str | None]:
     data = read_json(path)
+    if data is None:
+        return None, "not JSON" if Path(path).is_file() else "missing"
     if not isinstance(data, dict):
-        return None
+        return None, f"not a record (JSON {type(data).__name__})"
+    seal = data.pop(SEAL, None)
+    if seal is not None and seal != _sealed(data):
+        return None, "checksum mismatch (the record's text changed since it was written)"
     try:
         record = Record.from_dict(data)
     except (TypeError, ValueError):  # a config that is no mapping
-        return None
+        return None, "not a record (its config is no mapping)"
     typed = {"status": str, "id": str, "checksums": dict, "metrics": dict, "error": dict, "artifacts": dict}
-    if not all(getattr(record, k) is None or isinstance(getattr(record, k), t) for k, t in typed.items()):
-        return None
-    if not all(isinstance(v, str) for v in (record.checksums or {}).values()):
-        return None
-    return record
+    wrong = [k for k, t in typed.items() if getattr(record, k) is not None and not isinstance(getattr(record, k), t)]
+    wrong += ["checksums"] * (not all(isinstance(v, str) for v in (record.checksums or {}).values()))
+    if wrong:
+        return None, f"not a record ({wrong[0]} of another type)"
+    if seal is None:  # written before records were sealed: written back as it was, byte for byte
+        record = dataclasses.replace(record, absent=record.absent | {SEAL})
+    return record, None
 
 
 def write(path: Path, record: Record) -> None:
-    """Atomically (a reader sees the previous record or the complete new one)."""
-    write_json(path, record.to_dict(), crash_at="record-write")
+    """Atomically (a reader sees the previous record or the complete new one), sealed with its checksum (SEAL)."""
+    data = record.to_dict()
+    if SEAL not in record.absent:
+        data[SEAL] = _sealed(data)
+    write_json(path, data, crash_at="record-write")
 
 
 def find(results: Path, job) -> Record | None:
@@ -380,9 +409,9 @@ def damaged(results: Path, jobs=None, running: set[str] = frozenset()) -> list[D
     for path, teacher in paths.items():
         if not path.is_file():
             continue
-        record = read(path)
+        record, why = _load(path)
         if record is None:
-            out.append(Damaged(path, "the record does not parse"))
+            out.append(Damaged(path, why))
             continue
         out += [Damaged(f, why) for f, why in companion_damage(path, record, teacher).items() if why != "missing"]
         ckpt = path.with_suffix(".ckpt")
@@ -401,9 +430,10 @@ def set_aside(results: Path, job) -> list[tuple[Path, Path, str]]:
     went) for each, for the log."""
     path = record_path(results, job)
     moved = []
+    why = record_damage(path)
     aside = keep_unreadable(path)
     if aside is not None:
-        moved.append((path, aside, "the record does not parse"))
+        moved.append((path, aside, why))
     record = read(path)
     if record is not None and record.id == job.id:
         for file, why in companion_damage(path, record).items():
@@ -483,7 +513,11 @@ def read_json(path: Path):
         return None
 
 
+def _text(data) -> str:
+    return json.dumps(data, indent=1, sort_keys=True, default=str)
+
+
 def write_json(path: Path, data, crash_at: str | None = None) -> None:
     """Atomic (`kdfd.files.atomic_write`); keys sorted, one space of indent, as every record is written."""
-    text = json.dumps(data, indent=1, sort_keys=True, default=str)
+    text = _text(data)
     atomic_write(path, lambda f: f.write(text.encode()), crash_at=crash_at)

@@ -127,6 +127,12 @@ def test_a_record_is_typed_once_and_reads_as_its_json(tmp_path):
     back = store.read(path)
     assert back == done and back.to_dict() == done.to_dict() and store.find(tmp_path, job) == done
     assert [(p, r.id) for p, r in store.records(tmp_path)] == [(path, job.id)]
+    text = path.read_text()
+    assert json.loads(text)[store.SEAL] and store.damaged(tmp_path) == []
+    path.write_text(text.replace('"accuracy": 0.5', '"accuracy": 0.6'))  # still a record, not the one written
+    assert store.read(path) is None and not store.is_done(tmp_path, job)
+    (found,) = store.damaged(tmp_path)
+    assert found.path == path and found.why.startswith("checksum mismatch")
 
 
 @pytest.mark.skipif(not COMMITTED, reason="no committed records in this checkout")
