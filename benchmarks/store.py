@@ -399,23 +399,22 @@ def damaged(results: Path, jobs=None, running: set[str] = frozenset()) -> list[D
     that fail theirs (but those of the `running` job ids, which may be between a checkpoint and its sidecar), and
     the teacher caches of the tasks. Read only: `set_aside` moves them, under the job's lock."""
     results = Path(results)
-    if jobs is None:
-        paths = {p: None for p in sorted(results.glob(RECORD_GLOB))}  # the record says whether it is a teacher's
+    if jobs is None:  # every record, and every checkpoint of a job that has none yet
+        found = [*results.glob(RECORD_GLOB), *(p.with_suffix(".json") for p in results.glob("*/*/s*-*.ckpt"))]
+        paths = {p: None for p in sorted(set(found))}  # the record says whether it is a teacher's
         tasks = sorted({p.relative_to(results).parts[0] for p in paths})
     else:
         paths = {record_path(results, job): job.config.role == "teacher" for job in jobs}
         tasks = sorted({job.config.task for job in jobs})
     out = []
     for path, teacher in paths.items():
-        if not path.is_file():
-            continue
         record, why = _load(path)
-        if record is None:
+        if record is None and why != "missing":
             out.append(Damaged(path, why))
-            continue
-        out += [Damaged(f, why) for f, why in companion_damage(path, record, teacher).items() if why != "missing"]
+        elif record is not None:
+            out += [Damaged(f, why) for f, why in companion_damage(path, record, teacher).items() if why != "missing"]
         ckpt = path.with_suffix(".ckpt")
-        if ckpt.is_file() and record.id not in running and (why := files.damage(ckpt)) is not None:
+        if ckpt.is_file() and path.stem.split("-", 1)[-1] not in running and (why := files.damage(ckpt)) is not None:
             out.append(Damaged(ckpt, why))
     for task in tasks:
         for cache in sorted(teacher_cache_path(results, task).glob("*.pt")):
