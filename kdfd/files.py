@@ -25,8 +25,9 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None], crash_at: str | 
     """`write(f)` fills `f`, a binary file open on a temporary beside `path`, which is flushed to disk and renamed
     over `path`. The temporary is `.NAME.PID.tmp`: hidden, and never ending in the target's suffix, so a scan for
     `*.json` or `*.ckpt` never sees a half-written file. `crash_at`: the fault-injection point before the rename.
-    `checksum`: the file's SHA-256 goes to its sidecar (`sidecar`) once the file is in place; a crash between the two
-    renames leaves a file its sidecar does not match, which its reader then remakes, never trusts."""
+    `checksum`: the file's SHA-256 goes to its sidecar (`sidecar`): the old sidecar is removed before the rename and
+    the new one written after it, so that a process stopped between the two leaves a file with no sidecar, which its
+    reader checks by the zip CRCs (`damage`), never one with another file's checksum."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -35,6 +36,13 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None], crash_at: str | 
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        if crash_at:
+            crash_point(crash_at)
+        digest_of_tmp = _hash_file(tmp) if checksum else None
+        if checksum:
+            sidecar(path).unlink(missing_ok=True)
+        # in the try: Ctrl-C or SIGTERM arrive between two bytecodes, this one too, and no temporary may outlive them
+        os.replace(tmp, path)
     except BaseException as e:
         full = _nearly_full(path.parent)  # measured before the temporary's space is given back
         tmp.unlink(missing_ok=True)  # a failed write leaves the previous file and no temporary
@@ -42,10 +50,6 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None], crash_at: str | 
             # torch.save reports a short write as "RuntimeError: ... unexpected pos"; say what it was
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from e
         raise
-    if crash_at:
-        crash_point(crash_at)
-    digest_of_tmp = _hash_file(tmp) if checksum else None
-    os.replace(tmp, path)
     if checksum:
         atomic_write(sidecar(path), lambda f: f.write(f"{digest_of_tmp}  {path.name}\n".encode()))
 

@@ -190,3 +190,7 @@ def test_an_interrupted_run_ends_with_one_line_that_says_how_to_resume(tmp_path,
     assert err.startswith(f"bench: {how} during `bench run`; unfinished jobs keep their last checkpoint, and "
                           f"`bench {shlex.join(args)}` resumes them"), err
     assert list((tmp_path / "results").rglob("*.ckpt")) and not list((tmp_path / "results").rglob("*.tmp"))
+    again = bench(*args)  # from the checkpoint, which the interrupt left whole (with its checksum, or its zip CRCs)
+    assert again.returncode == 0 and "damaged" not in again.stdout + again.stderr, again.stdout + again.stderr
+    (record,) = (tmp_path / "results").rglob("s1-*.json")
+    assert json.loads(record.read_text())["resumed_from_step"] > 0
