@@ -197,9 +197,12 @@ def submit(args, suite, ctx, count: str, checked=None) -> int:
     tasks = len(set(new.values()))
     console.print(f"suite {suite.name}: {count}; submitted {len(new)} jobs as {tasks} SLURM tasks "
                   f"({len(suite.jobs) - len(new)} done or already queued); results in {ctx.results}")
-    flags = f"--suite {args.suite}" + (f" --results {args.results}"
-                                       if args.results != os.environ.get("KDFD_RESULTS", "results") else "")
-    console.print(f"follow them with `bench status {flags}` or `bench wait {flags}`")
+    # the lists the suite was run with: status and wait expand the same jobs; quoted for a shell
+    flags = ["--suite", args.suite, *[x for name in ("tasks", "methods", "seeds") if getattr(args, name)
+                                      for x in (f"--{name}", *getattr(args, name))]]
+    if args.results != os.environ.get("KDFD_RESULTS", "results"):
+        flags += ["--results", str(args.results)]
+    console.print(f"follow them with `bench status {shlex.join(flags)}` or `bench wait {shlex.join(flags)}`")
     return 0
 
 
@@ -234,7 +237,8 @@ def cmd_status(args) -> int:
     console.print(", ".join(f"{n} {k}" for k, n in status.counts(items).items()))
     left = [(s.job.config.task, s.job.label) for s in items if s.state not in status.FINAL]
     if left:  # what is not done yet, at what the done jobs cost (a running job counted whole)
-        spent = cost.records_frame(s.record for s in items if s.state == "done")
+        # a done record whose files are absent or damaged measured its job all the same
+        spent = cost.records_frame(s.record for s in items if s.record is not None and s.record.done)
         console.print(Markdown(" ".join(cost.to_finish(spent, left))))
     running = {s.job.id for s in items if s.state == "running"}
     damaged = name_damaged(store.damaged(Path(args.results), suite.jobs, running))

@@ -68,9 +68,12 @@ def states(suite: Suite, results: Path, sacct: bool = True) -> list[JobState]:
         elif record is not None:  # failed, and not requeued since
             out.append(JobState(job, "failed", sid, (record.error or {}).get("message"), record))
         elif sid is not None:
-            out.append(JobState(job, "failed", sid, f"SLURM task ended {live.get(sid, 'UNKNOWN')} without a record"
+            ended = live.get(sid, "UNKNOWN")
+            resumes = ended.startswith("CANCELLED") and store.checkpoint_path(results, job).is_file()
+            out.append(JobState(job, "failed", sid, f"SLURM task ended {ended} without a record"
                                 + (" (its teacher did not finish)" if job.teacher is not None
-                                   and not store.is_done(results, job.teacher) else "")))
+                                   and not store.is_done(results, job.teacher) else "")
+                                + ("; its checkpoint is kept: the next `bench run` resumes it" if resumes else "")))
         else:
             out.append(JobState(job, "to run"))
     return out
@@ -95,8 +98,10 @@ def _locked(path: Path) -> bool:
     return True
 
 
+ORDER = ("done", "stale", "failed", "damaged", "running", "pending", "to run", "unknown")
+
+
 def counts(items: list[JobState]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for s in items:
-        out[s.state] = out.get(s.state, 0) + 1
-    return out
+    """State -> how many, in one order (ORDER) whatever the jobs' order: `bench wait`'s lines keep their fields."""
+    found = {state: sum(s.state == state for s in items) for state in ORDER}
+    return {state: n for state, n in found.items() if n}
