@@ -111,6 +111,10 @@ def load(name: str, tasks=None, methods=None, seeds=None) -> Suite:
         get_method(m)
 
     teacher_seeds = seeds_of(raw.get("teacher_seeds"), f"{where} teacher_seeds")
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = {k: v for k, v in raw.get("train", {}).items() if k not in known}
+    if unknown:  # named as the suite's own [train], not as the first method's that merges it
+        build(TrainConfig, unknown, f"{where} [train]")
     rows = [(m, m, dict(method_tables.get(m, {}))) for m in lists["methods"]]
     parents = {}
     for arm, table in raw.get("arm", {}).items():

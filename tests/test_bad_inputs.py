@@ -66,7 +66,7 @@ CASES = [
     ("unknown executor", lambda t: _run(t, "--suite", "smoke", "--executor", "pbs"),
      "invalid choice: 'pbs' (choose from 'local', 'slurm')"),
     ("misspelt suite key", lambda t: _run(t, "--suite", _suite(t, BASE + "[train]\nepocs = 1\n")),
-     "unknown key 'epocs' (allowed: epochs"),
+     "case.toml [train]: unknown key 'epocs' (allowed: epochs"),
     ("misspelt top key", lambda t: _run(t, "--suite", _suite(t, "seed = [1]\n" + BASE)), "unknown key 'seed'"),
     ("wrong type", lambda t: _run(t, "--suite", _suite(t, BASE + "[train]\nepochs = \"two\"\n")),
      "epochs = 'two' has type str, expected int"),
