@@ -62,6 +62,7 @@ def test_status_and_report_read_a_real_run_without_torch(tmp_path):
     assert "- `vanilla-kd` v1:" in (without / "report.md").read_text()  # the methods' rules, from the cache
 
     # a root `bench run` never filled: without torch, one line saying what is missing, exit 3, no traceback
+    (tmp_path / "never-run").mkdir()  # (one that does not exist is named as such, exit 2: tests/test_bad_inputs.py)
     empty = bench_without_torch("status", "--suite", "smoke", "--results", str(tmp_path / "never-run"))
     assert empty.returncode == 3, empty.stderr[-2000:]
     assert "no current expansion" in empty.stderr and "torch" in empty.stderr and "Traceback" not in empty.stderr
