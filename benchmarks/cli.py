@@ -1,15 +1,19 @@
 """The `bench` command line: `bench list`, `bench run`, `bench status`, `bench wait`, `bench cancel`, `bench report`,
 `bench speed` (benchmarks/speed.py).
 
-Exit codes: 0 all jobs done (or skipped, or submitted); 1 some job failed (its record says why), or `bench report`
-found no record of the suite; 2 a usage or configuration error, printed as one line (a traceback only with --debug);
-3 a SLURM command failed or is missing (sacct, sbatch, scancel): the cluster, not the input.
+Exit codes: 0 all jobs done (or skipped, or submitted); 1 some job failed (its record says why), `bench report`
+found no record of the suite, or `bench status` / `report` / `results` found damaged files (one line each, then a
+count; the next `bench run` moves them aside and redoes their jobs); 2 a usage or configuration error, printed as
+one line (a traceback only with --debug); 3 a SLURM command failed or is missing (sacct, sbatch, scancel): the
+cluster, not the input; 130 interrupted (Ctrl-C), 143 terminated (SIGTERM), with one line saying how to resume.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shlex
+import signal
 import sys
 from pathlib import Path
 
@@ -23,6 +27,29 @@ console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 
 SHORT = {"accuracy": "acc", "pearson": "pear", "spearman": "spea"}
+
+
+def plural(n: int, word: str) -> str:
+    """`1 job`, `2 jobs`."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def require_roots(*roots) -> None:
+    """A command that reads results roots names one that does not exist, rather than reading it as empty."""
+    for root in roots:
+        if not Path(root).is_dir():
+            what = "is not a folder" if Path(root).exists() else "does not exist"
+            raise KdfdError(f"results root {root} {what} (see --results, or KDFD_RESULTS)")
+
+
+def name_damaged(found) -> int:
+    """Each damaged file (benchmarks.store.damaged) as one line on stderr, then their count; returns the count."""
+    for d in found:
+        print(f"bench: damaged: {d.line()}", file=sys.stderr)
+    if found:
+        print(f"bench: {plural(len(found), 'damaged file')}; the next `bench run` moves each aside (.corrupt) and "
+              "redoes the job that made it", file=sys.stderr)
+    return len(found)
 
 
 def _fmt_metrics(metrics: dict | None) -> str:
@@ -115,12 +142,12 @@ def cmd_run(args) -> int:
     suite = load_suite(args)
     results = Path(args.results)
     n_teacher = sum(j.config.role == "teacher" for j in suite.jobs)
-    count = f"{len(suite.jobs)} jobs ({n_teacher} teacher fine-tuning, {len(suite.jobs) - n_teacher} method)"
+    count = f"{plural(len(suite.jobs), 'job')} ({n_teacher} teacher fine-tuning, {len(suite.jobs) - n_teacher} method)"
+    ctx = run_context(args, suite)  # the dry run checks the flags as the run does
     if args.dry_run:
         console.print(job_table(suite, results, f"suite {suite.name}: {suite.description}"))
         console.print(count)
         return 0
-    ctx = run_context(args, suite)
     for change in runner.check_code(suite, results, accept=args.accept_code_changes):
         console.print(f"accepted the code change of {change.describe()}: those records stand as done (kept in "
                       f"{results / runner.CODE_ACCEPTED})")
@@ -144,7 +171,7 @@ def cmd_run(args) -> int:
     console.print(t)
     failed = [o for o in outcomes if o.status == "failed"]
     if failed:
-        console.print(f"{len(failed)} of {len(outcomes)} jobs failed; their records hold the errors")
+        console.print(f"{len(failed)} of {plural(len(outcomes), 'job')} failed; their records hold the errors")
         return 1
     return 0
 
@@ -170,9 +197,12 @@ def submit(args, suite, ctx, count: str, checked=None) -> int:
     tasks = len(set(new.values()))
     console.print(f"suite {suite.name}: {count}; submitted {len(new)} jobs as {tasks} SLURM tasks "
                   f"({len(suite.jobs) - len(new)} done or already queued); results in {ctx.results}")
-    flags = f"--suite {args.suite}" + (f" --results {args.results}"
-                                       if args.results != os.environ.get("KDFD_RESULTS", "results") else "")
-    console.print(f"follow them with `bench status {flags}` or `bench wait {flags}`")
+    # the lists the suite was run with: status and wait expand the same jobs; quoted for a shell
+    flags = ["--suite", args.suite, *[x for name in ("tasks", "methods", "seeds") if getattr(args, name)
+                                      for x in (f"--{name}", *getattr(args, name))]]
+    if args.results != os.environ.get("KDFD_RESULTS", "results"):
+        flags += ["--results", str(args.results)]
+    console.print(f"follow them with `bench status {shlex.join(flags)}` or `bench wait {shlex.join(flags)}`")
     return 0
 
 
@@ -193,8 +223,9 @@ def status_table(items, title: str) -> Table:
 def cmd_status(args) -> int:
     from rich.markdown import Markdown
 
-    from . import cost, status
+    from . import cost, status, store
 
+    require_roots(args.results)
     suite = load_suite(args, cached_in=[Path(args.results)])
     sacct_error = None
     try:
@@ -206,12 +237,15 @@ def cmd_status(args) -> int:
     console.print(", ".join(f"{n} {k}" for k, n in status.counts(items).items()))
     left = [(s.job.config.task, s.job.label) for s in items if s.state not in status.FINAL]
     if left:  # what is not done yet, at what the done jobs cost (a running job counted whole)
-        spent = cost.records_frame(s.record for s in items if s.state == "done")
+        # a done record whose files are absent or damaged measured its job all the same
+        spent = cost.records_frame(s.record for s in items if s.record is not None and s.record.done)
         console.print(Markdown(" ".join(cost.to_finish(spent, left))))
+    running = {s.job.id for s in items if s.state == "running"}
+    damaged = name_damaged(store.damaged(Path(args.results), suite.jobs, running))
     if sacct_error is not None:
         print(f"bench: warning: {sacct_error}: SLURM tasks without a record are shown as unknown", file=sys.stderr)
         return 3
-    return 1 if any(s.state == "failed" for s in items) else 0
+    return 1 if damaged or any(s.state == "failed" for s in items) else 0
 
 
 def cmd_wait(args) -> int:
@@ -221,6 +255,7 @@ def cmd_wait(args) -> int:
 
     from . import status
 
+    require_roots(args.results)
     suite = load_suite(args)
     results = Path(args.results)
     # without a terminal (CI, SLURM logs, nohup) a bar's frames pile up in the log: a line when the counts change
@@ -246,15 +281,17 @@ def cmd_wait(args) -> int:
 def cmd_cancel(args) -> int:
     from . import slurm
 
+    require_roots(args.results)
     ids = slurm.cancel(Path(args.results), load_suite(args))
     console.print(f"cancelled {len(ids)} SLURM tasks" + (f": {' '.join(ids)}" if ids else ""))
     return 0
 
 
 def cmd_report(args) -> int:
-    from . import paper_tables, report, report_writer, selection, verdicts
+    from . import paper_tables, report, report_writer, selection, store, verdicts
 
     roots = [Path(args.results), *[Path(r) for r in args.also or []]]
+    require_roots(*roots)
     suite = load_suite(args, cached_in=roots)
     if not args.methods:  # every method run on the suite, those added after it was written too
         suite = report.widen(suite, roots, args.tasks, [int(s) for s in args.seeds] if args.seeds else None)
@@ -271,9 +308,15 @@ def cmd_report(args) -> int:
     out = Path(args.out) / suite.name
     select = getattr(suite, "select", None)
     choices = selection.choices(suite.jobs, select, roots) if select is not None else None
-    result = report_writer.write(out, suite.name, collected, args.checkpoint, sweeps=sweeps,
-                                 methods=getattr(suite, "methods", None), interval=args.interval,
-                                 family=getattr(suite, "claims", None), choices=choices, select=select)
+    with report_writer.staged(out) as staging:  # the old report stays whole until the new one is complete
+        result = report_writer.write(staging, suite.name, collected, args.checkpoint, sweeps=sweeps,
+                                     methods=getattr(suite, "methods", None), interval=args.interval,
+                                     family=getattr(suite, "claims", None), choices=choices, select=select)
+        if args.glue_submission:
+            from . import submission
+
+            files, without = submission.write(staging, result["selected"])
+            files = [out / f.relative_to(staging) for f in files]
     reference = paper_tables.load()
     for name, rows in result["tables"].items():
         t = Table(title=f"{reference.tables[name].title} (dev, mean over seeds; paper in brackets)")
@@ -299,9 +342,6 @@ def cmd_report(args) -> int:
                   f"{len(collected.missing)} not run, left out (listed in the report); checkpoint: {args.checkpoint}")
     console.print(f"wrote {out}/report.md and the tables as .md, .tex and .csv")
     if args.glue_submission:
-        from . import submission
-
-        files, without = submission.write(out, report.select(collected.groups))
         folders = sorted({str(f.parent) for f in files})
         console.print(f"GLUE submission: {len(files)} files in {len(folders)} folders"
                       + "".join(f"\n  {d}: {' '.join(sorted(p.name for p in files if str(p.parent) == d))}"
@@ -309,12 +349,17 @@ def cmd_report(args) -> int:
         if without:
             console.print(f"{len(without)} selected runs saved no test predictions (run them with [train] "
                           f"predict_test = true): {', '.join(without)}")
-    return 0
+    jobs = [*suite.jobs, *(j for c in sweeps.values() for j in getattr(c, "jobs", []))]
+    return 1 if name_damaged([d for root in roots for d in store.damaged(root, jobs)]) else 0
 
 
 def cmd_results(args) -> int:
-    from . import results
+    from . import results, store
 
+    if args.format == "parquet" and not args.out:
+        raise KdfdError("--format parquet needs --out FILE (parquet is binary, not for standard output; csv and "
+                        "jsonl are)")
+    require_roots(args.results)
     suite = args.suite if args.suite else None
     df = results.load(args.results, suite)
     if df.empty:
@@ -322,13 +367,15 @@ def cmd_results(args) -> int:
               file=sys.stderr)
     results.write(df, args.out, args.format)
     if args.out:
-        console.print(f"wrote {len(df)} records to {args.out}")
-    return 0
+        console.print(f"wrote {plural(len(df), 'record')} to {args.out}")
+    # every damaged file under the root, --suite or not: a record that does not parse says no suite's job it is
+    return 1 if name_damaged(store.damaged(args.results)) else 0
 
 
 def cmd_collect(args) -> int:
     from . import store
 
+    require_roots(args.results)
     suite = load_suite(args, cached_in=[Path(args.results)])
     found = [(job, store.find(Path(args.results), job)) for job in suite.jobs]
     done = [job for job, record in found if record is not None and record.done]
@@ -426,6 +473,30 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is, as Ctrl-C is: every lock is let go and every temporary removed on the
+    way out (`except Exception` blocks let it pass, as they let KeyboardInterrupt pass)."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
+def interrupted(args, argv: list[str], e: KeyboardInterrupt) -> int:
+    """The one line an interrupt ends with, and its exit code: 130 (Ctrl-C) or 143 (SIGTERM), as a shell's."""
+    how, code = ("terminated (SIGTERM)", 143) if isinstance(e, Terminated) else ("interrupted (Ctrl-C)", 130)
+    again = "bench " + shlex.join(argv)
+    if args.command == "run":
+        what = (f"unfinished jobs keep their last checkpoint, and `{again}` resumes them (finished jobs are "
+                "skipped)")
+    elif args.command == "report":
+        what = f"the previous report, if any, stands as it was; `{again}` writes it again"
+    else:
+        what = f"nothing was changed; `{again}` starts it again"
+    print(f"bench: {how} during `bench {args.command}`; {what}", file=sys.stderr)
+    return code
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["speed"]:  # its own options: benchmarks/speed.py
@@ -438,6 +509,13 @@ def main(argv=None) -> int:
             return 2
         return 0
     args = parser().parse_args(argv)
+    import threading
+
+    # SIGTERM as an interrupt (not where someone else handles it, or off the main thread, where no handler can go)
+    own_term = threading.current_thread() is threading.main_thread() and \
+        signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    if own_term:
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         if args.command == "list":
             return cmd_list(args)
@@ -447,6 +525,10 @@ def main(argv=None) -> int:
                 raise KdfdError(f"seed {bad[0]!r} is not an integer")
         return {"run": cmd_run, "status": cmd_status, "wait": cmd_wait, "cancel": cmd_cancel,
                 "report": cmd_report, "results": cmd_results, "collect": cmd_collect}[args.command](args)
+    except KeyboardInterrupt as e:
+        if args.debug:
+            raise
+        return interrupted(args, argv, e)
     except KdfdError as e:
         if args.debug:
             raise
@@ -464,7 +546,9 @@ def main(argv=None) -> int:
         print(f"bench: error: cannot write {where.lstrip(': ') or 'results'} ({e.strerror or e}); records already "
               "written are untouched", file=sys.stderr)
         return 2
-
+    finally:
+        if own_term:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -56,13 +56,23 @@ def per_kind(df: pd.DataFrame) -> pd.DataFrame:
     return df.pivot_table(index="job", columns="task", values="seconds", aggfunc="median")
 
 
+def span(seconds: float, hours: str) -> str:
+    """`1.2 job-hours`, or under 6 minutes, where one decimal of hours says 0.0, `4 job-minutes` (`hours`: the
+    unit's name in hours: `job-hours` or `wall-clock hours`)."""
+    if seconds >= 360:
+        return f"{seconds / 3600:.1f} {hours}"
+    n = max(1, round(seconds / 60))
+    return f"{n} {hours.replace('hours', 'minute' if n == 1 else 'minutes')}"
+
+
 def markdown(df: pd.DataFrame, side_by_side: int = 2) -> list[str]:
     """The report's cost section: the median seconds per job kind and task, and the run's totals."""
     if df.empty:
         return ["No done record carries its wall-clock time."]
     total = df.seconds.sum()
-    return [f"{len(df)} done jobs took {total / 3600:.1f} job-hours in all: about **{total / side_by_side / 3600:.1f} "
-            f"wall-clock hours with {side_by_side} jobs side by side** (the protocol's setting: 2 CPU cores, one "
+    return [f"{len(df)} done job{'s' if len(df) != 1 else ''} took {span(total, 'job-hours')} in all: about "
+            f"**{span(total / side_by_side, 'wall-clock hours')} with {side_by_side} jobs side by side** (the "
+            "protocol's setting: 2 CPU cores, one "
             "thread per job; each job's time as measured, so one that shared its cores with other work counts that "
             "slowdown). Median seconds of one job, per kind and task:", "",
             per_kind(df).map(lambda v: "-" if pd.isna(v) else f"{v:.0f}").to_markdown(stralign="right"), ""]
@@ -105,6 +115,7 @@ def to_finish(df: pd.DataFrame, left: list[tuple[str, str]], side_by_side: int =
     total = sum(known)
     return [f"{jobs} not done yet. At the measured median per kind and task, or where a kind has not run "
             "on a task, a fit of log seconds = kind + task over those medians: about "
-            f"{total / 3600:.1f} job-hours, **{total / side_by_side / 3600:.1f} wall-clock hours more** with "
+            f"{span(total, 'job-hours')}, **{span(total / side_by_side, 'wall-clock hours')} more** with "
             f"{side_by_side} side by side" + (f" for {len(known)} of them; no estimate for "
-                                               f"{', '.join(unknown)} (never run)." if unknown else "."), ""]
+                                               f"{', '.join(unknown)} (no done record of it keeps its time)."
+                                               if unknown else "."), ""]

@@ -3,7 +3,10 @@ and the KDFD-against-baselines comparison."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import os
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -121,8 +124,6 @@ REPRESENTED = ("kdfd", "kdfd-ae")  # methods with a bottleneck: Figs. 3-4 compar
 def draw_figures(out: Path, collected: rep.Collected, selected: dict, sweeps: list[list[rep.Group]] = ()) -> list[str]:
     """Every figure the records allow; returns the report.md lines that embed them. Fig. 5 also draws on
     `sweeps`, the groups of each sweep suite (`rep.suite_sweeps`: a sweep's points come from its own suite)."""
-    import numpy as np
-
     from . import figures
 
     fig_dir = out / "figures"
@@ -135,10 +136,8 @@ def draw_figures(out: Path, collected: rep.Collected, selected: dict, sweeps: li
             stem = f"curves-{task}-{method}"
             figures.learning_curves(record, fig_dir, stem)
             md += [f"![learning curves, {label}](figures/{stem}.png)", ""]
-        npz = store.artifacts_file(run["path"])
-        if method in REPRESENTED and npz.is_file():
-            with np.load(npz) as z:
-                reps = {k: z[k] for k in z.files}
+        reps = store.representations(run["path"], record) if method in REPRESENTED else None
+        if reps is not None:  # none saved, or damaged: `bench report` names a damaged file
             stem = f"fig3-covariance-{task}-{method}"
             figures.covariance(reps, label, fig_dir, stem)
             md += [f"![Fig. 3, covariance, {label}](figures/{stem}.png)", ""]
@@ -180,7 +179,7 @@ def verdict_inputs(collected: rep.Collected, selected: dict, sweep_sets: list[li
         scores += [{"task": task, "method": method, "seed": seed, "score": points}
                    for seed, points in rep.seed_points(g).items()]
         for run in g.runs:
-            found = representation_scores(store.artifacts_file(run["path"]), get_task(task).is_regression)
+            found = representation_scores(store.representations(run["path"]), get_task(task).is_regression)
             if found is not None:
                 reps.append({"task": task, "method": method, "seed": int(run["seed"]), **found})
     swept = []
@@ -196,18 +195,16 @@ def verdict_inputs(collected: rep.Collected, selected: dict, sweep_sets: list[li
 LATENT = 64  # the dimension h is reduced to before its silhouette is set beside z_mu's (the suites' latent_dim)
 
 
-def representation_scores(npz: Path, regression: bool) -> dict | None:
-    """corr_h, corr_z, sil_h, sil_z of one run's saved representations (NaN where a part is absent), or None."""
+def representation_scores(arrays: dict | None, regression: bool) -> dict | None:
+    """corr_h, corr_z, sil_h, sil_z of one run's saved representations (`store.representations`; NaN where a part
+    is absent), or None without them."""
     import numpy as np
     from sklearn.decomposition import PCA
     from sklearn.metrics import silhouette_score
 
-    if not npz.is_file():
+    if arrays is None or "features" not in arrays:
         return None
-    with np.load(npz) as z:
-        arrays = {k: z[k].astype(np.float64) for k in z.files}
-    if "features" not in arrays:
-        return None
+    arrays = {k: v.astype(np.float64) for k, v in arrays.items()}
     labels = arrays.get("labels")
     h, zmu = arrays["features"], arrays.get("z_mu")
 
@@ -406,6 +403,33 @@ def method_rules(selected: dict, methods: dict | None = None) -> list[str]:
         set_here = f" Set here: {', '.join(changed)}." if changed else ""
         lines.append(f"- `{method}` v{info['version']}: {info['scale'] or 'see its module docstring'}.{set_here}")
     return lines
+
+
+@contextlib.contextmanager
+def staged(out: Path):
+    """A folder beside `out` to write a report into; once the block ends without an error, each of its entries
+    replaces the one of that name in `out` (entries the new report does not write, such as committed records,
+    stay), else it is removed and `out` is as it was: a report is never left half-written over a complete one."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.with_name(f".{out.name}.writing-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    out.mkdir(exist_ok=True)
+    old = out.with_name(f".{out.name}.old-{os.getpid()}")
+    old.mkdir(exist_ok=True)
+    for entry in sorted(staging.iterdir()):
+        target = out / entry.name
+        if target.is_dir() and not target.is_symlink():
+            os.replace(target, old / entry.name)  # a folder (figures/) is replaced whole: no stale figure stays
+        os.replace(entry, target)
+    shutil.rmtree(old, ignore_errors=True)
+    staging.rmdir()
 
 
 def write(out: Path, suite_name: str, collected: rep.Collected, checkpoint: str, paper_csv: Path = rep.PAPER_CSV,

@@ -41,10 +41,11 @@ from .suite import Job, Suite
 def preflight(suite: Suite, ctx: RunContext) -> None:
     """Fail early (exit code 2) on what would fail every job: data that cannot be read, models that do not exist,
     method parameters that do not fit the models (a latent dimension above the hidden size, head counts that differ,
-    a student deeper than its teacher: `kdfd.job.check_models` on the models' configs, before any weight loads)."""
+    a student deeper than its teacher: `kdfd.job.check_models` on the models' configs, before any weight loads).
+    Only the jobs not done yet are checked: a suite whose jobs are all done runs without its data (nothing reads it)."""
     seen = set()
     names = []  # every model and tokenizer the jobs load: require_loadable after the loop
-    for job in suite.jobs:
+    for job in (j for j in suite.jobs if not store.is_done(ctx.results, j)):
         c = job.config
         if (c.task, c.data_source) not in seen:
             seen.add((c.task, c.data_source))
@@ -105,6 +106,18 @@ class Outcome:
     record: Record | None
 
 
+def start(suite: Suite, ctx: RunContext, checked: Callable[[], object] | None = None) -> None:
+    """Before the first job: the inputs (`preflight`), the results root, `checked`; then the suite's damaged teacher
+    caches are moved aside, to be rebuilt by the next job that reads one (the records made with them stand: a cache
+    holds what the teacher computes again)."""
+    preflight(suite, ctx)
+    store.check_writable(ctx.results)
+    if checked is not None:
+        checked()
+    for file, aside, why in store.set_aside_caches(ctx.results, sorted({j.config.task for j in suite.jobs})):
+        tqdm.write(f"teacher cache {file} is damaged ({why}); kept as {aside.name}, rebuilt when a job next reads it")
+
+
 def run_suite(suite: Suite, ctx: RunContext, checked: Callable[[], object] | None = None) -> list[Outcome]:
     """Run every job of `suite` not yet done, in order, in this process, as `ctx` says (results root, data,
     checkpoints, determinism, progress, TensorBoard). `checked` is called once the inputs passed `preflight`, before
@@ -116,10 +129,7 @@ def run_suite(suite: Suite, ctx: RunContext, checked: Callable[[], object] | Non
     if suite.select is not None:
         return run_selected(suite, ctx, checked)
     progress = ctx.progress
-    preflight(suite, ctx)
-    store.check_writable(ctx.results)
-    if checked is not None:
-        checked()
+    start(suite, ctx, checked)
     prov = provenance.collect()
     outcomes: dict[str, Outcome] = {}
     put_off: list[Job] = []
@@ -159,10 +169,7 @@ def run_selected(suite: Suite, ctx: RunContext, checked: Callable[[], object] | 
     from . import selection
 
     progress = ctx.progress
-    preflight(suite, ctx)
-    store.check_writable(ctx.results)
-    if checked is not None:
-        checked()
+    start(suite, ctx, checked)
     prov = provenance.collect()
     outcomes: dict[str, Outcome] = {}
     tried: set[str] = set()
@@ -215,10 +222,10 @@ def execute(suite_name: str, job: Job, ctx: RunContext, prov: dict, block: bool,
             return None
         if store.is_done(results, job):  # finished by the process that held the lock
             return Outcome(job, "skipped", store.find(results, job))
-        aside = store.keep_unreadable(store.record_path(results, job))
-        if aside is not None:
-            tqdm.write(f"record {store.record_path(results, job)} is unreadable; kept as {aside.name}, the job runs "
-                       "again")
+        for file, aside, why in store.set_aside(results, job):
+            what = "record" if file.suffix == ".json" else "file"
+            tqdm.write(f"{what} {file} is {'unreadable' if what == 'record' else 'damaged'} ({why}); kept as "
+                       f"{aside.name}, the job runs again")
         for tmp in store.temporaries(results, job):  # under the job's lock, where no one else writes them
             tmp.unlink(missing_ok=True)
         record = run_job(suite_name, job, ctx, prov, executor)
@@ -252,7 +259,7 @@ def run_job(suite_name: str, job: Job, ctx: RunContext, prov: dict, executor: di
             events_to=store.events_path(results, job) if c.train.tensorboard or ctx.tensorboard else None,
             deterministic=ctx.deterministic,
         )
-        record = record.finish("done", result)
+        record = record.finish("done", result, checksums=store.checksums(results, job))
     except OSError as e:
         if e.errno not in STORAGE_ERRNOS:
             record = record.finish("failed", error=error_of(e))

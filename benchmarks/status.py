@@ -2,9 +2,11 @@
 
 States: done · stale (done, by code that changed since without a version bump: `bench run` stops on it, see
 kdfd.fingerprint) · failed (the record's error, or the SLURM state of a task that ended without writing one) · running
-(its lock is held, or its SLURM task runs) · pending (queued in SLURM) · to run (nothing yet, or a teacher's done
-record without its weights, as in a fresh clone: weights are never committed) · unknown (submitted,
-no record yet, and `sacct` could not be asked: `states(..., sacct=False)`).
+(its lock is held, or its SLURM task runs) · pending (queued in SLURM) · damaged (its record does not parse, or a
+file its record describes, or its checkpoint, fails its checksum: `benchmarks.store.damaged`; the next `bench run`
+moves the file aside and redoes the job) · to run (nothing yet, or a teacher's done record without its weights, as
+in a fresh clone: weights are never committed) · unknown (submitted, no record yet, and `sacct` could not be asked:
+`states(..., sacct=False)`).
 """
 
 from __future__ import annotations
@@ -52,18 +54,26 @@ def states(suite: Suite, results: Path, sacct: bool = True) -> list[JobState]:
             out.append(JobState(job, "done", sid, record=record))
         elif _locked(store.lock_path(results, job)):
             out.append(JobState(job, "running", sid))
+        elif damaged := store.damaged(results, [job]):
+            out.append(JobState(job, "damaged", sid, "; ".join(d.line() for d in damaged)
+                                + ": the next `bench run` moves it aside and redoes the job", record))
         elif sid is not None and not sacct:
             out.append(JobState(job, "unknown", sid, "sacct could not be asked"))
         elif sid is not None and slurm.is_active(sub[job.id], live):
             out.append(JobState(job, "running" if live.get(sid) in ("RUNNING", "COMPLETING") else "pending", sid))
         elif record is not None and record.done:  # a teacher's record without its weights (not committed): retrains
-            out.append(JobState(job, "to run", sid, "its weights are absent; it retrains", record))
+            absent = ", ".join(f.name for f in store.companion_damage(store.record_path(results, job), record))
+            out.append(JobState(job, "to run", sid, "its weights are absent; it retrains" if job.config.role
+                                == "teacher" else f"{absent} absent; it reruns", record))
         elif record is not None:  # failed, and not requeued since
             out.append(JobState(job, "failed", sid, (record.error or {}).get("message"), record))
         elif sid is not None:
-            out.append(JobState(job, "failed", sid, f"SLURM task ended {live.get(sid, 'UNKNOWN')} without a record"
+            ended = live.get(sid, "UNKNOWN")
+            resumes = ended.startswith("CANCELLED") and store.checkpoint_path(results, job).is_file()
+            out.append(JobState(job, "failed", sid, f"SLURM task ended {ended} without a record"
                                 + (" (its teacher did not finish)" if job.teacher is not None
-                                   and not store.is_done(results, job.teacher) else "")))
+                                   and not store.is_done(results, job.teacher) else "")
+                                + ("; its checkpoint is kept: the next `bench run` resumes it" if resumes else "")))
         else:
             out.append(JobState(job, "to run"))
     return out
@@ -88,8 +98,10 @@ def _locked(path: Path) -> bool:
     return True
 
 
+ORDER = ("done", "stale", "failed", "damaged", "running", "pending", "to run", "unknown")
+
+
 def counts(items: list[JobState]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for s in items:
-        out[s.state] = out.get(s.state, 0) + 1
-    return out
+    """State -> how many, in one order (ORDER) whatever the jobs' order: `bench wait`'s lines keep their fields."""
+    found = {state: sum(s.state == state for s in items) for state in ORDER}
+    return {state: n for state, n in found.items() if n}

@@ -10,8 +10,9 @@ Layout, under a results root:
                              .ckpt      the job's last checkpoint while it is unfinished
                              .lock      held while the job runs (benchmarks.lock)
                              .tb/<label>/  TensorBoard events (`train.tensorboard`, `bench run --tensorboard`)
-                             .json.corrupt  a record that did not parse, moved aside
-    <task>/teacher-cache/               a frozen teacher's cached outputs (kdfd.teacher_cache)
+                             .ckpt.sha256  the checkpoint's checksum (kdfd.files.sidecar)
+                             .<suffix>.corrupt  a file found damaged, moved aside (`set_aside`)
+    <task>/teacher-cache/               a frozen teacher's cached outputs (kdfd.teacher_cache), each with its .sha256
     .slurm/<suite>/submitted.json       what the SLURM executor submitted (job id -> SLURM id); beside it,
                                         submitit's pickles and logs, a folder per SLURM job
     .suites/<suite>-<key>.cache         a suite's expansion (JSON) as `bench run` made it (benchmarks.suite_cache), so
@@ -19,7 +20,13 @@ Layout, under a results root:
     .accepted-code-changes.json         the code changes accepted with --accept-code-changes (kdfd.fingerprint)
 
 Every write is atomic (`kdfd.files.atomic_write`): a reader sees the previous file or the complete new one. A record
-that exists but does not parse (a disk fault) is moved aside, never overwritten unseen. The store imports neither
+that exists but does not parse (a disk fault) is moved aside, never overwritten unseen.
+
+Integrity: a done record keeps the SHA-256 of each file it describes (`checksums`: .pt, .npz, .test.npz); a job is
+done only while they match (`is_done`), so a damaged file is `damaged` (named by `bench status`, `report`,
+`results`) and, on the next `bench run`, moved aside (`set_aside`) and remade by its job. A teacher so found is
+retrained; its students' records stand. Records written before checksums existed are checked by the files' zip
+CRCs (kdfd.files.damage). The store imports neither
 torch nor the rest of `benchmarks`: `bench status` and `bench report` read through it alone.
 
 A job is anything with `.id`, `.label` and `.config` (task, method, seed, role): a `benchmarks.suite.Job`.
@@ -28,6 +35,7 @@ A job is anything with `.id`, `.label` and `.config` (task, method, seed, role):
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 from collections.abc import Iterator, Mapping
@@ -35,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kdfd.errors import StorageError
+from kdfd import files
 from kdfd.files import atomic_write, move_aside
 
 SCHEMA = 1
@@ -139,7 +148,7 @@ def check_writable(results: Path) -> None:
 # none of these keys), step_curves only when the job evaluated between epochs (train.eval_every)
 RESULT_FIELDS = ("metrics", "teacher_metrics", "teacher_metrics_start", "majority_metrics", "curves", "step_curves",
                  "data", "model_fingerprints", "params", "device", "deterministic", "resumed_from_step", "artifacts",
-                 "test_predictions", "teacher_cache", "timing")
+                 "test_predictions", "teacher_cache", "timing", "checksums")
 # The job's own facts, kept once in `config` and written out beside it too for readers of the plain JSON (jq, pandas)
 FROM_CONFIG = ("task", "method", "method_version", "seed", "role", "teacher_job")
 
@@ -183,6 +192,7 @@ class Record(Mapping):
     test_predictions: dict | None = None
     teacher_cache: dict | None = None
     timing: dict | None = None
+    checksums: dict | None = None  # the SHA-256 of each file beside the record it describes, by suffix (COMPANIONS)
     extra: dict = field(default_factory=dict)
     # the keys of this schema a record read from disk did not have (an older writer's), left out again when it is
     # written back, so that a record reads and writes back byte for byte
@@ -268,15 +278,71 @@ class Record(Mapping):
         return len(self._json())
 
 
+# A record's own checksum, beside its other keys: the SHA-256 of the record's text without it, as `write_json`
+# writes it, so that a changed byte that still parses (a digit of a metric) is caught as well
+SEAL = "record_sha256"
+
+
+def _sealed(data: dict) -> str:
+    return hashlib.sha256(_text(data).encode()).hexdigest()
+
+
+_seals_checked: set[tuple] = set()  # (path, inode, size, mtime, seal) of records whose seal held
+
+
+def _seal_holds(path: Path, seal: str, data: dict) -> bool:
+    """Whether a record's text without its seal hashes to the seal; remembered per file version, since the runner
+    asks whether jobs are done many times over (benchmarks.selection's loop)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    key = (str(path), st.st_ino, st.st_size, st.st_mtime_ns, seal)
+    if key not in _seals_checked and seal == _sealed(data):
+        _seals_checked.add(key)
+    return key in _seals_checked
+
+
 def read(path: Path) -> Record | None:
-    """A record, or None when it is missing or unreadable (a truncated file is redone, never trusted)."""
+    """A record, or None when it is missing or cannot be trusted (`record_damage`: redone, never trusted)."""
+    return _load(path)[0]
+
+
+def record_damage(path: Path) -> str | None:
+    """Why an existing record cannot be trusted (None: it can): not JSON (a truncated file), JSON of other types
+    than a record's, or text that no longer matches its checksum."""
+    return _load(path)[1] if Path(path).is_file() else None
+
+
+def _load(path: Path) -> tuple[Record | None, str | None]:
     data = read_json(path)
-    return Record.from_dict(data) if isinstance(data, dict) else None
+    if data is None:
+        return None, "not JSON" if Path(path).is_file() else "missing"
+    if not isinstance(data, dict):
+        return None, f"not a record (JSON {type(data).__name__})"
+    seal = data.pop(SEAL, None)
+    if seal is not None and not _seal_holds(path, seal, data):
+        return None, "checksum mismatch (the record's text changed since it was written)"
+    try:
+        record = Record.from_dict(data)
+    except (TypeError, ValueError):  # a config that is no mapping
+        return None, "not a record (its config is no mapping)"
+    typed = {"status": str, "id": str, "checksums": dict, "metrics": dict, "error": dict, "artifacts": dict}
+    wrong = [k for k, t in typed.items() if getattr(record, k) is not None and not isinstance(getattr(record, k), t)]
+    wrong += ["checksums"] * (not all(isinstance(v, str) for v in (record.checksums or {}).values()))
+    if wrong:
+        return None, f"not a record ({wrong[0]} of another type)"
+    if seal is None:  # written before records were sealed: written back as it was, byte for byte
+        record = dataclasses.replace(record, absent=record.absent | {SEAL})
+    return record, None
 
 
 def write(path: Path, record: Record) -> None:
-    """Atomically (a reader sees the previous record or the complete new one)."""
-    write_json(path, record.to_dict(), crash_at="record-write")
+    """Atomically (a reader sees the previous record or the complete new one), sealed with its checksum (SEAL)."""
+    data = record.to_dict()
+    if SEAL not in record.absent:
+        data[SEAL] = _sealed(data)
+    write_json(path, data, crash_at="record-write")
 
 
 def find(results: Path, job) -> Record | None:
@@ -286,12 +352,136 @@ def find(results: Path, job) -> Record | None:
 
 
 def is_done(results: Path, job) -> bool:
-    """A complete `done` record of this job; for a teacher job, its weights beside it too."""
+    """A complete `done` record of this job whose files all match their checksums; for a teacher job, its weights
+    beside it too."""
     record = find(results, job)
-    ok = record is not None and record.done
-    if ok and job.config.role == "teacher":
-        ok = weights_path(results, job).is_file()
-    return ok
+    return (record is not None and record.done
+            and not companion_damage(record_path(results, job), record, job.config.role == "teacher"))
+
+
+# The files a done record describes, beside it: a teacher's weights, the representations, the test predictions
+COMPANIONS = (".pt", ".npz", ".test.npz")
+
+
+def companion(record: Path, suffix: str) -> Path:
+    return Path(record).with_suffix(suffix)
+
+
+def checksums(results: Path, job) -> dict[str, str]:
+    """The SHA-256 of each file the job wrote beside its record, for the record (`Record.checksums`)."""
+    path = record_path(results, job)
+    return {s: files.digest(companion(path, s)) for s in COMPANIONS if companion(path, s).is_file()}
+
+
+def companion_damage(path: Path, record: Record, teacher: bool | None = None) -> dict[Path, str]:
+    """The files a done record describes that cannot be trusted: path -> why (`missing` too: a teacher's weights
+    are never committed, a fresh clone retrains them). A record without checksums (older) names its teacher's
+    weights and its representations, and they are checked by their zip CRCs. `teacher`: whether it is a teacher's
+    (default: as its config says)."""
+    if not record.done:
+        return {}
+    if record.checksums is not None:
+        expected = dict(record.checksums)
+    else:
+        teacher = record.role == "teacher" if teacher is None else teacher
+        expected = {".pt": None} if teacher else {}
+        if (record.artifacts or {}).get("representations"):
+            expected[".npz"] = None
+    out = {}
+    for suffix, sha in expected.items():
+        file = companion(path, suffix)
+        if suffix != ".pt" and sha is None and not file.is_file():
+            continue  # an older record's representations, never collected: nothing to check, nothing to redo
+        why = files.damage(file, sha)
+        if why is not None:
+            out[file] = why
+    return out
+
+
+@dataclass(frozen=True)
+class Damaged:
+    """A file under a results root that cannot be trusted, and why."""
+
+    path: Path
+    why: str
+
+    def line(self) -> str:
+        return f"{self.path}: {self.why}"
+
+
+def damaged(results: Path, jobs=None, running: set[str] = frozenset()) -> list[Damaged]:
+    """Every damaged file under a results root (of `jobs`, or of every record there): records that do not parse,
+    files of done records that fail their checksum (a missing one is not damage: its job remakes it), checkpoints
+    that fail theirs (but those of the `running` job ids, which may be between a checkpoint and its sidecar), and
+    the teacher caches of the tasks. Read only: `set_aside` moves them, under the job's lock."""
+    results = Path(results)
+    if jobs is None:  # every record, and every checkpoint of a job that has none yet
+        found = [*results.glob(RECORD_GLOB), *(p.with_suffix(".json") for p in results.glob("*/*/s*-*.ckpt"))]
+        paths = {p: None for p in sorted(set(found))}  # the record says whether it is a teacher's
+        tasks = sorted({p.relative_to(results).parts[0] for p in paths})
+    else:
+        paths = {record_path(results, job): job.config.role == "teacher" for job in jobs}
+        tasks = sorted({job.config.task for job in jobs})
+    out = []
+    for path, teacher in paths.items():
+        record, why = _load(path)
+        if record is None and why != "missing":
+            out.append(Damaged(path, why))
+        elif record is not None:
+            out += [Damaged(f, why) for f, why in companion_damage(path, record, teacher).items() if why != "missing"]
+        ckpt = path.with_suffix(".ckpt")
+        if ckpt.is_file() and path.stem.split("-", 1)[-1] not in running and (why := files.damage(ckpt)) is not None:
+            out.append(Damaged(ckpt, why))
+    for task in tasks:
+        for cache in sorted(teacher_cache_path(results, task).glob("*.pt")):
+            if (why := files.damage(cache)) is not None:
+                out.append(Damaged(cache, why))
+    return out
+
+
+def set_aside(results: Path, job) -> list[tuple[Path, Path, str]]:
+    """Under the job's lock, before it runs again: its record when it does not parse, and the files of its done
+    record that fail their checksums, moved aside (`.corrupt`), never overwritten unseen. Returns (file, where it
+    went) for each, for the log."""
+    path = record_path(results, job)
+    moved = []
+    why = record_damage(path)
+    aside = keep_unreadable(path)
+    if aside is not None:
+        moved.append((path, aside, why))
+    record = read(path)
+    if record is not None and record.id == job.id:
+        for file, why in companion_damage(path, record).items():
+            if why != "missing":
+                moved.append((file, move_aside(file), why))
+    return moved
+
+
+def set_aside_caches(results: Path, tasks) -> list[tuple[Path, Path, str]]:
+    """The teacher caches of `tasks` that fail their checksums, moved aside (`.corrupt`): (file, where, why)."""
+    out = []
+    for task in tasks:
+        for cache in sorted(teacher_cache_path(results, task).glob("*.pt")):
+            if (why := files.damage(cache)) is not None:
+                out.append((cache, move_aside(cache), why))
+    return out
+
+
+def representations(path: Path, record: Record | None = None) -> dict | None:
+    """The arrays of a record's representations (.npz), or None when there are none or they are damaged (the
+    report leaves their figures out; `bench report` names the file)."""
+    import numpy as np
+
+    file = artifacts_file(path)
+    record = record if record is not None else read(path)
+    sha = ((record.checksums if record is not None else None) or {}).get(".npz")
+    if not file.is_file() or files.damage(file, sha) is not None:
+        return None
+    try:
+        with np.load(file) as z:
+            return {k: z[k] for k in z.files}
+    except Exception:  # a zip whose CRCs hold and whose content is no array file: damaged all the same
+        return None
 
 
 def records(results: Path) -> Iterator[tuple[Path, Record]]:
@@ -338,7 +528,11 @@ def read_json(path: Path):
         return None
 
 
+def _text(data) -> str:
+    return json.dumps(data, indent=1, sort_keys=True, default=str)
+
+
 def write_json(path: Path, data, crash_at: str | None = None) -> None:
     """Atomic (`kdfd.files.atomic_write`); keys sorted, one space of indent, as every record is written."""
-    text = json.dumps(data, indent=1, sort_keys=True, default=str)
+    text = _text(data)
     atomic_write(path, lambda f: f.write(text.encode()), crash_at=crash_at)

@@ -93,6 +93,9 @@ def load(name: str, tasks=None, methods=None, seeds=None) -> Suite:
         value = {"tasks": tasks, "seeds": seeds, "methods": methods}[key] or raw.get(key)
         if not isinstance(value, list) or not value or not all(isinstance(v, tp) and not isinstance(v, bool) for v in value):
             raise ConfigError(f"{where}: {key} must be a non-empty list of {tp.__name__} values, got {value!r}")
+        if key == "seeds" and min(value) < 0:  # NumPy's seeding refuses it: every job would fail
+            raise ConfigError(f"{'--seeds' if seeds else where}: seed {min(value)} is not allowed (allowed: "
+                              "integers >= 0)")
         lists[key] = value
     for t in lists["tasks"]:
         get_task(t)
@@ -109,6 +112,10 @@ def load(name: str, tasks=None, methods=None, seeds=None) -> Suite:
         get_method(m)
 
     teacher_seeds = seeds_of(raw.get("teacher_seeds"), f"{where} teacher_seeds")
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = {k: v for k, v in raw.get("train", {}).items() if k not in known}
+    if unknown:  # named as the suite's own [train], not as the first method's that merges it
+        build(TrainConfig, unknown, f"{where} [train]")
     rows = [(m, m, dict(method_tables.get(m, {}))) for m in lists["methods"]]
     parents = {}
     for arm, table in raw.get("arm", {}).items():
@@ -187,6 +194,8 @@ def seeds_of(value, where: str) -> list[int] | None:
         return None
     if not isinstance(value, list) or not value or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
         raise ConfigError(f"{where}: seeds must be a non-empty list of int values, got {value!r}")
+    if min(value) < 0:
+        raise ConfigError(f"{where}: seed {min(value)} is not allowed (allowed: integers >= 0)")
     return value
 
 

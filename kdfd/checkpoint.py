@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import files
 from .files import atomic_write, move_aside
 
 
@@ -47,21 +48,25 @@ class Checkpointer:
 
     def save(self, state: dict) -> None:
         """Atomic: a reader (or a resumed job) sees the previous checkpoint or the complete new one."""
-        atomic_write(self.path, lambda f: torch.save(state, f), crash_at="checkpoint-write")
+        atomic_write(self.path, lambda f: torch.save(state, f), crash_at="checkpoint-write", checksum=True)
 
     def load(self) -> dict | None:
-        """The last checkpoint, or None when there is none. An unreadable one (a disk fault: writes are atomic) is
-        moved aside to `<name>.corrupt`, said in the log, and the job starts again from step 0."""
+        """The last checkpoint, or None when there is none. One that does not match its checksum or does not load
+        (a disk fault: writes are atomic) is moved aside to `<name>.corrupt`, said in one line, and the job starts
+        again from step 0."""
         if not self.path.is_file():
             return None
-        try:
-            # weights_only=False: the state holds NumPy's RNG tuple and Python's; the file is this job's own.
-            return torch.load(self.path, map_location="cpu", weights_only=False)
-        except Exception as e:
-            aside = move_aside(self.path)
-            print(f"checkpoint {self.path} is unreadable ({type(e).__name__}); kept as {aside.name}, the job starts "
-                  "again from step 0", flush=True)
-            return None
+        why = files.damage(self.path)
+        if why is None:
+            try:
+                # weights_only=False: the state holds NumPy's RNG tuple and Python's; the file is this job's own.
+                return torch.load(self.path, map_location="cpu", weights_only=False)
+            except Exception as e:
+                why = f"unreadable ({type(e).__name__})"
+        aside = move_aside(self.path)
+        print(f"checkpoint {self.path} is damaged: {why}; kept as {aside.name}, the job starts again from step 0",
+              flush=True)
+        return None
 
     def remove(self) -> None:
-        self.path.unlink(missing_ok=True)
+        files.remove(self.path)

@@ -2,7 +2,8 @@
 
 Sources, in the order `source="auto"` tries them:
 1. `synthetic` for the embedded synthetic tasks;
-2. `tsv`: a local directory in the original GLUE layout (`glue_dir`, or the `GLUE_DIR` environment variable);
+2. `tsv`: a local directory in the original GLUE layout (`glue_dir`, or the `GLUE_DIR` environment variable, or
+   `../shared/data/glue` beside the repository: `resolve_glue_dir`);
 3. `hf`: Hugging Face `datasets` by name (`nyu-mll/glue`), where a hub is reachable; `KDFD_HF_DATASET` names
    another dataset (a hub id, or a local copy of the hub repository: its parquet files and README, read offline).
 """
@@ -105,11 +106,16 @@ def _check_label(value: str, labels: tuple[str, ...] | None, path, lineno) -> st
     return value
 
 
+# Where a GLUE folder is found when none is named: beside the repository, as the project's machines keep it
+SHARED_GLUE = Path(__file__).resolve().parents[2] / "shared" / "data" / "glue"
+
+
 def resolve_glue_dir(glue_dir: str | os.PathLike | None) -> Path | None:
-    """The GLUE directory from the option, else `GLUE_DIR`, else None. A named directory must exist."""
+    """The GLUE directory: the option, else `GLUE_DIR` (either must exist), else `../shared/data/glue` beside the
+    repository (SHARED_GLUE) where there is one, else None. The one rule, for `bench` and the tests alike."""
     chosen = glue_dir if glue_dir else os.environ.get("GLUE_DIR")
     if not chosen:
-        return None
+        return SHARED_GLUE if SHARED_GLUE.is_dir() else None
     path = Path(chosen).expanduser()
     if not path.is_dir():
         raise DataError(

@@ -1,20 +1,33 @@
 """Writing files so that nothing already written is lost: a reader (or a resumed job) sees the previous complete
-file or the new complete one, never a partial one; a file that does not parse is moved aside, never overwritten."""
+file or the new complete one, never a partial one; a file that does not parse is moved aside, never overwritten.
+
+Integrity: a file's SHA-256 (`digest`) is kept where its reader looks before trusting it: in the record for the
+files a record describes (benchmarks.store), or in a sidecar `<name>.sha256` for the files written before any
+record exists (checkpoints, teacher caches: `atomic_write(..., checksum=True)`). `damage` says whether a file still
+matches; a damaged file is moved aside (`move_aside`), its sidecar with it, and remade by whoever made it.
+"""
 
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
+import zipfile
+import zlib
 from pathlib import Path
 from typing import BinaryIO, Callable
 
 from .faults import crash_point
 
 
-def atomic_write(path: Path, write: Callable[[BinaryIO], None], crash_at: str | None = None) -> None:
+def atomic_write(path: Path, write: Callable[[BinaryIO], None], crash_at: str | None = None,
+                 checksum: bool = False) -> None:
     """`write(f)` fills `f`, a binary file open on a temporary beside `path`, which is flushed to disk and renamed
     over `path`. The temporary is `.NAME.PID.tmp`: hidden, and never ending in the target's suffix, so a scan for
-    `*.json` or `*.ckpt` never sees a half-written file. `crash_at`: the fault-injection point before the rename."""
+    `*.json` or `*.ckpt` never sees a half-written file. `crash_at`: the fault-injection point before the rename.
+    `checksum`: the file's SHA-256 goes to its sidecar (`sidecar`): the old sidecar is removed before the rename and
+    the new one written after it, so that a process stopped between the two leaves a file with no sidecar, which its
+    reader checks by the zip CRCs (`damage`), never one with another file's checksum."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -23,6 +36,13 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None], crash_at: str | 
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        if crash_at:
+            crash_point(crash_at)
+        digest_of_tmp = _hash_file(tmp) if checksum else None
+        if checksum:
+            sidecar(path).unlink(missing_ok=True)
+        # in the try: Ctrl-C or SIGTERM arrive between two bytecodes, this one too, and no temporary may outlive them
+        os.replace(tmp, path)
     except BaseException as e:
         full = _nearly_full(path.parent)  # measured before the temporary's space is given back
         tmp.unlink(missing_ok=True)  # a failed write leaves the previous file and no temporary
@@ -30,9 +50,8 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None], crash_at: str | 
             # torch.save reports a short write as "RuntimeError: ... unexpected pos"; say what it was
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from e
         raise
-    if crash_at:
-        crash_point(crash_at)
-    os.replace(tmp, path)
+    if checksum:
+        atomic_write(sidecar(path), lambda f: f.write(f"{digest_of_tmp}  {path.name}\n".encode()))
 
 
 def _nearly_full(folder: Path, margin: int = 1 << 20) -> bool:
@@ -44,7 +63,87 @@ def _nearly_full(folder: Path, margin: int = 1 << 20) -> bool:
 
 
 def move_aside(path: Path) -> Path:
-    """Keep an unreadable file as `<name>.corrupt` (a disk fault: writes are atomic) and return where it went."""
+    """Keep an unreadable file as `<name>.corrupt` (a disk fault: writes are atomic) and return where it went; its
+    sidecar goes along (`<name>.sha256.corrupt`), so that the file written in its place gets a sidecar of its own."""
     aside = Path(path).with_name(Path(path).name + ".corrupt")
     os.replace(path, aside)
+    side = sidecar(path)
+    if side.is_file():
+        os.replace(side, side.with_name(side.name + ".corrupt"))
     return aside
+
+
+def remove(path: Path) -> None:
+    """A file and its sidecar."""
+    Path(path).unlink(missing_ok=True)
+    sidecar(path).unlink(missing_ok=True)
+
+
+# ------------------------------------------------------------------------------------------------------ integrity
+
+SIDECAR = ".sha256"
+
+
+def sidecar(path: Path) -> Path:
+    """Where a file's own checksum is kept when no record holds it: `<name>.sha256` (`sha256sum -c` reads it)."""
+    return Path(path).with_name(Path(path).name + SIDECAR)
+
+
+def _hash_file(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+_digests: dict[tuple, str] = {}  # (path, inode, size, mtime) -> SHA-256: a file is read once per change
+
+
+def digest(path: Path) -> str:
+    """The SHA-256 of a file (hex). Remembered per (path, inode, size, mtime), since callers ask about a teacher's
+    weights once per student, and a rewritten or replaced file changes at least one of them."""
+    st = os.stat(path)
+    key = (str(path), st.st_ino, st.st_size, st.st_mtime_ns)
+    if key not in _digests:
+        _digests[key] = _hash_file(path)
+    return _digests[key]
+
+
+def damage(path: Path, expected: str | None = None) -> str | None:
+    """Why a file cannot be trusted (None: it can): missing, empty, or not matching `expected` (a SHA-256), or, when
+    `expected` is None, its sidecar's. A file with neither (written before checksums existed) is checked by its zip
+    archive's own CRC-32s: every file this applies to is one (torch.save, np.savez), and torch.load would read a
+    tensor with flipped bytes without a word."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return "missing"
+    except OSError as e:
+        return f"unreadable ({e.strerror})"
+    if not size:
+        return "empty"
+    if expected is None:
+        try:
+            expected = sidecar(path).read_text().split()[0]
+        except (OSError, IndexError):
+            return _zip_damage(path)
+    try:
+        got = digest(path)
+    except OSError as e:
+        return f"unreadable ({e.strerror})"
+    return None if got == expected else f"checksum mismatch (sha256 {got[:12]}..., recorded {expected[:12]}...)"
+
+
+_zip_checked: dict[tuple, str | None] = {}
+
+
+def _zip_damage(path: Path) -> str | None:
+    st = os.stat(path)
+    key = (str(path), st.st_ino, st.st_size, st.st_mtime_ns)
+    if key not in _zip_checked:
+        try:
+            with zipfile.ZipFile(path) as z:
+                bad = z.testzip()
+            _zip_checked[key] = None if bad is None else f"CRC mismatch in its member {bad}"
+        except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError) as e:
+            _zip_checked[key] = f"not a complete archive ({type(e).__name__})"
+    return _zip_checked[key]

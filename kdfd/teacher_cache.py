@@ -24,7 +24,7 @@ from torch import nn
 
 from .data import Collator, EncodedDataset
 from .distiller import Needs
-from .files import atomic_write, move_aside
+from .files import atomic_write, damage, move_aside
 from .models import Forward
 
 FORMAT = 1
@@ -63,14 +63,18 @@ class TeacherCache:
         self.examples: dict[str, dict[str, torch.Tensor]] = {}
         self.hits = self.computed = 0
         if self.path.is_file():
-            try:
-                saved = torch.load(self.path, map_location="cpu", weights_only=True)
-                if saved.get("format") != FORMAT or tuple(saved.get("fields", ())) != self.fields:
-                    raise ValueError("another format")
-                self.examples = saved["examples"]
-            except Exception as e:  # a corrupt cache is rebuilt, never trusted; the bad file is kept for a look
+            why = damage(self.path)  # its checksum first: flipped bytes in a tensor would load without complaint
+            if why is None:
+                try:
+                    saved = torch.load(self.path, map_location="cpu", weights_only=True)
+                    if saved.get("format") != FORMAT or tuple(saved.get("fields", ())) != self.fields:
+                        raise ValueError("another format")
+                    self.examples = saved["examples"]
+                except Exception as e:
+                    why = f"unreadable ({type(e).__name__})"
+            if why is not None:  # a damaged cache is rebuilt, never trusted; the bad file is kept for a look
                 moved = move_aside(self.path)
-                print(f"teacher cache {self.path} is unreadable ({type(e).__name__}); moved to {moved.name}, rebuilding")
+                print(f"teacher cache {self.path} is damaged: {why}; kept as {moved.name}, rebuilding", flush=True)
 
     def fill(self, forward: Callable[[dict], Forward], ds: EncodedDataset, batch_size: int) -> "CachedTeacher":
         """Compute the examples of `ds` the cache lacks with `forward` (the engine's teacher pass on a CPU batch,
@@ -91,7 +95,7 @@ class TeacherCache:
         self.computed = len(missing)
         if missing:
             atomic_write(self.path, lambda f: torch.save({"format": FORMAT, "fields": self.fields,
-                                                          "examples": self.examples}, f))
+                                                          "examples": self.examples}, f), checksum=True)
         return CachedTeacher([self.examples[k] for k in keys], self.fields)
 
     def _one(self, out: Forward, b: int, n: int) -> dict[str, torch.Tensor]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -11,10 +10,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def glue_dir() -> Path | None:
-    for candidate in (os.environ.get("GLUE_DIR"), ROOT.parent / "shared" / "data" / "glue"):
-        if candidate and Path(candidate).is_dir():
-            return Path(candidate)
-    return None
+    """The GLUE folder `bench run` reads without --glue-dir (kdfd.data.resolve_glue_dir: the one rule)."""
+    from kdfd.data import resolve_glue_dir
+    from kdfd.errors import DataError
+
+    try:
+        return resolve_glue_dir(None)
+    except DataError:  # GLUE_DIR names no folder: the GLUE-data tests skip, saying so
+        return None
 
 
 @pytest.fixture

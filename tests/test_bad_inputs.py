@@ -66,7 +66,7 @@ CASES = [
     ("unknown executor", lambda t: _run(t, "--suite", "smoke", "--executor", "pbs"),
      "invalid choice: 'pbs' (choose from 'local', 'slurm')"),
     ("misspelt suite key", lambda t: _run(t, "--suite", _suite(t, BASE + "[train]\nepocs = 1\n")),
-     "unknown key 'epocs' (allowed: epochs"),
+     "case.toml [train]: unknown key 'epocs' (allowed: epochs"),
     ("misspelt top key", lambda t: _run(t, "--suite", _suite(t, "seed = [1]\n" + BASE)), "unknown key 'seed'"),
     ("wrong type", lambda t: _run(t, "--suite", _suite(t, BASE + "[train]\nepochs = \"two\"\n")),
      "epochs = 'two' has type str, expected int"),
@@ -88,6 +88,18 @@ CASES = [
     ("seed not an integer", lambda t: _run(t, "--suite", "smoke", "--seeds", "one"), "seed 'one' is not an integer"),
     ("checkpoint interval < 1", lambda t: _run(t, "--suite", "smoke", "--checkpoint-every", "0"),
      "--checkpoint-every 0 is not allowed (must be >= 1 step)"),
+    ("checkpoint interval < 1, dry run", lambda t: _run(t, "--suite", "smoke", "--checkpoint-every", "0", "--dry-run"),
+     "--checkpoint-every 0 is not allowed (must be >= 1 step)"),
+    ("negative seed", lambda t: _run(t, "--suite", "smoke", "--seeds", "-1"),
+     "--seeds: seed -1 is not allowed (allowed: integers >= 0)"),
+    ("negative seed, dry run", lambda t: _run(t, "--suite", "smoke", "--seeds", "-1", "--dry-run"),
+     "--seeds: seed -1 is not allowed (allowed: integers >= 0)"),
+    ("negative seed in a suite", lambda t: _run(t, "--suite", _suite(t, BASE, ("seeds = [1]", "seeds = [-2]"))),
+     "seed -2 is not allowed (allowed: integers >= 0)"),
+    ("parquet to standard output", lambda t: ["results", "--results", str(t), "--format", "parquet"],
+     "--format parquet needs --out FILE"),
+    ("results root missing", lambda t: ["status", "--suite", "smoke", "--results", str(t / "results")],
+     "results root " + "{tmp}/results does not exist"),
     ("model path missing", lambda t: _run(t, "--suite", _suite(t, BASE, ('name = "tiny"\nlayers = 1',
                                                                          'name = "/no/such/model"\nlayers = 1'))),
      "model path '/no/such/model' does not exist"),
@@ -130,7 +142,7 @@ def test_bad_input_ends_with_one_line_and_exit_code_2(tmp_path, capsys, case, ar
     assert code == 2, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in err, err
-    assert message in lines[0], lines[0]
+    assert message.format(tmp=tmp_path) in lines[0], lines[0]
     assert not (tmp_path / "results").exists() or not list((tmp_path / "results").rglob("*.json"))
 
 
@@ -157,7 +169,7 @@ def test_an_unreadable_record_or_checkpoint_is_kept_aside_and_the_job_redone(tmp
     ckpt.write_bytes(b"not a checkpoint")
     assert main(["run", "--suite", suite, "--results", str(results), "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "is unreadable; kept as" in out and "starts again from step 0" in out
+    assert "is unreadable (not JSON); kept as" in out and "starts again from step 0" in out
     assert record.with_name(record.name + ".corrupt").read_text() == good[: len(good) // 2]  # nothing lost
     assert ckpt.with_name(ckpt.name + ".corrupt").is_file()
     assert '"status": "done"' in record.read_text()

@@ -2,6 +2,11 @@
 
 import json
 import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -93,6 +98,8 @@ def test_list_shows_tasks_methods_and_suites():
 
 
 def test_report_on_a_root_without_the_suites_records_says_where_it_looked_and_writes_nothing(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "more").mkdir()
     out = bench("report", "--suite", "smoke", "--results", str(tmp_path / "empty"), "--also", str(tmp_path / "more"),
                 "--out", str(tmp_path / "reports"))
     assert out.returncode == 1, out.stdout + out.stderr
@@ -149,3 +156,41 @@ def test_glue_full_offline_stops_at_preflight(tmp_path):
                 "--results", str(results), env=_offline_env(tmp_path))
     _stops_at_preflight(out, results, "huawei-noah/TinyBERT_General_6L_768D",
                         "Hugging Face cache", 'name = "DIR"')
+
+
+@pytest.mark.parametrize("command", ["status", "wait", "cancel", "report", "results", "collect"])
+def test_a_results_root_that_does_not_exist_is_named_by_every_command_that_reads_one(tmp_path, capsys, command):
+    from benchmarks.cli import main
+
+    missing = tmp_path / "nowhere"
+    argv = [command, "--results", str(missing)] + ["--suite", "smoke"] * (command != "results")
+    argv += ["--into", str(tmp_path / "into")] * (command == "collect")
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err == f"bench: error: results root {missing} does not exist (see --results, or KDFD_RESULTS)\n"
+    assert not missing.exists()
+
+
+@pytest.mark.parametrize("signum,code,how", [(signal.SIGINT, 130, "interrupted (Ctrl-C)"),
+                                             (signal.SIGTERM, 143, "terminated (SIGTERM)")])
+def test_an_interrupted_run_ends_with_one_line_that_says_how_to_resume(tmp_path, signum, code, how):
+    suite = tmp_path / "suite.toml"
+    suite.write_text(tiny_suite(methods=("finetune",), methods_tables="", train=tiny_train(max_train_examples=3200)))
+    args = ["run", "--suite", str(suite), "--results", str(tmp_path / "results"), "--no-progress",
+            "--checkpoint-every", "3"]
+    proc = subprocess.Popen([sys.executable, "-m", "benchmarks.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not list((tmp_path / "results").rglob("*.ckpt")) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == code, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert err.startswith(f"bench: {how} during `bench run`; unfinished jobs keep their last checkpoint, and "
+                          f"`bench {shlex.join(args)}` resumes them"), err
+    assert list((tmp_path / "results").rglob("*.ckpt")) and not list((tmp_path / "results").rglob("*.tmp"))
+    again = bench(*args)  # from the checkpoint, which the interrupt left whole (with its checksum, or its zip CRCs)
+    assert again.returncode == 0 and "damaged" not in again.stdout + again.stderr, again.stdout + again.stderr
+    (record,) = (tmp_path / "results").rglob("s1-*.json")
+    assert json.loads(record.read_text())["resumed_from_step"] > 0

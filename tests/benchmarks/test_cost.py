@@ -27,7 +27,7 @@ def test_to_finish_sums_the_left_jobs_and_names_kinds_it_cannot_estimate():
     lines = cost.to_finish(df, [("cola", "b[x=1]"), ("cola", "b[x=2]"), ("mrpc", "a"), ("mrpc", "c")])
     total = 2 * 15000.0 + 10000.0  # b on cola: 5000 x 3; 11.1 job-hours
     assert f"about {total / 3600:.1f} job-hours, **{total / 2 / 3600:.1f} wall-clock hours more**" in lines[0]
-    assert "for 3 of them; no estimate for c on mrpc (never run)." in lines[0]
+    assert "for 3 of them; no estimate for c on mrpc (no done record of it keeps its time)." in lines[0]
     assert cost.to_finish(df, []) == []
     assert math.isclose(cost.fitted(df)[("b", "cola")], 15000.0)
 
@@ -44,3 +44,10 @@ def test_a_resumed_job_counts_the_epochs_its_checkpoint_carried():
     # setup and 400 s of training) counts them as kept, not estimated from the epochs it carried
     carried = {"wall_seconds": 380.0, "curves": curves, "resumed_from_step": 150, "timing": {"carried_seconds": 470.0}}
     assert cost.seconds_of(carried) == 850.0
+
+
+def test_a_short_span_is_given_in_minutes_not_as_zero_hours():
+    from benchmarks.cost import span
+
+    assert span(42.0, "job-hours") == "1 job-minute" and span(300.0, "wall-clock hours") == "5 wall-clock minutes"
+    assert span(7200.0, "job-hours") == "2.0 job-hours"

@@ -458,3 +458,28 @@ def test_above_majority_says_which_students_learned_by_more_than_their_seed_spre
                    ("c", "cola"): (0.0, "no")}  # no majority score for rte: left out
     lines = report_writer.above_majority_markdown(df)
     assert "3 of 4 cells are at the majority class or within their seed spread of it." in lines
+
+
+def test_a_report_replaces_the_old_one_only_once_it_is_complete(tmp_path):
+    staged = report_writer.staged
+    out = tmp_path / "reports" / "smoke"
+    (out / "figures").mkdir(parents=True)
+    (out / "figures" / "old.png").write_bytes(b"old figure")
+    (out / "report.md").write_text("old report")
+    (out / "results").mkdir()  # what the report does not write (committed records) stays
+    (out / "results" / "r.json").write_text("{}")
+
+    with pytest.raises(RuntimeError, match="a figure failed"), staged(out) as staging:
+        (staging / "report.md").write_text("half a report")
+        raise RuntimeError("a figure failed")
+    assert (out / "report.md").read_text() == "old report" and (out / "figures" / "old.png").is_file()
+    assert sorted(p.name for p in out.parent.iterdir()) == ["smoke"]  # no staging folder left
+
+    with staged(out) as staging:
+        (staging / "figures").mkdir()
+        (staging / "figures" / "new.png").write_bytes(b"new figure")
+        (staging / "report.md").write_text("new report")
+        assert (out / "report.md").read_text() == "old report"  # untouched until the new one is complete
+    assert (out / "report.md").read_text() == "new report"
+    assert [p.name for p in (out / "figures").iterdir()] == ["new.png"]  # no stale figure outlives its cell
+    assert (out / "results" / "r.json").is_file() and sorted(p.name for p in out.parent.iterdir()) == ["smoke"]

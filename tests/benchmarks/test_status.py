@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 from benchmarks import status, store
@@ -93,7 +94,11 @@ def test_a_teachers_done_record_without_its_weights_is_to_run_not_failed(tmp_pat
     (state,) = [s for s in status.states(suite, results, sacct=False) if s.job is teacher]
     assert (state.state, state.error) == ("to run", "its weights are absent; it retrains")
     store.weights_path(results, teacher).parent.mkdir(parents=True, exist_ok=True)
-    store.weights_path(results, teacher).write_bytes(b"weights")
+    store.weights_path(results, teacher).write_bytes(b"weights")  # no archive, as torch.save writes: damaged
+    (state,) = [s for s in status.states(suite, results, sacct=False) if s.job is teacher]
+    assert state.state == "damaged" and "not a complete archive" in state.error
+    with zipfile.ZipFile(store.weights_path(results, teacher), "w") as z:
+        z.writestr("archive/data/0", b"weights")
     (state,) = [s for s in status.states(suite, results, sacct=False) if s.job is teacher]
     assert state.state == "done"
 

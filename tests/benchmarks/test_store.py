@@ -4,6 +4,7 @@ byte for byte (every committed record, written before the store existed, include
 import json
 import subprocess
 import sys
+import zipfile
 
 import pytest
 
@@ -43,12 +44,52 @@ def test_only_a_complete_done_record_with_the_same_id_counts_as_done(tmp_path):
     assert aside == path.with_name(path.name + ".corrupt") and aside.is_file() and not path.exists()
 
 
+def _archive(path, payload: bytes = b"weights" * 100):
+    """A small zip archive: the format of torch.save and np.savez, whose CRCs an older record's files are checked by."""
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("archive/data/0", payload)
+
+
 def test_a_teacher_counts_as_done_only_with_its_weights(tmp_path):
     teacher = _smoke("teacher")
     store.write_json(store.record_path(tmp_path, teacher), {"status": "done", "config_hash": teacher.id})
     assert not store.is_done(tmp_path, teacher)
-    store.weights_path(tmp_path, teacher).write_bytes(b"weights")
-    assert store.is_done(tmp_path, teacher)
+    weights = store.weights_path(tmp_path, teacher)
+    weights.write_bytes(b"weights")  # no archive: damaged
+    assert not store.is_done(tmp_path, teacher)
+    assert [d.path for d in store.damaged(tmp_path, [teacher])] == [weights]
+    _archive(weights)
+    assert store.is_done(tmp_path, teacher) and store.damaged(tmp_path, [teacher]) == []
+
+
+def test_a_done_record_holds_its_files_checksums_and_counts_as_done_only_while_they_match(tmp_path):
+    teacher = _smoke("teacher")
+    path, weights = store.record_path(tmp_path, teacher), store.weights_path(tmp_path, teacher)
+    weights.parent.mkdir(parents=True)
+    _archive(weights)
+    store.write(path, Record(id=teacher.id, config=teacher.config.to_dict(), status="done",
+                             checksums=store.checksums(tmp_path, teacher)))
+    assert set(store.read(path).checksums) == {".pt"} and store.is_done(tmp_path, teacher)
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF  # the archive's end record: its CRCs would still hold, the checksum does not
+    weights.write_bytes(bytes(data))
+    assert not store.is_done(tmp_path, teacher)
+    (found,) = store.damaged(tmp_path, [teacher])
+    assert found.path == weights and "checksum mismatch" in found.why
+    ((file, aside, why),) = store.set_aside(tmp_path, teacher)
+    assert file == weights and aside.name == weights.name + ".corrupt" and not weights.exists()
+    assert store.damaged(tmp_path, [teacher]) == [] and store.read(path).done  # the record stays until the rerun
+
+
+@pytest.mark.parametrize("text", ['{"status": "do', "[1, 2]", '"done"', '{"status": 1}', '{"config": "x"}',
+                                  '{"status": "done", "checksums": {".pt": 5}}'])
+def test_a_record_that_is_no_record_is_unreadable_and_named(tmp_path, text):
+    job = _smoke("student")
+    path = store.record_path(tmp_path, job)
+    path.parent.mkdir(parents=True)
+    path.write_text(text)
+    assert store.read(path) is None and not store.is_done(tmp_path, job)
+    assert [d.path for d in store.damaged(tmp_path)] == [path] == [d.path for d in store.damaged(tmp_path, [job])]
 
 
 def test_a_jobs_files_sit_beside_its_record(tmp_path):
@@ -86,6 +127,12 @@ def test_a_record_is_typed_once_and_reads_as_its_json(tmp_path):
     back = store.read(path)
     assert back == done and back.to_dict() == done.to_dict() and store.find(tmp_path, job) == done
     assert [(p, r.id) for p, r in store.records(tmp_path)] == [(path, job.id)]
+    text = path.read_text()
+    assert json.loads(text)[store.SEAL] and store.damaged(tmp_path) == []
+    path.write_text(text.replace('"accuracy": 0.5', '"accuracy": 0.6'))  # still a record, not the one written
+    assert store.read(path) is None and not store.is_done(tmp_path, job)
+    (found,) = store.damaged(tmp_path)
+    assert found.path == path and found.why.startswith("checksum mismatch")
 
 
 @pytest.mark.skipif(not COMMITTED, reason="no committed records in this checkout")

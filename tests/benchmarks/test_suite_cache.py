@@ -37,7 +37,8 @@ def test_status_and_report_read_a_real_run_without_torch(tmp_path):
     record = json.loads(path.read_text())
     record["method_code"]["modules"]["kdfd.losses"] = "0" * 16
     record["method_code"]["fingerprint"] = "0" * 16
-    path.write_text(json.dumps(record))
+    record.pop(store.SEAL)  # written by that other code, sealed as it would have been: stale, not damaged
+    store.write(path, store.Record.from_dict(record))
 
     status = bench_without_torch("status", "--suite", "smoke", "--tasks", "synth-single", "--results", str(results))
     assert status.returncode == 0, status.stderr[-2000:]
@@ -61,6 +62,7 @@ def test_status_and_report_read_a_real_run_without_torch(tmp_path):
     assert "- `vanilla-kd` v1:" in (without / "report.md").read_text()  # the methods' rules, from the cache
 
     # a root `bench run` never filled: without torch, one line saying what is missing, exit 3, no traceback
+    (tmp_path / "never-run").mkdir()  # (one that does not exist is named as such, exit 2: tests/test_bad_inputs.py)
     empty = bench_without_torch("status", "--suite", "smoke", "--results", str(tmp_path / "never-run"))
     assert empty.returncode == 3, empty.stderr[-2000:]
     assert "no current expansion" in empty.stderr and "torch" in empty.stderr and "Traceback" not in empty.stderr

@@ -83,7 +83,7 @@ def test_the_cache_is_found_again_and_keyed_by_weights_and_tokens(tmp_path):
     assert first["computed"] == 40 and first["found"] == 0
     again = engine.use_teacher_cache(tmp_path, dataset(48))  # 40 of them seen before
     assert again["file"] == first["file"] and again["found"] == 40 and again["computed"] == 8
-    assert len(list(tmp_path.iterdir())) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == [first["file"], first["file"] + ".sha256"]
     key = weights_key(teacher)
     with torch.no_grad():
         teacher.head.bias.add_(1.0)
@@ -93,14 +93,23 @@ def test_the_cache_is_found_again_and_keyed_by_weights_and_tokens(tmp_path):
     assert example_key([1, 2, 3], [0, 0, 1]) != example_key([1, 2, 3], [0, 1, 1]) != example_key([1, 2, 3], None)
 
 
-def test_an_unreadable_cache_is_moved_aside_and_rebuilt(tmp_path):
+@pytest.mark.parametrize("damage", ["replaced", "one byte flipped"])
+def test_a_damaged_cache_is_moved_aside_and_rebuilt(tmp_path, capsys, damage):
     engine, *_ = setup(METHODS["vanilla-kd"])
     ds = dataset(16)
     first = engine.use_teacher_cache(tmp_path, ds)
-    (tmp_path / first["file"]).write_bytes(b"not a torch file")
+    path = tmp_path / first["file"]
+    data = bytearray(path.read_bytes())
+    if damage == "replaced":
+        data = bytearray(b"not a torch file")
+    else:  # inside a tensor: torch.load would read it without complaint, the checksum does not
+        data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
     again = engine.use_teacher_cache(tmp_path, ds)
     assert again["computed"] == 16
-    assert (tmp_path / (first["file"] + ".corrupt")).read_bytes() == b"not a torch file"
+    assert (tmp_path / (first["file"] + ".corrupt")).read_bytes() == data
+    assert f"teacher cache {path} is damaged: checksum mismatch" in capsys.readouterr().out
+    assert engine.use_teacher_cache(tmp_path, ds)["found"] == 16  # rebuilt with a checksum of its own
 
 
 def test_only_a_frozen_teacher_is_cached(tmp_path):
