@@ -18,6 +18,8 @@ from rich.table import Table
 
 from kdfd.errors import ExternalError, KdfdError
 
+from .options import DEVICES
+
 # a pipe (CI logs) gets a wide table rather than rich's 80-column default
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
@@ -116,11 +118,19 @@ def cmd_run(args) -> int:
     results = Path(args.results)
     n_teacher = sum(j.config.role == "teacher" for j in suite.jobs)
     count = f"{len(suite.jobs)} jobs ({n_teacher} teacher fine-tuning, {len(suite.jobs) - n_teacher} method)"
-    if args.dry_run:
-        console.print(job_table(suite, results, f"suite {suite.name}: {suite.description}"))
-        console.print(count)
-        return 0
     ctx = run_context(args, suite)
+    if args.dry_run:
+        from . import plan
+
+        if args.list_jobs:
+            console.print(job_table(suite, results, f"suite {suite.name}: {suite.description}"))
+        else:
+            console.print(f"suite {suite.name}: {suite.description}")
+        for line in plan.summary(suite, ctx, args.workers):
+            console.print(line, soft_wrap=True, markup=False)
+        if not args.list_jobs:
+            console.print("(every job, its id and state: add --list-jobs)")
+        return 0
     for change in runner.check_code(suite, results, accept=args.accept_code_changes):
         console.print(f"accepted the code change of {change.describe()}: those records stand as done (kept in "
                       f"{results / runner.CODE_ACCEPTED})")
@@ -150,17 +160,17 @@ def cmd_run(args) -> int:
 
 
 def run_context(args, suite):
-    """`bench run`'s flags as the one object the runner and the SLURM executor take (benchmarks.options)."""
-    from .options import SLURM_FIELDS, RunContext, SlurmOptions
+    """`bench run`'s flags as the one object the runner and the SLURM executor take (benchmarks.options). The suite's
+    `[slurm]` table with the flags on top gives the SLURM resources and, under either executor, the GPUs a job asks
+    for (a GPU suite run locally must find one: runner.check_gpus)."""
+    from . import slurm
+    from .options import SLURM_FIELDS, RunContext
 
-    opts = SlurmOptions()
-    if args.executor == "slurm":
-        from . import slurm
-
-        opts = slurm.options(suite, {f: getattr(args, f) for f in SLURM_FIELDS if hasattr(args, f)})
+    opts = slurm.options(suite, {f: getattr(args, f) for f in SLURM_FIELDS if hasattr(args, f)})
     return RunContext(results=Path(args.results), glue_dir=args.glue_dir, checkpoint_every=args.checkpoint_every,
                       deterministic=args.deterministic, progress=not args.no_progress, tensorboard=args.tensorboard,
-                      executor=args.executor, slurm=opts, jobs_per_task=args.jobs_per_task)
+                      executor=args.executor, slurm=opts, jobs_per_task=args.jobs_per_task, gpus=opts.gpus,
+                      device=args.device)
 
 
 def submit(args, suite, ctx, count: str, checked=None) -> int:
@@ -360,7 +370,10 @@ def parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run a suite's jobs (or submit them to SLURM), skipping the finished ones")
     suite_args(r)
     r.add_argument("--glue-dir", default=None, help="GLUE data in the original TSV layout (default: $GLUE_DIR)")
-    r.add_argument("--dry-run", action="store_true", help="print the job table and count, run nothing")
+    r.add_argument("--dry-run", action="store_true",
+                   help="run nothing: print the plan (jobs by kind, where they run: arrays, resources, dependencies) "
+                        "and an estimated cost in device-hours")
+    r.add_argument("--list-jobs", action="store_true", help="with --dry-run: every job, its id and state, too")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
     r.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints (and every epoch end)")
     r.add_argument("--deterministic", action="store_true",
@@ -373,11 +386,17 @@ def parser() -> argparse.ArgumentParser:
                         "keeps the results); without it such a run stops, naming them (bump the version to rerun)")
     r.add_argument("--executor", choices=("local", "slurm"), default="local",
                    help="local: run here, in order; slurm: submit job arrays through submitit and return")
+    r.add_argument("--workers", type=int, default=1,
+                   help="local: run this many jobs at once, each in its own process with an equal share of the "
+                        "threads (a teacher before its students; the jobs' locks share the work)")
+    r.add_argument("--device", choices=DEVICES, default=None,
+                   help="every job's device, in place of its [train] device (job ids unchanged; the record says where "
+                        "it ran). A GPU suite ([slurm] gpus > 0) trains on CPU only with --gpus 0 --device cpu")
     g = r.add_argument_group("slurm (override the suite's [slurm] table)")
     g.add_argument("--jobs-per-task", type=int, default=1, help="pack this many jobs into one SLURM task")
     g.add_argument("--partition")
     g.add_argument("--time", type=int, help="minutes per SLURM task")
-    g.add_argument("--gpus", type=int)
+    g.add_argument("--gpus", type=int, help="GPUs per job (the suite's [slurm] gpus; also checked by a local run)")
     g.add_argument("--cpus", type=int)
     g.add_argument("--mem-gb", dest="mem_gb", type=float)
     g.add_argument("--account")

@@ -41,7 +41,9 @@ from .suite import Job, Suite
 def preflight(suite: Suite, ctx: RunContext) -> None:
     """Fail early (exit code 2) on what would fail every job: data that cannot be read, models that do not exist,
     method parameters that do not fit the models (a latent dimension above the hidden size, head counts that differ,
-    a student deeper than its teacher: `kdfd.job.check_models` on the models' configs, before any weight loads)."""
+    a student deeper than its teacher: `kdfd.job.check_models` on the models' configs, before any weight loads); and
+    first, a GPU asked for that is not there (`check_gpus`)."""
+    check_gpus(suite, ctx)
     seen = set()
     names = []  # every model and tokenizer the jobs load: require_loadable after the loop
     for job in suite.jobs:
@@ -72,6 +74,51 @@ def preflight(suite: Suite, ctx: RunContext) -> None:
         except ConfigError as e:
             raise ConfigError(f"{suite.path} [{job.label}]: {e}") from None
     require_loadable(names)
+
+
+def check_gpus(suite: Suite, ctx: RunContext) -> None:
+    """A suite whose `[slurm] gpus` (or `--gpus`) asks for a GPU per job runs on GPUs or not at all, unless CPU is
+    written explicitly (`--device cpu`, or a job's `[train] device = "cpu"`): one line (exit 2) when `--gpus 0` takes
+    the suite's GPU away without `--device cpu`, when a local run sees no GPU, or when no node of the SLURM partition
+    has one (where `sinfo` can tell). A job that passes here and still finds no GPU where it runs fails in its record
+    (`require_gpu`) instead of training on CPU."""
+    suite_gpus = int(suite.slurm.get("gpus", 0))
+    if not any(ctx.device_of(j.config.train.device) != "cpu" for j in suite.jobs):
+        return  # CPU, written explicitly for every job
+    fix = "to train on CPU instead, give --gpus 0 --device cpu"
+    if ctx.gpus == 0:
+        if suite_gpus > 0:
+            raise ConfigError(f"suite {suite.name} asks for {suite_gpus} GPU per job ([slurm] gpus = {suite_gpus}) "
+                              f"and --gpus 0 gives its jobs none; {fix}")
+        return
+    asked = f"[slurm] gpus = {ctx.gpus}" if ctx.gpus == suite_gpus else f"--gpus {ctx.gpus}"
+    if ctx.executor == "local":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError(f"suite {suite.name} asks for {ctx.gpus} GPU per job ({asked}) and this machine has "
+                              f"none that torch can use; run it where there is one (or --executor slurm); {fix}")
+        return
+    from . import slurm
+
+    partition = ctx.slurm.partition
+    if slurm.partition_gpus(partition) == 0:
+        raise ConfigError(f"suite {suite.name} asks for {ctx.gpus} GPU per job ({asked}) and no node of SLURM "
+                          f"partition {partition or '(the default)'} has a GPU (sinfo lists no gpu GRES): choose one "
+                          f"with --partition; {fix}")
+
+
+def require_gpu(job: Job, ctx: RunContext) -> None:
+    """Where a job runs: one that asked for a GPU fails, in one line, when torch sees none (a SLURM node without the
+    GPU it was given, a local CUDA that broke since the preflight), rather than train on CPU for hours."""
+    if not ctx.wants_gpu(job.config.train.device):
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ConfigError(f"this job asked for {ctx.gpus} GPU ([slurm] gpus or --gpus) and torch sees none on "
+                          f"{os.uname().nodename} (CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r}); "
+                          "it did not train (--gpus 0 --device cpu trains on CPU)")
 
 
 CODE_ACCEPTED = store.CODE_ACCEPTED
@@ -241,6 +288,7 @@ def run_job(suite_name: str, job: Job, ctx: RunContext, prov: dict, executor: di
         if job.teacher is not None and not store.is_done(results, job.teacher):
             raise RuntimeError(f"its teacher job {job.teacher.id} did not finish")
         inject_failure(job)
+        require_gpu(job, ctx)
         result = kdfd_job.run(
             job.resolved, glue_dir=ctx.glue_dir,
             teacher_checkpoint=store.weights_path(results, job.teacher) if job.teacher else None,
@@ -250,7 +298,7 @@ def run_job(suite_name: str, job: Job, ctx: RunContext, prov: dict, executor: di
             predictions_to=store.predictions_path(results, job),
             teacher_cache_dir=store.teacher_cache_path(results, c.task),
             events_to=store.events_path(results, job) if c.train.tensorboard or ctx.tensorboard else None,
-            deterministic=ctx.deterministic,
+            deterministic=ctx.deterministic, device=ctx.device,
         )
         record = record.finish("done", result)
     except OSError as e:

@@ -57,3 +57,25 @@ def test_a_job_two_suites_share_keeps_the_record_of_the_suite_that_ran_it_and_co
     rows = pd.read_csv(io.StringIO(out.stdout))
     assert list(rows["suite"]) == ["first"] and list(rows["status"]) == ["done"]
     assert len(results_table.load(root, str(second))) == 1
+
+
+def test_a_job_that_asked_for_a_gpu_and_sees_none_fails_in_its_record_instead_of_training_on_cpu(tmp_path):
+    """What a SLURM task does on a node whose GPU torch cannot see (the preflight ran on the login node): the job's
+    record fails in one line naming the request, nothing trains; with --device cpu the same job trains."""
+    import pytest
+    import torch
+
+    from kdfd import provenance
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible: the job would train on it")
+    path = tmp_path / "gpu.toml"
+    path.write_text(tiny_suite(methods=("finetune",), train=tiny_train(epochs=1, max_train_examples=32)))
+    (job,) = suites.load(str(path)).jobs
+    ctx = RunContext(tmp_path / "results", progress=False, executor="slurm", gpus=1)
+    failed = runner.execute("gpu", job, ctx, provenance.collect(), block=True)
+    assert failed.status == "failed" and failed.record.curves is None
+    message = failed.record.error["message"]
+    assert "\n" not in message and "asked for 1 GPU" in message and "torch sees none" in message
+    done = runner.execute("gpu", job, ctx.replace(device="cpu"), provenance.collect(), block=True)
+    assert done.status == "done" and done.record.device == "cpu"
