@@ -114,6 +114,9 @@ def overrides(args, name: str | None = None) -> dict:
 def cmd_run(args) -> int:
     from . import runner
 
+    if args.workers < 1 or (args.workers != 1 and args.executor != "local"):
+        raise KdfdError(f"--workers {args.workers} is not allowed (a local run's processes: >= 1; SLURM runs each "
+                        "job in its own task)")
     suite = load_suite(args)
     results = Path(args.results)
     n_teacher = sum(j.config.role == "teacher" for j in suite.jobs)
@@ -142,7 +145,10 @@ def cmd_run(args) -> int:
     if ctx.executor == "slurm":
         return submit(args, suite, ctx, count, keep_expansion)
     console.print(f"suite {suite.name}: {count}; results in {results}")
-    outcomes = runner.run_suite(suite, ctx, checked=keep_expansion)
+    if args.workers != 1:
+        outcomes = runner.run_workers(suite, ctx, args.workers, checked=keep_expansion)
+    else:
+        outcomes = runner.run_suite(suite, ctx, checked=keep_expansion)
     t = Table(title=f"suite {suite.name}")
     for col in ("task", "job", "seed", "status", "student dev", "teacher dev", "seconds"):
         t.add_column(col)
@@ -152,7 +158,7 @@ def cmd_run(args) -> int:
         t.add_row(o.job.config.task, o.job.label, str(o.job.config.seed), status, _fmt_metrics(r.get("metrics")),
                   _fmt_metrics(r.get("teacher_metrics")), f"{r.get('wall_seconds', 0):.0f}")
     console.print(t)
-    failed = [o for o in outcomes if o.status == "failed"]
+    failed = [o for o in outcomes if o.status in ("failed", "not run")]
     if failed:
         console.print(f"{len(failed)} of {len(outcomes)} jobs failed; their records hold the errors")
         return 1

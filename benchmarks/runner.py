@@ -160,13 +160,23 @@ def run_suite(suite: Suite, ctx: RunContext, checked: Callable[[], object] | Non
     A job locked by another process (a second `bench run`, an executor's task) is put off, with the jobs that need it
     as their teacher, until this pass ends; then this run waits for its lock and runs it only if it is still not done.
     """
-    if suite.select is not None:
-        return run_selected(suite, ctx, checked)
-    progress = ctx.progress
+    prepare(suite, ctx, checked)
+    return run_jobs(suite, ctx)
+
+
+def prepare(suite: Suite, ctx: RunContext, checked: Callable[[], object] | None = None) -> None:
+    """What a run does once before its first job: `preflight`, a writable results root, then `checked`."""
     preflight(suite, ctx)
     store.check_writable(ctx.results)
     if checked is not None:
         checked()
+
+
+def run_jobs(suite: Suite, ctx: RunContext) -> list[Outcome]:
+    """`run_suite` after `prepare`: the jobs, in this process (also one worker's part of `run_workers`)."""
+    if suite.select is not None:
+        return run_selected(suite, ctx)
+    progress = ctx.progress
     prov = provenance.collect()
     outcomes: dict[str, Outcome] = {}
     put_off: list[Job] = []
@@ -198,7 +208,7 @@ def run_suite(suite: Suite, ctx: RunContext, checked: Callable[[], object] | Non
     return [outcomes[j.id] for j in suite.jobs]
 
 
-def run_selected(suite: Suite, ctx: RunContext, checked: Callable[[], object] | None = None) -> list[Outcome]:
+def run_selected(suite: Suite, ctx: RunContext) -> list[Outcome]:
     """A suite with a `[select]` table: the jobs that `selection.narrow` keeps, one at a time in its order, narrowing
     again after each job, so that a row's other seeds and its arms join as soon as its tuning jobs have chosen a
     point (benchmarks.selection). Each job is tried once per run; one locked by another process (a second `bench
@@ -206,10 +216,6 @@ def run_selected(suite: Suite, ctx: RunContext, checked: Callable[[], object] | 
     from . import selection
 
     progress = ctx.progress
-    preflight(suite, ctx)
-    store.check_writable(ctx.results)
-    if checked is not None:
-        checked()
     prov = provenance.collect()
     outcomes: dict[str, Outcome] = {}
     tried: set[str] = set()
@@ -248,6 +254,66 @@ def run_selected(suite: Suite, ctx: RunContext, checked: Callable[[], object] | 
         for c in pending:
             tqdm.write(f"pending: {c.row} on {c.task} waits for {c.waiting} tuning job(s) to choose its point")
     return [outcomes[j.id] for j in jobs if j.id in outcomes]
+
+
+def run_workers(suite: Suite, ctx: RunContext, workers: int,
+                checked: Callable[[], object] | None = None) -> list[Outcome]:
+    """`bench run --workers N`: N processes on this machine, each running `run_jobs` on the same results root with
+    an equal share of this process's threads (torch.get_num_threads() // N, at least 1). The jobs' locks share the
+    work out, as between two `bench run`s: a job locked by one worker is left to it, a student waits for a teacher
+    another worker trains. This process checks the inputs once, then follows the records (a line per finished job)
+    and returns every job's outcome: skipped (done before), done or failed as its record says, or `not run` (no
+    record: its worker died)."""
+    import multiprocessing
+
+    import torch
+
+    if workers < 1:
+        raise ConfigError(f"--workers {workers} is not allowed (must be >= 1)")
+    prepare(suite, ctx, checked)
+    before = {j.id for j in suite.jobs if store.is_done(ctx.results, j)}
+    started = dt.datetime.now(dt.timezone.utc).isoformat()  # a record finished since is this run's
+    threads = max(1, torch.get_num_threads() // workers)
+    spawn = multiprocessing.get_context("spawn")  # a fresh interpreter: no forked torch thread pools
+    procs = [spawn.Process(target=_worker, args=(suite, ctx.replace(progress=False), threads), daemon=False)
+             for _ in range(workers)]
+    for p in procs:
+        p.start()
+    if ctx.progress:
+        tqdm.write(f"{workers} workers, {threads} thread(s) each")
+    bar = tqdm(total=len(suite.jobs), desc=f"suite {suite.name}", unit="job", disable=not ctx.progress)
+    seen = set(before)
+    bar.update(len(before))
+    while True:
+        alive = any(p.is_alive() for p in procs)
+        for job in suite.jobs:
+            record = store.find(ctx.results, job) if job.id not in seen else None
+            if record is not None and (record.done or (record.finished or "") >= started):
+                seen.add(job.id)
+                bar.update(1)
+                if ctx.progress:
+                    tqdm.write(f"{record.status:>6}  {job.config.task:<12} {job.label:<28} seed {job.config.seed}"
+                               + (f"  {record.error['message']}" if record.error else ""))
+        if not alive:
+            break
+        time.sleep(1.0)
+    bar.close()
+    for p in procs:
+        p.join()
+    outcomes = []
+    for job in suite.jobs:
+        record = store.find(ctx.results, job)
+        status = "skipped" if job.id in before else record.status if record is not None else "not run"
+        outcomes.append(Outcome(job, status, record))
+    return outcomes
+
+
+def _worker(suite: Suite, ctx: RunContext, threads: int) -> None:
+    """One process of `run_workers`."""
+    import torch
+
+    torch.set_num_threads(threads)
+    run_jobs(suite, ctx)
 
 
 def execute(suite_name: str, job: Job, ctx: RunContext, prov: dict, block: bool,

@@ -78,4 +78,26 @@ def test_a_job_that_asked_for_a_gpu_and_sees_none_fails_in_its_record_instead_of
     message = failed.record.error["message"]
     assert "\n" not in message and "asked for 1 GPU" in message and "torch sees none" in message
     done = runner.execute("gpu", job, ctx.replace(device="cpu"), provenance.collect(), block=True)
-    assert done.status == "done" and done.record.device == "cpu"
+    assert done.status == "done" and (done.record.device, done.record.precision) == ("cpu", "fp32")
+
+
+def test_two_workers_share_the_jobs_and_write_the_records_one_process_writes(tmp_path):
+    """`bench run --workers 2`: two processes on one root, a teacher trained before its students start, each job
+    once, and records that train exactly as a single process's (1 thread per worker, as --workers 1 here)."""
+    from .helpers import bench, records, same_training
+
+    path = tmp_path / "workers.toml"
+    path.write_text(tiny_suite(methods=("vanilla-kd", "finetune"), seeds=(1, 2), methods_tables="",
+                               train=tiny_train(epochs=1, max_train_examples=64, max_eval_examples=32)))
+    one = runner.run_suite(suites.load(str(path)), RunContext(tmp_path / "one", progress=False))
+    assert {o.status for o in one} == {"done"} and len(one) == 6  # 2 teachers, 2 students each
+    out = bench("run", "--suite", str(path), "--results", str(tmp_path / "two"), "--workers", "2", "--no-progress")
+    assert out.returncode == 0, out.stdout + out.stderr
+    first, two = ({r["id"]: r for r in records(tmp_path / root)} for root in ("one", "two"))
+    assert set(two) == set(first)
+    for job_id, r in first.items():
+        assert same_training(r, two[job_id]), r["label"]
+    assert len({r["executor"]["pid"] for r in two.values()}) == 2  # both workers ran jobs
+    for r in two.values():
+        if r["config"]["teacher_job"]:
+            assert r["started"] >= two[r["config"]["teacher_job"]]["finished"]
