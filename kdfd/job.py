@@ -192,6 +192,7 @@ def run(job: ResolvedJob, glue_dir: str | None = None, teacher_checkpoint: Path 
                    "method_student_modules": count_params(distiller.student_modules),
                    "method_teacher_modules": count_params(distiller.teacher_modules)},
         "device": str(device),
+        "precision": engine.precision,
         "deterministic": deterministic,
         "resumed_from_step": engine.resumed_from,
         "artifacts": artifacts,
