@@ -48,6 +48,7 @@ from torch import nn
 from kdfd import losses
 from kdfd.distiller import FROZEN, Distiller, Needs, Stage, check_range, register
 from kdfd.errors import ConfigError
+from kdfd.models import copy_teacher_start
 
 INPUT_KEYS = ("input_ids", "attention_mask", "token_type_ids")
 
