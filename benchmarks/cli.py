@@ -1,5 +1,5 @@
 """The `bench` command line: `bench list`, `bench run`, `bench status`, `bench wait`, `bench cancel`, `bench report`,
-`bench speed` (benchmarks/speed.py).
+`bench prefetch`, `bench speed` (benchmarks/speed.py).
 
 Exit codes: 0 all jobs done (or skipped, or submitted); 1 some job failed (its record says why), or `bench report`
 found no record of the suite; 2 a usage or configuration error, printed as one line (a traceback only with --debug);
@@ -338,6 +338,16 @@ def cmd_results(args) -> int:
     return 0
 
 
+def cmd_prefetch(args) -> int:
+    from . import prefetch
+
+    suite = load_suite(args)
+    env = prefetch.fetch(suite, Path(args.into) if args.into else None, args.glue_dir, say=console.print)
+    console.print(f"suite {suite.name}: fetched. Where the jobs run (the SLURM tasks inherit it), "
+                  f"export {' '.join(env)}", soft_wrap=True, markup=False)
+    return 0
+
+
 def cmd_collect(args) -> int:
     from . import store
 
@@ -442,6 +452,12 @@ def parser() -> argparse.ArgumentParser:
                                         "root into a folder to commit, e.g. reports/<suite>/results")
     suite_args(co)
     co.add_argument("--into", required=True, help="the folder to copy into (same layout as the results root)")
+    pf = sub.add_parser("prefetch", help="download a suite's hub models and data once, for compute nodes without "
+                                         "internet (then run with the variables it prints: HF_HUB_OFFLINE=1, ...)")
+    suite_args(pf)
+    pf.add_argument("--into", help="folder for the models' cache (INTO/hub) and the data (INTO/glue); default: the "
+                                   "Hugging Face cache and ./glue")
+    pf.add_argument("--glue-dir", default=None, help="GLUE TSV folder the suite reads (then no data is fetched)")
     sub.add_parser("speed", add_help=False,
                    help="step-time ratios of the methods and of the batchings (`bench speed --help`)")
     return p
@@ -467,7 +483,8 @@ def main(argv=None) -> int:
             if bad:
                 raise KdfdError(f"seed {bad[0]!r} is not an integer")
         return {"run": cmd_run, "status": cmd_status, "wait": cmd_wait, "cancel": cmd_cancel,
-                "report": cmd_report, "results": cmd_results, "collect": cmd_collect}[args.command](args)
+                "report": cmd_report, "results": cmd_results, "collect": cmd_collect,
+                "prefetch": cmd_prefetch}[args.command](args)
     except KdfdError as e:
         if args.debug:
             raise

@@ -25,7 +25,7 @@ arm() {  # name, workers
   local start=$(date +%s.%N)
   OMP_NUM_THREADS=2 bench run "${common[@]}" --seeds "${seeds[@]}" --methods "${methods[@]}" --results "$root/$1" \
     --workers "$2" >/dev/null
-  python -c "import sys; s = float(sys.argv[2]) - float(sys.argv[1]); print(f'{s:.0f} {3600 * int(sys.argv[3]) / s:.2f}')" \
+  python -c "import sys; a, b, n = map(float, sys.argv[1:]); print(f'{b - a:.0f} {3600 * n / (b - a):.2f}')" \
     "$start" "$(date +%s.%N)" "$jobs"
 }
 read -r one_s one_rate < <(arm one 1)
