@@ -38,12 +38,12 @@ from .store import Record
 from .suite import Job, Suite
 
 
-def preflight(suite: Suite, ctx: RunContext) -> None:
+def preflight(suite: Suite, ctx: RunContext, gpus_at: Callable[[], str | None] | None = None) -> None:
     """Fail early (exit code 2) on what would fail every job: data that cannot be read, models that do not exist,
     method parameters that do not fit the models (a latent dimension above the hidden size, head counts that differ,
     a student deeper than its teacher: `kdfd.job.check_models` on the models' configs, before any weight loads); and
-    first, a GPU asked for that is not there (`check_gpus`)."""
-    check_gpus(suite, ctx)
+    first, a GPU asked for that is not there (`check_gpus`, with the executor's `gpus_at`)."""
+    check_gpus(suite, ctx, gpus_at)
     seen = set()
     names = []  # every model and tokenizer the jobs load: require_loadable after the loop
     for job in suite.jobs:
@@ -76,12 +76,13 @@ def preflight(suite: Suite, ctx: RunContext) -> None:
     require_loadable(names)
 
 
-def check_gpus(suite: Suite, ctx: RunContext) -> None:
+def check_gpus(suite: Suite, ctx: RunContext, gpus_at: Callable[[], str | None] | None = None) -> None:
     """A suite whose `[slurm] gpus` (or `--gpus`) asks for a GPU per job runs on GPUs or not at all, unless CPU is
     written explicitly (`--device cpu`, or a job's `[train] device = "cpu"`): one line (exit 2) when `--gpus 0` takes
-    the suite's GPU away without `--device cpu`, when a local run sees no GPU, or when no node of the SLURM partition
-    has one (where `sinfo` can tell). A job that passes here and still finds no GPU where it runs fails in its record
-    (`require_gpu`) instead of training on CPU."""
+    the suite's GPU away without `--device cpu`, or when `gpus_at` finds no GPU where the jobs will run. `gpus_at`:
+    the executor's look (None: there are GPUs, or it cannot tell; else what it found), by default `local_gpus`. A
+    job that passes here and still finds no GPU where it runs fails in its record (`require_gpu`) instead of
+    training on CPU."""
     suite_gpus = int(suite.slurm.get("gpus", 0))
     if not any(ctx.device_of(j.config.train.device) != "cpu" for j in suite.jobs):
         return  # CPU, written explicitly for every job
@@ -92,20 +93,18 @@ def check_gpus(suite: Suite, ctx: RunContext) -> None:
                               f"and --gpus 0 gives its jobs none; {fix}")
         return
     asked = f"[slurm] gpus = {ctx.gpus}" if ctx.gpus == suite_gpus else f"--gpus {ctx.gpus}"
-    if ctx.executor == "local":
-        import torch
+    missing = (gpus_at or local_gpus)()
+    if missing is not None:
+        raise ConfigError(f"suite {suite.name} asks for {ctx.gpus} GPU per job ({asked}) and {missing}; {fix}")
 
-        if not torch.cuda.is_available():
-            raise ConfigError(f"suite {suite.name} asks for {ctx.gpus} GPU per job ({asked}) and this machine has "
-                              f"none that torch can use; run it where there is one (or --executor slurm); {fix}")
-        return
-    from . import slurm
 
-    partition = ctx.slurm.partition
-    if slurm.partition_gpus(partition) == 0:
-        raise ConfigError(f"suite {suite.name} asks for {ctx.gpus} GPU per job ({asked}) and no node of SLURM "
-                          f"partition {partition or '(the default)'} has a GPU (sinfo lists no gpu GRES): choose one "
-                          f"with --partition; {fix}")
+def local_gpus() -> str | None:
+    """`check_gpus`'s look for a local run: None when torch sees a GPU here."""
+    import torch
+
+    if torch.cuda.is_available():
+        return None
+    return "this machine has none that torch can use; run it where there is one (or --executor slurm)"
 
 
 def require_gpu(job: Job, ctx: RunContext) -> None:

@@ -110,7 +110,7 @@ def submit(suite: Suite, ctx: RunContext, checked: Callable[[], object] | None =
     task_ctx = ctx.replace(results=results, progress=False)
     from . import runner
 
-    runner.preflight(suite, ctx)
+    runner.preflight(suite, ctx, gpus_at=lambda: no_gpus_in(opts.partition))
     state = submitted(results, suite)
     try:
         live = slurm_states([v["slurm_id"] for v in state.values()])
@@ -247,6 +247,14 @@ def slurm_states(ids: list[str]) -> dict[str, str]:
         for one in expand_array_id(job_id):
             states[one] = state
     return states
+
+
+def no_gpus_in(partition: str | None) -> str | None:
+    """`runner.check_gpus`'s look under this executor: what sinfo says when no node of the partition has a GPU."""
+    if partition_gpus(partition) != 0:
+        return None
+    return (f"no node of SLURM partition {partition or '(the default)'} has a GPU (sinfo lists no gpu GRES): choose "
+            "one with --partition")
 
 
 def partition_gpus(partition: str | None) -> int | None:
