@@ -128,11 +128,10 @@ def cmd_run(args) -> int:
         if args.list_jobs:
             console.print(job_table(suite, results, f"suite {suite.name}: {suite.description}"))
         else:
-            console.print(f"suite {suite.name}: {suite.description}")
-        for line in plan.summary(suite, ctx, args.workers):
+            console.print(f"suite {suite.name}: {suite.description} (every job, its id and state: --list-jobs)",
+                          soft_wrap=True, markup=False)
+        for line in plan.summary(suite, ctx, args.workers):  # the plan, ending with its cost
             console.print(line, soft_wrap=True, markup=False)
-        if not args.list_jobs:
-            console.print("(every job, its id and state: add --list-jobs)")
         return 0
     for change in runner.check_code(suite, results, accept=args.accept_code_changes):
         console.print(f"accepted the code change of {change.describe()}: those records stand as done (kept in "

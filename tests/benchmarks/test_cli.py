@@ -93,7 +93,7 @@ def test_glue_full_dry_run_is_a_short_plan_ending_in_a_cost_estimate_without_net
     assert "one task: 1 GPU, 4 CPUs, the default memory, 120 min" in out.stdout
     (cost,) = [ln for ln in lines if ln.startswith("estimated cost: ")]
     assert "GPU-hours for the 1680 jobs to run (0 priced from this suite's done records, 1680 from step counts)" in cost
-    assert lines[-2].startswith("  assumed: steps = epochs x batches") and "TFLOP/s per device (gpu)" in lines[-2]
+    assert lines[-1].startswith("  assumed: steps = epochs x batches") and "TFLOP/s per device (gpu)" in lines[-1]
     assert not (tmp_path / "r").exists()
 
 
