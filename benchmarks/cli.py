@@ -1,5 +1,5 @@
 """The `bench` command line: `bench list`, `bench run`, `bench status`, `bench wait`, `bench cancel`, `bench report`,
-`bench speed` (benchmarks/speed.py).
+`bench prefetch`, `bench speed` (benchmarks/speed.py).
 
 Exit codes: 0 all jobs done (or skipped, or submitted); 1 some job failed (its record says why), `bench report`
 found no record of the suite, or `bench status` / `report` / `results` found damaged files (one line each, then a
@@ -21,6 +21,8 @@ from rich.console import Console
 from rich.table import Table
 
 from kdfd.errors import ExternalError, KdfdError
+
+from .options import DEVICES
 
 # a pipe (CI logs) gets a wide table rather than rich's 80-column default
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
@@ -139,14 +141,24 @@ def overrides(args, name: str | None = None) -> dict:
 def cmd_run(args) -> int:
     from . import runner
 
+    if args.workers < 1 or (args.workers != 1 and args.executor != "local"):
+        raise KdfdError(f"--workers {args.workers} is not allowed (a local run's processes: >= 1; SLURM runs each "
+                        "job in its own task)")
     suite = load_suite(args)
     results = Path(args.results)
     n_teacher = sum(j.config.role == "teacher" for j in suite.jobs)
     count = f"{plural(len(suite.jobs), 'job')} ({n_teacher} teacher fine-tuning, {len(suite.jobs) - n_teacher} method)"
     ctx = run_context(args, suite)  # the dry run checks the flags as the run does
     if args.dry_run:
-        console.print(job_table(suite, results, f"suite {suite.name}: {suite.description}"))
-        console.print(count)
+        from . import plan
+
+        if args.list_jobs:
+            console.print(job_table(suite, results, f"suite {suite.name}: {suite.description}"))
+        else:
+            console.print(f"suite {suite.name}: {suite.description} (every job, its id and state: --list-jobs)",
+                          soft_wrap=True, markup=False)
+        for line in plan.summary(suite, ctx, args.workers):  # the plan, ending with its cost
+            console.print(line, soft_wrap=True, markup=False)
         return 0
     for change in runner.check_code(suite, results, accept=args.accept_code_changes):
         console.print(f"accepted the code change of {change.describe()}: those records stand as done (kept in "
@@ -159,7 +171,10 @@ def cmd_run(args) -> int:
     if ctx.executor == "slurm":
         return submit(args, suite, ctx, count, keep_expansion)
     console.print(f"suite {suite.name}: {count}; results in {results}")
-    outcomes = runner.run_suite(suite, ctx, checked=keep_expansion)
+    if args.workers != 1:
+        outcomes = runner.run_workers(suite, ctx, args.workers, checked=keep_expansion)
+    else:
+        outcomes = runner.run_suite(suite, ctx, checked=keep_expansion)
     t = Table(title=f"suite {suite.name}")
     for col in ("task", "job", "seed", "status", "student dev", "teacher dev", "seconds"):
         t.add_column(col)
@@ -169,7 +184,7 @@ def cmd_run(args) -> int:
         t.add_row(o.job.config.task, o.job.label, str(o.job.config.seed), status, _fmt_metrics(r.get("metrics")),
                   _fmt_metrics(r.get("teacher_metrics")), f"{r.get('wall_seconds', 0):.0f}")
     console.print(t)
-    failed = [o for o in outcomes if o.status == "failed"]
+    failed = [o for o in outcomes if o.status in ("failed", "not run")]
     if failed:
         console.print(f"{len(failed)} of {plural(len(outcomes), 'job')} failed; their records hold the errors")
         return 1
@@ -177,17 +192,17 @@ def cmd_run(args) -> int:
 
 
 def run_context(args, suite):
-    """`bench run`'s flags as the one object the runner and the SLURM executor take (benchmarks.options)."""
-    from .options import SLURM_FIELDS, RunContext, SlurmOptions
+    """`bench run`'s flags as the one object the runner and the SLURM executor take (benchmarks.options). The suite's
+    `[slurm]` table with the flags on top gives the SLURM resources and, under either executor, the GPUs a job asks
+    for (a GPU suite run locally must find one: runner.check_gpus)."""
+    from . import slurm
+    from .options import SLURM_FIELDS, RunContext
 
-    opts = SlurmOptions()
-    if args.executor == "slurm":
-        from . import slurm
-
-        opts = slurm.options(suite, {f: getattr(args, f) for f in SLURM_FIELDS if hasattr(args, f)})
+    opts = slurm.options(suite, {f: getattr(args, f) for f in SLURM_FIELDS if hasattr(args, f)})
     return RunContext(results=Path(args.results), glue_dir=args.glue_dir, checkpoint_every=args.checkpoint_every,
                       deterministic=args.deterministic, progress=not args.no_progress, tensorboard=args.tensorboard,
-                      executor=args.executor, slurm=opts, jobs_per_task=args.jobs_per_task)
+                      executor=args.executor, slurm=opts, jobs_per_task=args.jobs_per_task, gpus=opts.gpus,
+                      device=args.device)
 
 
 def submit(args, suite, ctx, count: str, checked=None) -> int:
@@ -372,6 +387,16 @@ def cmd_results(args) -> int:
     return 1 if name_damaged(store.damaged(args.results)) else 0
 
 
+def cmd_prefetch(args) -> int:
+    from . import prefetch
+
+    suite = load_suite(args)
+    env = prefetch.fetch(suite, Path(args.into) if args.into else None, args.glue_dir, say=console.print)
+    console.print(f"suite {suite.name}: fetched. Where the jobs run (the SLURM tasks inherit it), "
+                  f"export {' '.join(env)}", soft_wrap=True, markup=False)
+    return 0
+
+
 def cmd_collect(args) -> int:
     from . import store
 
@@ -411,7 +436,10 @@ def parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run a suite's jobs (or submit them to SLURM), skipping the finished ones")
     suite_args(r)
     r.add_argument("--glue-dir", default=None, help="GLUE data in the original TSV layout (default: $GLUE_DIR)")
-    r.add_argument("--dry-run", action="store_true", help="print the job table and count, run nothing")
+    r.add_argument("--dry-run", action="store_true",
+                   help="run nothing: print the plan (jobs by kind, where they run: arrays, resources, dependencies) "
+                        "and an estimated cost in device-hours")
+    r.add_argument("--list-jobs", action="store_true", help="with --dry-run: every job, its id and state, too")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
     r.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints (and every epoch end)")
     r.add_argument("--deterministic", action="store_true",
@@ -424,11 +452,17 @@ def parser() -> argparse.ArgumentParser:
                         "keeps the results); without it such a run stops, naming them (bump the version to rerun)")
     r.add_argument("--executor", choices=("local", "slurm"), default="local",
                    help="local: run here, in order; slurm: submit job arrays through submitit and return")
+    r.add_argument("--workers", type=int, default=1,
+                   help="local: run this many jobs at once, each in its own process with an equal share of the "
+                        "threads (a teacher before its students; the jobs' locks share the work)")
+    r.add_argument("--device", choices=DEVICES, default=None,
+                   help="every job's device, in place of its [train] device (job ids unchanged; the record says where "
+                        "it ran). A GPU suite ([slurm] gpus > 0) trains on CPU only with --gpus 0 --device cpu")
     g = r.add_argument_group("slurm (override the suite's [slurm] table)")
     g.add_argument("--jobs-per-task", type=int, default=1, help="pack this many jobs into one SLURM task")
     g.add_argument("--partition")
     g.add_argument("--time", type=int, help="minutes per SLURM task")
-    g.add_argument("--gpus", type=int)
+    g.add_argument("--gpus", type=int, help="GPUs per job (the suite's [slurm] gpus; also checked by a local run)")
     g.add_argument("--cpus", type=int)
     g.add_argument("--mem-gb", dest="mem_gb", type=float)
     g.add_argument("--account")
@@ -468,6 +502,12 @@ def parser() -> argparse.ArgumentParser:
                                         "root into a folder to commit, e.g. reports/<suite>/results")
     suite_args(co)
     co.add_argument("--into", required=True, help="the folder to copy into (same layout as the results root)")
+    pf = sub.add_parser("prefetch", help="download a suite's hub models and data once, for compute nodes without "
+                                         "internet (then run with the variables it prints: HF_HUB_OFFLINE=1, ...)")
+    suite_args(pf)
+    pf.add_argument("--into", help="folder for the models' cache (INTO/hub) and the data (INTO/glue); default: the "
+                                   "Hugging Face cache and ./glue")
+    pf.add_argument("--glue-dir", default=None, help="GLUE TSV folder the suite reads (then no data is fetched)")
     sub.add_parser("speed", add_help=False,
                    help="step-time ratios of the methods and of the batchings (`bench speed --help`)")
     return p
@@ -524,7 +564,8 @@ def main(argv=None) -> int:
             if bad:
                 raise KdfdError(f"seed {bad[0]!r} is not an integer")
         return {"run": cmd_run, "status": cmd_status, "wait": cmd_wait, "cancel": cmd_cancel,
-                "report": cmd_report, "results": cmd_results, "collect": cmd_collect}[args.command](args)
+                "report": cmd_report, "results": cmd_results, "collect": cmd_collect,
+                "prefetch": cmd_prefetch}[args.command](args)
     except KeyboardInterrupt as e:
         if args.debug:
             raise

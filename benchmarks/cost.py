@@ -8,6 +8,8 @@ time of the run had it never stopped), with the count stated.
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -119,3 +121,100 @@ def to_finish(df: pd.DataFrame, left: list[tuple[str, str]], side_by_side: int =
             f"{side_by_side} side by side" + (f" for {len(known)} of them; no estimate for "
                                                f"{', '.join(unknown)} (no done record of it keeps its time)."
                                                if unknown else "."), ""]
+
+
+# ----------------------------------------------------------------------------------------- before the first record
+
+# What one device trains per second, counted as 6 x parameters x padded tokens for a model that trains and 2 x for a
+# forward pass alone (FLOP/s). cpu: one thread of the project's 2-core machine, as the glue-cpu records ran (MiniLM
+# with grouped batches: about 1.6 s a teacher step on MRPC, i.e. 1.5e11 of these padded FLOP/s); gpu: an assumption
+# until a GPU record exists, an A100-class GPU under bf16 autocast (BERT-base at batch 32 x 128: about 0.07 s a step).
+THROUGHPUT = {"cpu": 1.5e11, "gpu": 3e13}
+# (hidden size, layers) of the hub models the paper's suites name, for a plan made offline (no config.json here)
+KNOWN_SHAPES = {"bert-base-uncased": (768, 12), "huawei-noah/TinyBERT_General_6L_768D": (768, 6)}
+ASSUMPTION = ("steps = epochs x batches of the (capped) training set; a step costs 6 x parameters x batch x max_length "
+              "FLOP per model that trains (its forward and backward) and 2 x for a forward alone (a frozen teacher's "
+              "targets; an online teacher's second pass), at {rate} per device ({device}); evaluation, setup and the "
+              "look-ahead passes of MetaDistil, ReptileDistil and LGTM are not counted")
+
+
+def model_params(spec) -> float | None:
+    """The transformer layers' parameters of the model a spec builds (embeddings left out: they cost no matmul),
+    from its shape: 4 h^2 of attention and 2 h x intermediate of feed-forward per layer (intermediate 4 h for a
+    pre-trained model). None for a hub model whose shape is not known here."""
+    from kdfd.models import describe
+
+    if spec.name == "tiny":
+        return (spec.layers or 2) * (4 * spec.hidden**2 + 2 * spec.hidden * spec.intermediate)
+    shape = describe(spec)
+    if shape is not None:
+        hidden, layers = shape[0], shape[1]
+    elif spec.name in KNOWN_SHAPES:
+        hidden, layers = KNOWN_SHAPES[spec.name]
+        layers = spec.layers or layers
+    else:
+        return None
+    return layers * 12 * hidden**2
+
+
+def job_steps(job) -> int:
+    """A job's training steps, from its config and its task's training-set size (no data read)."""
+    t, task = job.config.train, job.resolved.task
+    n = min(task.train_size, t.max_train_examples or task.train_size)
+    n = max(1, round(n * (1 - t.holdout)))
+    return t.epochs * -(-n // t.batch_size)
+
+
+def job_seconds(job, device: str) -> float | None:
+    """A job's training seconds on one `device` (cpu or gpu) by `ASSUMPTION`; None when a model's shape is unknown."""
+    from kdfd.distiller import FROZEN, NONE, ONLINE
+
+    c, needs = job.config, job.resolved.needs
+    student = model_params(c.student)
+    teacher = model_params(c.teacher) if needs.teacher != NONE else 0.0
+    if student is None or teacher is None:
+        return None
+    per_token = 6 * student + {NONE: 0, FROZEN: 2, ONLINE: 8}[needs.teacher] * teacher
+    if needs.teacher == FROZEN and c.train.teacher_cache:
+        per_token = 6 * student  # the cached targets: the teacher's forward is paid once, not counted here
+    return job_steps(job) * per_token * c.train.batch_size * c.train.max_length / THROUGHPUT[device]
+
+
+def rate(device: str) -> str:
+    return f"{THROUGHPUT[device] / 1e12:g} TFLOP/s"
+
+
+def time_limit(jobs, device: str = "gpu") -> int:
+    """A SLURM time limit for the jobs' tasks, in minutes: the longest job's `job_seconds` with half again for
+    evaluation and setup, rounded up to 30 minutes (GPU suites' `[slurm] time`; tests/benchmarks/test_cost.py)."""
+    longest = max(job_seconds(j, device) or 0.0 for j in jobs)
+    return max(30, 30 * math.ceil(1.5 * longest / 60 / 30))
+
+
+@dataclass
+class Estimate:
+    """What jobs not yet run will cost on one device each: seconds in all, how many jobs were priced from done
+    records (`fitted`) and how many from step counts (`job_seconds`), and the kinds of those left unpriced."""
+
+    seconds: float
+    from_records: int
+    from_steps: int
+    unpriced: list[str]
+
+
+def estimate(jobs, done: pd.DataFrame, device: str) -> Estimate:
+    """Price `jobs`: a job whose kind and task the done records cover (`fitted`: measured medians and their fit) at
+    that; any other by its step count (`job_seconds`)."""
+    fit = fitted(done) if not done.empty else {}
+    seconds, measured, counted, unpriced = 0.0, 0, 0, set()
+    for job in jobs:
+        key = (kind(job.label), job.config.task)
+        if key in fit:
+            seconds, measured = seconds + fit[key], measured + 1
+            continue
+        s = job_seconds(job, device)
+        if s is None:
+            unpriced.add(f"{key[0]} on {key[1]}")
+        else:
+            seconds, counted = seconds + s, counted + 1
+    return Estimate(seconds, measured, counted, sorted(unpriced))

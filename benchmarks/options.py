@@ -15,6 +15,7 @@ from pathlib import Path
 from kdfd.errors import ConfigError, one_of
 
 EXECUTORS = ("local", "slurm")
+DEVICES = ("auto", "cpu", "cuda")  # `bench run --device`: every job's device, in place of its [train] device
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,11 @@ class RunContext:
     progress: progress bars and a line per finished job; tensorboard: every job writes TensorBoard events, as if its
     suite said `[train] tensorboard = true`; executor: where the jobs run (`local`: in this process, in order;
     `slurm`: submitted as job arrays, each task running its jobs with this same context, progress off);
-    slurm, jobs_per_task: the SLURM executor's resources per task and how many jobs one task runs.
+    slurm, jobs_per_task: the SLURM executor's resources per task and how many jobs one task runs;
+    gpus: the GPUs each job asked for (the suite's [slurm] gpus or `--gpus`, under either executor): a job that asked
+    for one and sees none fails rather than train on CPU; device: `--device`, every job's device in place of its
+    [train] device (None: the job's own), so that `--device cpu` trains a GPU suite on CPU without changing any job's
+    id (the record's `device` says where it ran).
     """
 
     results: Path
@@ -81,6 +86,8 @@ class RunContext:
     executor: str = "local"
     slurm: SlurmOptions = SlurmOptions()
     jobs_per_task: int = 1
+    gpus: int = 0
+    device: str | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "results", Path(self.results))
@@ -90,6 +97,16 @@ class RunContext:
             raise ConfigError(one_of("executor", self.executor, EXECUTORS))
         if self.jobs_per_task < 1:
             raise ConfigError(f"--jobs-per-task {self.jobs_per_task} is not allowed (must be >= 1)")
+        if self.device is not None and self.device not in DEVICES:
+            raise ConfigError(f"--device {self.device!r} is not allowed (allowed: {', '.join(DEVICES)})")
+
+    def device_of(self, job_device: str) -> str:
+        """The device a job with `[train] device = job_device` runs on under this run: `--device` if given."""
+        return self.device or job_device
+
+    def wants_gpu(self, job_device: str) -> bool:
+        """Whether a job must find a GPU: it asked for one (gpus), and neither it nor `--device` says cpu."""
+        return self.gpus > 0 and self.device_of(job_device) != "cpu"
 
     def replace(self, **changes) -> "RunContext":
         return dataclasses.replace(self, **changes)

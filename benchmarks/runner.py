@@ -38,11 +38,13 @@ from .store import Record
 from .suite import Job, Suite
 
 
-def preflight(suite: Suite, ctx: RunContext) -> None:
+def preflight(suite: Suite, ctx: RunContext, gpus_at: Callable[[], str | None] | None = None) -> None:
     """Fail early (exit code 2) on what would fail every job: data that cannot be read, models that do not exist,
     method parameters that do not fit the models (a latent dimension above the hidden size, head counts that differ,
-    a student deeper than its teacher: `kdfd.job.check_models` on the models' configs, before any weight loads).
-    Only the jobs not done yet are checked: a suite whose jobs are all done runs without its data (nothing reads it)."""
+    a student deeper than its teacher: `kdfd.job.check_models` on the models' configs, before any weight loads); and
+    first, a GPU asked for that is not there (`check_gpus`, with the executor's `gpus_at`). Only the jobs not done
+    yet are checked: a suite whose jobs are all done runs without its data (nothing reads it)."""
+    check_gpus(suite, ctx, gpus_at)
     seen = set()
     names = []  # every model and tokenizer the jobs load: require_loadable after the loop
     for job in (j for j in suite.jobs if not store.is_done(ctx.results, j)):
@@ -73,6 +75,50 @@ def preflight(suite: Suite, ctx: RunContext) -> None:
         except ConfigError as e:
             raise ConfigError(f"{suite.path} [{job.label}]: {e}") from None
     require_loadable(names)
+
+
+def check_gpus(suite: Suite, ctx: RunContext, gpus_at: Callable[[], str | None] | None = None) -> None:
+    """A suite whose `[slurm] gpus` (or `--gpus`) asks for a GPU per job runs on GPUs or not at all, unless CPU is
+    written explicitly (`--device cpu`, or a job's `[train] device = "cpu"`): one line (exit 2) when `--gpus 0` takes
+    the suite's GPU away without `--device cpu`, or when `gpus_at` finds no GPU where the jobs will run. `gpus_at`:
+    the executor's look (None: there are GPUs, or it cannot tell; else what it found), by default `local_gpus`. A
+    job that passes here and still finds no GPU where it runs fails in its record (`require_gpu`) instead of
+    training on CPU."""
+    suite_gpus = int(suite.slurm.get("gpus", 0))
+    if not any(ctx.device_of(j.config.train.device) != "cpu" for j in suite.jobs):
+        return  # CPU, written explicitly for every job
+    fix = "to train on CPU instead, give --gpus 0 --device cpu"
+    if ctx.gpus == 0:
+        if suite_gpus > 0:
+            raise ConfigError(f"suite {suite.name} asks for {suite_gpus} GPU per job ([slurm] gpus = {suite_gpus}) "
+                              f"and --gpus 0 gives its jobs none; {fix}")
+        return
+    asked = f"[slurm] gpus = {ctx.gpus}" if ctx.gpus == suite_gpus else f"--gpus {ctx.gpus}"
+    missing = (gpus_at or local_gpus)()
+    if missing is not None:
+        raise ConfigError(f"suite {suite.name} asks for {ctx.gpus} GPU per job ({asked}) and {missing}; {fix}")
+
+
+def local_gpus() -> str | None:
+    """`check_gpus`'s look for a local run: None when torch sees a GPU here."""
+    import torch
+
+    if torch.cuda.is_available():
+        return None
+    return "this machine has none that torch can use; run it where there is one (or --executor slurm)"
+
+
+def require_gpu(job: Job, ctx: RunContext) -> None:
+    """Where a job runs: one that asked for a GPU fails, in one line, when torch sees none (a SLURM node without the
+    GPU it was given, a local CUDA that broke since the preflight), rather than train on CPU for hours."""
+    if not ctx.wants_gpu(job.config.train.device):
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ConfigError(f"this job asked for {ctx.gpus} GPU ([slurm] gpus or --gpus) and torch sees none on "
+                          f"{os.uname().nodename} (CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r}); "
+                          "it did not train (--gpus 0 --device cpu trains on CPU)")
 
 
 CODE_ACCEPTED = store.CODE_ACCEPTED
@@ -126,10 +172,15 @@ def run_suite(suite: Suite, ctx: RunContext, checked: Callable[[], object] | Non
     A job locked by another process (a second `bench run`, an executor's task) is put off, with the jobs that need it
     as their teacher, until this pass ends; then this run waits for its lock and runs it only if it is still not done.
     """
-    if suite.select is not None:
-        return run_selected(suite, ctx, checked)
-    progress = ctx.progress
     start(suite, ctx, checked)
+    return run_jobs(suite, ctx)
+
+
+def run_jobs(suite: Suite, ctx: RunContext) -> list[Outcome]:
+    """`run_suite` after `start`: the jobs, in this process (also one worker's part of `run_workers`)."""
+    if suite.select is not None:
+        return run_selected(suite, ctx)
+    progress = ctx.progress
     prov = provenance.collect()
     outcomes: dict[str, Outcome] = {}
     put_off: list[Job] = []
@@ -161,7 +212,7 @@ def run_suite(suite: Suite, ctx: RunContext, checked: Callable[[], object] | Non
     return [outcomes[j.id] for j in suite.jobs]
 
 
-def run_selected(suite: Suite, ctx: RunContext, checked: Callable[[], object] | None = None) -> list[Outcome]:
+def run_selected(suite: Suite, ctx: RunContext) -> list[Outcome]:
     """A suite with a `[select]` table: the jobs that `selection.narrow` keeps, one at a time in its order, narrowing
     again after each job, so that a row's other seeds and its arms join as soon as its tuning jobs have chosen a
     point (benchmarks.selection). Each job is tried once per run; one locked by another process (a second `bench
@@ -169,7 +220,6 @@ def run_selected(suite: Suite, ctx: RunContext, checked: Callable[[], object] | 
     from . import selection
 
     progress = ctx.progress
-    start(suite, ctx, checked)
     prov = provenance.collect()
     outcomes: dict[str, Outcome] = {}
     tried: set[str] = set()
@@ -210,6 +260,66 @@ def run_selected(suite: Suite, ctx: RunContext, checked: Callable[[], object] | 
     return [outcomes[j.id] for j in jobs if j.id in outcomes]
 
 
+def run_workers(suite: Suite, ctx: RunContext, workers: int,
+                checked: Callable[[], object] | None = None) -> list[Outcome]:
+    """`bench run --workers N`: N processes on this machine, each running `run_jobs` on the same results root with
+    an equal share of this process's threads (torch.get_num_threads() // N, at least 1). The jobs' locks share the
+    work out, as between two `bench run`s: a job locked by one worker is left to it, a student waits for a teacher
+    another worker trains. This process checks the inputs once, then follows the records (a line per finished job)
+    and returns every job's outcome: skipped (done before), done or failed as its record says, or `not run` (no
+    record: its worker died)."""
+    import multiprocessing
+
+    import torch
+
+    if workers < 1:
+        raise ConfigError(f"--workers {workers} is not allowed (must be >= 1)")
+    start(suite, ctx, checked)
+    before = {j.id for j in suite.jobs if store.is_done(ctx.results, j)}
+    started = dt.datetime.now(dt.timezone.utc).isoformat()  # a record finished since is this run's
+    threads = max(1, torch.get_num_threads() // workers)
+    spawn = multiprocessing.get_context("spawn")  # a fresh interpreter: no forked torch thread pools
+    procs = [spawn.Process(target=_worker, args=(suite, ctx.replace(progress=False), threads), daemon=False)
+             for _ in range(workers)]
+    for p in procs:
+        p.start()
+    if ctx.progress:
+        tqdm.write(f"{workers} workers, {threads} thread(s) each")
+    bar = tqdm(total=len(suite.jobs), desc=f"suite {suite.name}", unit="job", disable=not ctx.progress)
+    seen = set(before)
+    bar.update(len(before))
+    while True:
+        alive = any(p.is_alive() for p in procs)
+        for job in suite.jobs:
+            record = store.find(ctx.results, job) if job.id not in seen else None
+            if record is not None and (record.done or (record.finished or "") >= started):
+                seen.add(job.id)
+                bar.update(1)
+                if ctx.progress:
+                    tqdm.write(f"{record.status:>6}  {job.config.task:<12} {job.label:<28} seed {job.config.seed}"
+                               + (f"  {record.error['message']}" if record.error else ""))
+        if not alive:
+            break
+        time.sleep(1.0)
+    bar.close()
+    for p in procs:
+        p.join()
+    outcomes = []
+    for job in suite.jobs:
+        record = store.find(ctx.results, job)
+        status = "skipped" if job.id in before else record.status if record is not None else "not run"
+        outcomes.append(Outcome(job, status, record))
+    return outcomes
+
+
+def _worker(suite: Suite, ctx: RunContext, threads: int) -> None:
+    """One process of `run_workers`."""
+    import torch
+
+    torch.set_num_threads(threads)
+    run_jobs(suite, ctx)
+
+
 def execute(suite_name: str, job: Job, ctx: RunContext, prov: dict, block: bool,
             executor: dict | None = None) -> Outcome | None:
     """Run one job under its lock unless it is done. Returns None when the lock is held elsewhere and not `block`.
@@ -248,6 +358,7 @@ def run_job(suite_name: str, job: Job, ctx: RunContext, prov: dict, executor: di
         if job.teacher is not None and not store.is_done(results, job.teacher):
             raise RuntimeError(f"its teacher job {job.teacher.id} did not finish")
         inject_failure(job)
+        require_gpu(job, ctx)
         result = kdfd_job.run(
             job.resolved, glue_dir=ctx.glue_dir,
             teacher_checkpoint=store.weights_path(results, job.teacher) if job.teacher else None,
@@ -257,7 +368,7 @@ def run_job(suite_name: str, job: Job, ctx: RunContext, prov: dict, executor: di
             predictions_to=store.predictions_path(results, job),
             teacher_cache_dir=store.teacher_cache_path(results, c.task),
             events_to=store.events_path(results, job) if c.train.tensorboard or ctx.tensorboard else None,
-            deterministic=ctx.deterministic,
+            deterministic=ctx.deterministic, device=ctx.device,
         )
         record = record.finish("done", result, checksums=store.checksums(results, job))
     except OSError as e:

@@ -110,7 +110,7 @@ def submit(suite: Suite, ctx: RunContext, checked: Callable[[], object] | None =
     task_ctx = ctx.replace(results=results, progress=False)
     from . import runner
 
-    runner.preflight(suite, ctx)
+    runner.preflight(suite, ctx, gpus_at=lambda: no_gpus_in(opts.partition))
     state = submitted(results, suite)
     try:
         live = slurm_states([v["slurm_id"] for v in state.values()])
@@ -128,14 +128,7 @@ def submit(suite: Suite, ctx: RunContext, checked: Callable[[], object] | None =
     slurm_ids = {job_id: v["slurm_id"] for job_id, v in state.items() if is_active(v, live)}
     new: dict[str, str] = {}
     todo_ids = {j.id for j in todo}
-    groups: dict[str | None, list[Job]] = {}
-    for job in todo:
-        waits_for = job.teacher.id if job.teacher is not None and not store.is_done(results, job.teacher) else None
-        groups.setdefault(waits_for, []).append(job)
-    for teacher_id in [None, *[k for k in groups if k is not None]]:  # first the array the others depend on
-        jobs = groups.get(teacher_id, [])
-        if not jobs:
-            continue
+    for teacher_id, chunks in arrays(todo, results, jobs_per_task):
         extra = {"kill_on_invalid_dep": "yes"}
         if teacher_id is not None:
             dep = new.get(teacher_id) or slurm_ids.get(teacher_id)
@@ -143,7 +136,6 @@ def submit(suite: Suite, ctx: RunContext, checked: Callable[[], object] | None =
                 raise ConfigError(f"teacher job {teacher_id} is neither done nor submitted")
             extra["dependency"] = f"afterok:{dep}"
         executor.update_parameters(slurm_additional_parameters=extra)
-        chunks = [jobs[i:i + jobs_per_task] for i in range(0, len(jobs), jobs_per_task)]
         n = len(chunks)
         try:
             # submitit prints sbatch's complaint to stderr before raising it: it is said once, in refused()'s line
@@ -164,6 +156,19 @@ def submit(suite: Suite, ctx: RunContext, checked: Callable[[], object] | None =
                 new[job.id] = handle.job_id
     _keep(results, suite, state, new)
     return new
+
+
+def arrays(todo: list[Job], results: Path, jobs_per_task: int) -> list[tuple[str | None, list[list[Job]]]]:
+    """The job arrays that submitting `todo` makes, in submission order: (the id of the teacher job the array waits
+    for, None for the first array; its tasks, each `jobs_per_task` jobs run one after the other). `bench run
+    --dry-run` shows the same plan."""
+    groups: dict[str | None, list[Job]] = {}
+    for job in todo:
+        waits_for = job.teacher.id if job.teacher is not None and not store.is_done(results, job.teacher) else None
+        groups.setdefault(waits_for, []).append(job)
+    order = [None, *[k for k in groups if k is not None]]  # first the array the others depend on
+    return [(t, [groups[t][i:i + jobs_per_task] for i in range(0, len(groups[t]), jobs_per_task)])
+            for t in order if groups.get(t)]
 
 
 def _keep(results: Path, suite: Suite, state: dict, new: dict[str, str]) -> None:
@@ -242,6 +247,29 @@ def slurm_states(ids: list[str]) -> dict[str, str]:
         for one in expand_array_id(job_id):
             states[one] = state
     return states
+
+
+def no_gpus_in(partition: str | None) -> str | None:
+    """`runner.check_gpus`'s look under this executor: what sinfo says when no node of the partition has a GPU."""
+    if partition_gpus(partition) != 0:
+        return None
+    return (f"no node of SLURM partition {partition or '(the default)'} has a GPU (sinfo lists no gpu GRES): choose "
+            "one with --partition")
+
+
+def partition_gpus(partition: str | None) -> int | None:
+    """How many nodes of `partition` (None: the default one, which sinfo marks with `*`) have GPUs, from sinfo's GRES
+    column; None where sinfo cannot tell (not installed, failing, an unknown partition: sbatch then says so itself)."""
+    try:
+        out = subprocess.run(["sinfo", "-h", "-N", "-o", "%P %G"], capture_output=True, text=True, timeout=30,
+                             check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    rows = [line.split(None, 1) for line in out.splitlines() if line.strip()]
+    gres = [g for p, *g in rows if (p.rstrip("*") == partition if partition else p.endswith("*"))]
+    if not gres:
+        return None
+    return sum("gpu" in " ".join(g) for g in gres)
 
 
 def expand_array_id(job_id: str) -> list[str]:

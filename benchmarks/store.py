@@ -147,8 +147,8 @@ def check_writable(results: Path) -> None:
 # What `kdfd.job.run` returns, kept as the record's results: written for done records only (a failed record has
 # none of these keys), step_curves only when the job evaluated between epochs (train.eval_every)
 RESULT_FIELDS = ("metrics", "teacher_metrics", "teacher_metrics_start", "majority_metrics", "curves", "step_curves",
-                 "data", "model_fingerprints", "params", "device", "deterministic", "resumed_from_step", "artifacts",
-                 "test_predictions", "teacher_cache", "timing", "checksums")
+                 "data", "model_fingerprints", "params", "device", "precision", "deterministic", "resumed_from_step",
+                 "artifacts", "test_predictions", "teacher_cache", "timing", "checksums")
 # The job's own facts, kept once in `config` and written out beside it too for readers of the plain JSON (jq, pandas)
 FROM_CONFIG = ("task", "method", "method_version", "seed", "role", "teacher_job")
 
@@ -186,6 +186,7 @@ class Record(Mapping):
     model_fingerprints: dict | None = None
     params: dict | None = None  # parameter counts
     device: str | None = None
+    precision: str | None = None  # what the job trained in: fp32, bf16 or fp16 (train.precision resolved on the device)
     deterministic: bool | None = None
     resumed_from_step: int | None = None
     artifacts: dict | None = None

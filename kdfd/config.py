@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from .errors import ConfigError
 
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 BATCHINGS = ("shuffle", "grouped")
 
 MINILM = "minilm"
@@ -88,7 +88,9 @@ class TrainConfig:
     # than the students so that it is a teacher worth distilling from.
     teacher_max_train_examples: int | None = None
     max_eval_examples: int | None = None
-    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
+    # auto: bf16 autocast on a CUDA device that supports it, else fp16 autocast with a gradient scaler; fp32 on CPU.
+    # bf16, fp16: that autocast wherever the job runs (fp16 always with a scaler); fp32: no autocast
+    precision: str = "auto"
     device: str = "auto"  # auto: cuda when available
     # Predict the GLUE test files after training and save the predictions beside the record, for
     # `bench report --glue-submission`. Needs the TSV source (test labels are hidden, so no metric changes).

@@ -102,10 +102,17 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
-    """bf16 autocast on CUDA under `auto` or `bf16`; none on CPU unless `bf16` is asked for explicitly."""
-    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
-        return torch.bfloat16
-    return None
+    """The autocast dtype of `train.precision` on `device` (None: fp32, no autocast). auto: bf16 on a CUDA device
+    that supports it (Ampere and later), fp16 on one that does not (V100, T4: the engine adds a gradient scaler),
+    fp32 on CPU; bf16 and fp16 as asked, on any device."""
+    if precision == "auto":
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+PRECISION_NAMES = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
 
 
 def make_optimizer(modules: list[nn.Module], lr: float, weight_decay: float, fused: bool,
@@ -181,6 +188,7 @@ class Engine:
         self.needs = needs  # resolved with the job, which gives a teacher model wherever these ask for one
         self.device = device or resolve_device(train.device)
         self.amp = autocast_dtype(self.device, train.precision)
+        self.precision = PRECISION_NAMES[self.amp]  # what ran, for the record
         self.progress = progress
         self.step = 0
         self.teacher_targets = None  # a kdfd.teacher_cache.CachedTeacher, set by use_teacher_cache
@@ -207,6 +215,13 @@ class Engine:
             self.sched_t = linear_schedule(self.opt_t, total_steps, train.warmup_ratio)
         elif self.needs.teacher == FROZEN:
             teacher.eval().requires_grad_(False)
+        # fp16 autocast: a loss scaler per optimizer, so that small gradients do not flush to zero in fp16 (bf16
+        # has fp32's range and needs none). The look-ahead steps of methods that learn from the student's feedback
+        # (Distiller.student_fn) take their gradients unscaled.
+        self.scalers: dict[int, torch.amp.GradScaler] = {}
+        if self.amp == torch.float16:
+            self.scalers = {id(o): torch.amp.GradScaler(self.device.type) for o in (self.opt_s, self.opt_t)
+                            if o is not None}
         self.base_lrs_s = list(self.sched_s.base_lrs)
         self.stage_index = -1
         self._enter_stage(0)
@@ -266,8 +281,22 @@ class Engine:
     def forward(self, model: nn.Module, batch: dict) -> Forward:
         inputs = {k: batch[k] for k in INPUT_KEYS if k in batch}
         with self.autocast():
-            return model(**inputs, hidden_states=self.needs.hidden_states, attentions=self.needs.attentions,
-                         attention_scores=self.needs.attention_scores)
+            return self.outputs(model(**inputs, hidden_states=self.needs.hidden_states,
+                                      attentions=self.needs.attentions, attention_scores=self.needs.attention_scores))
+
+    def outputs(self, out: Forward | None) -> Forward | None:
+        """A forward pass as the losses take it: under autocast, its half-precision tensors cast to float32, so that
+        a method's losses and own modules (KDFD's VAE, projections) compute in float32 outside autocast, as in an
+        fp32 run (CPU autocast leaves even LayerNorm outputs in half precision). Without autocast: as it is."""
+        if self.amp is None or out is None:
+            return out
+
+        def cast(x):
+            if isinstance(x, tuple):
+                return tuple(cast(t) for t in x)
+            return x.float() if x is not None and x.is_floating_point() else x
+
+        return Forward(**{f.name: cast(getattr(out, f.name)) for f in dataclasses.fields(Forward)})
 
     def functional_forward(self, params: dict, batch: dict) -> Forward:
         """The student's forward at `params` (name -> tensor; names left out take the model's own), as `forward`
@@ -276,7 +305,7 @@ class Engine:
         flags = {"hidden_states": self.needs.hidden_states, "attentions": self.needs.attentions,
                  "attention_scores": self.needs.attention_scores}
         with self.autocast():
-            return torch.func.functional_call(self.student, params, (), {**inputs, **flags})
+            return self.outputs(torch.func.functional_call(self.student, params, (), {**inputs, **flags}))
 
     # ------------------------------------------------------------------------------------------- the quiz split
 
@@ -324,7 +353,7 @@ class Engine:
         # the phases are named for torch.profiler (bench speed's profiles); unprofiled, a label costs microseconds
         with record_function("student forward"):
             with self.autocast():  # a method's own model for the student phase (Distiller.student_forward)
-                s = self.distiller.student_forward(batch, self.student, self.teacher, self.step)
+                s = self.outputs(self.distiller.student_forward(batch, self.student, self.teacher, self.step))
             if s is None:
                 s = self.forward(self.student, batch)
         t = None
@@ -364,6 +393,16 @@ class Engine:
         optimizer.zero_grad(set_to_none=True)
         if not loss.requires_grad:  # a method's own forward ran frozen modules only: AdamW skips parameters
             optimizer.step()        # without gradients (no update), and the schedule goes on
+            scheduler.step()
+            return
+        scaler = self.scalers.get(id(optimizer))
+        if scaler is not None:  # fp16: scaled backward, unscaled clipping, a step skipped on inf/nan gradients
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            params = [p for m in modules for p in m.parameters() if p.grad is not None]
+            torch.nn.utils.clip_grad_norm_(params, self.cfg.max_grad_norm)
+            scaler.step(optimizer)
+            scaler.update()
             scheduler.step()
             return
         loss.backward()
@@ -447,6 +486,8 @@ class Engine:
                  "sched_s": self.sched_s.state_dict()}
         if self.quiz_loader is not None:
             state["quiz_drawn"] = self.quiz_drawn
+        if self.scalers:  # fp16 only: a resumed job goes on at the loss scale it had reached
+            state["scalers"] = [s.state_dict() for s in self.scalers.values()]
         if self.opt_t is not None:
             state.update(teacher=self.teacher.state_dict(), opt_t=self.opt_t.state_dict(),
                          sched_t=self.sched_t.state_dict())
@@ -462,6 +503,8 @@ class Engine:
             self.opt_t.load_state_dict(state["opt_t"])
             self.sched_t.load_state_dict(state["sched_t"])
         self.step = state["step"]
+        for scaler, saved in zip(self.scalers.values(), state.get("scalers", [])):
+            scaler.load_state_dict(saved)
         if self.quiz_loader is not None:
             self.quiz_drawn, self._quiz_batches = state["quiz_drawn"], None
         if state["stage_index"] != self.stage_index:

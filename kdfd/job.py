@@ -88,7 +88,8 @@ def check_models(job: ResolvedJob, student: ModelInfo, teacher: ModelInfo | None
 def run(job: ResolvedJob, glue_dir: str | None = None, teacher_checkpoint: Path | None = None,
         save_model_to: Path | None = None, progress: bool = True, checkpointer: Checkpointer | None = None,
         artifacts_to: Path | None = None, predictions_to: Path | None = None,
-        teacher_cache_dir: Path | None = None, events_to: Path | None = None, deterministic: bool = False) -> dict:
+        teacher_cache_dir: Path | None = None, events_to: Path | None = None, deterministic: bool = False,
+        device: str | None = None) -> dict:
     """Train one job. Returns metrics (student dev metrics per split, last epoch), teacher metrics, per-epoch
     curves, parameter counts and timings. With a `checkpointer`, the job saves its state as it goes and first
     takes up a checkpoint left by an interrupted run of the same job. With `artifacts_to`, the student's
@@ -97,7 +98,8 @@ def run(job: ResolvedJob, glue_dir: str | None = None, teacher_checkpoint: Path 
     per test split: class ids [N] or scores [N], in file order). With `train.teacher_cache`, an offline method's
     teacher targets come from the cache in `teacher_cache_dir` (kdfd.teacher_cache). With `events_to` (which
     `train.tensorboard` asks for), the training's loss terms, learning rates and dev metrics go there as
-    TensorBoard events (kdfd.events). `deterministic`: PyTorch's deterministic algorithms (`set_determinism`)."""
+    TensorBoard events (kdfd.events). `deterministic`: PyTorch's deterministic algorithms (`set_determinism`).
+    `device`: where to train in place of `train.device` (`bench run --device`; not part of the job's id)."""
     started = time.perf_counter()
     cfg, task, needs = job.config, job.task, job.needs
     if cfg.train.tensorboard and events_to is None:
@@ -121,7 +123,7 @@ def run(job: ResolvedJob, glue_dir: str | None = None, teacher_checkpoint: Path 
     scored = dict(dev_ds)  # what every evaluation point scores: the dev splits, and the held-out split apart
     if heldout:
         scored[HELDOUT] = EncodedDataset(heldout, task, tokenizer, tc.max_length)
-    device = resolve_device(tc.device)
+    device = resolve_device(device or tc.device)
     pin = device.type == "cuda"
     train_loader = make_loader(train_ds, tc.batch_size, shuffle=True, seed=cfg.seed, pin_memory=pin,
                                batching=tc.batching, group_size=tc.group_size)
@@ -190,6 +192,7 @@ def run(job: ResolvedJob, glue_dir: str | None = None, teacher_checkpoint: Path 
                    "method_student_modules": count_params(distiller.student_modules),
                    "method_teacher_modules": count_params(distiller.teacher_modules)},
         "device": str(device),
+        "precision": engine.precision,
         "deterministic": deterministic,
         "resumed_from_step": engine.resumed_from,
         "artifacts": artifacts,

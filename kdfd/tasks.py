@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from .errors import ConfigError, one_of
+from .synthetic import SIZES as SYNTHETIC_SIZES
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,9 @@ class Task:
     submission_names: dict[str, str] = field(default_factory=dict)  # test split -> leaderboard file, if not GLUEDIR.tsv
     synthetic: bool = False
     description: str = ""
+    # examples in the training file (GLUE's published counts; the synthetic generator's size): step counts for a
+    # cost estimate before any data is read (benchmarks.cost.plan)
+    train_size: int = 0
 
     @property
     def is_regression(self) -> bool:
@@ -78,27 +82,28 @@ TASKS: dict[str, Task] = {
             "cola", "CoLA", "cola", _BINARY, ("mcc",), "train.tsv", {"dev": "dev.tsv"},
             # CoLA train/dev have no header: source, label, original annotation, sentence.
             TsvLayout(text_a=3, text_b=None, label=1, header=False, n_columns=4),
-            test_files={"test": "test.tsv"}, test_layout=TsvLayout("sentence", None, None), description="grammatical acceptability (single sentence)",
+            test_files={"test": "test.tsv"}, test_layout=TsvLayout("sentence", None, None), train_size=8551,
+            description="grammatical acceptability (single sentence)",
         ),
         Task(
             "sst2", "SST-2", "sst2", _BINARY, ("accuracy",), "train.tsv", {"dev": "dev.tsv"},
             TsvLayout("sentence", None, "label"), test_files={"test": "test.tsv"},
-            description="sentiment (single sentence)",
+            train_size=67349, description="sentiment (single sentence)",
         ),
         Task(
             "mrpc", "MRPC", "mrpc", _BINARY, ("f1", "accuracy"), "train.tsv", {"dev": "dev.tsv"},
             TsvLayout("#1 String", "#2 String", "Quality"), hf_text=_PAIR, test_files={"test": "test.tsv"},
-            description="paraphrase (sentence pair)",
+            train_size=3668, description="paraphrase (sentence pair)",
         ),
         Task(
             "stsb", "STS-B", "stsb", None, ("pearson", "spearman"), "train.tsv", {"dev": "dev.tsv"},
             TsvLayout("sentence1", "sentence2", "score"), hf_text=_PAIR, test_files={"test": "test.tsv"},
-            description="semantic similarity, regression in [0, 5] (sentence pair)",
+            train_size=5749, description="semantic similarity, regression in [0, 5] (sentence pair)",
         ),
         Task(
             "qqp", "QQP", "qqp", _BINARY, ("f1", "accuracy"), "train.tsv", {"dev": "dev.tsv"},
             TsvLayout("question1", "question2", "is_duplicate"), hf_text=("question1", "question2"),
-            test_files={"test": "test.tsv"}, description="duplicate questions (sentence pair)",
+            test_files={"test": "test.tsv"}, train_size=363846, description="duplicate questions (sentence pair)",
         ),
         Task(
             "mnli", "MNLI", "mnli", ("entailment", "neutral", "contradiction"), ("accuracy",), "train.tsv",
@@ -109,37 +114,38 @@ TASKS: dict[str, Task] = {
             test_files={"test_matched": "test_matched.tsv", "test_mismatched": "test_mismatched.tsv",
                         "diagnostic": "../diagnostic/diagnostic.tsv"},
             submission_names={"test_matched": "MNLI-m.tsv", "test_mismatched": "MNLI-mm.tsv", "diagnostic": "AX.tsv"},
-            description="natural language inference, 3 classes, matched and mismatched dev sets",
+            train_size=392702, description="natural language inference, 3 classes, matched and mismatched dev sets",
         ),
         Task(
             "qnli", "QNLI", "qnli", _NLI2, ("accuracy",), "train.tsv", {"dev": "dev.tsv"},
             TsvLayout("question", "sentence", "label"), hf_text=("question", "sentence"),
-            test_files={"test": "test.tsv"}, description="question answering as entailment (pair)",
+            test_files={"test": "test.tsv"}, train_size=104743, description="question answering as entailment (pair)",
         ),
         Task(
             "rte", "RTE", "rte", _NLI2, ("accuracy",), "train.tsv", {"dev": "dev.tsv"},
             TsvLayout("sentence1", "sentence2", "label"), hf_text=_PAIR, test_files={"test": "test.tsv"},
-            description="recognising textual entailment (pair)",
+            train_size=2490, description="recognising textual entailment (pair)",
         ),
         Task(
             "wnli", "WNLI", "wnli", _BINARY, ("accuracy",), "train.tsv", {"dev": "dev.tsv"},
             TsvLayout("sentence1", "sentence2", "label"), hf_text=_PAIR, test_files={"test": "test.tsv"},
-            description="Winograd NLI (pair)",
+            train_size=635, description="Winograd NLI (pair)",
         ),
         # Embedded, generated deterministically by kdfd.synthetic: GLUE-shaped, offline, tiny.
         Task(
             "synth-single", "", "", _BINARY, ("accuracy",), "", {"dev": ""},
             TsvLayout("sentence", None, "label"), synthetic=True,
-            description="synthetic single-sentence classification (SST-2 shaped)",
+            train_size=SYNTHETIC_SIZES["train"], description="synthetic single-sentence classification (SST-2 shaped)",
         ),
         Task(
             "synth-pair", "", "", _BINARY, ("f1", "accuracy"), "", {"dev": ""},
             TsvLayout("sentence1", "sentence2", "label"), synthetic=True,
-            description="synthetic sentence-pair classification (MRPC shaped)",
+            train_size=SYNTHETIC_SIZES["train"], description="synthetic sentence-pair classification (MRPC shaped)",
         ),
         Task(
             "synth-reg", "", "", None, ("pearson", "spearman"), "", {"dev": ""},
             TsvLayout("sentence1", "sentence2", "score"), synthetic=True,
+            train_size=SYNTHETIC_SIZES["train"],
             description="synthetic sentence-pair regression in [0, 5] (STS-B shaped)",
         ),
     ]

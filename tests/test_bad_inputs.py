@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 from benchmarks.cli import main
 
@@ -100,6 +101,12 @@ CASES = [
      "--format parquet needs --out FILE"),
     ("results root missing", lambda t: ["status", "--suite", "smoke", "--results", str(t / "results")],
      "results root " + "{tmp}/results does not exist"),
+    ("workers < 1", lambda t: _run(t, "--suite", "smoke", "--workers", "0"), "--workers 0 is not allowed"),
+    ("workers under SLURM", lambda t: _run(t, "--suite", "smoke", "--workers", "2", "--executor", "slurm"),
+     "--workers 2 is not allowed (a local run's processes: >= 1; SLURM runs each job in its own task)"),
+    ("unknown precision", lambda t: _run(t, "--suite", _suite(t, BASE.replace("[method.kdfd]", "[train]\nprecision = "
+                                                                              "\"fp8\"\n[method.kdfd]"))),
+     "precision 'fp8' is not allowed (allowed: auto, fp32, bf16, fp16)"),
     ("model path missing", lambda t: _run(t, "--suite", _suite(t, BASE, ('name = "tiny"\nlayers = 1',
                                                                          'name = "/no/such/model"\nlayers = 1'))),
      "model path '/no/such/model' does not exist"),
@@ -130,6 +137,11 @@ CASES = [
                                                           "--glue-dir", _glue(t, RTE_HEADER + b"0\ta\tb\tentailment\n")),
      "missing data file"),
 ]
+
+if not torch.cuda.is_available():  # with a GPU the suite would train
+    CASES.append(("a GPU asked for, none here, CPU not said",
+                  lambda t: _run(t, "--suite", _suite(t, BASE + "[slurm]\ngpus = 1\n")),
+                  "asks for 1 GPU per job ([slurm] gpus = 1) and this machine has none"))
 
 
 @pytest.mark.parametrize("case,argv,message", CASES, ids=[c[0] for c in CASES])

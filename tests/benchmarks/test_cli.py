@@ -85,9 +85,38 @@ def test_tsv_without_a_needed_column(tmp_path):
     assert not (tmp_path / "r").exists()
 
 
-def test_glue_full_dry_run_needs_no_network():
-    out = bench("run", "--suite", "glue-full", "--dry-run")
-    assert out.returncode == 0 and "1680 jobs (120 teacher fine-tuning, 1560 method)" in out.stdout
+def test_glue_full_dry_run_is_a_short_plan_ending_in_a_cost_estimate_without_network(tmp_path):
+    out = bench("run", "--suite", "glue-full", "--dry-run", "--executor", "slurm", "--results", str(tmp_path / "r"),
+                env=_offline_env(tmp_path, HF_HUB_OFFLINE="1"))
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert len(lines) < 12  # a summary, not the 1,680 jobs (--list-jobs shows them)
+    assert "1680 jobs (120 teacher fine-tuning, 1560 method): 0 done, 1680 to run" in lines[1]
+    assert "to run, by kind: kdfd 720, vanilla-kd 720, teacher 120, finetune 120" in out.stdout
+    assert ("SLURM: 121 job arrays, 1680 tasks of 1 job(s) each: one array of 240 tasks that wait for nothing, then "
+            "120 arrays of 12 tasks, each after its teacher's task") in out.stdout
+    assert "one task: 1 GPU, 4 CPUs, the default memory, 120 min" in out.stdout
+    (cost,) = [ln for ln in lines if ln.startswith("estimated cost: ")]
+    assert "GPU-hours for the 1680 jobs to run (0 priced from this suite's done records, 1680 from step counts)" in cost
+    assert lines[-1].startswith("  assumed: steps = epochs x batches") and "TFLOP/s per device (gpu)" in lines[-1]
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_gpu_suite_without_a_gpu_stops_at_preflight_unless_cpu_is_written_out(tmp_path):
+    """glue-full asks for a GPU per job ([slurm] gpus = 1): no GPU here, so a local run stops in one line before
+    anything is written, as does --gpus 0 alone; --gpus 0 --device cpu goes on (to the model check of
+    test_glue_full_offline_stops_at_preflight)."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible: the suite would run")
+    results = tmp_path / "r"
+    job = ("run", "--suite", "glue-full", "--tasks", "rte", "--seeds", "1", "--methods", "finetune", "--results",
+           str(results))
+    _stops_at_preflight(bench(*job), results, "suite glue-full asks for 1 GPU per job ([slurm] gpus = 1) and this "
+                        "machine has none", "--gpus 0 --device cpu")
+    _stops_at_preflight(bench(*job, "--gpus", "0"), results, "and --gpus 0 gives its jobs none",
+                        "--gpus 0 --device cpu")
 
 
 def test_list_shows_tasks_methods_and_suites():
@@ -153,7 +182,7 @@ def test_glue_full_offline_stops_at_preflight(tmp_path):
         pytest.skip("the Hugging Face hub answers from here: the paper's models would download")
     results = tmp_path / "x"
     out = bench("run", "--suite", "glue-full", "--tasks", "rte", "--seeds", "1", "--methods", "finetune",
-                "--results", str(results), env=_offline_env(tmp_path))
+                "--results", str(results), "--gpus", "0", "--device", "cpu", env=_offline_env(tmp_path))
     _stops_at_preflight(out, results, "huawei-noah/TinyBERT_General_6L_768D",
                         "Hugging Face cache", 'name = "DIR"')
 

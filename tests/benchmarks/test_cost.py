@@ -51,3 +51,54 @@ def test_a_short_span_is_given_in_minutes_not_as_zero_hours():
 
     assert span(42.0, "job-hours") == "1 job-minute" and span(300.0, "wall-clock hours") == "5 wall-clock minutes"
     assert span(7200.0, "job-hours") == "2.0 job-hours"
+
+
+# ------------------------------------------------------------------------------ before the first record: step counts
+
+@pytest.fixture(scope="module")
+def load():
+    from kdfd.registry import load_methods
+
+    from benchmarks import suite
+
+    load_methods()
+    return suite.load
+
+
+def test_a_job_s_steps_come_from_its_task_s_size_and_its_budget(load):
+    mnli = load("glue-full", tasks=["mnli"], seeds=[1], methods=["finetune"]).jobs
+    assert {cost.job_steps(j) for j in mnli} == {3 * math.ceil(392702 / 32)}  # the full set, 3 epochs
+    smoke = {j.label: j for j in load("smoke", tasks=["synth-pair"]).jobs}
+    assert cost.job_steps(smoke["kdfd"]) == 3 * math.ceil(1000 / 32)  # max_train_examples caps the set
+
+
+def test_a_step_counts_each_model_as_the_method_runs_it(load):
+    """finetune trains the student alone; vanilla KD adds the frozen teacher's forward (2 x its parameters); KDFD's
+    online teacher trains and runs again (8 x)."""
+    jobs = {j.label: j for j in load("smoke", tasks=["synth-pair"]).jobs}
+    s, t = (cost.model_params(jobs["kdfd"].config.student), cost.model_params(jobs["kdfd"].config.teacher))
+    assert (s, t) == (2 * (4 * 32**2 + 2 * 32 * 64), 4 * (4 * 64**2 + 2 * 64 * 128))
+    per_step = {k: cost.job_seconds(jobs[k], "cpu") / cost.job_steps(jobs[k])
+                for k in ("finetune", "vanilla-kd", "kdfd")}
+    tokens = 32 * 64 / cost.THROUGHPUT["cpu"]
+    assert per_step["finetune"] == pytest.approx(6 * s * tokens)
+    assert per_step["vanilla-kd"] == pytest.approx((6 * s + 2 * t) * tokens)
+    assert per_step["kdfd"] == pytest.approx((6 * s + 8 * t) * tokens)
+
+
+@pytest.mark.parametrize("name", ["glue-full", "table1", "table2", "table3", "sweep-dim", "sweep-lambda"])
+def test_the_gpu_suites_ask_for_one_gpu_and_a_time_limit_from_their_step_counts(load, name):
+    suite = load(name, seeds=[1])  # seeds change no job's steps
+    assert suite.slurm["gpus"] == 1
+    assert suite.slurm["time"] == cost.time_limit(suite.jobs, "gpu"), "update the suite's [slurm] time"
+
+
+def test_the_estimate_takes_done_records_where_they_cover_a_kind_and_task_else_step_counts(load):
+    jobs = load("smoke").jobs
+    done = _frame([("synth-pair", "teacher", 100.0), ("synth-pair", "kdfd", 50.0), ("synth-reg", "kdfd", 80.0)])
+    e = cost.estimate(jobs, done, "cpu")
+    fit = cost.fitted(done)
+    covered = [j for j in jobs if (cost.kind(j.label), j.config.task) in fit]
+    assert len(covered) == 4 and e.from_records == 4 and e.from_steps == len(jobs) - 4 and not e.unpriced
+    assert e.seconds == pytest.approx(sum(fit[(cost.kind(j.label), j.config.task)] for j in covered)
+                                      + sum(cost.job_seconds(j, "cpu") for j in jobs if j not in covered))

@@ -57,3 +57,47 @@ def test_a_job_two_suites_share_keeps_the_record_of_the_suite_that_ran_it_and_co
     rows = pd.read_csv(io.StringIO(out.stdout))
     assert list(rows["suite"]) == ["first"] and list(rows["status"]) == ["done"]
     assert len(results_table.load(root, str(second))) == 1
+
+
+def test_a_job_that_asked_for_a_gpu_and_sees_none_fails_in_its_record_instead_of_training_on_cpu(tmp_path):
+    """What a SLURM task does on a node whose GPU torch cannot see (the preflight ran on the login node): the job's
+    record fails in one line naming the request, nothing trains; with --device cpu the same job trains."""
+    import pytest
+    import torch
+
+    from kdfd import provenance
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible: the job would train on it")
+    path = tmp_path / "gpu.toml"
+    path.write_text(tiny_suite(methods=("finetune",), train=tiny_train(epochs=1, max_train_examples=32)))
+    (job,) = suites.load(str(path)).jobs
+    ctx = RunContext(tmp_path / "results", progress=False, executor="slurm", gpus=1)
+    failed = runner.execute("gpu", job, ctx, provenance.collect(), block=True)
+    assert failed.status == "failed" and failed.record.curves is None
+    message = failed.record.error["message"]
+    assert "\n" not in message and "asked for 1 GPU" in message and "torch sees none" in message
+    done = runner.execute("gpu", job, ctx.replace(device="cpu"), provenance.collect(), block=True)
+    assert done.status == "done" and (done.record.device, done.record.precision) == ("cpu", "fp32")
+
+
+def test_two_workers_share_the_jobs_and_write_the_records_one_process_writes(tmp_path):
+    """`bench run --workers 2`: two processes on one root, a teacher trained before its students start, each job
+    once, and records that train exactly as a single process's (1 thread per worker, as --workers 1 here)."""
+    from .helpers import bench, records, same_training
+
+    path = tmp_path / "workers.toml"
+    path.write_text(tiny_suite(methods=("vanilla-kd", "finetune"), seeds=(1, 2), methods_tables="",
+                               train=tiny_train(epochs=1, max_train_examples=64, max_eval_examples=32)))
+    one = runner.run_suite(suites.load(str(path)), RunContext(tmp_path / "one", progress=False))
+    assert {o.status for o in one} == {"done"} and len(one) == 6  # 2 teachers, 2 students each
+    out = bench("run", "--suite", str(path), "--results", str(tmp_path / "two"), "--workers", "2", "--no-progress")
+    assert out.returncode == 0, out.stdout + out.stderr
+    first, two = ({r["id"]: r for r in records(tmp_path / root)} for root in ("one", "two"))
+    assert set(two) == set(first)
+    for job_id, r in first.items():
+        assert same_training(r, two[job_id]), r["label"]
+    assert len({r["executor"]["pid"] for r in two.values()}) == 2  # both workers ran jobs
+    for r in two.values():
+        if r["config"]["teacher_job"]:
+            assert r["started"] >= two[r["config"]["teacher_job"]]["finished"]

@@ -156,6 +156,32 @@ def test_a_submission_sbatch_refuses_is_one_line_naming_the_option_and_nothing_i
     assert not [p.name for p in folder.iterdir() if p.is_file()]  # submitit's pickles and sbatch script removed
 
 
+def test_a_gpu_suite_on_a_cluster_without_gpus_is_refused_before_anything_is_submitted(cluster, tmp_path):
+    """glue-full asks for a GPU per job; this cluster's only partition has none (sinfo's GRES): one line naming the
+    request, exit 2, no SLURM job and nothing under the results root. --gpus 0 --device cpu is taken past that check
+    (here it then stops at the model check: the paper's models are not on this machine; the local preflight test
+    shows it)."""
+    results = tmp_path / "slurm"
+    before = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True, check=True).stdout
+    # one task and seed keep the suite's expansion short; the check is the same for its 1,680 jobs
+    out = bench("run", "--suite", "glue-full", "--tasks", "rte", "--seeds", "1", "--results", str(results),
+                "--executor", "slurm")
+    assert out.returncode == 2, out.stdout + out.stderr
+    (line,) = out.stderr.strip().splitlines()
+    assert line.startswith("bench: error: suite glue-full asks for 1 GPU per job ([slurm] gpus = 1) and no node of "
+                           "SLURM partition (the default) has a GPU"), line
+    assert line.endswith("to train on CPU instead, give --gpus 0 --device cpu"), line
+    assert not results.exists()
+    assert subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True, check=True).stdout == before
+    from benchmarks import runner
+    from benchmarks import suite as suites
+    from benchmarks.options import RunContext, SlurmOptions
+
+    suite = suites.load("glue-full", tasks=["rte"], seeds=[1], methods=["finetune"])
+    ctx = RunContext(results, executor="slurm", slurm=SlurmOptions(gpus=0), gpus=0, device="cpu")
+    runner.check_gpus(suite, ctx)  # passes: CPU written out
+
+
 def test_the_readme_slurm_example_submits_and_finishes_on_a_two_cpu_node(cluster, tmp_path):
     results = str(tmp_path / "slurm")  # the README's commands use the default root; the tests keep theirs apart
     sub = bench(*_readme_commands("bench run --suite smoke --executor slurm"), "--results", results)

@@ -31,7 +31,8 @@ def quiz_loader(task_name: str = "synth-pair", n: int = 24, batch_size: int = 8)
     return make_loader(ds, batch_size, shuffle=True, seed=0)
 
 
-def setup(method_cls, params=None, task_name="synth-pair", lr=1e-2, seed=0, total_steps=10, student_spec=STUDENT):
+def setup(method_cls, params=None, task_name="synth-pair", lr=1e-2, seed=0, total_steps=10, student_spec=STUDENT,
+          precision="auto"):
     """(engine, distiller, student, teacher) on tiny random BERTs, put together as kdfd.job.run does (the method's
     init_models, a quiz split where it asks for one)."""
     set_seed(seed)
@@ -44,7 +45,7 @@ def setup(method_cls, params=None, task_name="synth-pair", lr=1e-2, seed=0, tota
     teacher = build_classifier(TEACHER, task.num_labels, vocab, attn)
     distiller = method_cls(params, task, ModelInfo.of(student), ModelInfo.of(teacher))
     distiller.init_models(student, teacher)
-    train = TrainConfig(lr=lr, teacher_lr=lr, warmup_ratio=0.0, device="cpu")
+    train = TrainConfig(lr=lr, teacher_lr=lr, warmup_ratio=0.0, device="cpu", precision=precision)
     engine = Engine(distiller, student, teacher, task, train, total_steps=total_steps, progress=False, needs=needs)
     if needs.quiz_fraction:
         engine.use_quiz(quiz_loader(task_name))

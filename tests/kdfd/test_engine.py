@@ -295,3 +295,29 @@ def test_a_checkpoint_carries_the_seconds_spent_before_it_across_every_resumptio
     assert first is None and none is None and second == 2 and third == 4
     assert 100.0 <= after_one < 130.0  # the first process's setup and its two steps, not its lost third
     assert after_one + 50.0 <= after_two < after_one + 80.0
+
+
+def test_precision_auto_on_cpu_is_fp32_without_autocast_scaler_or_a_new_checkpoint_key():
+    """The default CPU path as before: no autocast, no scaler, the checkpoint's keys unchanged."""
+    engine, *_ = setup(KDFD, KDFDParams(latent_dim=8))
+    assert (engine.amp, engine.precision, engine.scalers) == (None, "fp32", {})
+    engine.train_step(batch())
+    assert "scalers" not in engine.state_dict()
+    bf16, *_ = setup(KDFD, KDFDParams(latent_dim=8), precision="bf16")
+    assert (bf16.amp, bf16.precision, bf16.scalers) == (torch.bfloat16, "bf16", {})  # bf16 needs no scaler
+
+
+def test_fp16_trains_each_model_through_its_own_loss_scaler_and_a_checkpoint_keeps_their_scales():
+    """fp16 autocast (what `auto` picks on a GPU without bf16) runs here on CPU: KDFD's online teacher and its
+    student each step through a GradScaler, and a resumed engine takes up the loss scales it had reached."""
+    engine, _, student, teacher = setup(KDFD, KDFDParams(latent_dim=8), precision="fp16")
+    assert (engine.amp, engine.precision, len(engine.scalers)) == (torch.float16, "fp16", 2)
+    s_before, t_before = params_of(student), params_of(teacher)
+    for _ in range(4):
+        logs = engine.train_step(batch())
+    assert all(math.isfinite(v) for v in logs.values())
+    assert not same(params_of(student), s_before) and not same(params_of(teacher), t_before)
+    scales = [s.get_scale() for s in engine.scalers.values()]
+    resumed, *_ = setup(KDFD, KDFDParams(latent_dim=8), precision="fp16")
+    resumed.load_state_dict(engine.state_dict())
+    assert [s.get_scale() for s in resumed.scalers.values()] == scales
