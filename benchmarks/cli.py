@@ -335,6 +335,56 @@ def cmd_collect(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    """A finished job's model as a transformers folder: the folder `train.save_model` wrote, or, for a teacher job,
+    its fine-tuned weights converted (kdfd.export)."""
+    import shutil
+
+    from . import store
+
+    args.tasks, args.methods, args.seeds = [args.task], None if args.method == "teacher" else [args.method], [args.seed]
+    suite = load_suite(args)
+    role = "teacher" if args.method == "teacher" else "student"
+    jobs = [j for j in suite.jobs if j.config.role == role and (role == "teacher" or j.config.method == args.method)
+            and j.config.seed == args.seed]
+    if args.label:
+        jobs = [j for j in jobs if j.label == args.label]
+    if len(jobs) != 1:
+        labels = ", ".join(j.label for j in jobs) or "none"
+        raise KdfdError(f"suite {suite.name} has {len(jobs)} {args.method} jobs on {args.task} seed {args.seed} "
+                        f"(labels: {labels}): " + ("name one with --label" if jobs else "see `bench run --dry-run`"))
+    job, results, out = jobs[0], Path(args.results), Path(args.out)
+    record = store.find(results, job)
+    if record is None or not record.done:
+        raise KdfdError(f"job {job.label} on {args.task} seed {args.seed} ({job.id}) is not done under {results}")
+    folder = store.model_path(results, job)
+    if out.exists() and any(out.iterdir()):
+        raise KdfdError(f"--out {out} exists and is not empty (give a new folder)")
+    if (folder / "config.json").is_file():
+        shutil.copytree(folder, out, dirs_exist_ok=True)
+    elif role == "teacher":
+        export_teacher(job, store.weights_path(results, job), out)
+    else:
+        raise KdfdError(f"job {job.label} on {args.task} seed {args.seed} kept no model: run its suite with [train] "
+                        "save_model = true (the job runs again under the same id to write it)")
+    console.print(f"wrote {out}: load it with transformers.AutoModelForSequenceClassification.from_pretrained")
+    return 0
+
+
+def export_teacher(job, weights: Path, out: Path) -> None:
+    """A teacher job's fine-tuned weights (.pt) as a transformers folder."""
+    from kdfd import job as kdfd_job
+    from kdfd.export import export
+    from kdfd.models import load_tokenizer
+
+    tokenizer = load_tokenizer(job.config.resolved_tokenizer())
+    student, _, distiller = kdfd_job.build_models(job.resolved, len(tokenizer))
+    student.load_state_dict(kdfd_job._load_state(weights))
+    c = job.config
+    export(student, distiller, "student", job.resolved.task, tokenizer, out,
+           {"job": job.id, "task": c.task, "method": c.method, "label": job.label, "seed": c.seed})
+
+
 class OneLineParser(argparse.ArgumentParser):
     """Usage errors as one line, like every other error (argparse prints the whole usage block by default)."""
 
@@ -417,6 +467,17 @@ def parser() -> argparse.ArgumentParser:
                                         "root into a folder to commit, e.g. reports/<suite>/results")
     suite_args(co)
     co.add_argument("--into", required=True, help="the folder to copy into (same layout as the results root)")
+    ex = sub.add_parser("export", help="a finished job's model as a folder that transformers' "
+                                       "AutoModelForSequenceClassification.from_pretrained loads")
+    ex.add_argument("--suite", required=True, help="a suite name (see `bench list`) or a .toml file")
+    ex.add_argument("--task", required=True, help="the job's task")
+    ex.add_argument("--method", required=True, help="the job's method (`teacher`: its teacher fine-tuning job)")
+    ex.add_argument("--seed", required=True, type=int, help="the job's seed")
+    ex.add_argument("--label", help="the job's label, where a grid gives the method several (see `bench run "
+                                    "--dry-run`)")
+    ex.add_argument("--out", required=True, help="the folder to write (new or empty)")
+    ex.add_argument("--results", default=os.environ.get("KDFD_RESULTS", "results"), help="results root")
+    ex.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     sub.add_parser("speed", add_help=False,
                    help="step-time ratios of the methods and of the batchings (`bench speed --help`)")
     return p
@@ -442,7 +503,8 @@ def main(argv=None) -> int:
             if bad:
                 raise KdfdError(f"seed {bad[0]!r} is not an integer")
         return {"run": cmd_run, "status": cmd_status, "wait": cmd_wait, "cancel": cmd_cancel,
-                "report": cmd_report, "results": cmd_results, "collect": cmd_collect}[args.command](args)
+                "report": cmd_report, "results": cmd_results, "collect": cmd_collect,
+                "export": cmd_export}[args.command](args)
     except KdfdError as e:
         if args.debug:
             raise

@@ -59,6 +59,8 @@ def preflight(suite: Suite, ctx: RunContext) -> None:
                 resolve_path(spec.name)
                 names.append(spec.name)
         names.append(c.resolved_tokenizer())
+        if c.train.save_model:
+            check_exportable(c.student, f"{suite.path} [{job.label}]")
         key = json.dumps([c.method, c.params, c.task, str(c.student), str(c.teacher)], sort_keys=True, default=str)
         if key in seen:
             continue
@@ -72,6 +74,21 @@ def preflight(suite: Suite, ctx: RunContext) -> None:
         except ConfigError as e:
             raise ConfigError(f"{suite.path} [{job.label}]: {e}") from None
     require_loadable(names)
+
+
+def check_exportable(spec, where: str) -> None:
+    """`train.save_model` on a model that kdfd.export cannot write stops the run before any job (what only the
+    built model tells, a method that predicts otherwise, fails its job with the reason)."""
+    pooling = spec.pooling
+    if spec.pretrained:
+        config = Path(resolve_path(spec.name)) / "config.json"
+        model_type = json.loads(config.read_text()).get("model_type") if config.is_file() else None
+        if model_type not in (None, "bert"):
+            raise ConfigError(f"{where}: save_model = true: a {model_type!r} model does not export (only BERT "
+                              "models: transformers' BertForSequenceClassification is the head reproduced exactly)")
+    if pooling not in ("auto", "pooler"):
+        raise ConfigError(f"{where}: save_model = true with pooling = {pooling!r}: does not export "
+                          "(BertForSequenceClassification classifies the pooler output; use pooling = 'auto')")
 
 
 CODE_ACCEPTED = store.CODE_ACCEPTED
@@ -251,6 +268,9 @@ def run_job(suite_name: str, job: Job, ctx: RunContext, prov: dict, executor: di
             teacher_cache_dir=store.teacher_cache_path(results, c.task),
             events_to=store.events_path(results, job) if c.train.tensorboard or ctx.tensorboard else None,
             deterministic=ctx.deterministic,
+            export_to=store.model_path(results, job) if c.train.save_model else None,
+            about={"job": job.id, "suite": suite_name, "task": c.task, "method": c.method, "label": job.label,
+                   "seed": c.seed},
         )
         record = record.finish("done", result)
     except OSError as e:

@@ -9,6 +9,7 @@ Layout, under a results root:
                              .test.npz  GLUE test-set predictions (`train.predict_test`)
                              .ckpt      the job's last checkpoint while it is unfinished
                              .lock      held while the job runs (benchmarks.lock)
+                             .model/    the trained model as a transformers folder (`train.save_model`)
                              .tb/<label>/  TensorBoard events (`train.tensorboard`, `bench run --tensorboard`)
                              .json.corrupt  a record that did not parse, moved aside
     <task>/teacher-cache/               a frozen teacher's cached outputs (kdfd.teacher_cache)
@@ -53,6 +54,11 @@ def record_path(results: Path, job) -> Path:
 def weights_path(results: Path, job) -> Path:
     """A teacher job's fine-tuned weights (.pt): what its students start from."""
     return record_path(results, job).with_suffix(".pt")
+
+
+def model_path(results: Path, job) -> Path:
+    """The trained model as a transformers folder (`train.save_model`, kdfd.export)."""
+    return record_path(results, job).with_suffix(".model")
 
 
 def artifacts_path(results: Path, job) -> Path:
@@ -286,11 +292,14 @@ def find(results: Path, job) -> Record | None:
 
 
 def is_done(results: Path, job) -> bool:
-    """A complete `done` record of this job; for a teacher job, its weights beside it too."""
+    """A complete `done` record of this job; for a teacher job, its weights beside it too; for a job whose suite
+    says `train.save_model`, its model folder too (a job done without it runs again to write it)."""
     record = find(results, job)
     ok = record is not None and record.done
     if ok and job.config.role == "teacher":
         ok = weights_path(results, job).is_file()
+    if ok and getattr(job.config.train, "save_model", False):
+        ok = (model_path(results, job) / "config.json").is_file()
     return ok
 
 

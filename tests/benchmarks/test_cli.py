@@ -149,3 +149,62 @@ def test_glue_full_offline_stops_at_preflight(tmp_path):
                 "--results", str(results), env=_offline_env(tmp_path))
     _stops_at_preflight(out, results, "huawei-noah/TinyBERT_General_6L_768D",
                         "Hugging Face cache", 'name = "DIR"')
+
+
+def _dev_accuracy_with_transformers(folder, task_name: str, n: int) -> float:
+    """The dev accuracy of an exported folder, with transformers alone, on the job's dev subset."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from kdfd import synthetic
+    from kdfd.data import subset
+
+    examples = subset(list(synthetic.generate(task_name, "dev")), n)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    with torch.no_grad():
+        enc = tokenizer([e.text_a for e in examples], truncation=True, max_length=32, padding=True,
+                        return_tensors="pt")
+        predicted = model(**enc).logits.argmax(1).numpy()
+    return float((predicted == [int(e.label) for e in examples]).mean())
+
+
+def test_save_model_and_export_give_folders_transformers_loads_and_a_teacher_comes_back_in(tmp_path, capsys):
+    from benchmarks.cli import main  # in this process: `bench run` in a subprocess is the part that trains
+
+    suite = tmp_path / "keep.toml"
+    suite.write_text(tiny_suite(train=tiny_train(epochs=1, max_train_examples=128, save_model=True)))
+    results = tmp_path / "results"
+    run = bench("run", "--suite", str(suite), "--results", str(results), "--no-progress")
+    assert run.returncode == 0, run.stderr
+    kdfd = next(r for r in _records(results) if r["method"] == "kdfd")
+    assert "save_model" not in kdfd["config"]["train"]  # out of the job's id and its record
+    out, teacher = tmp_path / "student", tmp_path / "teacher"
+    job = ["--suite", str(suite), "--task", "synth-single", "--seed", "1", "--results", str(results)]
+    assert main(["export", *job, "--method", "kdfd", "--out", str(out)]) == 0
+    assert json.loads((out / "kdfd-export.json").read_text())["job"] == kdfd["id"]
+    assert _dev_accuracy_with_transformers(out, "synth-single", 64) == kdfd["metrics"]["dev"]["accuracy"]
+    assert main(["export", *job, "--method", "teacher", "--out", str(teacher)]) == 0
+
+    taught = tmp_path / "taught.toml"  # the exported teacher as a suite's fine-tuned teacher: no fine-tuning job
+    taught.write_text(tiny_suite(methods=("vanilla-kd",), train=tiny_train(epochs=1, max_train_examples=128),
+                                 methods_tables="").replace('name = "tiny"\nlayers = 2\nhidden = 32\n',
+                                                            f'name = "{teacher}"\nfinetuned = true\n', 1))
+    again = bench("run", "--suite", str(taught), "--results", str(tmp_path / "r2"), "--no-progress")
+    assert again.returncode == 0, again.stderr
+    (rec,) = _records(tmp_path / "r2")
+    teacher_rec = next(r for r in _records(results) if r["role"] == "teacher")
+    assert rec["teacher_metrics_start"] == teacher_rec["metrics"] and rec["teacher_job"] is None
+
+    capsys.readouterr()
+    assert main(["export", "--suite", str(taught), "--task", "synth-single", "--method", "vanilla-kd", "--seed", "1",
+                 "--out", str(tmp_path / "x"), "--results", str(tmp_path / "r2")]) == 2
+    assert "kept no model: run its suite with [train] save_model = true" in capsys.readouterr().err
+    mean = tmp_path / "mean.toml"
+    mean.write_text(suite.read_text().replace('[student]\nname = "tiny"\n', '[student]\nname = "tiny"\npooling = "mean"\n'))
+    assert main(["run", "--suite", str(mean), "--results", str(tmp_path / "r3")]) == 2
+    assert "save_model = true with pooling = 'mean': does not export" in capsys.readouterr().err
+
+
+def _records(results):
+    return [json.loads(p.read_text()) for p in sorted(results.rglob("s*-*.json"))]
