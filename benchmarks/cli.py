@@ -151,6 +151,8 @@ def cmd_run(args) -> int:
 
 def run_context(args, suite):
     """`bench run`'s flags as the one object the runner and the SLURM executor take (benchmarks.options)."""
+    from kdfd.events import parse_report_to
+
     from .options import SLURM_FIELDS, RunContext, SlurmOptions
 
     opts = SlurmOptions()
@@ -160,6 +162,7 @@ def run_context(args, suite):
         opts = slurm.options(suite, {f: getattr(args, f) for f in SLURM_FIELDS if hasattr(args, f)})
     return RunContext(results=Path(args.results), glue_dir=args.glue_dir, checkpoint_every=args.checkpoint_every,
                       deterministic=args.deterministic, progress=not args.no_progress, tensorboard=args.tensorboard,
+                      report_to=parse_report_to(args.report_to),
                       executor=args.executor, slurm=opts, jobs_per_task=args.jobs_per_task)
 
 
@@ -418,6 +421,10 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--tensorboard", action="store_true",
                    help="write each job's loss terms, learning rates and dev metrics as TensorBoard events beside its "
                         "record (as [train] tensorboard = true; needs kdfd-bench[tensorboard])")
+    r.add_argument("--report-to", metavar="TRACKERS",
+                   help="comma-separated trackers every job reports its losses, learning rates, dev metrics and "
+                        "config to: tensorboard (RESULTS/.tensorboard), mlflow (offline store RESULTS/.mlflow), wandb "
+                        "(offline runs in RESULTS/.wandb); each needs its extra, e.g. kdfd-bench[mlflow]")
     r.add_argument("--accept-code-changes", action="store_true",
                    help="keep the done records of methods whose code changed without a version bump (a change that "
                         "keeps the results); without it such a run stops, naming them (bump the version to rerun)")

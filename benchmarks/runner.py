@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import errno
 import fnmatch
+import functools
 import json
 import os
 import time
@@ -49,8 +50,8 @@ def preflight(suite: Suite, ctx: RunContext) -> None:
         if (c.task, c.data_source) not in seen:
             seen.add((c.task, c.data_source))
             load_task(job.resolved.task, c.data_source, ctx.glue_dir)
-        if c.train.tensorboard or ctx.tensorboard:
-            events.require()
+        for kind in trackers(c, ctx):
+            events.require(kind)
         if c.train.predict_test and ("test", c.task) not in seen:
             seen.add(("test", c.task))
             load_test(job.resolved.task, ctx.glue_dir)
@@ -266,7 +267,7 @@ def run_job(suite_name: str, job: Job, ctx: RunContext, prov: dict, executor: di
             artifacts_to=store.artifacts_path(results, job) if c.role != "teacher" else None,
             predictions_to=store.predictions_path(results, job),
             teacher_cache_dir=store.teacher_cache_path(results, c.task),
-            events_to=store.events_path(results, job) if c.train.tensorboard or ctx.tensorboard else None,
+            events_to=tracking(suite_name, job, ctx),
             deterministic=ctx.deterministic,
             export_to=store.model_path(results, job) if c.train.save_model else None,
             about={"job": job.id, "suite": suite_name, "task": c.task, "method": c.method, "label": job.label,
@@ -289,6 +290,28 @@ def run_job(suite_name: str, job: Job, ctx: RunContext, prov: dict, executor: di
     if record.done:
         checkpointer.remove()  # a failed job keeps it: a retry after a crash goes on from there
     return record
+
+
+def trackers(c, ctx: RunContext) -> tuple[str, ...]:
+    """What a job reports to: `--report-to`, and TensorBoard where its suite or `--tensorboard` says so."""
+    kinds = tuple(ctx.report_to)
+    wants_tensorboard = c.train.tensorboard or ctx.tensorboard
+    return kinds + ("tensorboard",) if wants_tensorboard and "tensorboard" not in kinds else kinds
+
+
+def tracking(suite_name: str, job: Job, ctx: RunContext):
+    """The engine's opener of the job's trackers (called with the step it resumes from), or None without any."""
+    kinds = trackers(job.config, ctx)
+    if not kinds:
+        return None
+    c, task = job.config, job.resolved.task
+    run = events.Run(
+        name=store.run_name(job), group=suite_name, role=c.role, params=events.flatten(c.to_dict()),
+        tags={"task": c.task, "method": c.method, "label": job.label, "seed": c.seed, "role": c.role,
+              "suite": suite_name, "job": job.id},
+        metrics=tuple(f"{c.role}/{split}/{m}" for split in task.dev_files for m in task.metrics))
+    return functools.partial(events.Events, store.events_path(ctx.results, job), report_to=kinds, run=run,
+                             stores={k: store.tracker_store(ctx.results, k) for k in ("mlflow", "wandb")})
 
 
 STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)

@@ -10,13 +10,14 @@ Layout, under a results root:
                              .ckpt      the job's last checkpoint while it is unfinished
                              .lock      held while the job runs (benchmarks.lock)
                              .model/    the trained model as a transformers folder (`train.save_model`)
-                             .tb/<label>/  TensorBoard events (`train.tensorboard`, `bench run --tensorboard`)
                              .json.corrupt  a record that did not parse, moved aside
     <task>/teacher-cache/               a frozen teacher's cached outputs (kdfd.teacher_cache)
     .slurm/<suite>/submitted.json       what the SLURM executor submitted (job id -> SLURM id); beside it,
                                         submitit's pickles and logs, a folder per SLURM job
     .suites/<suite>-<key>.cache         a suite's expansion (JSON) as `bench run` made it (benchmarks.suite_cache), so
                                         that `bench status` and `bench report` need not import the methods (nor torch)
+    .tensorboard/<task>/<label>/s<seed>-<id8>/  a job's TensorBoard events (`train.tensorboard`, `--report-to`)
+    .mlflow/, .wandb/                   MLflow's and W&B's offline stores (`bench run --report-to mlflow,wandb`)
     .accepted-code-changes.json         the code changes accepted with --accept-code-changes (kdfd.fingerprint)
 
 Every write is atomic (`kdfd.files.atomic_write`): a reader sees the previous file or the complete new one. A record
@@ -88,10 +89,21 @@ def lock_path(results: Path, job) -> Path:
     return record_path(results, job).with_suffix(".lock")
 
 
+def run_name(job) -> str:
+    """A job's name in every tracker: `<task>/<label>/s<seed>-<first 8 digits of its id>` (rte/kdfd/s1-a397b2c4)."""
+    c = job.config
+    return f"{c.task}/{job.label.replace('/', '_')}/s{c.seed}-{job.id[:8]}"
+
+
 def events_path(results: Path, job) -> Path:
-    """A job's TensorBoard events: `<record>.tb/<label>/`, so that `tensorboard --logdir RESULTS` names each run by
-    task, method, seed, id and label (rte/kdfd/s1-<id>.tb/kdfd[latent_dim=16])."""
-    return record_path(results, job).with_suffix(".tb") / job.label.replace("/", "_")
+    """A job's TensorBoard events: `.tensorboard/<run name>/`, so that `tensorboard --logdir RESULTS/.tensorboard`
+    names each run as the other trackers do, by task, label and seed."""
+    return Path(results) / ".tensorboard" / run_name(job)
+
+
+def tracker_store(results: Path, kind: str) -> Path:
+    """Where MLflow (`.mlflow/`, a file store) or W&B (`.wandb/`, offline runs) keep a results root's runs."""
+    return Path(results) / f".{kind}"
 
 
 def teacher_cache_path(results: Path, task: str) -> Path:
