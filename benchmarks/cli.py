@@ -9,6 +9,7 @@ found no record of the suite; 2 a usage or configuration error, printed as one l
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from pathlib import Path
@@ -20,6 +21,44 @@ from kdfd.errors import ExternalError, KdfdError
 
 # a pipe (CI logs) gets a wide table rather than rich's 80-column default
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+
+
+class ProgressSafe(logging.Handler):
+    """Log lines on standard error through tqdm, so that a progress bar showing on the terminal is redrawn below
+    them rather than cut; warnings and errors say so (`bench: warning: ...`)."""
+
+    def emit(self, record):
+        from tqdm.auto import tqdm
+
+        try:
+            text = self.format(record)
+            if record.levelno >= logging.WARNING:
+                text = f"bench: {record.levelname.lower()}: {text}"
+            tqdm.write(text, file=sys.stderr)
+        except Exception:
+            self.handleError(record)
+
+
+def setup_logging(quiet: bool, verbose: bool) -> None:
+    """The `benchmarks` and `kdfd` loggers at INFO (a line per finished job), WARNING with -q, DEBUG with -v."""
+    level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
+    handler = ProgressSafe()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    for name in ("benchmarks", "kdfd"):
+        logger = logging.getLogger(name)
+        logger.handlers = [handler]
+        logger.setLevel(level)
+        logger.propagate = False
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("kdfd-bench")
+    except PackageNotFoundError:  # run from a checkout without `pip install -e .`
+        return "unknown (not installed)"
 
 
 SHORT = {"accuracy": "acc", "pearson": "pear", "spearman": "spea"}
@@ -131,7 +170,8 @@ def cmd_run(args) -> int:
 
     if ctx.executor == "slurm":
         return submit(args, suite, ctx, count, keep_expansion)
-    console.print(f"suite {suite.name}: {count}; results in {results}")
+    if not args.quiet:
+        console.print(f"suite {suite.name}: {count}; results in {results}")
     outcomes = runner.run_suite(suite, ctx, checked=keep_expansion)
     t = Table(title=f"suite {suite.name}")
     for col in ("task", "job", "seed", "status", "student dev", "teacher dev", "seconds"):
@@ -160,8 +200,10 @@ def run_context(args, suite):
         from . import slurm
 
         opts = slurm.options(suite, {f: getattr(args, f) for f in SLURM_FIELDS if hasattr(args, f)})
+    # bars only on a terminal: in a log file their redraws pile up; the runner logs a line per job either way
+    bars = not args.no_progress and not getattr(args, "quiet", False) and sys.stderr.isatty()
     return RunContext(results=Path(args.results), glue_dir=args.glue_dir, checkpoint_every=args.checkpoint_every,
-                      deterministic=args.deterministic, progress=not args.no_progress, tensorboard=args.tensorboard,
+                      deterministic=args.deterministic, progress=bars, tensorboard=args.tensorboard,
                       report_to=parse_report_to(args.report_to),
                       executor=args.executor, slurm=opts, jobs_per_task=args.jobs_per_task)
 
@@ -388,6 +430,13 @@ def export_teacher(job, weights: Path, out: Path) -> None:
            {"job": job.id, "task": c.task, "method": c.method, "label": job.label, "seed": c.seed})
 
 
+def verbosity(q, default=argparse.SUPPRESS) -> None:
+    """-q / -v, on `bench` and on each command (SUPPRESS there: unset, a command leaves `bench -q CMD`'s value)."""
+    q.add_argument("-q", "--quiet", action="store_true", default=default,
+                   help="warnings and errors only (no line per job, no progress bars)")
+    q.add_argument("-v", "--verbose", action="store_true", default=default, help="debug lines too")
+
+
 class OneLineParser(argparse.ArgumentParser):
     """Usage errors as one line, like every other error (argparse prints the whole usage block by default)."""
 
@@ -397,11 +446,14 @@ class OneLineParser(argparse.ArgumentParser):
 
 def parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="bench", description="kdfd-bench: knowledge distillation benchmarks")
+    p.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
-    sub = p.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", help="tasks, methods and suites")
+    verbosity(p, default=False)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+    verbosity(sub.add_parser("list", help="tasks, methods and suites"))
 
     def suite_args(q):
+        verbosity(q)
         q.add_argument("--suite", required=True, help="a suite name (see `bench list`) or a .toml file")
         q.add_argument("--tasks", nargs="+", help="replace the suite's tasks")
         q.add_argument("--methods", nargs="+", help="replace the suite's methods (`all`: every registered method)")
@@ -414,7 +466,8 @@ def parser() -> argparse.ArgumentParser:
     suite_args(r)
     r.add_argument("--glue-dir", default=None, help="GLUE data in the original TSV layout (default: $GLUE_DIR)")
     r.add_argument("--dry-run", action="store_true", help="print the job table and count, run nothing")
-    r.add_argument("--no-progress", action="store_true", help="no progress bars")
+    r.add_argument("--no-progress", action="store_true",
+                   help="no progress bars, also on a terminal (without one there are none; a line per job either way)")
     r.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints (and every epoch end)")
     r.add_argument("--deterministic", action="store_true",
                    help="GPU determinism switches (deterministic algorithms, no cuDNN autotuning); CPU needs none")
@@ -432,14 +485,14 @@ def parser() -> argparse.ArgumentParser:
                    help="local: run here, in order; slurm: submit job arrays through submitit and return")
     g = r.add_argument_group("slurm (override the suite's [slurm] table)")
     g.add_argument("--jobs-per-task", type=int, default=1, help="pack this many jobs into one SLURM task")
-    g.add_argument("--partition")
+    g.add_argument("--partition", help="the SLURM partition (sbatch --partition)")
     g.add_argument("--time", type=int, help="minutes per SLURM task")
-    g.add_argument("--gpus", type=int)
-    g.add_argument("--cpus", type=int)
-    g.add_argument("--mem-gb", dest="mem_gb", type=float)
-    g.add_argument("--account")
-    g.add_argument("--qos")
-    g.add_argument("--constraint")
+    g.add_argument("--gpus", type=int, help="GPUs per SLURM task")
+    g.add_argument("--cpus", type=int, help="CPUs per SLURM task")
+    g.add_argument("--mem-gb", dest="mem_gb", type=float, help="memory per SLURM task in GB (default: the cluster's)")
+    g.add_argument("--account", help="the SLURM account to charge (sbatch --account)")
+    g.add_argument("--qos", help="the SLURM quality of service (sbatch --qos)")
+    g.add_argument("--constraint", help="SLURM node features the tasks need (sbatch --constraint)")
     g.add_argument("--array-parallelism", dest="array_parallelism", type=int,
                    help="at most this many tasks of one array at once")
     sub_status = sub.add_parser("status", help="a table of the suite's jobs: done, failed, running, pending")
@@ -468,7 +521,9 @@ def parser() -> argparse.ArgumentParser:
     rs.add_argument("--suite", help="keep the records of this suite's jobs (default: every record under the root)")
     rs.add_argument("--results", default=os.environ.get("KDFD_RESULTS", "results"), help="results root")
     rs.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
-    rs.add_argument("--format", choices=("csv", "parquet", "jsonl"), default="csv")
+    verbosity(rs)
+    rs.add_argument("--format", choices=("csv", "parquet", "jsonl"), default="csv",
+                    help="csv (default), parquet (needs pyarrow: kdfd-bench[parquet]) or jsonl")
     rs.add_argument("--out", help="file to write (default: standard output; parquet needs a file)")
     co = sub.add_parser("collect", help="copy a suite's done records (JSON + .npz, never weights) from a results "
                                         "root into a folder to commit, e.g. reports/<suite>/results")
@@ -485,6 +540,7 @@ def parser() -> argparse.ArgumentParser:
     ex.add_argument("--out", required=True, help="the folder to write (new or empty)")
     ex.add_argument("--results", default=os.environ.get("KDFD_RESULTS", "results"), help="results root")
     ex.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    verbosity(ex)
     sub.add_parser("speed", add_help=False,
                    help="step-time ratios of the methods and of the batchings (`bench speed --help`)")
     return p
@@ -502,6 +558,7 @@ def main(argv=None) -> int:
             return 2
         return 0
     args = parser().parse_args(argv)
+    setup_logging(args.quiet, args.verbose)
     try:
         if args.command == "list":
             return cmd_list(args)

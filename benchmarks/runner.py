@@ -15,6 +15,7 @@ import errno
 import fnmatch
 import functools
 import json
+import logging
 import os
 import time
 import traceback
@@ -37,6 +38,8 @@ from .lock import JobLock
 from .options import RunContext
 from .store import Record
 from .suite import Job, Suite
+
+log = logging.getLogger(__name__)  # `bench -q` keeps warnings only, `bench -v` adds debug lines (benchmarks.cli)
 
 
 def preflight(suite: Suite, ctx: RunContext) -> None:
@@ -146,10 +149,7 @@ def run_suite(suite: Suite, ctx: RunContext, checked: Callable[[], object] | Non
     def report(job: Job, outcome: Outcome) -> None:
         outcomes[job.id] = outcome
         bar.update(1)
-        if progress and outcome.status != "skipped":
-            rec = outcome.record
-            tqdm.write(f"{outcome.status:>6}  {job.config.task:<12} {job.label:<28} seed {job.config.seed}"
-                       + (f"  {rec.error['message']}" if rec.error else ""))
+        log_outcome(outcome)
 
     for job in suite.jobs:
         bar.set_postfix_str(f"{job.config.task} {job.label} s{job.config.seed}")
@@ -162,8 +162,7 @@ def run_suite(suite: Suite, ctx: RunContext, checked: Callable[[], object] | Non
         else:
             report(job, outcome)
     for job in put_off:
-        if progress:
-            tqdm.write(f"waiting for another process to finish {job.config.task} {job.label} seed {job.config.seed}")
+        log.info(f"waiting for another process to finish {job.config.task} {job.label} seed {job.config.seed}")
         report(job, execute(suite.name, job, ctx, prov, block=True))
     bar.close()
     return [outcomes[j.id] for j in suite.jobs]
@@ -203,22 +202,25 @@ def run_selected(suite: Suite, ctx: RunContext, checked: Callable[[], object] | 
         if outcome is None:  # everything left is locked by another process, or waits on a teacher it trains
             job = next((j for j in todo if j.teacher is None or store.is_done(ctx.results, j.teacher)), None)
             job = job or next(j.teacher for j in todo)
-            if progress:
-                tqdm.write(f"waiting for another process to finish {job.config.task} {job.label} seed "
-                           f"{job.config.seed}")
+            log.info(f"waiting for another process to finish {job.config.task} {job.label} seed {job.config.seed}")
             outcome = execute(suite.name, job, ctx, prov, block=True)
         tried.add(outcome.job.id)
         outcomes[outcome.job.id] = outcome
         bar.update(1)
-        if progress and outcome.status != "skipped":
-            rec, c = outcome.record, outcome.job.config
-            tqdm.write(f"{outcome.status:>6}  {c.task:<12} {outcome.job.label:<28} seed {c.seed}"
-                       + (f"  {rec.error['message']}" if rec.error else ""))
+        log_outcome(outcome)
     bar.close()
-    if pending and progress:
-        for c in pending:
-            tqdm.write(f"pending: {c.row} on {c.task} waits for {c.waiting} tuning job(s) to choose its point")
+    for c in pending:
+        log.info(f"pending: {c.row} on {c.task} waits for {c.waiting} tuning job(s) to choose its point")
     return [outcomes[j.id] for j in jobs if j.id in outcomes]
+
+
+def log_outcome(outcome: Outcome) -> None:
+    """One line per finished job (skipped ones too), whether or not progress bars show: a log file of a run without
+    a terminal reads job by job (the bars are off there)."""
+    rec, c = outcome.record, outcome.job.config
+    error = f"  {rec.error['message']}" if rec is not None and rec.error else ""
+    seconds = f"  {rec['wall_seconds']:.0f} s" if outcome.status == "done" and rec is not None else ""
+    log.info(f"{outcome.status:>7}  {c.task:<12} {outcome.job.label:<28} seed {c.seed}{seconds}{error}")
 
 
 def execute(suite_name: str, job: Job, ctx: RunContext, prov: dict, block: bool,
@@ -235,8 +237,8 @@ def execute(suite_name: str, job: Job, ctx: RunContext, prov: dict, block: bool,
             return Outcome(job, "skipped", store.find(results, job))
         aside = store.keep_unreadable(store.record_path(results, job))
         if aside is not None:
-            tqdm.write(f"record {store.record_path(results, job)} is unreadable; kept as {aside.name}, the job runs "
-                       "again")
+            log.warning(f"record {store.record_path(results, job)} is unreadable; kept as {aside.name}, the job "
+                        "runs again")
         for tmp in store.temporaries(results, job):  # under the job's lock, where no one else writes them
             tmp.unlink(missing_ok=True)
         record = run_job(suite_name, job, ctx, prov, executor)

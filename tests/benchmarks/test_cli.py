@@ -1,7 +1,9 @@
 """End to end: the real `bench` command on tiny synthetic data and on real GLUE files."""
 
+import argparse
 import json
 import os
+import sys
 
 import pytest
 
@@ -208,3 +210,53 @@ def test_save_model_and_export_give_folders_transformers_loads_and_a_teacher_com
 
 def _records(results):
     return [json.loads(p.read_text()) for p in sorted(results.rglob("s*-*.json"))]
+
+
+def test_a_run_without_a_terminal_logs_a_line_per_job_and_no_control_codes(tmp_path):
+    """`bench run --suite S > log 2>&1`: no progress bars (no terminal), one line per finished job, then the table."""
+    import subprocess
+    import sys
+
+    suite = tmp_path / "logged.toml"
+    suite.write_text(tiny_suite(methods=("vanilla-kd", "finetune"), train=tiny_train(epochs=1, max_train_examples=64)))
+    log = tmp_path / "log"
+    for attempt in ("done", "skipped"):
+        with open(log, "w") as f:
+            out = subprocess.run([sys.executable, "-m", "benchmarks.cli", "run", "--suite", str(suite), "--results",
+                                  str(tmp_path / "results")], stdout=f, stderr=subprocess.STDOUT, timeout=600)
+        text = log.read_text()
+        assert out.returncode == 0, text[-3000:]
+        assert "\x1b" not in text and "\r" not in text, repr(text[:500])  # no cursor moves, colours or redraws
+        lines = [ln.split() for ln in text.splitlines() if ln.strip().startswith(attempt)]
+        assert sorted(ln[2] for ln in lines) == ["finetune", "teacher", "vanilla-kd"], text  # one line per job
+
+    quiet = bench("run", "-q", "--suite", str(suite), "--results", str(tmp_path / "results"))
+    assert quiet.returncode == 0 and quiet.stderr == "" and "skipped" not in quiet.stdout.split("┃")[0]
+
+
+def test_every_flag_says_what_it_does_and_bench_has_a_version():
+    from benchmarks.cli import parser
+
+    def flags(p, where):
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    yield from flags(sub, f"{where} {name}")
+            elif action.option_strings and not isinstance(action, (argparse._HelpAction, argparse._VersionAction)):
+                yield where, action
+
+    missing = [f"{where} {a.option_strings[0]}" for where, a in flags(parser(), "bench") if not a.help]
+    assert not missing
+    out = bench("--version")
+    assert out.returncode == 0 and out.stdout.startswith("bench ")
+
+
+def test_a_missing_optional_package_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
+    from benchmarks.cli import main
+
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # as if pyarrow were not installed
+    assert main(["results", "--results", str(tmp_path), "--format", "parquet", "--out", str(tmp_path / "r.pq")]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == ("bench: error: --format parquet needs pyarrow: pip "
+                                                                "install 'kdfd-bench[parquet]'")
+    assert main(["results", "--results", str(tmp_path), "--format", "parquet"]) == 2
+    assert "--format parquet needs --out FILE" in capsys.readouterr().err
