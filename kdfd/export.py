@@ -44,8 +44,7 @@ def label_names(task) -> dict[int, str] | None:
     """id -> label name for the config's id2label (regression: None, transformers' default)."""
     if task.labels is None:
         return None
-    names = getattr(task, "class_names", None) or task.labels
-    return dict(enumerate(names))
+    return dict(enumerate(task.names))
 
 
 def to_transformers(model, weight: torch.Tensor, bias: torch.Tensor, task):

@@ -44,6 +44,14 @@ class Task:
     submission_names: dict[str, str] = field(default_factory=dict)  # test split -> leaderboard file, if not GLUEDIR.tsv
     synthetic: bool = False
     description: str = ""
+    # What each label id means, where the TSV's label strings are bare digits (figures' legends, an exported model's
+    # id2label); unset: the label strings themselves (MNLI's, RTE's are names already)
+    class_names: tuple[str, ...] | None = None
+
+    @property
+    def names(self) -> tuple[str, ...] | None:
+        """Label names in id order (None for regression)."""
+        return self.class_names or self.labels
 
     @property
     def is_regression(self) -> bool:
@@ -79,16 +87,17 @@ TASKS: dict[str, Task] = {
             # CoLA train/dev have no header: source, label, original annotation, sentence.
             TsvLayout(text_a=3, text_b=None, label=1, header=False, n_columns=4),
             test_files={"test": "test.tsv"}, test_layout=TsvLayout("sentence", None, None), description="grammatical acceptability (single sentence)",
+            class_names=("unacceptable", "acceptable"),
         ),
         Task(
             "sst2", "SST-2", "sst2", _BINARY, ("accuracy",), "train.tsv", {"dev": "dev.tsv"},
             TsvLayout("sentence", None, "label"), test_files={"test": "test.tsv"},
-            description="sentiment (single sentence)",
+            description="sentiment (single sentence)", class_names=("negative", "positive"),
         ),
         Task(
             "mrpc", "MRPC", "mrpc", _BINARY, ("f1", "accuracy"), "train.tsv", {"dev": "dev.tsv"},
             TsvLayout("#1 String", "#2 String", "Quality"), hf_text=_PAIR, test_files={"test": "test.tsv"},
-            description="paraphrase (sentence pair)",
+            description="paraphrase (sentence pair)", class_names=("not_equivalent", "equivalent"),
         ),
         Task(
             "stsb", "STS-B", "stsb", None, ("pearson", "spearman"), "train.tsv", {"dev": "dev.tsv"},
@@ -99,6 +108,7 @@ TASKS: dict[str, Task] = {
             "qqp", "QQP", "qqp", _BINARY, ("f1", "accuracy"), "train.tsv", {"dev": "dev.tsv"},
             TsvLayout("question1", "question2", "is_duplicate"), hf_text=("question1", "question2"),
             test_files={"test": "test.tsv"}, description="duplicate questions (sentence pair)",
+            class_names=("not_duplicate", "duplicate"),
         ),
         Task(
             "mnli", "MNLI", "mnli", ("entailment", "neutral", "contradiction"), ("accuracy",), "train.tsv",
@@ -124,18 +134,20 @@ TASKS: dict[str, Task] = {
         Task(
             "wnli", "WNLI", "wnli", _BINARY, ("accuracy",), "train.tsv", {"dev": "dev.tsv"},
             TsvLayout("sentence1", "sentence2", "label"), hf_text=_PAIR, test_files={"test": "test.tsv"},
-            description="Winograd NLI (pair)",
+            description="Winograd NLI (pair)", class_names=("not_entailment", "entailment"),
         ),
         # Embedded, generated deterministically by kdfd.synthetic: GLUE-shaped, offline, tiny.
         Task(
             "synth-single", "", "", _BINARY, ("accuracy",), "", {"dev": ""},
             TsvLayout("sentence", None, "label"), synthetic=True,
             description="synthetic single-sentence classification (SST-2 shaped)",
+            class_names=("not positive", "positive"),
         ),
         Task(
             "synth-pair", "", "", _BINARY, ("f1", "accuracy"), "", {"dev": ""},
             TsvLayout("sentence1", "sentence2", "label"), synthetic=True,
             description="synthetic sentence-pair classification (MRPC shaped)",
+            class_names=("unrelated", "paraphrase"),
         ),
         Task(
             "synth-reg", "", "", None, ("pearson", "spearman"), "", {"dev": ""},
