@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
+from tensorboard.plugins.hparams import plugin_data_pb2
 
 from benchmarks import store
 from benchmarks import suite as suites
@@ -46,7 +47,10 @@ def test_a_glue_tiny_run_with_tensorboard_shows_each_job_by_label_with_its_losse
         last = acc.Scalars(f"{role}/dev/accuracy")[-1]
         assert last.step == steps and abs(last.value - record["metrics"]["dev"]["accuracy"]) < 1e-6
         assert not any(t.startswith("dev/") or "/dev/dev/" in t for t in tags)  # no repeated words
-        assert len(acc.summary_metadata) > len(tags) or acc.Tags()["tensors"]  # the hparams plugin's summaries
+        start = plugin_data_pb2.HParamsPluginData.FromString(
+            acc.PluginTagToContent("hparams")["_hparams_/session_start_info"]).session_start_info
+        assert start.hparams["task"].string_value == "rte" and start.hparams["seed"].number_value == 1  # config
+        assert start.hparams["train.lr"].number_value == record["config"]["train"]["lr"]
     assert {"teacher/loss/total", "teacher/lr", "teacher/dev/accuracy", "student/loss/total"} <= set(
         mux.GetAccumulator(next(r for r in mux.Runs() if "/kdfd/" in r)).Tags()["scalars"])  # online teacher
 
