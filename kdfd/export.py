@@ -11,8 +11,9 @@ with the one-line reason the error gives: `cls` and `mean` pooling (no transform
 [CLS] state without the pooler's tanh, nor the masked token mean), and a method that predicts otherwise. Every
 export is checked: the folder is loaded back and must give the method's logits on a fixed batch.
 
-In (`load_classifier`): a local or hub sequence-classification checkpoint of that same shape (BertForSequenceClassification)
-becomes a `Classifier`, for a suite's `[teacher] finetuned = true` (no teacher fine-tuning job).
+In (`load_classifier`): a local or hub sequence-classification checkpoint of that same shape
+(BertForSequenceClassification) becomes a `Classifier`, for a suite's `[teacher] finetuned = true` (no teacher
+fine-tuning job).
 """
 
 from __future__ import annotations

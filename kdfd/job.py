@@ -98,9 +98,10 @@ def run(job: ResolvedJob, glue_dir: str | None = None, teacher_checkpoint: Path 
     per test split: class ids [N] or scores [N], in file order). With `train.teacher_cache`, an offline method's
     teacher targets come from the cache in `teacher_cache_dir` (kdfd.teacher_cache). With `events_to` (which
     `train.tensorboard` asks for), the training's loss terms, learning rates and dev metrics go there as
-    TensorBoard events (kdfd.events). `deterministic`: PyTorch's deterministic algorithms (`set_determinism`). With `export_to` (which `train.save_model`
-    asks for), the trained model is written there as a transformers folder (kdfd.export; `about`: the job, for its
-    kdfd-export.json)."""
+    TensorBoard events (kdfd.events), or an opener of the job's trackers (kdfd.events.Events, called with the step
+    it resumes from). `deterministic`: PyTorch's deterministic algorithms (`set_determinism`). With `export_to`
+    (which `train.save_model` asks for), the trained model is written there as a transformers folder (kdfd.export;
+    `about`: the job, for its kdfd-export.json)."""
     started = time.perf_counter()
     cfg, task, needs = job.config, job.task, job.needs
     if cfg.train.save_model and export_to is None:

@@ -203,7 +203,8 @@ def test_save_model_and_export_give_folders_transformers_loads_and_a_teacher_com
                  "--out", str(tmp_path / "x"), "--results", str(tmp_path / "r2")]) == 2
     assert "kept no model: run its suite with [train] save_model = true" in capsys.readouterr().err
     mean = tmp_path / "mean.toml"
-    mean.write_text(suite.read_text().replace('[student]\nname = "tiny"\n', '[student]\nname = "tiny"\npooling = "mean"\n'))
+    mean.write_text(suite.read_text().replace('[student]\nname = "tiny"\n',
+                                              '[student]\nname = "tiny"\npooling = "mean"\n'))
     assert main(["run", "--suite", str(mean), "--results", str(tmp_path / "r3")]) == 2
     assert "save_model = true with pooling = 'mean': does not export" in capsys.readouterr().err
 

@@ -12,7 +12,8 @@ from kdfd.models import ModelSpec
 
 LATER = {"predict_test": True, "batching": "grouped", "group_size": 8, "teacher_cache": True, "compile": True,
          "eval_every": 23, "teacher_seed": 1, "module_lr": 1e-3, "holdout": 0.1, "teacher_holdout": 0.2}
-OBSERVED = {"tensorboard": True, "save_model": True}  # what a run shows, never what it computes: out of the id at every value
+# what a run shows or keeps, never what it computes: out of the id at every value
+OBSERVED = {"tensorboard": True, "save_model": True}
 
 
 def config(**train) -> RunConfig:
