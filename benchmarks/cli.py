@@ -11,6 +11,7 @@ cluster, not the input; 130 interrupted (Ctrl-C), 143 terminated (SIGTERM), with
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shlex
 import signal
@@ -26,6 +27,44 @@ from .options import DEVICES
 
 # a pipe (CI logs) gets a wide table rather than rich's 80-column default
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+
+
+class ProgressSafe(logging.Handler):
+    """Log lines on standard error through tqdm, so that a progress bar showing on the terminal is redrawn below
+    them rather than cut; warnings and errors say so (`bench: warning: ...`)."""
+
+    def emit(self, record):
+        from tqdm.auto import tqdm
+
+        try:
+            text = self.format(record)
+            if record.levelno >= logging.WARNING:
+                text = f"bench: {record.levelname.lower()}: {text}"
+            tqdm.write(text, file=sys.stderr)
+        except Exception:
+            self.handleError(record)
+
+
+def setup_logging(quiet: bool, verbose: bool) -> None:
+    """The `benchmarks` and `kdfd` loggers at INFO (a line per finished job), WARNING with -q, DEBUG with -v."""
+    level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
+    handler = ProgressSafe()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    for name in ("benchmarks", "kdfd"):
+        logger = logging.getLogger(name)
+        logger.handlers = [handler]
+        logger.setLevel(level)
+        logger.propagate = False
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("kdfd-bench")
+    except PackageNotFoundError:  # run from a checkout without `pip install -e .`
+        return "unknown (not installed)"
 
 
 SHORT = {"accuracy": "acc", "pearson": "pear", "spearman": "spea"}
@@ -170,7 +209,8 @@ def cmd_run(args) -> int:
 
     if ctx.executor == "slurm":
         return submit(args, suite, ctx, count, keep_expansion)
-    console.print(f"suite {suite.name}: {count}; results in {results}")
+    if not args.quiet:
+        console.print(f"suite {suite.name}: {count}; results in {results}")
     if args.workers != 1:
         outcomes = runner.run_workers(suite, ctx, args.workers, checked=keep_expansion)
     else:
@@ -195,12 +235,17 @@ def run_context(args, suite):
     """`bench run`'s flags as the one object the runner and the SLURM executor take (benchmarks.options). The suite's
     `[slurm]` table with the flags on top gives the SLURM resources and, under either executor, the GPUs a job asks
     for (a GPU suite run locally must find one: runner.check_gpus)."""
+    from kdfd.events import parse_report_to
+
     from . import slurm
     from .options import SLURM_FIELDS, RunContext
 
     opts = slurm.options(suite, {f: getattr(args, f) for f in SLURM_FIELDS if hasattr(args, f)})
+    # bars only on a terminal: in a log file their redraws pile up; the runner logs a line per job either way
+    bars = not args.no_progress and not getattr(args, "quiet", False) and sys.stderr.isatty()
     return RunContext(results=Path(args.results), glue_dir=args.glue_dir, checkpoint_every=args.checkpoint_every,
-                      deterministic=args.deterministic, progress=not args.no_progress, tensorboard=args.tensorboard,
+                      deterministic=args.deterministic, progress=bars, tensorboard=args.tensorboard,
+                      report_to=parse_report_to(args.report_to),
                       executor=args.executor, slurm=opts, jobs_per_task=args.jobs_per_task, gpus=opts.gpus,
                       device=args.device)
 
@@ -411,6 +456,63 @@ def cmd_collect(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    """A finished job's model as a transformers folder: the folder `train.save_model` wrote, or, for a teacher job,
+    its fine-tuned weights converted (kdfd.export)."""
+    import shutil
+
+    from . import store
+
+    args.tasks, args.methods, args.seeds = [args.task], None if args.method == "teacher" else [args.method], [args.seed]
+    suite = load_suite(args)
+    role = "teacher" if args.method == "teacher" else "student"
+    jobs = [j for j in suite.jobs if j.config.role == role and (role == "teacher" or j.config.method == args.method)
+            and j.config.seed == args.seed]
+    if args.label:
+        jobs = [j for j in jobs if j.label == args.label]
+    if len(jobs) != 1:
+        labels = ", ".join(j.label for j in jobs) or "none"
+        raise KdfdError(f"suite {suite.name} has {len(jobs)} {args.method} jobs on {args.task} seed {args.seed} "
+                        f"(labels: {labels}): " + ("name one with --label" if jobs else "see `bench run --dry-run`"))
+    job, results, out = jobs[0], Path(args.results), Path(args.out)
+    record = store.find(results, job)
+    if record is None or not record.done:
+        raise KdfdError(f"job {job.label} on {args.task} seed {args.seed} ({job.id}) is not done under {results}")
+    folder = store.model_path(results, job)
+    if out.exists() and any(out.iterdir()):
+        raise KdfdError(f"--out {out} exists and is not empty (give a new folder)")
+    if (folder / "config.json").is_file():
+        shutil.copytree(folder, out, dirs_exist_ok=True)
+    elif role == "teacher":
+        export_teacher(job, store.weights_path(results, job), out)
+    else:
+        raise KdfdError(f"job {job.label} on {args.task} seed {args.seed} kept no model: run its suite with [train] "
+                        "save_model = true (the job runs again under the same id to write it)")
+    console.print(f"wrote {out}: load it with transformers.AutoModelForSequenceClassification.from_pretrained")
+    return 0
+
+
+def export_teacher(job, weights: Path, out: Path) -> None:
+    """A teacher job's fine-tuned weights (.pt) as a transformers folder."""
+    from kdfd import job as kdfd_job
+    from kdfd.export import export
+    from kdfd.models import load_tokenizer
+
+    tokenizer = load_tokenizer(job.config.resolved_tokenizer())
+    student, _, distiller = kdfd_job.build_models(job.resolved, len(tokenizer))
+    student.load_state_dict(kdfd_job._load_state(weights))
+    c = job.config
+    export(student, distiller, "student", job.resolved.task, tokenizer, out,
+           {"job": job.id, "task": c.task, "method": c.method, "label": job.label, "seed": c.seed})
+
+
+def verbosity(q, default=argparse.SUPPRESS) -> None:
+    """-q / -v, on `bench` and on each command (SUPPRESS there: unset, a command leaves `bench -q CMD`'s value)."""
+    q.add_argument("-q", "--quiet", action="store_true", default=default,
+                   help="warnings and errors only (no line per job, no progress bars)")
+    q.add_argument("-v", "--verbose", action="store_true", default=default, help="debug lines too")
+
+
 class OneLineParser(argparse.ArgumentParser):
     """Usage errors as one line, like every other error (argparse prints the whole usage block by default)."""
 
@@ -420,11 +522,14 @@ class OneLineParser(argparse.ArgumentParser):
 
 def parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="bench", description="kdfd-bench: knowledge distillation benchmarks")
+    p.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
-    sub = p.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", help="tasks, methods and suites")
+    verbosity(p, default=False)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
+    verbosity(sub.add_parser("list", help="tasks, methods and suites"))
 
     def suite_args(q):
+        verbosity(q)
         q.add_argument("--suite", required=True, help="a suite name (see `bench list`) or a .toml file")
         q.add_argument("--tasks", nargs="+", help="replace the suite's tasks")
         q.add_argument("--methods", nargs="+", help="replace the suite's methods (`all`: every registered method)")
@@ -440,13 +545,18 @@ def parser() -> argparse.ArgumentParser:
                    help="run nothing: print the plan (jobs by kind, where they run: arrays, resources, dependencies) "
                         "and an estimated cost in device-hours")
     r.add_argument("--list-jobs", action="store_true", help="with --dry-run: every job, its id and state, too")
-    r.add_argument("--no-progress", action="store_true", help="no progress bars")
+    r.add_argument("--no-progress", action="store_true",
+                   help="no progress bars, also on a terminal (without one there are none; a line per job either way)")
     r.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints (and every epoch end)")
     r.add_argument("--deterministic", action="store_true",
                    help="GPU determinism switches (deterministic algorithms, no cuDNN autotuning); CPU needs none")
     r.add_argument("--tensorboard", action="store_true",
                    help="write each job's loss terms, learning rates and dev metrics as TensorBoard events beside its "
                         "record (as [train] tensorboard = true; needs kdfd-bench[tensorboard])")
+    r.add_argument("--report-to", metavar="TRACKERS",
+                   help="comma-separated trackers every job reports its losses, learning rates, dev metrics and "
+                        "config to: tensorboard (RESULTS/.tensorboard), mlflow (offline store RESULTS/.mlflow), wandb "
+                        "(offline runs in RESULTS/.wandb); each needs its extra, e.g. kdfd-bench[mlflow]")
     r.add_argument("--accept-code-changes", action="store_true",
                    help="keep the done records of methods whose code changed without a version bump (a change that "
                         "keeps the results); without it such a run stops, naming them (bump the version to rerun)")
@@ -460,14 +570,14 @@ def parser() -> argparse.ArgumentParser:
                         "it ran). A GPU suite ([slurm] gpus > 0) trains on CPU only with --gpus 0 --device cpu")
     g = r.add_argument_group("slurm (override the suite's [slurm] table)")
     g.add_argument("--jobs-per-task", type=int, default=1, help="pack this many jobs into one SLURM task")
-    g.add_argument("--partition")
+    g.add_argument("--partition", help="the SLURM partition (sbatch --partition)")
     g.add_argument("--time", type=int, help="minutes per SLURM task")
     g.add_argument("--gpus", type=int, help="GPUs per job (the suite's [slurm] gpus; also checked by a local run)")
-    g.add_argument("--cpus", type=int)
-    g.add_argument("--mem-gb", dest="mem_gb", type=float)
-    g.add_argument("--account")
-    g.add_argument("--qos")
-    g.add_argument("--constraint")
+    g.add_argument("--cpus", type=int, help="CPUs per SLURM task")
+    g.add_argument("--mem-gb", dest="mem_gb", type=float, help="memory per SLURM task in GB (default: the cluster's)")
+    g.add_argument("--account", help="the SLURM account to charge (sbatch --account)")
+    g.add_argument("--qos", help="the SLURM quality of service (sbatch --qos)")
+    g.add_argument("--constraint", help="SLURM node features the tasks need (sbatch --constraint)")
     g.add_argument("--array-parallelism", dest="array_parallelism", type=int,
                    help="at most this many tasks of one array at once")
     sub_status = sub.add_parser("status", help="a table of the suite's jobs: done, failed, running, pending")
@@ -496,7 +606,9 @@ def parser() -> argparse.ArgumentParser:
     rs.add_argument("--suite", help="keep the records of this suite's jobs (default: every record under the root)")
     rs.add_argument("--results", default=os.environ.get("KDFD_RESULTS", "results"), help="results root")
     rs.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
-    rs.add_argument("--format", choices=("csv", "parquet", "jsonl"), default="csv")
+    verbosity(rs)
+    rs.add_argument("--format", choices=("csv", "parquet", "jsonl"), default="csv",
+                    help="csv (default), parquet (needs pyarrow: kdfd-bench[parquet]) or jsonl")
     rs.add_argument("--out", help="file to write (default: standard output; parquet needs a file)")
     co = sub.add_parser("collect", help="copy a suite's done records (JSON + .npz, never weights) from a results "
                                         "root into a folder to commit, e.g. reports/<suite>/results")
@@ -508,6 +620,18 @@ def parser() -> argparse.ArgumentParser:
     pf.add_argument("--into", help="folder for the models' cache (INTO/hub) and the data (INTO/glue); default: the "
                                    "Hugging Face cache and ./glue")
     pf.add_argument("--glue-dir", default=None, help="GLUE TSV folder the suite reads (then no data is fetched)")
+    ex = sub.add_parser("export", help="a finished job's model as a folder that transformers' "
+                                       "AutoModelForSequenceClassification.from_pretrained loads")
+    ex.add_argument("--suite", required=True, help="a suite name (see `bench list`) or a .toml file")
+    ex.add_argument("--task", required=True, help="the job's task")
+    ex.add_argument("--method", required=True, help="the job's method (`teacher`: its teacher fine-tuning job)")
+    ex.add_argument("--seed", required=True, type=int, help="the job's seed")
+    ex.add_argument("--label", help="the job's label, where a grid gives the method several (see `bench run "
+                                    "--dry-run`)")
+    ex.add_argument("--out", required=True, help="the folder to write (new or empty)")
+    ex.add_argument("--results", default=os.environ.get("KDFD_RESULTS", "results"), help="results root")
+    ex.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    verbosity(ex)
     sub.add_parser("speed", add_help=False,
                    help="step-time ratios of the methods and of the batchings (`bench speed --help`)")
     return p
@@ -549,6 +673,7 @@ def main(argv=None) -> int:
             return 2
         return 0
     args = parser().parse_args(argv)
+    setup_logging(args.quiet, args.verbose)
     import threading
 
     # SIGTERM as an interrupt (not where someone else handles it, or off the main thread, where no handler can go)
@@ -565,7 +690,7 @@ def main(argv=None) -> int:
                 raise KdfdError(f"seed {bad[0]!r} is not an integer")
         return {"run": cmd_run, "status": cmd_status, "wait": cmd_wait, "cancel": cmd_cancel,
                 "report": cmd_report, "results": cmd_results, "collect": cmd_collect,
-                "prefetch": cmd_prefetch}[args.command](args)
+                "prefetch": cmd_prefetch, "export": cmd_export}[args.command](args)
     except KeyboardInterrupt as e:
         if args.debug:
             raise

@@ -1,7 +1,8 @@
 """The report's figures, drawn from saved records and representation files only (nothing is trained here).
 
 - Fig. 3: covariance matrices of the first 16 dimensions of the student's raw feature and of its z_mu, side by side.
-- Fig. 4: t-SNE (fixed seed) of the raw feature and of z_mu on the fixed dev sample, coloured by label.
+- Fig. 4: t-SNE (a fixed random state) of the raw feature and of z_mu on the fixed dev sample, coloured by gold label
+  (the task's class names); each embedding is cached beside the .npz it comes from (`<record stem>.tsne.npz`).
 - Fig. 5: the task score against a swept method parameter (the compression dimension, lambda): every seed, the mean
   and a band of one std over seeds: any method parameter with several values among the report's runs.
 - Learning curves: every loss term of the teacher and the student, and the dev score, against steps.
@@ -56,29 +57,70 @@ def covariance(reps: dict[str, np.ndarray], title: str, out: Path, stem: str, di
     return save(fig, out, stem)
 
 
-def tsne(reps: dict[str, np.ndarray], title: str, out: Path, stem: str, regression: bool) -> list[Path]:
+TSNE_CACHE = ".tsne.npz"  # beside the representations' .npz: `<record stem>.tsne.npz`
+TSNE_VERSION = 1  # bump when the embedding's settings below change: cached ones are then recomputed
+
+
+def embed(x: np.ndarray) -> np.ndarray:
+    """The 2-D t-SNE of [N, D] (a fixed random state, PCA init: the same representations, the same picture)."""
     from sklearn.manifold import TSNE
 
+    return TSNE(n_components=2, perplexity=min(30.0, (len(x) - 1) / 3), random_state=0,
+                init="pca").fit_transform(x.astype(np.float32))
+
+
+def embeddings(reps: dict[str, np.ndarray], names: list[str], source: Path | None) -> dict[str, np.ndarray]:
+    """The t-SNE of each named representation, read from the cache beside `source` (the representations' .npz)
+    when it was made from that very file, else computed and kept there (t-SNE is most of a report's time). A cache
+    that cannot be written (a read-only results root) is skipped."""
+    import hashlib
+
+    from kdfd.files import atomic_write
+
+    if source is None:
+        return {n: embed(reps[n]) for n in names}
+    digest = hashlib.sha256(Path(source).read_bytes()).hexdigest()[:16]
+    cache = Path(source).with_suffix(TSNE_CACHE)
+    key = f"{TSNE_VERSION}-{digest}"
+    try:
+        with np.load(cache) as z:
+            if str(z["key"]) == key and all(n in z.files for n in names):
+                return {n: z[n] for n in names}
+    except (OSError, ValueError, KeyError):
+        pass
+    out = {n: embed(reps[n]) for n in names}
+    try:
+        atomic_write(cache, lambda f: np.savez_compressed(f, key=np.array(key), **out))
+    except OSError:
+        pass
+    return out
+
+
+def tsne(reps: dict[str, np.ndarray], title: str, out: Path, stem: str, regression: bool,
+         class_names: tuple[str, ...] | None = None, source: Path | None = None) -> list[Path]:
+    """Fig. 4: the t-SNE of the raw feature and of z_mu, coloured by gold label (named by `class_names`) or score.
+    `source`: the .npz the representations came from, beside which the embedding is cached."""
     names = [n for n in ("features", "z_mu") if n in reps]
     labels = reps["labels"]
+    emb_of = embeddings(reps, names, source)
     fig, axes = plt.subplots(1, len(names), figsize=(5.2 * len(names), 4.8), squeeze=False,
                              layout="constrained")
     for ax, name in zip(axes[0], names):
-        x = reps[name].astype(np.float32)
-        emb = TSNE(n_components=2, perplexity=min(30.0, (len(x) - 1) / 3), random_state=0,
-                   init="pca").fit_transform(x)
+        emb = emb_of[name]
         if regression:
             sc = ax.scatter(emb[:, 0], emb[:, 1], c=labels, cmap="viridis", s=8)
             fig.colorbar(sc, ax=ax, fraction=0.046, label="gold score")
         else:
             for lab in np.unique(labels):
                 m = labels == lab
-                ax.scatter(emb[m, 0], emb[m, 1], s=8, label=f"label {int(lab)}")
-            ax.legend(markerscale=2, fontsize=8)
-        ax.set_title(f"{'raw feature' if name == 'features' else 'z_mu'} ({x.shape[1]} dims)")
+                named = class_names[int(lab)] if class_names and int(lab) < len(class_names) else f"label {int(lab)}"
+                ax.scatter(emb[m, 0], emb[m, 1], s=8, label=named)
+            ax.legend(markerscale=2, fontsize=8, title="gold label", title_fontsize=8)
+        ax.set_title(f"{'raw feature' if name == 'features' else 'z_mu'} ({reps[name].shape[1]} dims)")
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle(f"t-SNE of the student's representation (seed 0), {title}")
+    # the run's seed is in `title`; t-SNE's own random state is fixed (embed) and not a seed of the run
+    fig.suptitle(f"t-SNE of the student's representation, {title}")
     return save(fig, out, stem)
 
 
@@ -97,7 +139,11 @@ def learning_curves(record: dict, out: Path, stem: str) -> list[Path]:
         terms = sorted({k for c in points for k in c["loss"] if k.startswith(role + "/")})
         for term in terms:
             ys = [c["loss"].get(term, np.nan) for c in points]
-            ax.plot(xs, [y if y > 0 else np.nan for y in ys], marker="o", label=term.split("/")[1])
+            ys = [y if y > 0 else np.nan for y in ys]
+            if by_step:
+                ax.plot(xs, ys, marker="o", label=term.split("/")[1])
+            else:  # an epoch mean covers the epoch's steps: a level over them (one epoch: a segment, not a dot)
+                ax.step([0, *xs], [ys[0], *ys], where="pre", label=term.split("/")[1])
         ax.set_yscale("log")  # the VAE terms are orders of magnitude above CE and KD
         ax.set_title(f"{role} loss terms ({'window' if by_step else 'epoch'} means, log scale)")
         ax.set_xlabel("step")
@@ -105,7 +151,14 @@ def learning_curves(record: dict, out: Path, stem: str) -> list[Path]:
     ax = axes[0][-1]
     for role in ("student", "teacher"):
         if all(role in c["dev"] for c in points):
-            ax.plot(xs, [100 * score(task, c["dev"][role]) for c in points], marker="o", label=role)
+            dev_x, dev_y = xs, [100 * score(task, c["dev"][role]) for c in points]
+            start = record.get("teacher_metrics_start") if role == "teacher" else None
+            if start:  # where the teacher began (step 0): one epoch still draws a line
+                dev_x, dev_y = [0, *dev_x], [100 * score(task, start), *dev_y]
+            ax.plot(dev_x, dev_y, marker="o", label=role)
+            if len(dev_x) == 1:  # a single evaluation: its value said, not only a dot
+                ax.annotate(f"{dev_y[0]:.1f}", (dev_x[0], dev_y[0]), textcoords="offset points", xytext=(6, 4),
+                            fontsize=8)
     if record.get("majority_metrics"):
         ax.axhline(100 * score(task, record["majority_metrics"]), color="grey", ls="--", label="majority class")
     ax.set_title(f"dev score ({', '.join(task.metrics)})")

@@ -67,8 +67,9 @@ class RunContext:
     results: the results root (records, checkpoints, teacher weights); glue_dir: GLUE in the TSV layout (None:
     $GLUE_DIR); checkpoint_every: steps between a job's checkpoints (and at every epoch end); deterministic: PyTorch's
     deterministic algorithms (`bench run --deterministic`; GPU only, CPU runs are bit-reproducible without it);
-    progress: progress bars and a line per finished job; tensorboard: every job writes TensorBoard events, as if its
-    suite said `[train] tensorboard = true`; executor: where the jobs run (`local`: in this process, in order;
+    progress: progress bars (a terminal only; the runner logs a line per finished job either way); tensorboard:
+    every job writes TensorBoard events, as if its suite said `[train] tensorboard = true`; report_to: the trackers
+    every job reports to (kdfd.events.TRACKERS); executor: where the jobs run (`local`: in this process, in order;
     `slurm`: submitted as job arrays, each task running its jobs with this same context, progress off);
     slurm, jobs_per_task: the SLURM executor's resources per task and how many jobs one task runs;
     gpus: the GPUs each job asked for (the suite's [slurm] gpus or `--gpus`, under either executor): a job that asked
@@ -83,6 +84,7 @@ class RunContext:
     deterministic: bool = False
     progress: bool = True
     tensorboard: bool = False
+    report_to: tuple[str, ...] = ()
     executor: str = "local"
     slurm: SlurmOptions = SlurmOptions()
     jobs_per_task: int = 1

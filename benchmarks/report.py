@@ -262,7 +262,9 @@ def table(name: str, selected: dict[tuple[str, str], Group], paper: dict,
     for paper_row, why in spec.not_run:
         cells = [(col.header, cell([], paper.get((name, paper_row, col.task, col.paper_metric))))
                  for col in reference.columns]
-        rows.append({"method": why, "paper_row": paper_row, "cells": cells, "average": None})
+        # named by the paper's row, the reason beside it: a sentence is no method name (nor a table column's width)
+        rows.append({"method": f"{paper_row} (not run)", "paper_row": paper_row, "cells": cells, "average": None,
+                     "why": why})
     return rows
 
 

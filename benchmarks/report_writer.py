@@ -89,22 +89,35 @@ def markdown(df: pd.DataFrame) -> str:
     return df.to_markdown(index=False, disable_numparse=True)
 
 
+def not_run_notes(rows: list[dict]) -> list[str]:
+    """`ICR-KD: not run: ...` for each paper row no method here runs: said under a table, never as its method."""
+    return [f"{r['paper_row']}: {r['why']}" for r in rows if r.get("why")]
+
+
 def latex(rows: list[dict], headers: list[str], title: str, caption_text: str) -> str:
-    """One table for a paper: mean$\\pm$std, the paper's number in parentheses (booktabs rules)."""
+    """One table for a paper: mean$\\pm$std, the paper's number in parentheses, booktabs rules (\\toprule,
+    \\midrule, \\bottomrule: \\usepackage{booktabs}). A column no run of ours fills is left out (the paper's
+    numbers stay in its .md and .csv), and the paper's rows not run here are named in the caption."""
     def fmt(c: rep.Cell) -> str:
         if c.mean is None:
             return "-"
         s = f"{c.mean:.1f}" + (f"$\\pm${c.std:.1f}" if c.std is not None else "")
         return s + (f" ({c.paper:.1f})" if c.paper is not None else "")
 
-    df = pd.DataFrame([[r["method"], *[fmt(c) for _, c in r["cells"]],
-                        f"{r['average']:.1f}" if r["average"] is not None else "-"] for r in rows],
-                      columns=["Method", *headers, "Avg"])
+    kept = [i for i in range(len(headers)) if any(r["cells"][i][1].mean is not None for r in rows)] or list(
+        range(len(headers)))  # a table with nothing of ours (a synthetic suite) keeps its columns
+    with_avg = any(r["average"] is not None for r in rows)
+    df = pd.DataFrame([[r["method"], *[fmt(r["cells"][i][1]) for i in kept]]
+                       + ([f"{r['average']:.1f}" if r["average"] is not None else "-"] if with_avg else [])
+                       for r in rows if not r.get("why")],
+                      columns=["Method", *[headers[i] for i in kept]] + (["Avg"] if with_avg else []))
+    notes = " ".join(f"{n}." for n in not_run_notes(rows))
     styler = (df.style.hide(axis="index").format(escape="latex", subset=["Method"]).format_index(escape="latex", axis=1)
               .set_table_styles([{"selector": "small", "props": ":;"}]))  # \small, after \centering
     return styler.to_latex(environment="table*", position_float="centering", hrules=True,
-                           column_format="l" + "c" * (len(headers) + 1),
-                           caption=f"{title}. {caption_text} The paper's number is in parentheses.")
+                           column_format="l" + "c" * (len(df.columns) - 1),
+                           caption=f"{title}. {caption_text} The paper's number is in parentheses."
+                                   + (f" {notes}" if notes else ""))
 
 
 def long_rows(name: str, rows: list[dict], reference: paper_tables.Reference) -> pd.DataFrame:
@@ -142,7 +155,7 @@ def draw_figures(out: Path, collected: rep.Collected, selected: dict, sweeps: li
             figures.covariance(reps, label, fig_dir, stem)
             md += [f"![Fig. 3, covariance, {label}](figures/{stem}.png)", ""]
             stem = f"fig4-tsne-{task}-{method}"
-            figures.tsne(reps, label, fig_dir, stem, get_task(task).is_regression)
+            figures.tsne(reps, label, fig_dir, stem, get_task(task).is_regression, get_task(task).names, source=npz)
             md += [f"![Fig. 4, t-SNE, {label}](figures/{stem}.png)", ""]
     by_method: dict[tuple, list] = {}
     for g in collected.groups:
@@ -504,11 +517,13 @@ def write(out: Path, suite_name: str, collected: rep.Collected, checkpoint: str,
     for name, rows in tables.items():
         title = reference.tables[name].title
         table = frame(rows, reference.headers)
-        (out / f"{name}.md").write_text(markdown(table) + "\n")
+        notes = "".join(f"\n- {n}" for n in not_run_notes(rows))
+        (out / f"{name}.md").write_text(markdown(table) + "\n" + notes + ("\n" if notes else ""))
         (out / f"{name}.tex").write_text(latex(rows, reference.headers, title, caption(ours, reference)))
         long_rows(name, rows, reference).to_csv(out / f"{name}.csv", index=False)
         if {c.task for c in reference.columns} & {task for task, _ in selected}:
-            md += [f"## {title}", "", caption(ours, reference), "", markdown(table), ""]
+            md += [f"## {title}", "", caption(ours, reference), "", markdown(table), "",
+                   *[f"- {n}" for n in not_run_notes(rows)], ""]
         else:  # a synthetic suite: nothing of ours to set beside the paper's numbers
             md += [f"## {title}", "", f"No task of this report is a column of this table "
                    f"({', '.join(reference.headers)}): [{name}.md]({name}.md) holds the paper's numbers alone.", ""]

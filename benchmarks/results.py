@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from kdfd.errors import ConfigError
 from kdfd.metrics import score
 from kdfd.tasks import get_task
 
@@ -74,10 +75,14 @@ def load(root: str | Path, suite: str | None = None, ids: set[str] | None = None
 def write(df: pd.DataFrame, out: str | Path | None, fmt: str) -> None:
     """The frame as csv, parquet or jsonl, to a file or (csv, jsonl) to standard output."""
     if fmt not in FORMATS:
-        raise ValueError(f"format {fmt!r} is not allowed (allowed: {', '.join(FORMATS)})")
+        raise ConfigError(f"format {fmt!r} is not allowed (allowed: {', '.join(FORMATS)})")
     if fmt == "parquet":
         if out is None:
-            raise ValueError("parquet needs --out FILE")
+            raise ConfigError("--format parquet needs --out FILE (parquet is not written to standard output)")
+        try:
+            import pyarrow  # noqa: F401 (pandas' parquet engine)
+        except ImportError:
+            raise ConfigError("--format parquet needs pyarrow: pip install 'kdfd-bench[parquet]'") from None
         df.to_parquet(out, index=False)
     elif fmt == "jsonl":
         text = df.to_json(orient="records", lines=True)

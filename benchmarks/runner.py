@@ -13,7 +13,9 @@ from __future__ import annotations
 import datetime as dt
 import errno
 import fnmatch
+import functools
 import json
+import logging
 import os
 import time
 import traceback
@@ -37,6 +39,8 @@ from .options import RunContext
 from .store import Record
 from .suite import Job, Suite
 
+log = logging.getLogger(__name__)  # `bench -q` keeps warnings only, `bench -v` adds debug lines (benchmarks.cli)
+
 
 def preflight(suite: Suite, ctx: RunContext, gpus_at: Callable[[], str | None] | None = None) -> None:
     """Fail early (exit code 2) on what would fail every job: data that cannot be read, models that do not exist,
@@ -52,8 +56,8 @@ def preflight(suite: Suite, ctx: RunContext, gpus_at: Callable[[], str | None] |
         if (c.task, c.data_source) not in seen:
             seen.add((c.task, c.data_source))
             load_task(job.resolved.task, c.data_source, ctx.glue_dir)
-        if c.train.tensorboard or ctx.tensorboard:
-            events.require()
+        for kind in trackers(c, ctx):
+            events.require(kind)
         if c.train.predict_test and ("test", c.task) not in seen:
             seen.add(("test", c.task))
             load_test(job.resolved.task, ctx.glue_dir)
@@ -62,6 +66,8 @@ def preflight(suite: Suite, ctx: RunContext, gpus_at: Callable[[], str | None] |
                 resolve_path(spec.name)
                 names.append(spec.name)
         names.append(c.resolved_tokenizer())
+        if c.train.save_model:
+            check_exportable(c.student, f"{suite.path} [{job.label}]")
         key = json.dumps([c.method, c.params, c.task, str(c.student), str(c.teacher)], sort_keys=True, default=str)
         if key in seen:
             continue
@@ -119,6 +125,21 @@ def require_gpu(job: Job, ctx: RunContext) -> None:
         raise ConfigError(f"this job asked for {ctx.gpus} GPU ([slurm] gpus or --gpus) and torch sees none on "
                           f"{os.uname().nodename} (CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r}); "
                           "it did not train (--gpus 0 --device cpu trains on CPU)")
+
+
+def check_exportable(spec, where: str) -> None:
+    """`train.save_model` on a model that kdfd.export cannot write stops the run before any job (what only the
+    built model tells, a method that predicts otherwise, fails its job with the reason)."""
+    pooling = spec.pooling
+    if spec.pretrained:
+        config = Path(resolve_path(spec.name)) / "config.json"
+        model_type = json.loads(config.read_text()).get("model_type") if config.is_file() else None
+        if model_type not in (None, "bert"):
+            raise ConfigError(f"{where}: save_model = true: a {model_type!r} model does not export (only BERT "
+                              "models: transformers' BertForSequenceClassification is the head reproduced exactly)")
+    if pooling not in ("auto", "pooler"):
+        raise ConfigError(f"{where}: save_model = true with pooling = {pooling!r}: does not export "
+                          "(BertForSequenceClassification classifies the pooler output; use pooling = 'auto')")
 
 
 CODE_ACCEPTED = store.CODE_ACCEPTED
@@ -189,10 +210,7 @@ def run_jobs(suite: Suite, ctx: RunContext) -> list[Outcome]:
     def report(job: Job, outcome: Outcome) -> None:
         outcomes[job.id] = outcome
         bar.update(1)
-        if progress and outcome.status != "skipped":
-            rec = outcome.record
-            tqdm.write(f"{outcome.status:>6}  {job.config.task:<12} {job.label:<28} seed {job.config.seed}"
-                       + (f"  {rec.error['message']}" if rec.error else ""))
+        log_outcome(outcome)
 
     for job in suite.jobs:
         bar.set_postfix_str(f"{job.config.task} {job.label} s{job.config.seed}")
@@ -205,8 +223,7 @@ def run_jobs(suite: Suite, ctx: RunContext) -> list[Outcome]:
         else:
             report(job, outcome)
     for job in put_off:
-        if progress:
-            tqdm.write(f"waiting for another process to finish {job.config.task} {job.label} seed {job.config.seed}")
+        log.info(f"waiting for another process to finish {job.config.task} {job.label} seed {job.config.seed}")
         report(job, execute(suite.name, job, ctx, prov, block=True))
     bar.close()
     return [outcomes[j.id] for j in suite.jobs]
@@ -242,21 +259,15 @@ def run_selected(suite: Suite, ctx: RunContext) -> list[Outcome]:
         if outcome is None:  # everything left is locked by another process, or waits on a teacher it trains
             job = next((j for j in todo if j.teacher is None or store.is_done(ctx.results, j.teacher)), None)
             job = job or next(j.teacher for j in todo)
-            if progress:
-                tqdm.write(f"waiting for another process to finish {job.config.task} {job.label} seed "
-                           f"{job.config.seed}")
+            log.info(f"waiting for another process to finish {job.config.task} {job.label} seed {job.config.seed}")
             outcome = execute(suite.name, job, ctx, prov, block=True)
         tried.add(outcome.job.id)
         outcomes[outcome.job.id] = outcome
         bar.update(1)
-        if progress and outcome.status != "skipped":
-            rec, c = outcome.record, outcome.job.config
-            tqdm.write(f"{outcome.status:>6}  {c.task:<12} {outcome.job.label:<28} seed {c.seed}"
-                       + (f"  {rec.error['message']}" if rec.error else ""))
+        log_outcome(outcome)
     bar.close()
-    if pending and progress:
-        for c in pending:
-            tqdm.write(f"pending: {c.row} on {c.task} waits for {c.waiting} tuning job(s) to choose its point")
+    for c in pending:
+        log.info(f"pending: {c.row} on {c.task} waits for {c.waiting} tuning job(s) to choose its point")
     return [outcomes[j.id] for j in jobs if j.id in outcomes]
 
 
@@ -320,6 +331,15 @@ def _worker(suite: Suite, ctx: RunContext, threads: int) -> None:
     run_jobs(suite, ctx)
 
 
+def log_outcome(outcome: Outcome) -> None:
+    """One line per finished job (skipped ones too), whether or not progress bars show: a log file of a run without
+    a terminal reads job by job (the bars are off there)."""
+    rec, c = outcome.record, outcome.job.config
+    error = f"  {rec.error['message']}" if rec is not None and rec.error else ""
+    seconds = f"  {rec['wall_seconds']:.0f} s" if outcome.status == "done" and rec is not None else ""
+    log.info(f"{outcome.status:>7}  {c.task:<12} {outcome.job.label:<28} seed {c.seed}{seconds}{error}")
+
+
 def execute(suite_name: str, job: Job, ctx: RunContext, prov: dict, block: bool,
             executor: dict | None = None) -> Outcome | None:
     """Run one job under its lock unless it is done. Returns None when the lock is held elsewhere and not `block`.
@@ -334,8 +354,8 @@ def execute(suite_name: str, job: Job, ctx: RunContext, prov: dict, block: bool,
             return Outcome(job, "skipped", store.find(results, job))
         for file, aside, why in store.set_aside(results, job):
             what = "record" if file.suffix == ".json" else "file"
-            tqdm.write(f"{what} {file} is {'unreadable' if what == 'record' else 'damaged'} ({why}); kept as "
-                       f"{aside.name}, the job runs again")
+            log.warning(f"{what} {file} is {'unreadable' if what == 'record' else 'damaged'} ({why}); kept as "
+                        f"{aside.name}, the job runs again")
         for tmp in store.temporaries(results, job):  # under the job's lock, where no one else writes them
             tmp.unlink(missing_ok=True)
         record = run_job(suite_name, job, ctx, prov, executor)
@@ -367,8 +387,11 @@ def run_job(suite_name: str, job: Job, ctx: RunContext, prov: dict, executor: di
             artifacts_to=store.artifacts_path(results, job) if c.role != "teacher" else None,
             predictions_to=store.predictions_path(results, job),
             teacher_cache_dir=store.teacher_cache_path(results, c.task),
-            events_to=store.events_path(results, job) if c.train.tensorboard or ctx.tensorboard else None,
+            events_to=tracking(suite_name, job, ctx),
             deterministic=ctx.deterministic, device=ctx.device,
+            export_to=store.model_path(results, job) if c.train.save_model else None,
+            about={"job": job.id, "suite": suite_name, "task": c.task, "method": c.method, "label": job.label,
+                   "seed": c.seed},
         )
         record = record.finish("done", result, checksums=store.checksums(results, job))
     except OSError as e:
@@ -387,6 +410,28 @@ def run_job(suite_name: str, job: Job, ctx: RunContext, prov: dict, executor: di
     if record.done:
         checkpointer.remove()  # a failed job keeps it: a retry after a crash goes on from there
     return record
+
+
+def trackers(c, ctx: RunContext) -> tuple[str, ...]:
+    """What a job reports to: `--report-to`, and TensorBoard where its suite or `--tensorboard` says so."""
+    kinds = tuple(ctx.report_to)
+    wants_tensorboard = c.train.tensorboard or ctx.tensorboard
+    return kinds + ("tensorboard",) if wants_tensorboard and "tensorboard" not in kinds else kinds
+
+
+def tracking(suite_name: str, job: Job, ctx: RunContext):
+    """The engine's opener of the job's trackers (called with the step it resumes from), or None without any."""
+    kinds = trackers(job.config, ctx)
+    if not kinds:
+        return None
+    c, task = job.config, job.resolved.task
+    run = events.Run(
+        name=store.run_name(job), group=suite_name, role=c.role, params=events.flatten(c.to_dict()),
+        tags={"task": c.task, "method": c.method, "label": job.label, "seed": c.seed, "role": c.role,
+              "suite": suite_name, "job": job.id},
+        metrics=tuple(f"{c.role}/{split}/{m}" for split in task.dev_files for m in task.metrics))
+    return functools.partial(events.Events, store.events_path(ctx.results, job), report_to=kinds, run=run,
+                             stores={k: store.tracker_store(ctx.results, k) for k in ("mlflow", "wandb")})
 
 
 STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)

@@ -10,6 +10,7 @@ Layout, under a results root:
                              .ckpt      the job's last checkpoint while it is unfinished
                              .lock      held while the job runs (benchmarks.lock)
                              .tb/<label>/  TensorBoard events (`train.tensorboard`, `bench run --tensorboard`)
+                             .model/    the trained model as a transformers folder (`train.save_model`)
                              .ckpt.sha256  the checkpoint's checksum (kdfd.files.sidecar)
                              .<suffix>.corrupt  a file found damaged, moved aside (`set_aside`)
     <task>/teacher-cache/               a frozen teacher's cached outputs (kdfd.teacher_cache), each with its .sha256
@@ -17,6 +18,8 @@ Layout, under a results root:
                                         submitit's pickles and logs, a folder per SLURM job
     .suites/<suite>-<key>.cache         a suite's expansion (JSON) as `bench run` made it (benchmarks.suite_cache), so
                                         that `bench status` and `bench report` need not import the methods (nor torch)
+    .tensorboard/<task>/<label>/s<seed>-<id8>/  a job's TensorBoard events (`train.tensorboard`, `--report-to`)
+    .mlflow/, .wandb/                   MLflow's and W&B's offline stores (`bench run --report-to mlflow,wandb`)
     .accepted-code-changes.json         the code changes accepted with --accept-code-changes (kdfd.fingerprint)
 
 Every write is atomic (`kdfd.files.atomic_write`): a reader sees the previous file or the complete new one. A record
@@ -64,6 +67,11 @@ def weights_path(results: Path, job) -> Path:
     return record_path(results, job).with_suffix(".pt")
 
 
+def model_path(results: Path, job) -> Path:
+    """The trained model as a transformers folder (`train.save_model`, kdfd.export)."""
+    return record_path(results, job).with_suffix(".model")
+
+
 def artifacts_path(results: Path, job) -> Path:
     return artifacts_file(record_path(results, job))
 
@@ -91,10 +99,21 @@ def lock_path(results: Path, job) -> Path:
     return record_path(results, job).with_suffix(".lock")
 
 
+def run_name(job) -> str:
+    """A job's name in every tracker: `<task>/<label>/s<seed>-<first 8 digits of its id>` (rte/kdfd/s1-a397b2c4)."""
+    c = job.config
+    return f"{c.task}/{job.label.replace('/', '_')}/s{c.seed}-{job.id[:8]}"
+
+
 def events_path(results: Path, job) -> Path:
-    """A job's TensorBoard events: `<record>.tb/<label>/`, so that `tensorboard --logdir RESULTS` names each run by
-    task, method, seed, id and label (rte/kdfd/s1-<id>.tb/kdfd[latent_dim=16])."""
-    return record_path(results, job).with_suffix(".tb") / job.label.replace("/", "_")
+    """A job's TensorBoard events: `.tensorboard/<run name>/`, so that `tensorboard --logdir RESULTS/.tensorboard`
+    names each run as the other trackers do, by task, label and seed."""
+    return Path(results) / ".tensorboard" / run_name(job)
+
+
+def tracker_store(results: Path, kind: str) -> Path:
+    """Where MLflow (`.mlflow/`, a file store) or W&B (`.wandb/`, offline runs) keep a results root's runs."""
+    return Path(results) / f".{kind}"
 
 
 def teacher_cache_path(results: Path, task: str) -> Path:
@@ -354,10 +373,14 @@ def find(results: Path, job) -> Record | None:
 
 def is_done(results: Path, job) -> bool:
     """A complete `done` record of this job whose files all match their checksums; for a teacher job, its weights
-    beside it too."""
+    beside it too; for a job whose suite says `train.save_model`, its model folder too (a job done without it runs
+    again to write it)."""
     record = find(results, job)
-    return (record is not None and record.done
-            and not companion_damage(record_path(results, job), record, job.config.role == "teacher"))
+    ok = (record is not None and record.done
+          and not companion_damage(record_path(results, job), record, job.config.role == "teacher"))
+    if ok and getattr(job.config.train, "save_model", False):
+        ok = (model_path(results, job) / "config.json").is_file()
+    return ok
 
 
 # The files a done record describes, beside it: a teacher's weights, the representations, the test predictions

@@ -167,7 +167,7 @@ def load(name: str, tasks=None, methods=None, seeds=None) -> Suite:
                                     tokenizer=raw.get("tokenizer", "auto"))
                     resolved = resolve(cfg, params)
                     teacher_job = None
-                    if resolved.needs.needs_finetuned_teacher:
+                    if resolved.needs.needs_finetuned_teacher and not resolved.config.teacher.finetuned:
                         teacher_job = _teacher_job(resolved.config)
                         jobs.setdefault(teacher_job.id, teacher_job)
                         resolved = dataclasses.replace(

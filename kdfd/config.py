@@ -24,6 +24,19 @@ LAYER_CHOICES = ("first", "skip")
 POOLINGS = ("auto", "pooler", "cls", "mean")
 
 
+def later(default):
+    """A field added after records existed: left out of a job's id while it holds `default`, so that every earlier
+    record keeps its id (and is not re-run) until a suite turns the new switch on."""
+    return field(default=default, metadata={"later": True})
+
+
+def observe(default):
+    """A field that changes what a job shows while it runs (logging), never what it computes: left out of a job's
+    id and its recorded config at every value, so turning it on or off neither re-runs a finished job nor splits a
+    report's groups."""
+    return field(default=default, metadata={"observe": True})
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """What model to build. `hidden`, `heads`, `intermediate` apply to `tiny` only."""
@@ -36,8 +49,15 @@ class ModelSpec:
     heads: int = 2
     intermediate: int = 128
     dropout: float = 0.1
+    # A teacher only: `name` is a sequence classifier already fine-tuned on the task (a local folder or a hub id of a
+    # BertForSequenceClassification, e.g. a `bench export` folder): it is loaded with its head, and no teacher
+    # fine-tuning job runs (kdfd.export.load_classifier).
+    finetuned: bool = later(False)
 
     def __post_init__(self):
+        if self.finetuned and (self.name == TINY or self.layers is not None):
+            raise ConfigError(f"finetuned = true needs a fine-tuned checkpoint, used whole: name = {self.name!r} "
+                              f"with layers = {self.layers} is not allowed (give a folder or hub id, no layers)")
         if self.layer_choice not in LAYER_CHOICES:
             raise ConfigError(f"layer_choice {self.layer_choice!r} is not allowed (allowed: {', '.join(LAYER_CHOICES)})")
         if self.pooling not in POOLINGS:
@@ -52,19 +72,6 @@ class ModelSpec:
     @property
     def pretrained(self) -> bool:
         return self.name != TINY
-
-
-def later(default):
-    """A field added after records existed: left out of a job's id while it holds `default`, so that every earlier
-    record keeps its id (and is not re-run) until a suite turns the new switch on."""
-    return field(default=default, metadata={"later": True})
-
-
-def observe(default):
-    """A field that changes what a job shows while it runs (logging), never what it computes: left out of a job's
-    id and its recorded config at every value, so turning it on or off neither re-runs a finished job nor splits a
-    report's groups."""
-    return field(default=default, metadata={"observe": True})
 
 
 @dataclass(frozen=True)
@@ -119,6 +126,10 @@ class TrainConfig:
     # Write every loss term, the learning rates and the dev metrics as TensorBoard events beside the job's record
     # (kdfd.events; `bench run --tensorboard` turns it on for every job). Needs kdfd-bench[tensorboard].
     tensorboard: bool = observe(False)
+    # Write the trained model (a student; a teacher job's fine-tuned teacher) as a transformers folder beside the
+    # job's record, which AutoModelForSequenceClassification.from_pretrained loads (kdfd.export). Out of the job's id:
+    # a done job without that folder runs again, with the same id and results, to write it.
+    save_model: bool = observe(False)
     # A fixed, stratified share of the training set held out (kdfd.data.holdout_split: data seed 0, one per task):
     # the student never trains on it, every epoch end scores it (the record's `heldout` metrics: what a suite's
     # [select] table selects configurations by, never the dev set it reports), and methods that need a quiz split
@@ -181,6 +192,10 @@ class RunConfig:
         for f in dataclasses.fields(TrainConfig):
             if f.metadata.get("observe") or (f.metadata.get("later") and d["train"][f.name] == f.default):
                 del d["train"][f.name]
+        for role in ("student", "teacher"):
+            for f in dataclasses.fields(ModelSpec):
+                if d[role] is not None and f.metadata.get("later") and d[role][f.name] == f.default:
+                    del d[role][f.name]
         return d
 
     def hash(self) -> str:

@@ -554,7 +554,9 @@ class Engine:
             tqdm.write(f"{desc}: resumed from checkpoint {checkpointer.path.name} at step {self.step} "
                        f"(epoch {first_epoch}, batch {skip})")
         if self.events_to is not None:  # opened once the resume point is known: what came after it is purged
-            self.events = Events(self.events_to, self.resumed_from)
+            # a folder (TensorBoard alone), or the caller's opener of the job's trackers (kdfd.events.Events)
+            opener = self.events_to if callable(self.events_to) else lambda start: Events(self.events_to, start)
+            self.events = opener(self.resumed_from)
 
         def save(epoch: int, batch: int) -> None:
             if self.events is not None:  # a checkpoint at step T: the events up to T are on disk

@@ -89,7 +89,7 @@ def run(job: ResolvedJob, glue_dir: str | None = None, teacher_checkpoint: Path 
         save_model_to: Path | None = None, progress: bool = True, checkpointer: Checkpointer | None = None,
         artifacts_to: Path | None = None, predictions_to: Path | None = None,
         teacher_cache_dir: Path | None = None, events_to: Path | None = None, deterministic: bool = False,
-        device: str | None = None) -> dict:
+        device: str | None = None, export_to: Path | None = None, about: dict | None = None) -> dict:
     """Train one job. Returns metrics (student dev metrics per split, last epoch), teacher metrics, per-epoch
     curves, parameter counts and timings. With a `checkpointer`, the job saves its state as it goes and first
     takes up a checkpoint left by an interrupted run of the same job. With `artifacts_to`, the student's
@@ -98,10 +98,15 @@ def run(job: ResolvedJob, glue_dir: str | None = None, teacher_checkpoint: Path 
     per test split: class ids [N] or scores [N], in file order). With `train.teacher_cache`, an offline method's
     teacher targets come from the cache in `teacher_cache_dir` (kdfd.teacher_cache). With `events_to` (which
     `train.tensorboard` asks for), the training's loss terms, learning rates and dev metrics go there as
-    TensorBoard events (kdfd.events). `deterministic`: PyTorch's deterministic algorithms (`set_determinism`).
-    `device`: where to train in place of `train.device` (`bench run --device`; not part of the job's id)."""
+    TensorBoard events (kdfd.events), or an opener of the job's trackers (kdfd.events.Events, called with the step
+    it resumes from). `deterministic`: PyTorch's deterministic algorithms (`set_determinism`). `device`: where to
+    train in place of `train.device` (`bench run --device`; not part of the job's id). With `export_to` (which
+    `train.save_model` asks for), the trained model is written there as a transformers folder (kdfd.export;
+    `about`: the job, for its kdfd-export.json)."""
     started = time.perf_counter()
     cfg, task, needs = job.config, job.task, job.needs
+    if cfg.train.save_model and export_to is None:
+        raise ConfigError("train.save_model is on, and no folder was given to write the model to")
     if cfg.train.tensorboard and events_to is None:
         raise ConfigError("train.tensorboard is on, and no event folder was given")
     deterministic = set_determinism(deterministic)
@@ -132,7 +137,7 @@ def run(job: ResolvedJob, glue_dir: str | None = None, teacher_checkpoint: Path 
                       for s, d in scored.items()}
 
     student, teacher, distiller = build_models(job, len(tokenizer))
-    if needs.needs_finetuned_teacher:
+    if needs.needs_finetuned_teacher and not cfg.teacher.finetuned:  # a fine-tuned checkpoint came with its head
         if teacher_checkpoint is None:
             raise ConfigError(f"method {cfg.method!r} starts from a fine-tuned teacher; no checkpoint was given")
         teacher.load_state_dict(_load_state(teacher_checkpoint))
@@ -154,6 +159,10 @@ def run(job: ResolvedJob, glue_dir: str | None = None, teacher_checkpoint: Path 
                         events_to=events_to, started=started)
     if save_model_to is not None:
         save_state(student, save_model_to)
+    if export_to is not None:
+        from .export import export
+
+        export(student, distiller, "student", task, tokenizer, export_to, about)
     artifacts = None
     if artifacts_to is not None:
         split, examples = next(iter(data.dev.items()))
@@ -213,7 +222,14 @@ def build_models(job: ResolvedJob, vocab: int):
     attn = "eager" if job.needs.attentions else "sdpa"  # attention maps need the eager implementation
     student = build_classifier(job.student, job.task.num_labels, vocab, attn)
     teacher = None
-    if job.needs.teacher != NONE:
+    if job.needs.teacher != NONE and job.teacher.finetuned:
+        from .export import load_classifier
+
+        teacher = load_classifier(job.teacher.name, job.task.num_labels, job.task, attn, job.teacher.dropout)
+        if teacher.backbone.config.vocab_size != vocab:
+            raise ModelError(f"teacher {job.teacher.name!r} has vocab size {teacher.backbone.config.vocab_size}, the "
+                             f"tokenizer {vocab}")
+    elif job.needs.teacher != NONE:
         teacher = build_classifier(job.teacher, job.task.num_labels, vocab, attn)
     return student, teacher, check_models(job, ModelInfo.of(student), ModelInfo.of(teacher))
 

@@ -48,6 +48,14 @@ class Task:
     # examples in the training file (GLUE's published counts; the synthetic generator's size): step counts for a
     # cost estimate before any data is read (benchmarks.cost.plan)
     train_size: int = 0
+    # What each label id means, where the TSV's label strings are bare digits (figures' legends, an exported model's
+    # id2label); unset: the label strings themselves (MNLI's, RTE's are names already)
+    class_names: tuple[str, ...] | None = None
+
+    @property
+    def names(self) -> tuple[str, ...] | None:
+        """Label names in id order (None for regression)."""
+        return self.class_names or self.labels
 
     @property
     def is_regression(self) -> bool:
@@ -82,18 +90,18 @@ TASKS: dict[str, Task] = {
             "cola", "CoLA", "cola", _BINARY, ("mcc",), "train.tsv", {"dev": "dev.tsv"},
             # CoLA train/dev have no header: source, label, original annotation, sentence.
             TsvLayout(text_a=3, text_b=None, label=1, header=False, n_columns=4),
-            test_files={"test": "test.tsv"}, test_layout=TsvLayout("sentence", None, None), train_size=8551,
-            description="grammatical acceptability (single sentence)",
+            test_files={"test": "test.tsv"}, test_layout=TsvLayout("sentence", None, None), train_size=8551, description="grammatical acceptability (single sentence)",
+            class_names=("unacceptable", "acceptable"),
         ),
         Task(
             "sst2", "SST-2", "sst2", _BINARY, ("accuracy",), "train.tsv", {"dev": "dev.tsv"},
             TsvLayout("sentence", None, "label"), test_files={"test": "test.tsv"},
-            train_size=67349, description="sentiment (single sentence)",
+            train_size=67349, description="sentiment (single sentence)", class_names=("negative", "positive"),
         ),
         Task(
             "mrpc", "MRPC", "mrpc", _BINARY, ("f1", "accuracy"), "train.tsv", {"dev": "dev.tsv"},
             TsvLayout("#1 String", "#2 String", "Quality"), hf_text=_PAIR, test_files={"test": "test.tsv"},
-            train_size=3668, description="paraphrase (sentence pair)",
+            train_size=3668, description="paraphrase (sentence pair)", class_names=("not_equivalent", "equivalent"),
         ),
         Task(
             "stsb", "STS-B", "stsb", None, ("pearson", "spearman"), "train.tsv", {"dev": "dev.tsv"},
@@ -104,6 +112,7 @@ TASKS: dict[str, Task] = {
             "qqp", "QQP", "qqp", _BINARY, ("f1", "accuracy"), "train.tsv", {"dev": "dev.tsv"},
             TsvLayout("question1", "question2", "is_duplicate"), hf_text=("question1", "question2"),
             test_files={"test": "test.tsv"}, train_size=363846, description="duplicate questions (sentence pair)",
+            class_names=("not_duplicate", "duplicate"),
         ),
         Task(
             "mnli", "MNLI", "mnli", ("entailment", "neutral", "contradiction"), ("accuracy",), "train.tsv",
@@ -129,18 +138,20 @@ TASKS: dict[str, Task] = {
         Task(
             "wnli", "WNLI", "wnli", _BINARY, ("accuracy",), "train.tsv", {"dev": "dev.tsv"},
             TsvLayout("sentence1", "sentence2", "label"), hf_text=_PAIR, test_files={"test": "test.tsv"},
-            train_size=635, description="Winograd NLI (pair)",
+            train_size=635, description="Winograd NLI (pair)", class_names=("not_entailment", "entailment"),
         ),
         # Embedded, generated deterministically by kdfd.synthetic: GLUE-shaped, offline, tiny.
         Task(
             "synth-single", "", "", _BINARY, ("accuracy",), "", {"dev": ""},
             TsvLayout("sentence", None, "label"), synthetic=True,
             train_size=SYNTHETIC_SIZES["train"], description="synthetic single-sentence classification (SST-2 shaped)",
+            class_names=("not positive", "positive"),
         ),
         Task(
             "synth-pair", "", "", _BINARY, ("f1", "accuracy"), "", {"dev": ""},
             TsvLayout("sentence1", "sentence2", "label"), synthetic=True,
             train_size=SYNTHETIC_SIZES["train"], description="synthetic sentence-pair classification (MRPC shaped)",
+            class_names=("unrelated", "paraphrase"),
         ),
         Task(
             "synth-reg", "", "", None, ("pearson", "spearman"), "", {"dev": ""},

@@ -1,5 +1,6 @@
 """End to end: the real `bench` command on tiny synthetic data and on real GLUE files."""
 
+import argparse
 import json
 import os
 import shlex
@@ -223,3 +224,113 @@ def test_an_interrupted_run_ends_with_one_line_that_says_how_to_resume(tmp_path,
     assert again.returncode == 0 and "damaged" not in again.stdout + again.stderr, again.stdout + again.stderr
     (record,) = (tmp_path / "results").rglob("s1-*.json")
     assert json.loads(record.read_text())["resumed_from_step"] > 0
+
+
+def _dev_accuracy_with_transformers(folder, task_name: str, n: int) -> float:
+    """The dev accuracy of an exported folder, with transformers alone, on the job's dev subset."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from kdfd import synthetic
+    from kdfd.data import subset
+
+    examples = subset(list(synthetic.generate(task_name, "dev")), n)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    with torch.no_grad():
+        enc = tokenizer([e.text_a for e in examples], truncation=True, max_length=32, padding=True,
+                        return_tensors="pt")
+        predicted = model(**enc).logits.argmax(1).numpy()
+    return float((predicted == [int(e.label) for e in examples]).mean())
+
+
+def test_save_model_and_export_give_folders_transformers_loads_and_a_teacher_comes_back_in(tmp_path, capsys):
+    from benchmarks.cli import main  # in this process: `bench run` in a subprocess is the part that trains
+
+    suite = tmp_path / "keep.toml"
+    suite.write_text(tiny_suite(train=tiny_train(epochs=1, max_train_examples=128, save_model=True)))
+    results = tmp_path / "results"
+    run = bench("run", "--suite", str(suite), "--results", str(results), "--no-progress")
+    assert run.returncode == 0, run.stderr
+    kdfd = next(r for r in _records(results) if r["method"] == "kdfd")
+    assert "save_model" not in kdfd["config"]["train"]  # out of the job's id and its record
+    out, teacher = tmp_path / "student", tmp_path / "teacher"
+    job = ["--suite", str(suite), "--task", "synth-single", "--seed", "1", "--results", str(results)]
+    assert main(["export", *job, "--method", "kdfd", "--out", str(out)]) == 0
+    assert json.loads((out / "kdfd-export.json").read_text())["job"] == kdfd["id"]
+    assert _dev_accuracy_with_transformers(out, "synth-single", 64) == kdfd["metrics"]["dev"]["accuracy"]
+    assert main(["export", *job, "--method", "teacher", "--out", str(teacher)]) == 0
+
+    taught = tmp_path / "taught.toml"  # the exported teacher as a suite's fine-tuned teacher: no fine-tuning job
+    taught.write_text(tiny_suite(methods=("vanilla-kd",), train=tiny_train(epochs=1, max_train_examples=128),
+                                 methods_tables="").replace('name = "tiny"\nlayers = 2\nhidden = 32\n',
+                                                            f'name = "{teacher}"\nfinetuned = true\n', 1))
+    again = bench("run", "--suite", str(taught), "--results", str(tmp_path / "r2"), "--no-progress")
+    assert again.returncode == 0, again.stderr
+    (rec,) = _records(tmp_path / "r2")
+    teacher_rec = next(r for r in _records(results) if r["role"] == "teacher")
+    assert rec["teacher_metrics_start"] == teacher_rec["metrics"] and rec["teacher_job"] is None
+
+    capsys.readouterr()
+    assert main(["export", "--suite", str(taught), "--task", "synth-single", "--method", "vanilla-kd", "--seed", "1",
+                 "--out", str(tmp_path / "x"), "--results", str(tmp_path / "r2")]) == 2
+    assert "kept no model: run its suite with [train] save_model = true" in capsys.readouterr().err
+    mean = tmp_path / "mean.toml"
+    mean.write_text(suite.read_text().replace('[student]\nname = "tiny"\n',
+                                              '[student]\nname = "tiny"\npooling = "mean"\n'))
+    assert main(["run", "--suite", str(mean), "--results", str(tmp_path / "r3")]) == 2
+    assert "save_model = true with pooling = 'mean': does not export" in capsys.readouterr().err
+
+
+def _records(results):
+    return [json.loads(p.read_text()) for p in sorted(results.rglob("s*-*.json"))]
+
+
+def test_a_run_without_a_terminal_logs_a_line_per_job_and_no_control_codes(tmp_path):
+    """`bench run --suite S > log 2>&1`: no progress bars (no terminal), one line per finished job, then the table."""
+    import subprocess
+    import sys
+
+    suite = tmp_path / "logged.toml"
+    suite.write_text(tiny_suite(methods=("vanilla-kd", "finetune"), train=tiny_train(epochs=1, max_train_examples=64)))
+    log = tmp_path / "log"
+    for attempt in ("done", "skipped"):
+        with open(log, "w") as f:
+            out = subprocess.run([sys.executable, "-m", "benchmarks.cli", "run", "--suite", str(suite), "--results",
+                                  str(tmp_path / "results")], stdout=f, stderr=subprocess.STDOUT, timeout=600)
+        text = log.read_text()
+        assert out.returncode == 0, text[-3000:]
+        assert "\x1b" not in text and "\r" not in text, repr(text[:500])  # no cursor moves, colours or redraws
+        lines = [ln.split() for ln in text.splitlines() if ln.strip().startswith(attempt)]
+        assert sorted(ln[2] for ln in lines) == ["finetune", "teacher", "vanilla-kd"], text  # one line per job
+
+    quiet = bench("run", "-q", "--suite", str(suite), "--results", str(tmp_path / "results"))
+    assert quiet.returncode == 0 and quiet.stderr == "" and "skipped" not in quiet.stdout.split("┃")[0]
+
+
+def test_every_flag_says_what_it_does_and_bench_has_a_version():
+    from benchmarks.cli import parser
+
+    def flags(p, where):
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    yield from flags(sub, f"{where} {name}")
+            elif action.option_strings and not isinstance(action, (argparse._HelpAction, argparse._VersionAction)):
+                yield where, action
+
+    missing = [f"{where} {a.option_strings[0]}" for where, a in flags(parser(), "bench") if not a.help]
+    assert not missing
+    out = bench("--version")
+    assert out.returncode == 0 and out.stdout.startswith("bench ")
+
+
+def test_a_missing_optional_package_is_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
+    from benchmarks.cli import main
+
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # as if pyarrow were not installed
+    assert main(["results", "--results", str(tmp_path), "--format", "parquet", "--out", str(tmp_path / "r.pq")]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == ("bench: error: --format parquet needs pyarrow: pip "
+                                                                "install 'kdfd-bench[parquet]'")
+    assert main(["results", "--results", str(tmp_path), "--format", "parquet"]) == 2
+    assert "--format parquet needs --out FILE" in capsys.readouterr().err

@@ -102,7 +102,10 @@ def test_a_jobs_files_sit_beside_its_record(tmp_path):
             store.predictions_path(tmp_path, job).name, store.checkpoint_path(tmp_path, job).name,
             store.lock_path(tmp_path, job).name} == {f"s{c.seed}-{job.id}{s}" for s in (".pt", ".npz", ".test.npz",
                                                                                      ".ckpt", ".lock")}
-    assert store.events_path(tmp_path, job) == record.with_suffix(".tb") / "finetune"
+    assert store.events_path(tmp_path, job) == (
+        tmp_path / ".tensorboard" / c.task / "finetune" / f"s{c.seed}-{job.id[:8]}")
+    assert store.model_path(tmp_path, job) == record.with_suffix(".model")
+    assert store.tracker_store(tmp_path, "mlflow") == tmp_path / ".mlflow"
     assert store.teacher_cache_path(tmp_path, c.task) == tmp_path / c.task / "teacher-cache"
     assert store.slurm_state_path(tmp_path, "smoke") == tmp_path / ".slurm" / "smoke" / "submitted.json"
     (record.parent / f".{record.name}.123.tmp").parent.mkdir(parents=True)

@@ -1,4 +1,5 @@
-"""`bench run --tensorboard`: a real GLUE run's events, read back as `tensorboard --logdir RESULTS` reads them, and
+"""`bench run --tensorboard`: a real GLUE run's events, read back as `tensorboard --logdir RESULTS/.tensorboard` reads
+them, and
 a job killed mid-training whose resumed events match an uninterrupted run's step for step."""
 
 import os
@@ -6,6 +7,7 @@ import subprocess
 import sys
 
 from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
+from tensorboard.plugins.hparams import plugin_data_pb2
 
 from benchmarks import store
 from benchmarks import suite as suites
@@ -29,23 +31,28 @@ def test_a_glue_tiny_run_with_tensorboard_shows_each_job_by_label_with_its_losse
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
 
     jobs = suites.load("glue-tiny", tasks=["rte"], methods=["kdfd"]).jobs  # ids as without --tensorboard
-    mux = runs(results)
-    assert set(mux.Runs()) == {f"rte/{j.config.method if j.label != 'teacher' else 'teacher'}/s1-{j.id}.tb/{j.label}"
-                               for j in jobs}
+    mux = runs(results / ".tensorboard")
+    assert set(mux.Runs()) == {f"rte/{j.label}/s1-{j.id[:8]}" for j in jobs}
     for job in jobs:
         record = store.find(results, job)
         assert record["status"] == "done" and "tensorboard" not in record["config"]["train"]
-        acc = mux.GetAccumulator(str(store.events_path(results, job).relative_to(results)))
+        acc = mux.GetAccumulator(str(store.events_path(results, job).relative_to(results / ".tensorboard")))
         tags = set(acc.Tags()["scalars"])
-        terms = set(record["curves"][0]["loss"])  # every loss term the method returned, per role
-        assert {t for t in tags if t.startswith("loss/")} == {f"loss/{k}" for k in terms}
+        role = job.config.role  # a teacher fine-tuning job's model is tagged teacher, not the engine's student
+        terms = {k.replace("student/", f"{role}/") for k in record["curves"][0]["loss"]}  # every term, per role
+        assert {t for t in tags if "/loss/" in t} == {"{}/loss/{}".format(*k.split("/", 1)) for k in terms}
         steps = record["timing"]["steps"]
-        assert [e.step for e in acc.Scalars("loss/student/total")] == list(range(1, steps + 1))
-        assert len(acc.Scalars("lr/student")) == steps
-        last = acc.Scalars("dev/student/dev/accuracy")[-1]
+        assert [e.step for e in acc.Scalars(f"{role}/loss/total")] == list(range(1, steps + 1))
+        assert len(acc.Scalars(f"{role}/lr")) == steps
+        last = acc.Scalars(f"{role}/dev/accuracy")[-1]
         assert last.step == steps and abs(last.value - record["metrics"]["dev"]["accuracy"]) < 1e-6
-    assert {"loss/teacher/total", "lr/teacher", "dev/teacher/dev/accuracy"} <= set(
-        mux.GetAccumulator(next(r for r in mux.Runs() if r.endswith("/kdfd"))).Tags()["scalars"])  # online teacher
+        assert not any(t.startswith("dev/") or "/dev/dev/" in t for t in tags)  # no repeated words
+        start = plugin_data_pb2.HParamsPluginData.FromString(
+            acc.PluginTagToContent("hparams")["_hparams_/session_start_info"]).session_start_info
+        assert start.hparams["task"].string_value == "rte" and start.hparams["seed"].number_value == 1  # config
+        assert start.hparams["train.lr"].number_value == record["config"]["train"]["lr"]
+    assert {"teacher/loss/total", "teacher/lr", "teacher/dev/accuracy", "student/loss/total"} <= set(
+        mux.GetAccumulator(next(r for r in mux.Runs() if "/kdfd/" in r)).Tags()["scalars"])  # online teacher
 
     again = bench("run", *args)  # without the flag: the same jobs, all done
     assert again.returncode == 0 and again.stdout.count("skipped") == len(jobs), again.stdout[-3000:]

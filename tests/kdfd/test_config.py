@@ -11,8 +11,9 @@ from kdfd.errors import ConfigError
 from kdfd.models import ModelSpec
 
 LATER = {"predict_test": True, "batching": "grouped", "group_size": 8, "teacher_cache": True, "compile": True,
-         "eval_every": 23, "teacher_seed": 1, "module_lr": 1e-3, "holdout": 0.1, "teacher_holdout": 0.1}
-OBSERVED = {"tensorboard": True}  # what a run shows, never what it computes: out of the id at every value
+         "eval_every": 23, "teacher_seed": 1, "module_lr": 1e-3, "holdout": 0.1, "teacher_holdout": 0.2}
+# what a run shows or keeps, never what it computes: out of the id at every value
+OBSERVED = {"tensorboard": True, "save_model": True}
 
 
 def config(**train) -> RunConfig:
@@ -24,6 +25,8 @@ def test_later_switches_at_their_defaults_leave_the_id_as_it_was():
     earlier = dataclasses.asdict(config())
     for name in [*LATER, *OBSERVED]:
         del earlier["train"][name]  # what a job's config held before these switches existed
+    for role in ("student", "teacher"):
+        del earlier[role]["finetuned"]
     blob = json.dumps(earlier, sort_keys=True, separators=(",", ":"), default=str)
     assert config().hash() == hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -32,6 +35,15 @@ def test_later_switches_at_their_defaults_leave_the_id_as_it_was():
 def test_turning_a_later_switch_on_gives_a_new_id(name, value):
     assert config(**{name: value}).hash() != config().hash()
     assert config(**{name: value}).to_dict()["train"][name] == value
+
+
+def test_a_finetuned_teacher_gives_a_new_id_and_needs_a_checkpoint_used_whole():
+    finetuned = dataclasses.replace(config(), teacher=ModelSpec("some/bert-mrpc", finetuned=True))
+    assert finetuned.hash() != dataclasses.replace(config(), teacher=ModelSpec("some/bert-mrpc")).hash()
+    assert finetuned.to_dict()["teacher"]["finetuned"] is True
+    for spec in ({"name": "tiny", "finetuned": True}, {"name": "some/bert-mrpc", "layers": 3, "finetuned": True}):
+        with pytest.raises(ConfigError, match="finetuned = true needs a fine-tuned checkpoint, used whole"):
+            build(ModelSpec, spec, "[teacher]")
 
 
 @pytest.mark.parametrize("name,value", sorted(OBSERVED.items()))
