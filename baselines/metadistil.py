@@ -27,8 +27,9 @@ Choices (the paper leaves them open; defaults from the authors' script unless sa
   and clipping; the teacher starts from the task-fine-tuned checkpoint every method shares (which saw the quiz
   examples in its fine-tuning; the student never trains on them);
 - quiz_fraction = 0.1: the quiz set is 10% of the training set, held out by the data seed (the script reads a
-  separate held.tsv it does not ship); under a protocol's held-out split (train.holdout) the quiz is that split; quiz_batches = 1 quiz batch (of the training batch size) per step, the
-  paper's Algorithm 1 (the script's default averages the quiz loss over the whole held set every step);
+  separate held.tsv it does not ship); under a protocol's held-out split (train.holdout) the quiz is that split;
+  quiz_batches = 1 quiz batch (of the training batch size) per step, the paper's Algorithm 1 (the script's default
+  averages the quiz loss over the whole held set every step);
 - dropout: the pilot forward runs in train mode, the quiz forward without dropout (the script's is_train=False);
   the teacher's forward is the engine's teacher-phase forward, in train mode (the script runs the teacher in eval
   mode during the pilot step);

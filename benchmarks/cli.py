@@ -220,7 +220,8 @@ def cmd_run(args) -> int:
         t.add_column(col)
     for o in outcomes:
         r = o.record or {}
-        status = o.status if o.status != "failed" else f"[red]failed[/red]: {r.get('error', {}).get('message', '')[:80]}"
+        status = (o.status if o.status != "failed"
+                  else f"[red]failed[/red]: {r.get('error', {}).get('message', '')[:80]}")
         t.add_row(o.job.config.task, o.job.label, str(o.job.config.seed), status, _fmt_metrics(r.get("metrics")),
                   _fmt_metrics(r.get("teacher_metrics")), f"{r.get('wall_seconds', 0):.0f}")
     console.print(t)

@@ -8,9 +8,10 @@ the report's every-task table (`report.all_results`).
 from __future__ import annotations
 
 import csv
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+
+import tomllib
 
 from kdfd.errors import ConfigError, one_of
 from kdfd.tasks import get_task

@@ -13,9 +13,8 @@ import pandas as pd
 
 from kdfd.tasks import get_task
 
-from . import cost, paper_tables, stats, verdicts
+from . import cost, paper_tables, stats, store, verdicts
 from . import report as rep
-from . import store
 
 VERDICT_RULES = (
     "How a verdict is reached (benchmarks/verdicts.py). Each claim of the paper becomes tests, one per task and "
@@ -478,7 +477,8 @@ def write(out: Path, suite_name: str, collected: rep.Collected, checkpoint: str,
     fam = judged[judged["family"]]
     majority = collected.majority_points()
     md = [f"# Report: suite `{suite_name}`", "",
-          f"Generated {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC by `bench report`; nothing was trained.", "",
+          f"Generated {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC by `bench report`; "
+          "nothing was trained.", "",
           "## Verdicts: the pre-registered claims, family-wise", "", verdicts.summary(judged), "",
           f"The family: {fam['claim'].nunique()} claims, {int(fam['p_value'].notna().sum())} tests with data "
           f"(Holm over these alone; {int(fam['p_value'].isna().sum())} tests not run).", "",

@@ -25,8 +25,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from kdfd import job as kdfd_job
 from kdfd import events, fingerprint, provenance
+from kdfd import job as kdfd_job
 from kdfd.checkpoint import Checkpointer
 from kdfd.data import load_task, load_test
 from kdfd.distiller import ModelInfo

@@ -15,11 +15,11 @@ Steps, on the suite's models and the task's real training batches (the same batc
                teacher updated through its adapters alone
 Each is timed for `--steps` steps after one warm-up step, in `--rounds` interleaved rounds, each starting at a
 different step kind; a ratio is taken within each round and its median over rounds is reported, so that machine
-drift (a few 10 % on a shared machine) hits both sides of a ratio alike. Batching, on SST-2's real dev sentences: one training epoch of the
-student over them and one evaluation pass, with every batch padded to 128 tokens, padded to its longest example in
-file order (dynamic), and length-grouped (training) / longest-first (evaluation); the evaluation's metrics must be
-identical. Ratios, not absolute times, compare across machines. Where a target is missed, a torch.profiler table
-of that step is written beside the report.
+drift (a few 10 % on a shared machine) hits both sides of a ratio alike. Batching, on SST-2's real dev sentences:
+one training epoch of the student over them and one evaluation pass, with every batch padded to 128 tokens,
+padded to its longest example in file order (dynamic), and length-grouped (training) / longest-first (evaluation);
+the evaluation's metrics must be identical. Ratios, not absolute times, compare across machines. Where a target is
+missed, a torch.profiler table of that step is written beside the report.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ import torch
 
 from kdfd.data import Collator, EncodedDataset, load_task, make_loader, subset
 from kdfd.engine import Engine, resolve_device, set_seed
-from kdfd.metrics import compute
 from kdfd.job import build_models, resolve
+from kdfd.metrics import compute
 from kdfd.models import load_tokenizer
 from kdfd.tasks import get_task
 
@@ -246,7 +246,8 @@ def main(argv=None) -> dict:
         "fixed-128 / grouped (train epoch)": train_b["fixed-128"]["seconds"] / train_b["grouped"]["seconds"],
         "fixed-128 / longest-first (eval)": eval_b["fixed-128"]["seconds"] / eval_b["longest-first"]["seconds"],
     }
-    verdicts = {k: (ratios[k] <= bound if kind == "max" else ratios[k] >= bound) for k, (bound, kind) in TARGETS.items()}
+    verdicts = {k: (ratios[k] <= bound if kind == "max" else ratios[k] >= bound)
+                for k, (bound, kind) in TARGETS.items()}
     profiles = {}
     for name, engine_name in (("kd-cache / student", "kd-cache"), ("kdfd / (teacher + student)", "kdfd")):
         if not verdicts[name]:
@@ -286,16 +287,19 @@ def markdown(r: dict) -> str:
         "ReptileDistil a pilot forward and backward; LGTM a pilot forward and backward, a quiz forward and backward "
         "and two perturbed student forwards. Their ratios to (teacher + student) count those passes.", "",
         f"The cache was filled once before timing: {r['cache_fill']['computed']} examples in "
-        f"{r['cache_fill']['seconds']:.1f} s (a one-off cost per teacher, shared by every later epoch, method and run).",
+        f"{r['cache_fill']['seconds']:.1f} s "
+        "(a one-off cost per teacher, shared by every later epoch, method and run).",
         "", "| ratio | measured | target | met |", "|---|---:|---:|---|",
     ]
     for name, v in r["ratios"].items():
         t = r["targets"].get(name)
         target = f"{'<=' if t['kind'] == 'max' else '>='} {t['bound']}" if t else ""
         lines.append(f"| {name} | {v:.3f} | {target} | {('yes' if t['met'] else '**no**') if t else ''} |")
-    lines += ["", f"Batching over {b['task']}'s {b['examples']} dev sentences (mean {b['mean_length']:.1f} tokens):", "",
+    lines += ["",
+              f"Batching over {b['task']}'s {b['examples']} dev sentences (mean {b['mean_length']:.1f} tokens):", "",
               "| batches | train epoch s | steps | padded tokens |", "|---|---:|---:|---:|",
-              *[f"| {n} | {v['seconds']:.1f} | {v['steps']} | {100 * v['padded_share']:.0f}% |" for n, v in b["train"].items()],
+              *[f"| {n} | {v['seconds']:.1f} | {v['steps']} | {100 * v['padded_share']:.0f}% |"
+                for n, v in b["train"].items()],
               "", "| evaluation pass | s | metrics |", "|---|---:|---|",
               *[f"| {n} | {v['seconds']:.2f} | {', '.join(f'{k} {x:.4f}' for k, x in v['metrics'].items())} |"
                 for n, v in b["eval"].items()],

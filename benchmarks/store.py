@@ -45,8 +45,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kdfd.errors import StorageError
 from kdfd import files
+from kdfd.errors import StorageError
 from kdfd.files import atomic_write, move_aside
 
 SCHEMA = 1

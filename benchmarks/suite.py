@@ -91,7 +91,8 @@ def load(name: str, tasks=None, methods=None, seeds=None) -> Suite:
     lists = {}
     for key, tp in LIST_FIELDS.items():
         value = {"tasks": tasks, "seeds": seeds, "methods": methods}[key] or raw.get(key)
-        if not isinstance(value, list) or not value or not all(isinstance(v, tp) and not isinstance(v, bool) for v in value):
+        if (not isinstance(value, list) or not value
+                or not all(isinstance(v, tp) and not isinstance(v, bool) for v in value)):
             raise ConfigError(f"{where}: {key} must be a non-empty list of {tp.__name__} values, got {value!r}")
         if key == "seeds" and min(value) < 0:  # NumPy's seeding refuses it: every job would fail
             raise ConfigError(f"{'--seeds' if seeds else where}: seed {min(value)} is not allowed (allowed: "
@@ -161,7 +162,8 @@ def load(name: str, tasks=None, methods=None, seeds=None) -> Suite:
                 for seed in method_seeds:
                     seed_train = train
                     if teacher_seeds:  # the run seeds spread over the teachers, every method of a seed on one
-                        seed_train = dataclasses.replace(train, teacher_seed=teacher_seeds[(seed - 1) % len(teacher_seeds)])
+                        seed_train = dataclasses.replace(
+                            train, teacher_seed=teacher_seeds[(seed - 1) % len(teacher_seeds)])
                     cfg = RunConfig(task=task, method=method, seed=seed, student=method_student, teacher=teacher,
                                     params=params_dict(params), train=seed_train, data_source=source,
                                     tokenizer=raw.get("tokenizer", "auto"))
@@ -192,7 +194,8 @@ def seeds_of(value, where: str) -> list[int] | None:
     """A method table's own `seeds` list (None when it has none)."""
     if value is None:
         return None
-    if not isinstance(value, list) or not value or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+    if (not isinstance(value, list) or not value
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
         raise ConfigError(f"{where}: seeds must be a non-empty list of int values, got {value!r}")
     if min(value) < 0:
         raise ConfigError(f"{where}: seed {min(value)} is not allowed (allowed: integers >= 0)")

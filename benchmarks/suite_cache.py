@@ -19,10 +19,11 @@ import functools
 import hashlib
 import importlib.util
 import json
-import tomllib
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
+
+import tomllib
 
 from kdfd.config import ModelSpec, RunConfig, TrainConfig
 from kdfd.errors import ConfigError, one_of
@@ -31,8 +32,8 @@ from . import store
 from .selection import Selection
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
-TOP_KEYS = ("base", "description", "tasks", "seeds", "methods", "data_source", "tokenizer", "teacher", "student", "train",
-            "method", "slurm", "teacher_seeds", "arm", "select", "claims")
+TOP_KEYS = ("base", "description", "tasks", "seeds", "methods", "data_source", "tokenizer", "teacher", "student",
+            "train", "method", "slurm", "teacher_seeds", "arm", "select", "claims")
 FORMAT = 3
 GROUP = "kdfd_bench.methods"  # kdfd.registry.GROUP (that module imports the method interface, and torch)
 # the code an expansion runs: these packages' files whole, and the suite modules of this package
@@ -58,8 +59,8 @@ def suite_path(name: str) -> Path:
 
 def read_raw(path: Path, chain: tuple[Path, ...] = ()) -> dict:
     """A suite file's table, with its `base` suite merged under it (tables merge key by key; any other value,
-    lists included, replaces the base's; a `seeds` or `tasks` list replaces the base's method and arm tables' lists too). Unknown
-    top-level keys are errors naming the allowed ones."""
+    lists included, replaces the base's; a `seeds` or `tasks` list replaces the base's method and arm tables' lists
+    too). Unknown top-level keys are errors naming the allowed ones."""
     try:
         raw = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as e:
@@ -110,8 +111,8 @@ class CachedJob:
 
 @dataclass
 class CachedSuite:
-    """A suite as `benchmarks.suite.Suite` reads, from the cache; `methods`: name -> {"version", "scale", "defaults"} of every
-    method registered when it was made (the report's rules per method)."""
+    """A suite as `benchmarks.suite.Suite` reads, from the cache; `methods`: name -> {"version", "scale", "defaults"}
+    of every method registered when it was made (the report's rules per method)."""
 
     name: str
     path: Path

@@ -28,12 +28,12 @@ from __future__ import annotations
 
 import json
 import math
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import tomllib
 from scipy import stats as sps
 
 from kdfd.errors import ConfigError, one_of

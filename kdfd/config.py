@@ -59,7 +59,8 @@ class ModelSpec:
             raise ConfigError(f"finetuned = true needs a fine-tuned checkpoint, used whole: name = {self.name!r} "
                               f"with layers = {self.layers} is not allowed (give a folder or hub id, no layers)")
         if self.layer_choice not in LAYER_CHOICES:
-            raise ConfigError(f"layer_choice {self.layer_choice!r} is not allowed (allowed: {', '.join(LAYER_CHOICES)})")
+            raise ConfigError(f"layer_choice {self.layer_choice!r} is not allowed "
+                              f"(allowed: {', '.join(LAYER_CHOICES)})")
         if self.pooling not in POOLINGS:
             raise ConfigError(f"pooling {self.pooling!r} is not allowed (allowed: {', '.join(POOLINGS)})")
         if self.layers is not None and self.layers < 1:

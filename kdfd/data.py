@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -186,7 +185,8 @@ def load_test(task: Task, glue_dir: str | None = None) -> dict[str, list[Example
         raise DataError(f"test predictions for task {task.name!r} are read from GLUE test TSV files: pass --glue-dir "
                         "or set GLUE_DIR")
     d = _task_dir(root, task)
-    return {s: read_tsv(d / f, task.test_tsv_layout, task.labels, with_labels=False) for s, f in task.test_files.items()}
+    return {s: read_tsv(d / f, task.test_tsv_layout, task.labels, with_labels=False)
+            for s, f in task.test_files.items()}
 
 
 def _load_hf(task: Task) -> TaskData:
@@ -327,7 +327,8 @@ class Collator:
             if types is not None:
                 types[i, :n] = torch.tensor(it["token_type_ids"])
         dtype = torch.float if self.regression else torch.long
-        batch = {"input_ids": ids, "attention_mask": mask, "labels": torch.tensor([it["label"] for it in items], dtype=dtype),
+        batch = {"input_ids": ids, "attention_mask": mask,
+                 "labels": torch.tensor([it["label"] for it in items], dtype=dtype),
                  "index": torch.tensor([it["index"] for it in items], dtype=torch.long)}
         if types is not None:
             batch["token_type_ids"] = types

@@ -109,8 +109,9 @@ class ModelInfo:
 class Stage:
     """One phase of a staged method (PID, TinyBERT's two stages): its name, its share of the training steps, and
     which student parameter groups train during it (None: all of them), and a factor on the student's learning
-    rates for its steps (a linear probe on a frozen body wants a larger rate than fine-tuning). Groups (see `Classifier.param_groups`):
-    `embeddings`, `layer.1` .. `layer.L` (1-based, as in hidden_states), `head` (the classifier and the pooler).
+    rates for its steps (a linear probe on a frozen body wants a larger rate than fine-tuning). Groups (see
+    `Classifier.param_groups`): `embeddings`, `layer.1` .. `layer.L` (1-based, as in hidden_states), `head` (the
+    classifier and the pooler).
     The method's own student modules always train. The engine freezes the other groups for the stage's steps."""
 
     name: str
@@ -129,7 +130,8 @@ class Stage:
 ALL = Stage("all")
 
 
-def matched_layers(method: str, student: ModelInfo, teacher: ModelInfo, same_heads: bool = False) -> list[tuple[int, int]]:
+def matched_layers(method: str, student: ModelInfo, teacher: ModelInfo,
+                   same_heads: bool = False) -> list[tuple[int, int]]:
     """The uniform (student, teacher) layer map, 1-based (12 -> 6: 2i); with same_heads, a clear error when the two
     models' attention maps cannot be compared head by head."""
     if same_heads and None not in (student.num_heads, teacher.num_heads) and student.num_heads != teacher.num_heads:

@@ -264,7 +264,8 @@ class Engine:
             groups = self.student.param_groups()
             unknown = set(stage.train) - set(groups)
             if unknown:
-                raise ValueError(f"stage {stage.name!r} trains unknown groups {sorted(unknown)} (allowed: {list(groups)})")
+                raise ValueError(f"stage {stage.name!r} trains unknown groups {sorted(unknown)} "
+                                 f"(allowed: {list(groups)})")
             for name, params in groups.items():
                 for p in params:
                     p.requires_grad_(name in stage.train)
@@ -362,7 +363,8 @@ class Engine:
                 self.teacher.train()
                 t_losses = self.distiller.teacher_loss(batch, self.forward(self.teacher, batch), detach(s))
                 logs.update(self._check(t_losses, "teacher"))
-                self._update(t_losses["total"], self.opt_t, self.sched_t, [self.teacher, self.distiller.teacher_modules])
+                self._update(t_losses["total"], self.opt_t, self.sched_t,
+                             [self.teacher, self.distiller.teacher_modules])
         with record_function("teacher targets"):
             if self.teacher_targets is not None:
                 t = self.teacher_targets.forward(batch, self.device)

@@ -155,8 +155,8 @@ def run(job: ResolvedJob, glue_dir: str | None = None, teacher_checkpoint: Path 
         cache = engine.use_teacher_cache(Path(teacher_cache_dir), train_ds)
     teacher_start = engine.evaluate("teacher", dev_loaders) if teacher is not None else None
     setup_seconds = time.perf_counter() - started
-    curves = engine.fit(train_loader, scored_loaders, tc.epochs, desc=f"{cfg.task}/{cfg.method}", checkpointer=checkpointer,
-                        events_to=events_to, started=started)
+    curves = engine.fit(train_loader, scored_loaders, tc.epochs, desc=f"{cfg.task}/{cfg.method}",
+                        checkpointer=checkpointer, events_to=events_to, started=started)
     if save_model_to is not None:
         save_state(student, save_model_to)
     if export_to is not None:

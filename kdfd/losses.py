@@ -92,7 +92,8 @@ def cosine_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     return (1.0 - F.cosine_similarity(student.float(), teacher.float(), dim=-1)).mean()
 
 
-def attention_kl(student_probs: torch.Tensor, teacher_probs: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+def attention_kl(student_probs: torch.Tensor, teacher_probs: torch.Tensor,
+                 attention_mask: torch.Tensor) -> torch.Tensor:
     """KL(A_t || A_s) between self-attention distributions (Aguilar et al.): for every head and every non-padded
     query token, the KL between the teacher's and the student's attention rows, averaged over heads and query
     tokens. probs [B, heads, T, T] (rows sum to 1, padded keys 0); attention_mask [B, T]."""

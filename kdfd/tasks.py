@@ -90,7 +90,8 @@ TASKS: dict[str, Task] = {
             "cola", "CoLA", "cola", _BINARY, ("mcc",), "train.tsv", {"dev": "dev.tsv"},
             # CoLA train/dev have no header: source, label, original annotation, sentence.
             TsvLayout(text_a=3, text_b=None, label=1, header=False, n_columns=4),
-            test_files={"test": "test.tsv"}, test_layout=TsvLayout("sentence", None, None), train_size=8551, description="grammatical acceptability (single sentence)",
+            test_files={"test": "test.tsv"}, test_layout=TsvLayout("sentence", None, None), train_size=8551,
+            description="grammatical acceptability (single sentence)",
             class_names=("unacceptable", "acceptable"),
         ),
         Task(

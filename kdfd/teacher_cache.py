@@ -83,7 +83,8 @@ class TeacherCache:
         keys = [example_key(ds.input_ids[i], ds.token_type_ids[i] if ds.token_type_ids else None)
                 for i in range(len(ds))]
         lengths = ds.lengths()
-        missing = sorted({k: i for i, k in enumerate(keys) if k not in self.examples}.values(), key=lambda i: -lengths[i])
+        missing = sorted({k: i for i, k in enumerate(keys) if k not in self.examples}.values(),
+                         key=lambda i: -lengths[i])
         self.hits = len(ds) - len(missing)
         collate = Collator(ds.pad_id, ds.regression)
         with torch.inference_mode():
@@ -129,7 +130,8 @@ class CachedTeacher:
 
         def padded(name, square: bool):
             first = rows[0][name]
-            shape = (first.shape[0], len(rows), *first.shape[1:-2]) + ((width, width) if square else (width, first.shape[-1]))
+            shape = ((first.shape[0], len(rows), *first.shape[1:-2])
+                     + ((width, width) if square else (width, first.shape[-1])))
             out = torch.zeros(shape, dtype=torch.float32)
             for b, r in enumerate(rows):
                 n = r[name].shape[-2]

@@ -133,8 +133,9 @@ CASES = [
      "kdfd-ae: bottleneck = 'vae' is not allowed (allowed: ae"),
     ("test predictions of a synthetic task", lambda t: _run(t, "--suite", _suite(t, BASE, (
         "[method.kdfd]", "[train]\npredict_test = true\n[method.kdfd]"))), "task 'synth-single' has no test set"),
-    ("test predictions with no test file", lambda t: _run(t, "--suite", _suite(t, RTE_SUITE + "[train]\npredict_test = true\n"),
-                                                          "--glue-dir", _glue(t, RTE_HEADER + b"0\ta\tb\tentailment\n")),
+    ("test predictions with no test file",
+     lambda t: _run(t, "--suite", _suite(t, RTE_SUITE + "[train]\npredict_test = true\n"),
+                    "--glue-dir", _glue(t, RTE_HEADER + b"0\ta\tb\tentailment\n")),
      "missing data file"),
 ]
 

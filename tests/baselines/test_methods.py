@@ -105,8 +105,10 @@ def test_dml_each_peer_matches_the_other():
     m = DML(DML.Params(), TASK, ModelInfo(H, 3), ModelInfo(H, 6))
     s, t = fwd(3, 1), fwd(6, 2)
     y = LABELS["labels"]
-    assert torch.allclose(m.student_loss(LABELS, s, t)["total"], F.cross_entropy(s.logits, y) + kl(t.logits, s.logits), atol=1e-5)
-    assert torch.allclose(m.teacher_loss(LABELS, t, s)["total"], F.cross_entropy(t.logits, y) + kl(s.logits, t.logits), atol=1e-5)
+    assert torch.allclose(m.student_loss(LABELS, s, t)["total"], F.cross_entropy(s.logits, y) + kl(t.logits, s.logits),
+                          atol=1e-5)
+    assert torch.allclose(m.teacher_loss(LABELS, t, s)["total"], F.cross_entropy(t.logits, y) + kl(s.logits, t.logits),
+                          atol=1e-5)
 
 
 def test_internal_kd_stages_pid_and_sid():
@@ -118,7 +120,8 @@ def test_internal_kd_stages_pid_and_sid():
     assert stage_ends(pid.stages(), 120) == [20, 40, 60, 120]
     sid = InternalKD(InternalKDParams(schedule="sid"), TASK, ModelInfo(H, 3), ModelInfo(H, 6))
     assert [st.train for st in sid.stages()][:3] == [
-        ("embeddings", "layer.1"), ("embeddings", "layer.1", "layer.2"), ("embeddings", "layer.1", "layer.2", "layer.3")]
+        ("embeddings", "layer.1"), ("embeddings", "layer.1", "layer.2"),
+        ("embeddings", "layer.1", "layer.2", "layer.3")]
 
 
 @pytest.mark.parametrize("schedule", ["pid", "sid"])

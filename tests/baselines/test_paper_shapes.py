@@ -16,11 +16,11 @@ import os
 import pytest
 import torch
 
+from kdfd import synthetic
 from kdfd.config import TrainConfig
 from kdfd.distiller import ModelInfo, needs_of
 from kdfd.engine import Engine, set_seed
 from kdfd.models import ModelSpec, build_classifier
-from kdfd import synthetic
 from kdfd.registry import load_methods
 from kdfd.tasks import get_task
 from tests.kdfd.helpers import batch, quiz_loader

@@ -10,7 +10,8 @@ from benchmarks import suite as suites
 
 ROOT = Path(__file__).resolve().parents[2]
 REPORTS = ROOT / "reports"
-SUITES = ["glue-cpu", "sweep-dim-cpu", "sweep-lambda-cpu", *sorted(p.stem for p in suites.SUITES_DIR.glob("protocol-*.toml"))]
+SUITES = ["glue-cpu", "sweep-dim-cpu", "sweep-lambda-cpu",
+          *sorted(p.stem for p in suites.SUITES_DIR.glob("protocol-*.toml"))]
 
 
 def committed_records() -> list[Path]:

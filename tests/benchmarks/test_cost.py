@@ -57,9 +57,8 @@ def test_a_short_span_is_given_in_minutes_not_as_zero_hours():
 
 @pytest.fixture(scope="module")
 def load():
-    from kdfd.registry import load_methods
-
     from benchmarks import suite
+    from kdfd.registry import load_methods
 
     load_methods()
     return suite.load

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from benchmarks import verdicts, report, report_writer, stats, store
+from benchmarks import report, report_writer, stats, store, verdicts
 from benchmarks import suite as suites
 from kdfd import losses
 from kdfd.distiller import METHODS, Distiller, Needs, register

@@ -1,8 +1,6 @@
 """`bench run --report-to mlflow,wandb`: a real run's offline MLflow store and W&B runs, read back with MLflow's own
 client (and W&B's run files), each run named task/label/seed with the job's config as its parameters."""
 
-import json
-
 import pytest
 
 from benchmarks.cli import main

@@ -6,8 +6,8 @@ import pandas as pd
 
 from benchmarks import results
 
-from .helpers import bench
 from ..conftest import ROOT
+from .helpers import bench
 
 
 def write_record(root, task, method, seed, rid, metrics, status="done", **extra):

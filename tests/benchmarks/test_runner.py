@@ -4,7 +4,6 @@ from benchmarks.options import RunContext
 
 from .helpers import tiny_suite, tiny_train
 
-
 GRID_SUITE = tiny_suite(
     methods=("vanilla-kd",), seeds=(1, 2),
     train=tiny_train(epochs=1, max_train_examples=64, max_eval_examples=32),

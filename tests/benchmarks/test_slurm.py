@@ -45,7 +45,8 @@ def timed_out_job(cluster, tmp_path_factory):
     suite = root / "long.toml"
     suite.write_text(long + "\n[slurm]\ntime = 2\nsignal_delay_s = 60\nmax_requeues = 5\ncpus = 1\nmem_gb = 2\n")
     results = root / "slurm"
-    sub = bench("run", "--suite", str(suite), "--results", str(results), "--executor", "slurm", "--checkpoint-every", "2")
+    sub = bench("run", "--suite", str(suite), "--results", str(results), "--executor", "slurm",
+                "--checkpoint-every", "2")
     assert sub.returncode == 0, sub.stderr
     yield results
     bench("cancel", "--suite", str(suite), "--results", str(results))

@@ -16,7 +16,8 @@ def test_bench_speed_writes_its_ratios_and_the_batchings_agree(glue, tmp_path):
                         "reptile-distil", "lgtm", "theseus", "pesf-kd"} and all(v > 0 for v in sec.values())
     assert all(f"{m} / student" in r["ratios"] for m in ("metadistil", "reptile-distil", "lgtm", "theseus", "pesf-kd"))
     # ratios are read from the same run's timings; which method is slower is what `bench speed` measures, not what a
-    # test asserts (two timed steps on shared CI cores order them by noise: MetaDistil came out at 0.74 of an online step)
+    # test asserts (two timed steps on shared CI cores order them by noise: MetaDistil came out at 0.74 of an online
+    # step)
     assert r["ratios"]["metadistil / (teacher + student)"] == sec["metadistil"] / (sec["teacher"] + sec["student"])
     assert r["ratios"]["kd-cache / student"] == sec["kd-cache"] / sec["student"]
     assert r["cache_fill"]["computed"] == 3 * 32  # the timed batches' examples, computed once

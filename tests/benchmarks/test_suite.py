@@ -144,9 +144,12 @@ def test_teacher_seed_shares_one_teacher_across_run_seeds(tmp_path):
 
 def test_a_method_table_may_give_its_own_seeds(tmp_path):
     p = tmp_path / "seeds.toml"
-    p.write_text('tasks = ["synth-single"]\nseeds = [1, 2, 3]\nmethods = ["kdfd", "vanilla-kd"]\nstudent = {name = "tiny"}\n'
-                 'teacher = {name = "tiny", layers = 4}\n[method.vanilla-kd]\nseeds = [2]\n')
-    seeds = lambda s, m: sorted(j.config.seed for j in s.jobs if j.config.method == m and j.config.role != "teacher")
+    p.write_text('tasks = ["synth-single"]\nseeds = [1, 2, 3]\nmethods = ["kdfd", "vanilla-kd"]\n'
+                 'student = {name = "tiny"}\nteacher = {name = "tiny", layers = 4}\n[method.vanilla-kd]\nseeds = [2]\n')
+
+    def seeds(s, m):
+        return sorted(j.config.seed for j in s.jobs if j.config.method == m and j.config.role != "teacher")
+
     s = suites.load(str(p))
     assert seeds(s, "kdfd") == [1, 2, 3] and seeds(s, "vanilla-kd") == [2]
     s = suites.load(str(p), seeds=[4])  # --seeds replaces every seed list
@@ -168,7 +171,8 @@ def test_glue_cpu_runs_five_seeds_of_the_core_methods_and_three_of_the_rest():
     assert {label.split("[")[0] for label in per} >= set(added_last)
     assert per == expected
     # both of L_vae's gradients, for KDFD and KDFD-AE alike (protocol experiments 5-7)
-    assert {"kdfd[vae_grad=flow]", "kdfd[vae_grad=stop]", "kdfd-ae[vae_grad=flow]", "kdfd-ae[vae_grad=stop]"} <= set(per)
+    assert {"kdfd[vae_grad=flow]", "kdfd[vae_grad=stop]",
+            "kdfd-ae[vae_grad=flow]", "kdfd-ae[vae_grad=stop]"} <= set(per)
 
 
 def test_the_smoke_suites_duration_reads_the_same_in_the_readme_and_in_its_file():

@@ -1,6 +1,6 @@
-import numpy as np
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -164,7 +164,8 @@ def test_evaluation_goes_longest_first_and_predictions_come_back_in_file_order()
     engine, *_ = setup(METHODS["finetune"])
     logits, gold = engine.predict("student", loader)
     one_by_one = [engine.predict("student", make_loader(EncodedDataset([ex], task, synthetic.build_tokenizer(), 64),
-                                                        1, shuffle=False))[0][0] for ex in list(synthetic.generate(task.name, "dev"))[:40]]
+                                                        1, shuffle=False))[0][0]
+                  for ex in list(synthetic.generate(task.name, "dev"))[:40]]
     assert gold.tolist() == ds.labels
     assert torch.allclose(torch.tensor(logits), torch.tensor(np.array(one_by_one)), atol=1e-5)
 

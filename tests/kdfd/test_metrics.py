@@ -33,8 +33,9 @@ def test_constant_prediction_correlation_is_zero_not_nan():
     assert metrics.pearson([1.0, 1.0, 1.0], [0.0, 1.0, 2.0]) == 0.0
 
 
-@pytest.mark.parametrize("task,names", [("cola", ["mcc"]), ("mrpc", ["f1", "accuracy"]), ("stsb", ["pearson", "spearman"]),
-                                        ("qqp", ["f1", "accuracy"]), ("rte", ["accuracy"]), ("sst2", ["accuracy"])])
+@pytest.mark.parametrize("task,names", [("cola", ["mcc"]), ("mrpc", ["f1", "accuracy"]),
+                                        ("stsb", ["pearson", "spearman"]), ("qqp", ["f1", "accuracy"]),
+                                        ("rte", ["accuracy"]), ("sst2", ["accuracy"])])
 def test_each_task_reports_its_official_metrics(task, names):
     t = get_task(task)
     logits = np.array([[0.2, 0.8], [0.9, 0.1], [0.3, 0.7]]) if t.labels else np.array([[1.0], [2.0], [0.5]])
@@ -44,7 +45,8 @@ def test_each_task_reports_its_official_metrics(task, names):
 
 def test_mnli_has_matched_and_mismatched_dev_splits():
     assert list(get_task("mnli").dev_files) == ["dev_matched", "dev_mismatched"]
-    assert metrics.score(get_task("mnli"), {"dev_matched": {"accuracy": 0.8}, "dev_mismatched": {"accuracy": 0.6}}) == 0.7
+    assert metrics.score(get_task("mnli"),
+                         {"dev_matched": {"accuracy": 0.8}, "dev_mismatched": {"accuracy": 0.6}}) == 0.7
 
 
 def test_constant_baseline_is_the_majority_class_or_a_constant_score():

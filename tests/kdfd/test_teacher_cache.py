@@ -13,8 +13,8 @@ from kdfd.data import EncodedDataset, make_loader
 from kdfd.distiller import FROZEN, METHODS
 from kdfd.errors import ConfigError
 from kdfd.registry import load_methods
-from kdfd.teacher_cache import example_key, weights_key
 from kdfd.tasks import get_task
+from kdfd.teacher_cache import example_key, weights_key
 from tests.kdfd.helpers import STUDENT, TEACHER, setup
 
 OFFLINE = sorted(name for name, cls in load_methods().items() if cls.needs(cls.Params()).teacher == FROZEN)
@@ -63,13 +63,13 @@ def test_cached_targets_give_the_live_teachers_losses_within_half_precision(name
             if getattr(live, field) is None:
                 assert getattr(cached, field) is None, f"{field} cached though {name} did not declare it"
                 continue
-            for c, l in zip(getattr(cached, field), getattr(live, field)):
+            for c, lv in zip(getattr(cached, field), getattr(live, field)):
                 if field == "hidden_states":
-                    c, l = c[mask], l[mask]
+                    c, lv = c[mask], lv[mask]
                 else:  # real query and key positions only
                     pair = mask[:, None, :, None] & mask[:, None, None, :]
-                    c, l = c[pair.expand_as(c)], l[pair.expand_as(l)]
-                torch.testing.assert_close(c, l, rtol=5e-3, atol=5e-3)
+                    c, lv = c[pair.expand_as(c)], lv[pair.expand_as(lv)]
+                torch.testing.assert_close(c, lv, rtol=5e-3, atol=5e-3)
         for got, want in zip(stage_losses(engine, distiller, b, cached), stage_losses(engine, distiller, b, live)):
             assert got.keys() == want.keys()
             for k in want:
