@@ -139,7 +139,7 @@ def job_table(suite, results: Path, title: str) -> Table:
     stale = {i for change in code_changes(suite, results) for i in change.ids}
     t = Table(title=title)
     for col in ("#", "id", "task", "job", "seed", "teacher job", "state"):
-        t.add_column(col)
+        t.add_column(col, overflow="fold")
     for i, job in enumerate(suite.jobs, 1):
         c = job.config
         t.add_row(str(i), job.id, c.task, job.label, str(c.seed), c.teacher_job or "-",
@@ -217,7 +217,7 @@ def cmd_run(args) -> int:
         outcomes = runner.run_suite(suite, ctx, checked=keep_expansion)
     t = Table(title=f"suite {suite.name}")
     for col in ("task", "job", "seed", "status", "student dev", "teacher dev", "seconds"):
-        t.add_column(col)
+        t.add_column(col, overflow="fold")  # a job's grid point is the end of its label: never cut off
     for o in outcomes:
         r = o.record or {}
         status = (o.status if o.status != "failed"
@@ -349,7 +349,7 @@ def cmd_cancel(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from . import paper_tables, report, report_writer, selection, store, verdicts
+    from . import paper_tables, report, report_writer, selection, store, suite_cache, verdicts
 
     roots = [Path(args.results), *[Path(r) for r in args.also or []]]
     require_roots(*roots)
@@ -372,7 +372,8 @@ def cmd_report(args) -> int:
     with report_writer.staged(out) as staging:  # the old report stays whole until the new one is complete
         result = report_writer.write(staging, suite.name, collected, args.checkpoint, sweeps=sweeps,
                                      methods=getattr(suite, "methods", None), interval=args.interval,
-                                     family=getattr(suite, "claims", None), choices=choices, select=select)
+                                     family=getattr(suite, "claims", None), choices=choices, select=select,
+                                     note=suite_cache.read_raw(suite.path).get("note"))
         if args.glue_submission:
             from . import submission
 

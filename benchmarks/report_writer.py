@@ -154,7 +154,8 @@ def draw_figures(out: Path, collected: rep.Collected, selected: dict, sweeps: li
             figures.covariance(reps, label, fig_dir, stem)
             md += [f"![Fig. 3, covariance, {label}](figures/{stem}.png)", ""]
             stem = f"fig4-tsne-{task}-{method}"
-            figures.tsne(reps, label, fig_dir, stem, get_task(task).is_regression, get_task(task).names, source=npz)
+            figures.tsne(reps, label, fig_dir, stem, get_task(task).is_regression, get_task(task).names,
+                         source=store.artifacts_file(run["path"]))
             md += [f"![Fig. 4, t-SNE, {label}](figures/{stem}.png)", ""]
     by_method: dict[tuple, list] = {}
     for g in collected.groups:
@@ -446,12 +447,13 @@ def staged(out: Path):
 
 def write(out: Path, suite_name: str, collected: rep.Collected, checkpoint: str, paper_csv: Path = rep.PAPER_CSV,
           sweeps: dict[str, rep.Collected] | None = None, methods: dict | None = None, interval: str = "t",
-          family: list[str] | None = None, choices: dict | None = None, select=None) -> dict:
+          family: list[str] | None = None, choices: dict | None = None, select=None, note: str | None = None) -> dict:
     """Write everything under `out`; returns the tables, comparisons and verdicts (for the terminal summary). `sweeps`
     (suite name -> its records) feed Fig. 5 only: the tables select among the suite's own configurations. `methods`:
     the methods' versions and loss scales (`method_rules`). `interval`: the verdicts' and comparisons' interval
     (`stats.INTERVALS`). `family`: the suite's pre-registered claims (None: every claim); `choices`: its held-out
-    selection ((row, task) -> benchmarks.selection.Choice) and `select` its `[select]` table, for suites with one."""
+    selection ((row, task) -> benchmarks.selection.Choice) and `select` its `[select]` table, for suites with one;
+    `note`: the suite file's `note`, a line under the title."""
     out.mkdir(parents=True, exist_ok=True)
     # figures of cells the records no longer give (a task left out, a method removed) must not outlive them
     for stale in (out / "figures").glob("*.png"):
@@ -479,6 +481,7 @@ def write(out: Path, suite_name: str, collected: rep.Collected, checkpoint: str,
     md = [f"# Report: suite `{suite_name}`", "",
           f"Generated {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC by `bench report`; "
           "nothing was trained.", "",
+          *([f"> {note}", ""] if note else []),
           "## Verdicts: the pre-registered claims, family-wise", "", verdicts.summary(judged), "",
           f"The family: {fam['claim'].nunique()} claims, {int(fam['p_value'].notna().sum())} tests with data "
           f"(Holm over these alone; {int(fam['p_value'].isna().sum())} tests not run).", "",
