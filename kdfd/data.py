@@ -3,7 +3,7 @@
 Sources, in the order `source="auto"` tries them:
 1. `synthetic` for the embedded synthetic tasks;
 2. `tsv`: a local directory in the original GLUE layout (`glue_dir`, or the `GLUE_DIR` environment variable, or
-   `../shared/data/glue` beside the repository: `resolve_glue_dir`);
+   the `shared/data/glue` folder beside the repository's own folder: `resolve_glue_dir`);
 3. `hf`: Hugging Face `datasets` by name (`nyu-mll/glue`), where a hub is reachable; `KDFD_HF_DATASET` names
    another dataset (a hub id, or a local copy of the hub repository: its parquet files and README, read offline).
 """
@@ -110,7 +110,7 @@ SHARED_GLUE = Path(__file__).resolve().parents[2] / "shared" / "data" / "glue"
 
 
 def resolve_glue_dir(glue_dir: str | os.PathLike | None) -> Path | None:
-    """The GLUE directory: the option, else `GLUE_DIR` (either must exist), else `../shared/data/glue` beside the
+    """The GLUE directory: the option, else `GLUE_DIR` (either must exist), else the `shared/data/glue` folder beside the
     repository (SHARED_GLUE) where there is one, else None. The one rule, for `bench` and the tests alike."""
     chosen = glue_dir if glue_dir else os.environ.get("GLUE_DIR")
     if not chosen:

@@ -95,7 +95,8 @@ def test_a_damaged_file_is_named_by_every_reader_then_moved_aside_and_remade(run
     assert "Traceback" not in out.out + out.err
     aside = path.with_name(path.name + ".corrupt")
     assert aside.read_bytes() == DAMAGES[damage](good)  # kept for a look, never overwritten
-    assert sum(f" {path} " in line or f" {path}:" in line for line in out.out.splitlines()) == 1, out.out
+    said = (out.out + out.err).splitlines()  # the runner logs the damaged file (standard error)
+    assert sum(f" {path} " in line or f" {path}:" in line for line in said) == 1, out.out + out.err
     want = {(r["role"], r["method"]): r for r in records(done)}
     got = {(r["role"], r["method"]): r for r in records(results)}
     assert got.keys() == want.keys() and all(same_training(got[k], want[k]) for k in want)

@@ -83,7 +83,7 @@ def test_first_screen_time_matches_smoke_suite():
     smoke = tomllib.loads((ROOT / "benchmarks" / "suites" / "smoke.toml").read_text())
     assert "about a minute" in smoke["description"]
     screen = "\n".join(README.read_text().splitlines()[:FIRST_SCREEN])
-    assert "about a minute on 2 idle cores" in screen
+    assert "about a minute on 2 idle CPU cores" in screen
 
 
 def test_ci_follows_the_quick_start():

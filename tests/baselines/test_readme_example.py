@@ -1,4 +1,4 @@
-"""The README's "Add a method" example works as written: its code block, run as the file it would be, registers a
+"""The docs' "Adding a method" example (docs/methods.md) works as written: its code block, run as the file it would be, registers a
 method that the runner trains end to end on the smoke suite."""
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from tests.conftest import ROOT
 
 
 def readme_example() -> str:
-    text = (ROOT / "README.md").read_text()
-    section = text.split("## Add a method", 1)[1]
+    text = (ROOT / "docs" / "methods.md").read_text()
+    section = text.split("## Adding a method", 1)[1]
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 

@@ -33,8 +33,9 @@ def test_the_context_is_frozen_and_survives_pickling_whole(tmp_path):
     with pytest.raises(AttributeError):
         ctx.checkpoint_every = 1
     assert pickle.loads(pickle.dumps(ctx)) == ctx
-    assert ctx.replace(progress=False) == RunContext(tmp_path, "/glue", 7, True, False, True, "slurm",
-                                                     SlurmOptions(cpus=2, time=5, signal_delay_s=30), 3)
+    assert ctx.replace(progress=False) == RunContext(
+        tmp_path, glue_dir="/glue", checkpoint_every=7, deterministic=True, progress=False, tensorboard=True,
+        executor="slurm", slurm=SlurmOptions(cpus=2, time=5, signal_delay_s=30), jobs_per_task=3)
 
 
 TASK = """

@@ -139,8 +139,8 @@ def test_a_task_past_its_time_limit_is_requeued_and_resumes_from_its_checkpoint(
 
 
 def _readme_commands(prefix: str) -> list[str]:
-    """A command of the README's SLURM example, as written there (its comment cut off)."""
-    readme = (ROOT / "README.md").read_text().splitlines()
+    """A command of the docs' SLURM example (docs/running.md), as written there (its comment cut off)."""
+    readme = (ROOT / "docs" / "running.md").read_text().splitlines()
     line = next(x for x in readme if x.startswith(prefix))
     return shlex.split(line.split("#")[0])[1:]  # without `bench`
 
