@@ -288,6 +288,14 @@ def cmd_status(args) -> int:
 
     require_roots(args.results)
     suite = load_suite(args, cached_in=[Path(args.results)])
+    pending = []
+    if getattr(suite, "select", None) is not None:  # the jobs the held-out choices made so far keep
+        import dataclasses
+
+        from . import selection
+
+        jobs, pending = selection.narrow(suite.jobs, suite.select, [Path(args.results)])
+        suite = dataclasses.replace(suite, jobs=jobs)
     sacct_error = None
     try:
         items = status.states(suite, Path(args.results))
@@ -296,6 +304,10 @@ def cmd_status(args) -> int:
         items = status.states(suite, Path(args.results), sacct=False)
     console.print(status_table(items, f"suite {suite.name}"))
     console.print(", ".join(f"{n} {k}" for k, n in status.counts(items).items()))
+    if pending:
+        console.print(f"{len(pending)} grid choices wait for their tuning jobs (the held-out selection): the other "
+                      "seeds and arms of " + ", ".join(f"{c.row} on {c.task}" for c in pending)
+                      + " join once made, and are not counted here")
     left = [(s.job.config.task, s.job.label) for s in items if s.state not in status.FINAL]
     if left:  # what is not done yet, at what the done jobs cost (a running job counted whole)
         # a done record whose files are absent or damaged measured its job all the same
