@@ -10,7 +10,7 @@ from benchmarks import suite as suites
 
 ROOT = Path(__file__).resolve().parents[2]
 REPORTS = ROOT / "reports"
-SUITES = ["glue-cpu", "sweep-dim-cpu", "sweep-lambda-cpu",
+SUITES = ["glue-cpu", "glue-cpu-v2", "sweep-dim-cpu", "sweep-lambda-cpu",
           *sorted(p.stem for p in suites.SUITES_DIR.glob("protocol-*.toml"))]
 
 
