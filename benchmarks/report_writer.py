@@ -460,11 +460,9 @@ def write(out: Path, suite_name: str, collected: rep.Collected, checkpoint: str,
     for stale in (out / "figures").glob("*.png"):
         for f in (stale, stale.with_suffix(".pdf")):
             f.unlink(missing_ok=True)
-    points = {key: c.point for key, c in (choices or {}).items()}
-    if select is not None:  # an arm takes its parent's point
-        points.update({(arm, task): p for (row, task), p in list(points.items())
-                       for arm, parent in select.parents.items() if parent == row})
-    selected = rep.select(collected.groups, points if select is not None else None)
+    from .selection import points
+
+    selected = rep.select(collected.groups, points(choices or {}, select) if select is not None else None)
     paper = rep.paper_numbers(paper_csv)
     reference = paper_tables.load(paper_tables.TABLES_TOML, paper_csv)
     shown = collected.with_references(selected)

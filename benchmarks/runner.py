@@ -240,8 +240,7 @@ def run_selected(suite: Suite, ctx: RunContext) -> list[Outcome]:
     prov = provenance.collect()
     outcomes: dict[str, Outcome] = {}
     tried: set[str] = set()
-    jobs, _ = selection.narrow(suite.jobs, suite.select, [ctx.results])
-    bar = tqdm(total=len(jobs), desc=f"suite {suite.name}", unit="job", disable=not progress)
+    bar = tqdm(total=None, desc=f"suite {suite.name}", unit="job", disable=not progress)  # narrowing sets it
     while True:
         jobs, pending = selection.narrow(suite.jobs, suite.select, [ctx.results])
         bar.total = len(jobs)

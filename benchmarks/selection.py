@@ -179,16 +179,11 @@ def narrow(jobs: list, select: Selection | None, roots: list[Path]) -> tuple[lis
     return ordered, [c for c in picked.values() if c.point is None and c.waiting]
 
 
-def points(jobs: list, select: Selection | None, roots: list[Path]) -> dict[tuple[str, str], str | None]:
+def points(picked: dict[tuple[str, str], Choice], select: Selection) -> dict[tuple[str, str], str | None]:
     """(row, task) -> the grid point its seeds beyond the tuning ones run at (None while its choice is pending), for
-    every gridded method row and every arm of one: what a report shows for it."""
-    if select is None:
-        return {}
-    picked = choices(jobs, select, roots)
+    every gridded method row of `picked` (`choices`) and every arm of one: what a report shows for it."""
     out = {}
-    for job in jobs:
-        row, task = row_of(job), job.config.task
-        choice = picked.get((select.parent(row), task))
-        if choice is not None:
-            out[(row, task)] = choice.point
+    for (row, task), choice in picked.items():
+        out[(row, task)] = choice.point
+        out.update({(arm, task): choice.point for arm, parent in select.parents.items() if parent == row})
     return out
