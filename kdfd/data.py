@@ -110,8 +110,8 @@ SHARED_GLUE = Path(__file__).resolve().parents[2] / "shared" / "data" / "glue"
 
 
 def resolve_glue_dir(glue_dir: str | os.PathLike | None) -> Path | None:
-    """The GLUE directory: the option, else `GLUE_DIR` (either must exist), else the `shared/data/glue` folder beside the
-    repository (SHARED_GLUE) where there is one, else None. The one rule, for `bench` and the tests alike."""
+    """The GLUE directory: the option, else `GLUE_DIR` (either must exist), else the `shared/data/glue` folder
+    beside the repository (SHARED_GLUE) where there is one, else None. The one rule, for `bench` and the tests."""
     chosen = glue_dir if glue_dir else os.environ.get("GLUE_DIR")
     if not chosen:
         return SHARED_GLUE if SHARED_GLUE.is_dir() else None

@@ -1,5 +1,5 @@
-"""The docs' "Adding a method" example (docs/methods.md) works as written: its code block, run as the file it would be, registers a
-method that the runner trains end to end on the smoke suite."""
+"""The docs' "Adding a method" example (docs/methods.md) works as written: its code block, run as the file it
+would be, registers a method that the runner trains end to end on the smoke suite."""
 
 from __future__ import annotations
 
