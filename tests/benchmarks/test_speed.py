@@ -21,6 +21,9 @@ def test_bench_speed_writes_its_ratios_and_the_batchings_agree(glue, tmp_path):
     assert r["ratios"]["metadistil / (teacher + student)"] == sec["metadistil"] / (sec["teacher"] + sec["student"])
     assert r["ratios"]["kd-cache / student"] == sec["kd-cache"] / sec["student"]
     assert r["cache_fill"]["computed"] == 3 * 32  # the timed batches' examples, computed once
+    f = r["cache_fidelity"]  # float16 rounding: there, and far below what a KD loss notices
+    assert f["batches"] == 3 and 0 < f["logit_max_abs_diff"] < 1e-2 and 0 < f["feature_max_abs_diff"] < 1e-2
+    assert f["target_kl"] < 1e-6 and f["kd_loss_rel_diff"] < 1e-3
     b = r["batching"]
     assert b["task"] == "sst2" and b["examples"] == 320
     assert b["eval_predictions_identical"] is True
@@ -29,7 +32,7 @@ def test_bench_speed_writes_its_ratios_and_the_batchings_agree(glue, tmp_path):
     assert shares["fixed-128"] > shares["dynamic"] > shares["grouped"] >= 0
     assert all(set(t) == {"bound", "kind", "met"} for t in r["targets"].values())
     md = (out / "speed.md").read_text()
-    assert "kd-cache / student" in md and "| grouped |" in md
+    assert "kd-cache / student" in md and "| grouped |" in md and "| kd loss rel diff |" in md
     assert not (out / "teacher-cache").exists()
     for name in r["profiles"].values():  # a missed target comes with its profile
         assert "Self CPU" in (out / name).read_text()
