@@ -383,10 +383,12 @@ class GroupedEpochSampler(EpochSampler):
 
 
 def make_loader(ds: EncodedDataset, batch_size: int, shuffle: bool, seed: int = 0, pin_memory: bool = False,
-                batching: str = "shuffle", group_size: int = 50):
+                batching: str = "shuffle", group_size: int = 50, workers: int = 0):
     """Training loaders (`shuffle`) take their order from an EpochSampler (`batching` shuffle) or a
     GroupedEpochSampler (`batching` grouped). Evaluation loaders go through the examples longest first, so each
-    batch pads little; `Engine.predict` puts the outputs back in file order by the batches' `index`."""
+    batch pads little; `Engine.predict` puts the outputs back in file order by the batches' `index`. `workers`
+    processes collate batches off the main process (the order and the batches stay the same: the sampler runs in
+    the main process and collating draws no random numbers)."""
     if not shuffle:
         lengths = ds.lengths()
         sampler = sorted(range(len(ds)), key=lambda i: -lengths[i])
@@ -398,5 +400,6 @@ def make_loader(ds: EncodedDataset, batch_size: int, shuffle: bool, seed: int = 
     # which would make the dropout stream depend on where a resumed run re-created its iterator.
     return torch.utils.data.DataLoader(
         ds, batch_size=batch_size, sampler=sampler, generator=torch.Generator().manual_seed(seed),
-        collate_fn=Collator(ds.pad_id, ds.regression), num_workers=0, pin_memory=pin_memory,
+        collate_fn=Collator(ds.pad_id, ds.regression), num_workers=workers, pin_memory=pin_memory,
+        persistent_workers=workers > 0,
     )

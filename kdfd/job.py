@@ -27,6 +27,8 @@ from .models import ModelSpec, build_classifier, check_depth, count_params, load
 from .models import fingerprint as model_fingerprint
 from .tasks import Task, get_task
 
+LOADER_WORKERS = 2  # collating processes per training loader on a GPU (a tokenized batch pads and stacks in ms)
+
 
 @dataclass(frozen=True)
 class ResolvedJob:
@@ -130,8 +132,10 @@ def run(job: ResolvedJob, glue_dir: str | None = None, teacher_checkpoint: Path 
         scored[HELDOUT] = EncodedDataset(heldout, task, tokenizer, tc.max_length)
     device = resolve_device(device or tc.device)
     pin = device.type == "cuda"
+    # on a GPU the training batches are collated by worker processes while the device computes; on a CPU the
+    # cores are the compute, and workers would take them from it
     train_loader = make_loader(train_ds, tc.batch_size, shuffle=True, seed=cfg.seed, pin_memory=pin,
-                               batching=tc.batching, group_size=tc.group_size)
+                               batching=tc.batching, group_size=tc.group_size, workers=LOADER_WORKERS if pin else 0)
     dev_loaders = {s: make_loader(d, tc.eval_batch_size, shuffle=False, pin_memory=pin) for s, d in dev_ds.items()}
     scored_loaders = {s: dev_loaders.get(s) or make_loader(d, tc.eval_batch_size, shuffle=False, pin_memory=pin)
                       for s, d in scored.items()}

@@ -14,6 +14,17 @@ def test_glue_full_expands_offline_to_the_papers_grid():
     assert s.jobs[0].config.role == "teacher"
 
 
+@pytest.mark.parametrize("name", ["glue-full", "table1", "table2", "table3", "sweep-dim", "sweep-lambda"])
+def test_the_papers_suites_batch_by_length_and_cache_frozen_teachers(name):
+    s = suites.load(name, tasks=["rte"], seeds=[1])
+    trains = [j.config.train for j in s.jobs]
+    assert all(t.batching == "grouped" for t in trains)
+    # the cache serves frozen teachers only; a job whose teacher trains (or that has none) drops the switch
+    frozen = [j for j in s.jobs if j.resolved.needs.teacher == "frozen"]
+    assert all(j.config.train.teacher_cache for j in frozen) and (frozen or name != "table1")
+    assert all(not j.config.train.teacher_cache for j in s.jobs if j.resolved.needs.teacher != "frozen")
+
+
 def test_every_job_needing_a_teacher_points_at_an_expanded_teacher_job():
     s = suites.load("smoke")
     ids = {j.id for j in s.jobs}

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from kdfd import synthetic
-from kdfd.data import Collator, EncodedDataset, load_task, read_tsv, subset
+from kdfd.data import Collator, EncodedDataset, load_task, make_loader, read_tsv, subset
 from kdfd.errors import DataError
 from kdfd.tasks import get_task
 
@@ -147,6 +147,23 @@ def test_grouped_order_is_seeded_sorted_within_mega_batches_and_resumes_at_a_bat
     assert list(b) == full[24:]
     a.set_epoch(3)
     assert list(a) != full
+
+
+def test_worker_processes_collate_the_same_batches_in_the_same_order():
+    task = get_task("synth-pair")
+    tok = synthetic.build_tokenizer()
+    ds = EncodedDataset(list(synthetic.generate("synth-pair", "train"))[:100], task, tok, 64)
+
+    def epochs(workers):
+        loader = make_loader(ds, 8, shuffle=True, seed=4, batching="grouped", workers=workers)
+        out = []
+        for epoch in range(2):
+            loader.sampler.set_epoch(epoch)
+            out += [{k: v.tolist() for k, v in b.items()} for b in loader]
+        return out
+
+    main = epochs(0)
+    assert epochs(2) == main and len(main) == 2 * 13 and main[:13] != main[13:]
 
 
 def test_evaluation_goes_longest_first_and_predictions_come_back_in_file_order():
