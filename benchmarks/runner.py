@@ -386,6 +386,7 @@ def run_job(suite_name: str, job: Job, ctx: RunContext, prov: dict, executor: di
             artifacts_to=store.artifacts_path(results, job) if c.role != "teacher" else None,
             predictions_to=store.predictions_path(results, job),
             teacher_cache_dir=store.teacher_cache_path(results, c.task),
+            token_cache_dir=store.token_cache_path(results, c.task),
             events_to=tracking(suite_name, job, ctx),
             deterministic=ctx.deterministic, device=ctx.device,
             export_to=store.model_path(results, job) if c.train.save_model else None,

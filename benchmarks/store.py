@@ -14,6 +14,7 @@ Layout, under a results root:
                              .ckpt.sha256  the checkpoint's checksum (kdfd.files.sidecar)
                              .<suffix>.corrupt  a file found damaged, moved aside (`set_aside`)
     <task>/teacher-cache/               a frozen teacher's cached outputs (kdfd.teacher_cache), each with its .sha256
+    <task>/tokens/                      its texts' token ids, shared by its jobs (kdfd.token_cache), with .sha256s
     .slurm/<suite>/submitted.json       what the SLURM executor submitted (job id -> SLURM id); beside it,
                                         submitit's pickles and logs, a folder per SLURM job
     .suites/<suite>-<key>.cache         a suite's expansion (JSON) as `bench run` made it (benchmarks.suite_cache), so
@@ -119,6 +120,11 @@ def tracker_store(results: Path, kind: str) -> Path:
 def teacher_cache_path(results: Path, task: str) -> Path:
     """Cached frozen-teacher outputs of one task (kdfd.teacher_cache), shared by its seeds and methods."""
     return Path(results) / task / "teacher-cache"
+
+
+def token_cache_path(results: Path, task: str) -> Path:
+    """The token ids of one task's texts (kdfd.token_cache), shared by its jobs."""
+    return Path(results) / task / "tokens"
 
 
 def slurm_folder(results: Path, suite_name: str) -> Path:

@@ -23,6 +23,7 @@ from . import synthetic
 from .data_types import Example
 from .errors import ConfigError, DataError
 from .tasks import Task, TsvLayout
+from .token_cache import encode
 
 SOURCES = ("auto", "tsv", "hf", "synthetic")
 HF_DATASET = "nyu-mll/glue"
@@ -274,12 +275,14 @@ def holdout_split(examples: list[Example], task: Task, fraction: float, seed: in
 
 
 class EncodedDataset(torch.utils.data.Dataset):
-    """Tokenized examples, unpadded: each item holds its own-length id lists and a label tensor value."""
+    """Tokenized examples, unpadded: each item holds its own-length id lists and a label tensor value. With
+    `token_cache`, a folder, the token ids are shared with the other jobs of the task (kdfd.token_cache)."""
 
-    def __init__(self, examples: list[Example], task: Task, tokenizer, max_length: int):
+    def __init__(self, examples: list[Example], task: Task, tokenizer, max_length: int,
+                 token_cache: Path | None = None):
         a = [e.text_a for e in examples]
         b = [e.text_b for e in examples] if task.is_pair else None
-        enc = tokenizer(a, b, truncation=True, max_length=max_length, padding=False)
+        enc = encode(tokenizer, a, b, max_length, token_cache)
         self.input_ids = enc["input_ids"]
         self.token_type_ids = enc.get("token_type_ids")
         # unlabelled (test) examples get -1, or NaN for regression: never a valid class id or score

@@ -90,15 +90,17 @@ def check_models(job: ResolvedJob, student: ModelInfo, teacher: ModelInfo | None
 def run(job: ResolvedJob, glue_dir: str | None = None, teacher_checkpoint: Path | None = None,
         save_model_to: Path | None = None, progress: bool = True, checkpointer: Checkpointer | None = None,
         artifacts_to: Path | None = None, predictions_to: Path | None = None,
-        teacher_cache_dir: Path | None = None, events_to: Path | None = None, deterministic: bool = False,
-        device: str | None = None, export_to: Path | None = None, about: dict | None = None) -> dict:
+        teacher_cache_dir: Path | None = None, token_cache_dir: Path | None = None, events_to: Path | None = None,
+        deterministic: bool = False, device: str | None = None, export_to: Path | None = None,
+        about: dict | None = None) -> dict:
     """Train one job. Returns metrics (student dev metrics per split, last epoch), teacher metrics, per-epoch
     curves, parameter counts and timings. With a `checkpointer`, the job saves its state as it goes and first
     takes up a checkpoint left by an interrupted run of the same job. With `artifacts_to`, the student's
     representations on a fixed dev sample are saved there (.npz) for the report's figures. With `train.predict_test`,
     the trained model's predictions on the task's GLUE test files are saved to `predictions_to` (.npz, one array
     per test split: class ids [N] or scores [N], in file order). With `train.teacher_cache`, an offline method's
-    teacher targets come from the cache in `teacher_cache_dir` (kdfd.teacher_cache). With `events_to` (which
+    teacher targets come from the cache in `teacher_cache_dir` (kdfd.teacher_cache). With `token_cache_dir`, the
+    task's token ids are shared with its other jobs there (kdfd.token_cache). With `events_to` (which
     `train.tensorboard` asks for), the training's loss terms, learning rates and dev metrics go there as
     TensorBoard events (kdfd.events), or an opener of the job's trackers (kdfd.events.Events, called with the step
     it resumes from). `deterministic`: PyTorch's deterministic algorithms (`set_determinism`). `device`: where to
@@ -124,12 +126,12 @@ def run(job: ResolvedJob, glue_dir: str | None = None, teacher_checkpoint: Path 
             quiz_examples = heldout
         else:
             train_examples, quiz_examples = quiz_split(train_examples, needs.quiz_fraction)
-    train_ds = EncodedDataset(train_examples, task, tokenizer, tc.max_length)
-    dev_ds = {s: EncodedDataset(subset(ex, tc.max_eval_examples), task, tokenizer, tc.max_length)
+    train_ds = EncodedDataset(train_examples, task, tokenizer, tc.max_length, token_cache_dir)
+    dev_ds = {s: EncodedDataset(subset(ex, tc.max_eval_examples), task, tokenizer, tc.max_length, token_cache_dir)
               for s, ex in data.dev.items()}
     scored = dict(dev_ds)  # what every evaluation point scores: the dev splits, and the held-out split apart
     if heldout:
-        scored[HELDOUT] = EncodedDataset(heldout, task, tokenizer, tc.max_length)
+        scored[HELDOUT] = EncodedDataset(heldout, task, tokenizer, tc.max_length, token_cache_dir)
     device = resolve_device(device or tc.device)
     pin = device.type == "cuda"
     # on a GPU the training batches are collated by worker processes while the device computes; on a CPU the
@@ -150,7 +152,7 @@ def run(job: ResolvedJob, glue_dir: str | None = None, teacher_checkpoint: Path 
     engine = Engine(distiller, student, teacher, task, tc, tc.epochs * len(train_loader), device, progress,
                     needs=needs)
     if quiz_examples:
-        quiz_ds = EncodedDataset(quiz_examples, task, tokenizer, tc.max_length)
+        quiz_ds = EncodedDataset(quiz_examples, task, tokenizer, tc.max_length, token_cache_dir)
         engine.use_quiz(make_loader(quiz_ds, tc.batch_size, shuffle=True, seed=cfg.seed, pin_memory=pin))
     cache = None
     if tc.teacher_cache and needs.teacher == FROZEN:
@@ -171,15 +173,15 @@ def run(job: ResolvedJob, glue_dir: str | None = None, teacher_checkpoint: Path 
     if artifacts_to is not None:
         split, examples = next(iter(data.dev.items()))
         examples = subset(subset(examples, tc.max_eval_examples), REPRESENTATION_SAMPLE)
-        sample = EncodedDataset(examples, task, tokenizer, tc.max_length)
+        sample = EncodedDataset(examples, task, tokenizer, tc.max_length, token_cache_dir)
         reps = engine.representations("student", make_loader(sample, tc.eval_batch_size, shuffle=False, pin_memory=pin))
         save_arrays(artifacts_to, reps)
         artifacts = {"representations": Path(artifacts_to).name, "split": split, "examples": len(sample),
                      "names": sorted(k for k in reps if k != "labels")}
     predicted = {}
     if test:
-        test_loaders = {s: make_loader(EncodedDataset(ex, task, tokenizer, tc.max_length), tc.eval_batch_size,
-                                       shuffle=False, pin_memory=pin) for s, ex in test.items()}
+        test_loaders = {s: make_loader(EncodedDataset(ex, task, tokenizer, tc.max_length, token_cache_dir),
+                                       tc.eval_batch_size, shuffle=False, pin_memory=pin) for s, ex in test.items()}
         predicted = {s: predictions(engine.predict("student", loader)[0], task) for s, loader in test_loaders.items()}
         if predictions_to is not None:
             atomic_write(predictions_to, lambda f: np.savez_compressed(f, **predicted))
