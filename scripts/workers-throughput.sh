@@ -1,45 +1,74 @@
 #!/usr/bin/env bash
-# Local workers on 2 cores: 1 worker x 2 threads against 2 workers x 1 thread (`bench run --workers`), on glue-cpu's
-# MRPC jobs, from the repository root on an otherwise idle machine (about 3 hours on 2 cores: not a test).
-#   scripts/workers-throughput.sh [--seeds 1 2] [--methods finetune vanilla-kd kdfd]
-# The shared MRPC teacher is trained once first and copied into both results roots, so that both arms time the same
-# student jobs; each arm's wall-clock seconds and jobs per hour go to reports/speed/workers.md (appended).
+# Local workers on this machine's cores: 1 worker x all threads against 2 workers x half the threads each
+# (`bench run --workers`), on an otherwise idle machine, from the repository root. Not a test: minutes to hours.
+#   scripts/workers-throughput.sh [--suite glue-cpu] [--tasks mrpc] [--seeds 1 2 3 4] [--methods finetune]
+# With the defaults: glue-cpu's four MRPC fine-tuning jobs (no teacher: both arms time the same student jobs),
+# about 25 minutes on 2 cores. `--suite smoke` (its 12 jobs: teachers first, then their students) takes a few.
+# A method that distils trains its teacher once first, copied into both arms' results roots. Each arm's wall-clock
+# seconds and jobs per hour, and whether both arms wrote the same metrics, go to reports/speed/workers.md
+# (appended).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-seeds=(1 2); methods=(finetune vanilla-kd kdfd)
+suite=glue-cpu; tasks=(); seeds=(); methods=()
+list() { local -n into=$1; into=(); shift; for x in "$@"; do [[ "$x" == --* ]] && break; into+=("$x"); done; }
 while [ $# -gt 0 ]; do
   case "$1" in
-    --seeds) shift; seeds=(); while [ $# -gt 0 ] && [[ "$1" != --* ]]; do seeds+=("$1"); shift; done ;;
-    --methods) shift; methods=(); while [ $# -gt 0 ] && [[ "$1" != --* ]]; do methods+=("$1"); shift; done ;;
-    *) echo "workers-throughput: unknown argument $1 (allowed: --seeds, --methods)" >&2; exit 2 ;;
+    --suite) suite="$2"; shift 2 ;;
+    --tasks) list tasks "${@:2}"; shift $((1 + ${#tasks[@]})) ;;
+    --seeds) list seeds "${@:2}"; shift $((1 + ${#seeds[@]})) ;;
+    --methods) list methods "${@:2}"; shift $((1 + ${#methods[@]})) ;;
+    *) echo "workers-throughput: unknown argument $1 (allowed: --suite, --tasks, --seeds, --methods)" >&2; exit 2 ;;
   esac
 done
+if [ "$suite" = glue-cpu ]; then  # the default measurement: the four MRPC fine-tuning jobs
+  [ ${#tasks[@]} -gt 0 ] || tasks=(mrpc); [ ${#seeds[@]} -gt 0 ] || seeds=(1 2 3 4)
+  [ ${#methods[@]} -gt 0 ] || methods=(finetune)
+fi
+threads=$(nproc)
 root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
-common=(--suite glue-cpu --tasks mrpc --no-progress)
-OMP_NUM_THREADS=2 bench run "${common[@]}" --seeds 1 --methods vanilla-kd --results "$root/base" >/dev/null
-jobs=$(bench run "${common[@]}" --seeds "${seeds[@]}" --methods "${methods[@]}" --results "$root/base" --dry-run \
-       | sed -n 's/.*: [0-9]* done, \([0-9]*\) to run.*/\1/p')
-arm() {  # name, workers
+common=(--suite "$suite" --no-progress)
+[ ${#tasks[@]} -eq 0 ] || common+=(--tasks "${tasks[@]}")
+[ ${#seeds[@]} -eq 0 ] || common+=(--seeds "${seeds[@]}")
+[ ${#methods[@]} -eq 0 ] || common+=(--methods "${methods[@]}")
+mkdir -p "$root/base"
+if [ "$suite" != smoke ] && [ "${methods[*]}" != finetune ]; then  # the shared teachers, outside the timing
+  OMP_NUM_THREADS=$threads bench run "${common[@]}" --methods vanilla-kd --results "$root/base" >/dev/null 2>&1
+  find "$root/base" -path '*/vanilla-kd/*' -delete
+fi
+jobs=$(bench run "${common[@]}" --results "$root/base" --dry-run | sed -n 's/.*: [0-9]* done, \([0-9]*\) to run.*/\1/p')
+arm() {  # name, workers: prints wall seconds and jobs per hour
   cp -a "$root/base" "$root/$1"
-  local start=$(date +%s.%N)
-  OMP_NUM_THREADS=2 bench run "${common[@]}" --seeds "${seeds[@]}" --methods "${methods[@]}" --results "$root/$1" \
-    --workers "$2" >/dev/null
+  local start end
+  start=$(date +%s.%N)
+  OMP_NUM_THREADS=$threads bench run "${common[@]}" --results "$root/$1" --workers "$2" >"$root/$1.log" 2>&1
+  end=$(date +%s.%N)
   python -c "import sys; a, b, n = map(float, sys.argv[1:]); print(f'{b - a:.0f} {3600 * n / (b - a):.2f}')" \
-    "$start" "$(date +%s.%N)" "$jobs"
+    "$start" "$end" "$jobs"
 }
 read -r one_s one_rate < <(arm one 1)
 read -r two_s two_rate < <(arm two 2)
+same=$(python - "$root/one" "$root/two" <<'PY'
+import json, subprocess, sys
+def rows(root):  # each record's id and dev metrics, from `bench results`
+    out = subprocess.run(["bench", "results", "--results", root, "--format", "jsonl"], capture_output=True,
+                         text=True, check=True).stdout
+    return sorted((r["id"], json.dumps({k: v for k, v in r.items() if k.startswith("metrics.")}, sort_keys=True))
+                  for r in map(json.loads, out.splitlines()))
+print("yes" if rows(sys.argv[1]) == rows(sys.argv[2]) else "NO")
+PY
+)
 mkdir -p reports/speed
 {
   echo
-  echo "## Local workers, $(date -u +%Y-%m-%d) on $(nproc) cores ($(git rev-parse --short HEAD))"
+  echo "## Local workers, $(date -u +%Y-%m-%d) on $threads cores ($(git rev-parse --short HEAD))"
   echo
-  echo "glue-cpu MRPC, seeds ${seeds[*]}, methods ${methods[*]}: $jobs student jobs (the teacher trained beforehand)."
+  echo "`bench run ${common[*]}`: $jobs jobs (the teachers of distilling methods trained beforehand, outside the" \
+       "timing; smoke's teachers are among its jobs). Same metrics in both arms: $same."
   echo
   echo "| arm | wall seconds | jobs per hour |"
   echo "| --- | ---: | ---: |"
-  echo "| 1 worker x 2 threads | $one_s | $one_rate |"
-  echo "| 2 workers x 1 thread | $two_s | $two_rate |"
+  echo "| 1 worker x $threads threads | $one_s | $one_rate |"
+  echo "| 2 workers x $((threads / 2)) thread(s) | $two_s | $two_rate |"
 } >> reports/speed/workers.md
-tail -n 8 reports/speed/workers.md
+tail -n 9 reports/speed/workers.md
