@@ -63,7 +63,7 @@ mkdir -p reports/speed
   echo
   echo "## Local workers, $(date -u +%Y-%m-%d) on $threads cores ($(git rev-parse --short HEAD))"
   echo
-  echo "`bench run ${common[*]}`: $jobs jobs (the teachers of distilling methods trained beforehand, outside the" \
+  echo "\`bench run ${common[*]}\`: $jobs jobs (the teachers of distilling methods trained beforehand, outside the" \
        "timing; smoke's teachers are among its jobs). Same metrics in both arms: $same."
   echo
   echo "| arm | wall seconds | jobs per hour |"
