@@ -361,7 +361,8 @@ def cmd_cancel(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from . import paper_tables, report, report_writer, selection, store, suite_cache, verdicts
+    from . import paper as papers
+    from . import report, report_writer, selection, store, suite_cache, verdicts
 
     roots = [Path(args.results), *[Path(r) for r in args.also or []]]
     require_roots(*roots)
@@ -379,19 +380,21 @@ def cmd_report(args) -> int:
         swept = load_suite(args, name, cached_in=roots)
         sweeps[swept.name] = report.collect(swept, roots, args.checkpoint)
     out = Path(args.out) / suite.name
+    raw = suite_cache.read_raw(suite.path)
+    paper = papers.load(args.paper) if args.paper else papers.load(raw.get("paper"), suite.path.parent)
     select = getattr(suite, "select", None)
     choices = selection.choices(suite.jobs, select, roots) if select is not None else None
     with report_writer.staged(out) as staging:  # the old report stays whole until the new one is complete
-        result = report_writer.write(staging, suite.name, collected, args.checkpoint, sweeps=sweeps,
+        result = report_writer.write(staging, suite.name, collected, args.checkpoint, paper, sweeps=sweeps,
                                      methods=getattr(suite, "methods", None), interval=args.interval,
                                      family=getattr(suite, "claims", None), choices=choices, select=select,
-                                     note=suite_cache.read_raw(suite.path).get("note"))
+                                     note=raw.get("note"))
         if args.glue_submission:
             from . import submission
 
             files, without = submission.write(staging, result["selected"])
             files = [out / f.relative_to(staging) for f in files]
-    reference = paper_tables.load()
+    reference = result["reference"]
     for name, rows in result["tables"].items():
         t = Table(title=f"{reference.tables[name].title} (dev, mean over seeds; paper in brackets)")
         t.add_column("method")
@@ -611,6 +614,9 @@ def parser() -> argparse.ArgumentParser:
     rp.add_argument("--interval", choices=("t", "percentile"), default="t",
                     help="the verdicts' 95%% intervals: t (Student-t, paired t test; default) or percentile "
                          "(bootstrap: too narrow at 3-5 seeds, see the report's rules)")
+    rp.add_argument("--paper", metavar="NAME|DIR",
+                    help="the paper to report against: a folder of benchmarks/reference/ or a folder's path holding "
+                         "paper.toml (default: the suite's `paper`, else the one paper there; docs/reports.md)")
     rp.add_argument("--sweeps", nargs="+", metavar="SUITE",
                     help="sweep suites whose records add Fig. 5 to this report (the tables keep this suite's jobs)")
     rp.add_argument("--glue-submission", action="store_true",

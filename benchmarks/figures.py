@@ -3,8 +3,8 @@
 - Fig. 3: covariance matrices of the first 16 dimensions of the student's raw feature and of its z_mu, side by side.
 - Fig. 4: t-SNE (a fixed random state) of the raw feature and of z_mu on the fixed dev sample, coloured by gold label
   (the task's class names); each embedding is cached beside the .npz it comes from (`<record stem>.tsne.npz`).
-- Fig. 5: the task score against a swept method parameter (the compression dimension, lambda): every seed, the mean
-  and a band of one std over seeds: any method parameter with several values among the report's runs.
+- Fig. 5: the task score against a swept method parameter (the paper's `swept`, `benchmarks.paper`): every seed, the
+  mean and a band of one std over seeds, for each such parameter with several values among the report's runs.
 - Learning curves: every loss term of the teacher and the student, and the dev score, against steps.
 Each is written as .png and .pdf.
 """
@@ -21,8 +21,6 @@ import numpy as np  # noqa: E402
 
 from kdfd.metrics import score  # noqa: E402
 from kdfd.tasks import get_task  # noqa: E402
-
-SWEPT = ("latent_dim", "vae_lambda")  # the paper's Fig. 5 axes, first when present
 
 
 def save(fig, out: Path, stem: str) -> list[Path]:
@@ -168,11 +166,12 @@ def learning_curves(record: dict, out: Path, stem: str) -> list[Path]:
     return save(fig, out, stem)
 
 
-def sweep(points: dict[float, list[float]], param: str, title: str, out: Path, stem: str,
+def sweep(points: dict[float, list[float]], label: str, title: str, out: Path, stem: str,
           floor: float | None = None) -> list[Path]:
-    """Fig. 5: the score against a swept parameter. points: parameter value -> task scores over seeds (0-1). The
-    values sit evenly spaced, as in the paper (the dimensions halve); each seed is a dot, the line the mean over
-    seeds and the band its sample std (seaborn). floor: the majority class's score (points), a dashed line."""
+    """Fig. 5: the score against a swept parameter (`label`: its axis label). points: parameter value -> task scores
+    over seeds (0-1). The values sit evenly spaced, as in the paper (the dimensions halve); each seed is a dot, the
+    line the mean over seeds and the band its sample std (seaborn). floor: the majority class's score (points), a
+    dashed line."""
     import pandas as pd
     import seaborn as sns
 
@@ -188,7 +187,7 @@ def sweep(points: dict[float, list[float]], param: str, title: str, out: Path, s
         ax.axhline(floor, color="grey", ls="--", lw=1, label="majority class")
         ax.legend(fontsize=8, loc="lower right")
     ax.set_xticks(range(len(xs)), [f"{x:g}" for x in xs])
-    ax.set_xlabel(param)
+    ax.set_xlabel(label)
     ax.set_ylabel("dev score (mean ± std over seeds)")
     ax.set_title(title)
     return save(fig, out, stem)

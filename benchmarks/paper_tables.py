@@ -1,5 +1,5 @@
 """The paper's tables as data: their columns, their rows and which of our methods fills which of the paper's rows
-(`reference/kdfd_tables.toml`), and the paper's numbers (`reference/kdfd_paper_tables.csv`). No torch.
+(its folder's `tables.toml`, `benchmarks.paper`), and the paper's numbers (`paper_tables.csv`). No torch.
 
 A method fills a table's row only where the tables file names it; a method the file does not name still appears in
 the report's every-task table (`report.all_results`).
@@ -16,9 +16,8 @@ import tomllib
 from kdfd.errors import ConfigError, one_of
 from kdfd.tasks import get_task
 
-REFERENCE = Path(__file__).resolve().parent / "reference"
-TABLES_TOML = REFERENCE / "kdfd_tables.toml"
-PAPER_CSV = REFERENCE / "kdfd_paper_tables.csv"
+from . import paper as papers
+
 MAJORITY = "majority"  # the constant predictor's row: the floor of every table (never a run)
 
 TOP_KEYS = ("paper", "column", "table")
@@ -122,10 +121,10 @@ def _table(raw, i: int, where: str, paper_rows: set[tuple[str, str]]) -> TableSp
     return TableSpec(raw["name"], raw["title"], tuple(rows), tuple(not_run))
 
 
-def load(path: str | Path = TABLES_TOML, paper_csv: str | Path = PAPER_CSV) -> Reference:
+def load(path: str | Path | None = None, paper_csv: str | Path | None = None) -> Reference:
     """The tables file, checked against the paper's numbers (every paper row it names must have numbers there):
-    ConfigError with a one-line message otherwise."""
-    path = Path(path)
+    ConfigError with a one-line message otherwise. None: the default paper's (`benchmarks.paper`)."""
+    path = Path(path or papers.load().tables)
     where = f"tables file {path}"
     try:
         raw = tomllib.loads(path.read_text())
@@ -150,7 +149,8 @@ def load(path: str | Path = TABLES_TOML, paper_csv: str | Path = PAPER_CSV) -> R
     return Reference(raw["paper"], columns, {t.name: t for t in tables})
 
 
-def paper_numbers(path: str | Path = PAPER_CSV) -> dict[tuple[str, str, str, str], float]:
-    """(table, paper row, task, metric) -> value. MNLI's metrics are accuracy_matched / accuracy_mismatched."""
-    with open(path, newline="") as f:
+def paper_numbers(path: str | Path | None = None) -> dict[tuple[str, str, str, str], float]:
+    """(table, paper row, task, metric) -> value (None: the default paper's). MNLI's metrics are accuracy_matched /
+    accuracy_mismatched."""
+    with open(path or papers.load().numbers, newline="") as f:
         return {(r["table"], r["method"], r["task"], r["metric"]): float(r["value"]) for r in csv.DictReader(f)}

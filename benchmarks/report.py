@@ -1,26 +1,7 @@
 """`bench report`: reads records (never trains), selects a config per (task, method), and builds the paper's tables
-beside the paper's own numbers. The tables' columns, rows and the paper row each method fills are data
-(`reference/kdfd_tables.toml`, read by `paper_tables`); every method with records is in the every-task table.
-
-Rules, printed in every report:
-- Only `done` records count; failed and unfinished jobs are listed, never averaged in.
-- Records are grouped by (task, method, method version, config without the seed): two method versions or two
-  configs are never mixed in one cell.
-- Selection: a suite with a `[select]` table chooses each method's grid point on the held-out split of train
-  (benchmarks.selection: the best mean held-out score over the tuning seeds), never on dev; an arm runs at its
-  parent's point. Without one (the earlier suites), per (task, method) the group with the best mean dev score (the
-  task's metrics averaged, GLUE's convention), as the paper's grid search did, over the seeds every group of the
-  grid has run; ties go to the group with more seeds, then the first id. A grid picked so on the dev set it is
-  scored on is optimistic, more so the closer its settings are (the "Selected configurations" table says which
-  setting each cell is).
-- Checkpoint: `last` (the final epoch, the default) or `best` (each run's best dev epoch: optimistic, dev is also the
-  report's test set).
-- Reference rows: `majority` is the best constant predictor on the dev labels (majority class; a constant score on
-  STS-B, whose correlations are then 0): a student at or below it has learned nothing. `teacher` is the fine-tuned
-  teacher the offline methods distil from.
-- Cells: mean and sample standard deviation over seeds, with n. KDFD against a baseline: the mean paired
-  difference over the seeds both have, with the 95% interval of the verdicts (Student-t by default, `--interval`),
-  marked * where it excludes zero.
+beside the paper's own numbers. The paper is data (`benchmarks.paper`): its focal method, swept parameters, and its
+tables' columns, rows and the paper row each method fills (read by `paper_tables`); every method with records is in
+the every-task table. `RULES` are printed in every report.
 """
 
 from __future__ import annotations
@@ -42,7 +23,27 @@ from .selection import row_of
 if TYPE_CHECKING:  # a suite from the cache (benchmarks.suite_cache) reports as well, without torch
     from .suite import Suite
 
-PAPER_CSV = paper_tables.PAPER_CSV
+# printed in every report; {method}: the paper's focal method, as its prose names it
+RULES = """\
+- Only `done` records count; failed and unfinished jobs are listed, never averaged in.
+- Records are grouped by (task, method, method version, config without the seed): two method versions or two
+  configs are never mixed in one cell.
+- Selection: a suite with a `[select]` table chooses each method's grid point on the held-out split of train
+  (benchmarks.selection: the best mean held-out score over the tuning seeds), never on dev; an arm runs at its
+  parent's point. Without one (the earlier suites), per (task, method) the group with the best mean dev score (the
+  task's metrics averaged, GLUE's convention), as the paper's grid search did, over the seeds every group of the
+  grid has run; ties go to the group with more seeds, then the first id. A grid picked so on the dev set it is
+  scored on is optimistic, more so the closer its settings are (the "Selected configurations" table says which
+  setting each cell is).
+- Checkpoint: `last` (the final epoch, the default) or `best` (each run's best dev epoch: optimistic, dev is also the
+  report's test set).
+- Reference rows: `majority` is the best constant predictor on the dev labels (majority class; a constant score on
+  STS-B, whose correlations are then 0): a student at or below it has learned nothing. `teacher` is the fine-tuned
+  teacher the offline methods distil from.
+- Cells: mean and sample standard deviation over seeds, with n. {method} against a baseline: the mean paired
+  difference over the seeds both have, with the 95% interval of the verdicts (Student-t by default, `--interval`),
+  marked * where it excludes zero."""
+
 CHECKPOINTS = ("last", "best")
 MAJORITY = paper_tables.MAJORITY
 paper_numbers = paper_tables.paper_numbers  # (table, paper row, task, metric) -> the paper's value
@@ -287,7 +288,7 @@ def all_results(selected: dict[tuple[str, str], Group],
     return [h for *_, h in columns], rows
 
 
-def sweep_groups(groups: list[Group], params=("latent_dim", "vae_lambda")) -> list[tuple[str, str, str, dict]]:
+def sweep_groups(groups: list[Group], params) -> list[tuple[str, str, str, dict]]:
     """(task, method, param, value -> Group) for every parameter in `params` with several values among a
     (task, method)'s groups; per value the group with the best mean score over seeds (the selection rule)."""
     out = []
@@ -302,11 +303,10 @@ def sweep_groups(groups: list[Group], params=("latent_dim", "vae_lambda")) -> li
     return out
 
 
-def suite_sweeps(group_sets: list[list[Group]],
-                 params=("latent_dim", "vae_lambda")) -> list[tuple[str, str, str, dict]]:
+def suite_sweeps(group_sets: list[list[Group]], params) -> list[tuple[str, str, str, dict]]:
     """`sweep_groups` of each suite's own groups, one list per suite: a sweep suite holds every parameter but its
-    own at one setting, so another suite's runs at some value (the lambda sweep's at latent_dim 64 and lambda 0.001,
-    a main suite's other gradient) never stand for that value in this sweep. The first suite that sweeps a (task,
+    own at one setting, so another suite's runs at some value (a sweep of one parameter at another's default, a main
+    suite's other gradient) never stand for that value in this sweep. The first suite that sweeps a (task,
     method, param) gives its points."""
     out, seen = [], set()
     for groups in group_sets:
@@ -317,15 +317,16 @@ def suite_sweeps(group_sets: list[list[Group]],
     return out
 
 
-def sweeps(group_sets: list[list[Group]], params=("latent_dim", "vae_lambda")) -> list[tuple[str, str, str, dict]]:
+def sweeps(group_sets: list[list[Group]], params) -> list[tuple[str, str, str, dict]]:
     """(task, method, param, value -> seed scores) of `suite_sweeps`: what Fig. 5 draws."""
     return [(t, m, p, {v: g.scores for v, g in best.items()}) for t, m, p, best in suite_sweeps(group_sets, params)]
 
 
-def comparisons(selected: dict[tuple[str, str], Group], against: str = "kdfd", interval: str = "t") -> list[dict]:
-    """KDFD against every other method, per task, on the task's selection score in points, paired by seed
-    (`stats.paired` on the seeds both have; `interval` as there): diff (mean of kdfd - baseline), low, high (None
-    under stats.MIN_INTERVAL_SEEDS pairs), p_value, n (pairs), significant (the interval excludes zero)."""
+def comparisons(selected: dict[tuple[str, str], Group], against: str, interval: str = "t") -> list[dict]:
+    """`against` (the paper's focal method) against every other method, per task, on the task's selection score in
+    points, paired by seed (`stats.paired` on the seeds both have; `interval` as there): diff (mean of against -
+    baseline), low, high (None under stats.MIN_INTERVAL_SEEDS pairs), p_value, n (pairs), significant (the interval
+    excludes zero)."""
     from . import stats
 
     out = []

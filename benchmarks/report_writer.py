@@ -1,5 +1,5 @@
 """Writes a report folder: report.md (every table, the rules, the excluded jobs), each table as .md, .tex and .csv,
-and the KDFD-against-baselines comparison."""
+and the paper's focal method against each other method; what it says of the paper comes from `benchmarks.paper`."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import pandas as pd
 from kdfd.tasks import get_task
 
 from . import cost, paper_tables, stats, store, verdicts
+from . import paper as papers
 from . import report as rep
 
 VERDICT_RULES = (
@@ -130,12 +131,11 @@ def long_rows(name: str, rows: list[dict], reference: paper_tables.Reference) ->
     return pd.DataFrame(out)
 
 
-REPRESENTED = ("kdfd", "kdfd-ae")  # methods with a bottleneck: Figs. 3-4 compare their z_mu with the raw feature
-
-
-def draw_figures(out: Path, collected: rep.Collected, selected: dict, sweeps: list[list[rep.Group]] = ()) -> list[str]:
-    """Every figure the records allow; returns the report.md lines that embed them. Fig. 5 also draws on
-    `sweeps`, the groups of each sweep suite (`rep.suite_sweeps`: a sweep's points come from its own suite)."""
+def draw_figures(out: Path, collected: rep.Collected, selected: dict, paper: papers.Paper,
+                 sweeps: list[list[rep.Group]] = ()) -> list[str]:
+    """Every figure the records allow; returns the report.md lines that embed them. Figs. 3-4 for the paper's
+    `represented` methods; Fig. 5 for its `swept` parameters, also drawn from `sweeps`, the groups of each sweep
+    suite (`rep.suite_sweeps`: a sweep's points come from its own suite)."""
     from . import figures
 
     fig_dir = out / "figures"
@@ -148,7 +148,7 @@ def draw_figures(out: Path, collected: rep.Collected, selected: dict, sweeps: li
             stem = f"curves-{task}-{method}"
             figures.learning_curves(record, fig_dir, stem)
             md += [f"![learning curves, {label}](figures/{stem}.png)", ""]
-        reps = store.representations(run["path"], record) if method in REPRESENTED else None
+        reps = store.representations(run["path"], record) if method in paper.represented else None
         if reps is not None:  # none saved, or damaged: `bench report` names a damaged file
             stem = f"fig3-covariance-{task}-{method}"
             figures.covariance(reps, label, fig_dir, stem)
@@ -171,20 +171,21 @@ def draw_figures(out: Path, collected: rep.Collected, selected: dict, sweeps: li
             figures.grid_curves(records, task, method, fig_dir, stem)
             md += [f"![every configuration of {method} on {task}, against steps](figures/{stem}.png)", ""]
     majority = collected.majority_points()
-    for task, method, param, points in rep.sweeps([collected.groups, *sweeps]):
+    for task, method, param, points in rep.sweeps([collected.groups, *sweeps], tuple(paper.swept)):
         stem = f"fig5-{param}-{task}-{method}"
-        figures.sweep(points, param, f"Fig. 5: {method} on {task} against {param}", fig_dir, stem,
+        figures.sweep(points, paper.swept[param], f"Fig. 5: {method} on {task} against {param}", fig_dir, stem,
                       majority.get(task))
         md += [f"![Fig. 5, {param}, {task} {method}](figures/{stem}.png)", ""]
     return md
 
 
-def verdict_inputs(collected: rep.Collected, selected: dict, sweep_sets: list[list[rep.Group]]) -> tuple:
+def verdict_inputs(collected: rep.Collected, selected: dict, sweep_sets: list[list[rep.Group]],
+                   paper: papers.Paper) -> tuple:
     """What the claims are tested on, as DataFrames: the selected runs (task, method, seed, score in points); every
-    swept run (task, method, param, value, seed, score; per value the best group, the selection rule); and per
-    selected run with saved representations (verdicts.REPRESENTATION_COLUMNS) the mean |off-diagonal correlation|
-    of its feature h and of its z_mu, and their silhouettes by label (h reduced by PCA to z_mu's dimension,
-    LATENT; NaN on a regression task)."""
+    run of the paper's swept parameters (task, method, param, value, seed, score; per value the best group, the
+    selection rule); and per selected run with saved representations (verdicts.REPRESENTATION_COLUMNS) the mean
+    |off-diagonal correlation| of its feature h and of its z_mu, and their silhouettes by label (h reduced by PCA to
+    z_mu's dimension, or the paper's `latent`; NaN on a regression task)."""
     scores, reps = [], []
     for (task, method), g in sorted(selected.items()):
         if method in rep.NOT_METHODS:
@@ -192,11 +193,12 @@ def verdict_inputs(collected: rep.Collected, selected: dict, sweep_sets: list[li
         scores += [{"task": task, "method": method, "seed": seed, "score": points}
                    for seed, points in rep.seed_points(g).items()]
         for run in g.runs:
-            found = representation_scores(store.representations(run["path"]), get_task(task).is_regression)
+            found = representation_scores(store.representations(run["path"]), get_task(task).is_regression,
+                                          paper.latent)
             if found is not None:
                 reps.append({"task": task, "method": method, "seed": int(run["seed"]), **found})
     swept = []
-    for task, method, param, best in rep.suite_sweeps([collected.groups, *sweep_sets]):
+    for task, method, param, best in rep.suite_sweeps([collected.groups, *sweep_sets], tuple(paper.swept)):
         for v, g in best.items():
             swept += [{"task": task, "method": method, "param": param, "value": v, "seed": seed, "score": points}
                       for seed, points in rep.seed_points(g).items()]
@@ -205,12 +207,10 @@ def verdict_inputs(collected: rep.Collected, selected: dict, sweep_sets: list[li
             pd.DataFrame(reps, columns=list(verdicts.REPRESENTATION_COLUMNS)))
 
 
-LATENT = 64  # the dimension h is reduced to before its silhouette is set beside z_mu's (the suites' latent_dim)
-
-
-def representation_scores(arrays: dict | None, regression: bool) -> dict | None:
+def representation_scores(arrays: dict | None, regression: bool, latent: int | None = None) -> dict | None:
     """corr_h, corr_z, sil_h, sil_z of one run's saved representations (`store.representations`; NaN where a part
-    is absent), or None without them."""
+    is absent), or None without them. h is reduced by PCA to z_mu's dimension, without z_mu to `latent` (None:
+    h's own)."""
     import numpy as np
     from sklearn.decomposition import PCA
     from sklearn.metrics import silhouette_score
@@ -226,7 +226,7 @@ def representation_scores(arrays: dict | None, regression: bool) -> dict | None:
             return float("nan")
         return float(silhouette_score(x, labels.astype(int)))
 
-    dim = min(LATENT if zmu is None else zmu.shape[1], *h.shape)
+    dim = min(zmu.shape[1] if zmu is not None else latent or h.shape[1], *h.shape)
     return {"corr_h": stats.offdiag_abs_corr(h),
             "corr_z": stats.offdiag_abs_corr(zmu) if zmu is not None else float("nan"),
             "sil_h": silhouette(PCA(n_components=dim, random_state=0).fit_transform(h)),
@@ -350,13 +350,14 @@ def selection_markdown(choices: dict) -> list[str]:
             "chosen point.", "", pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True), ""]
 
 
-def seed_figures(out: Path, scores, majority: dict, interval: str = "t") -> list[str]:
+def seed_figures(out: Path, scores, majority: dict, reference: paper_tables.Reference, interval: str = "t"
+                 ) -> list[str]:
     """One figure per task: each method's seeds as dots with the mean and its interval, in the paper's tables' order
     (then every other method)."""
     from . import figures
 
     md = []
-    order = [m for m in paper_tables.load().method_order() if m not in rep.NOT_METHODS]
+    order = [m for m in reference.method_order() if m not in rep.NOT_METHODS]
     order += sorted(set(scores["method"]) - set(order))
     for task in sorted(set(scores["task"])):
         stem = f"seeds-{task}"
@@ -446,10 +447,11 @@ def staged(out: Path):
     staging.rmdir()
 
 
-def write(out: Path, suite_name: str, collected: rep.Collected, checkpoint: str, paper_csv: Path = rep.PAPER_CSV,
+def write(out: Path, suite_name: str, collected: rep.Collected, checkpoint: str, paper: papers.Paper | None = None,
           sweeps: dict[str, rep.Collected] | None = None, methods: dict | None = None, interval: str = "t",
           family: list[str] | None = None, choices: dict | None = None, select=None, note: str | None = None) -> dict:
-    """Write everything under `out`; returns the tables, comparisons and verdicts (for the terminal summary). `sweeps`
+    """Write everything under `out`; returns the tables, comparisons and verdicts (for the terminal summary). `paper`:
+    the paper its tables, claims and prose come from (None: `benchmarks.paper.load()`'s default). `sweeps`
     (suite name -> its records) feed Fig. 5 only: the tables select among the suite's own configurations. `methods`:
     the methods' versions and loss scales (`method_rules`). `interval`: the verdicts' and comparisons' interval
     (`stats.INTERVALS`). `family`: the suite's pre-registered claims (None: every claim); `choices`: its held-out
@@ -463,15 +465,17 @@ def write(out: Path, suite_name: str, collected: rep.Collected, checkpoint: str,
     from .selection import points
 
     selected = rep.select(collected.groups, points(choices or {}, select) if select is not None else None)
-    paper = rep.paper_numbers(paper_csv)
-    reference = paper_tables.load(paper_tables.TABLES_TOML, paper_csv)
+    paper = paper or papers.load()
+    numbers = rep.paper_numbers(paper.numbers)
+    reference = paper_tables.load(paper.tables, paper.numbers)
     shown = collected.with_references(selected)
-    tables = {name: rep.table(name, shown, paper, reference) for name in reference.tables}
-    comps = rep.comparisons(selected, interval=interval)
+    tables = {name: rep.table(name, shown, numbers, reference) for name in reference.tables}
+    comps = rep.comparisons(selected, paper.method, interval=interval)
     sweep_sets = [c.groups for c in (sweeps or {}).values()]
     sweep_groups = [g for groups in sweep_sets for g in groups]
-    scores, swept, reps = verdict_inputs(collected, selected, sweep_sets)
-    judged = verdicts.evaluate(verdicts.load_claims(), scores, swept, reps, family=family, numbers=paper)
+    scores, swept, reps = verdict_inputs(collected, selected, sweep_sets, paper)
+    judged = verdicts.evaluate(verdicts.load_claims(paper.claims, reference), scores, swept, reps, family=family,
+                               reference=reference, numbers=numbers)
     verdicts.write(out, judged)
     checked, check_md = model_check(scores, judged)
     checked.to_csv(out / "model_check.csv", index=False)
@@ -489,25 +493,21 @@ def write(out: Path, suite_name: str, collected: rep.Collected, checkpoint: str,
           "No verdict: unadjusted 95% intervals and p-values, read as above / below / covers zero.", "",
           *verdict_markdown(judged, family=False),
           "The same rows, with every statistic: [verdicts.csv](verdicts.csv), [verdicts.json](verdicts.json). "
-          "Claims: `benchmarks/reference/kdfd_claims.toml`.", "",
+          f"Claims: `{paper.shown(paper.claims)}`.", "",
           "### The statistics used", "", *check_md,
           "### The paper's own inconsistencies", "",
-          "Where the paper reports KDFD in several tables with different numbers (Table 2's VAE row is KDFD as "
-          "Table 1's and Table 3's KDFD rows are); the verdicts read the table each claim cites:", "",
-          *[f"- {line}" for line in verdicts.paper_inconsistencies(paper, reference)], ""]
+          *([paper.inconsistencies, ""] if paper.inconsistencies else []),
+          *[f"- {line}" for line in verdicts.paper_inconsistencies(numbers, reference)], ""]
     if select is not None:
         ablations = [a for a in select.parents if a in select.ablations]
         arms = [a for a in select.parents if a not in select.ablations]
-        md += ["## Ablations: what each part of KDFD adds", "",
-               "KDFD at its chosen point minus the same with one part changed, per task, paired by seed (95% t "
-               "interval; exploratory). Read with vanilla KD: vanilla KD -> kdfd-no-bottleneck (online training "
-               "with KDFD's losses) -> kdfd-kept-head (the student's VAE) -> kdfd (the teacher's VAE and fresh "
-               "head).", "", *arm_markdown(scores, select, ablations),
+        md += [f"## Ablations: what each part of {paper.name} adds", "",
+               *([paper.ablations, ""] if paper.ablations else []), *arm_markdown(scores, select, ablations),
                "## Arms: the other readings", "",
                "Each arm's parent (the primary) minus the arm, per task, paired by seed (95% t interval; "
                "exploratory).", "", *arm_markdown(scores, select, arms)]
-    md += [          "## Every seed", "", *seed_figures(out, scores, majority, interval),
-          "## Rules", "", rep.__doc__.split("Rules, printed in every report:")[1].strip(), "",
+    md += [          "## Every seed", "", *seed_figures(out, scores, majority, reference, interval),
+          "## Rules", "", rep.RULES.format(method=paper.name), "",
           f"Checkpoint used here: **{checkpoint}**.", "", *method_rules(selected, methods), ""]
     headers, every = rep.all_results(shown, reference)
     ours = ours_caption(selected)
@@ -529,10 +529,10 @@ def write(out: Path, suite_name: str, collected: rep.Collected, checkpoint: str,
         else:  # a synthetic suite: nothing of ours to set beside the paper's numbers
             md += [f"## {title}", "", f"No task of this report is a column of this table "
                    f"({', '.join(reference.headers)}): [{name}.md]({name}.md) holds the paper's numbers alone.", ""]
-    md += ["## KDFD against each method (exploratory)", "",
-           "Mean paired difference of dev score over the seeds both have (KDFD minus the other, points), with a 95% "
-           "interval; * where it excludes zero (per comparison: no multiplicity correction; the verdicts above are "
-           "the family-wise decisions).", ""]
+    md += [f"## {paper.name} against each method (exploratory)", "",
+           f"Mean paired difference of dev score over the seeds both have ({paper.name} minus the other, points), "
+           "with a 95% interval; * where it excludes zero (per comparison: no multiplicity correction; the verdicts "
+           "above are the family-wise decisions).", ""]
     comp_columns = ["task", "baseline", "n", "diff", "low", "high", "p_value", "significant"]
     md += [markdown(pd.DataFrame({
         "task": [c["task"] for c in comps], "baseline": [c["baseline"] for c in comps],
@@ -549,7 +549,7 @@ def write(out: Path, suite_name: str, collected: rep.Collected, checkpoint: str,
         "seeds": [", ".join(str(r["seed"]) for r in g.runs) for _, g in chosen],
         "mean score": [f"{100 * sum(g.scores) / len(g.scores):.1f}" for _, g in chosen]}))]
     sweeps = sweeps or {}
-    md += draw_figures(out, collected, selected, sweep_sets)
+    md += draw_figures(out, collected, selected, paper, sweep_sets)
     for name, c in sweeps.items():
         md.append(f"Fig. 5 also reads suite `{name}`: {sum(len(g.runs) for g in c.groups)} done records, "
                   f"{len(c.failed)} failed and {len(c.missing)} not run, left out.")
@@ -566,4 +566,4 @@ def write(out: Path, suite_name: str, collected: rep.Collected, checkpoint: str,
     for m in collected.missing:
         md.append(f"- not run: {m['task']} {m['label']} seed {m['seed']}")
     (out / "report.md").write_text("\n".join(md) + "\n")
-    return {"tables": tables, "comparisons": comps, "selected": selected, "verdicts": judged}
+    return {"tables": tables, "comparisons": comps, "selected": selected, "verdicts": judged, "reference": reference}

@@ -7,6 +7,7 @@
     methods = ["kdfd", "vanilla-kd", "finetune"]
     data_source = "auto"            # optional: auto | tsv | hf | synthetic
     tokenizer = "auto"              # optional
+    paper = "kdfd"                  # optional: the paper its report is about (benchmarks.paper; default: the only one)
     [teacher]  ...                  # a kdfd.models.ModelSpec
     [student]  ...
     [train]    ...                  # a kdfd.config.TrainConfig
@@ -44,6 +45,7 @@ from kdfd.models import ModelSpec
 from kdfd.registry import load_methods
 from kdfd.tasks import get_task
 
+from . import paper as papers
 from .options import SlurmOptions
 from .selection import Selection
 from .suite_cache import SUITES_DIR, available, merge, read_raw, suite_path  # noqa: F401 (this module's names too)
@@ -187,6 +189,13 @@ def load(name: str, tasks=None, methods=None, seeds=None) -> Suite:
     claims = raw.get("claims")
     if claims is not None and (not isinstance(claims, list) or not all(isinstance(c, str) for c in claims)):
         raise ConfigError(f"{where}: claims must be a list of claim ids, got {claims!r}")
+    if "paper" in raw:  # checked now, not when the report is written
+        if not isinstance(raw["paper"], str):
+            raise ConfigError(f"{where}: paper must be a paper's name or folder, got {raw['paper']!r}")
+        try:
+            papers.load(raw["paper"], path.parent)
+        except ConfigError as e:
+            raise ConfigError(f"{where}: {e}") from None
     return Suite(path.stem, path, raw.get("description", ""), ordered, slurm_table, select, claims)
 
 

@@ -33,7 +33,7 @@ from .selection import Selection
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
 TOP_KEYS = ("base", "description", "tasks", "seeds", "methods", "data_source", "tokenizer", "teacher", "student",
-            "train", "method", "slurm", "teacher_seeds", "arm", "select", "claims", "note")
+            "train", "method", "slurm", "teacher_seeds", "arm", "select", "claims", "note", "paper")
 FORMAT = 3
 GROUP = "kdfd_bench.methods"  # kdfd.registry.GROUP (that module imports the method interface, and torch)
 # the code an expansion runs: these packages' files whole, and the suite modules of this package

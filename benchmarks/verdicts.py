@@ -1,8 +1,8 @@
 """Claim by claim, whether a paper's claims hold in our runs, decided family-wise.
 
-The claims are data (`reference/kdfd_claims.toml`): each names what it compares, on which tasks, and where the paper
-says it (`source`). `evaluate` turns every claim into tests (one per task, per comparator), each on per-seed values
-paired by seed (same seed: same teacher and data order), and gives one row per test:
+The claims are data (the paper folder's `claims.toml`, `benchmarks.paper`): each names what it compares, on which
+tasks, and where the paper says it (`source`). `evaluate` turns every claim into tests (one per task, per comparator),
+each on per-seed values paired by seed (same seed: same teacher and data order), and gives one row per test:
 
 - **the family**: the tests of the pre-registered primary claims (a suite's `claims` list; every claim of the file
   when it has none), each tested once. Their p-values are Holm-adjusted together (statsmodels' `multipletests`) and
@@ -20,7 +20,7 @@ values of `param` beats the uncompressed one, per seed); `sweep_peak` (the best 
 that of b's feature, at z_mu's dimension).
 
 The paper's difference on a task is computed from the paper's tables (`paper = "table3"`: the rows our methods fill
-there, `reference/kdfd_tables.toml`, each the mean of the task's metrics, as our scores), never written by hand. No
+there, the paper's `tables.toml`, each the mean of the task's metrics, as our scores), never written by hand. No
 torch: numbers in, numbers out.
 """
 
@@ -39,9 +39,9 @@ from scipy import stats as sps
 from kdfd.errors import ConfigError, one_of
 from kdfd.tasks import get_task
 
+from . import paper as papers
 from . import paper_tables, stats
 
-CLAIMS_TOML = Path(__file__).resolve().parent / "reference" / "kdfd_claims.toml"
 ALPHA = 0.05
 MEAN_SCOPE = "mean over tasks"
 NOT_RUN = "not run"
@@ -134,9 +134,10 @@ def _claim(raw: dict, index: int, tables: set[str]) -> Claim:
                  margin=None if margin is None else float(margin), method=raw.get("method"), param=raw.get("param"))
 
 
-def load_claims(path: str | Path = CLAIMS_TOML, reference: paper_tables.Reference | None = None) -> list[Claim]:
-    """The claims of a TOML file of `[[claim]]` tables, validated (ConfigError with a one-line message otherwise)."""
-    path = Path(path)
+def load_claims(path: str | Path | None = None, reference: paper_tables.Reference | None = None) -> list[Claim]:
+    """The claims of a TOML file of `[[claim]]` tables (None: the default paper's), validated (ConfigError with a
+    one-line message otherwise)."""
+    path = Path(path or papers.load().claims)
     try:
         raw = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as e:
@@ -185,8 +186,8 @@ def paper_difference(claim: Claim, a: str, b: str, task: str, reference: paper_t
 
 
 def paper_inconsistencies(numbers: dict, reference: paper_tables.Reference | None = None) -> list[str]:
-    """Where the paper reports one of our methods in several tables with different numbers (Table 2's VAE row is
-    KDFD, as Table 1's and Table 3's KDFD rows are): one line per (task, metric)."""
+    """Where the paper reports one of our methods in several tables (rows of several tables fill it) with different
+    numbers: one line per (task, metric)."""
     reference = reference or paper_tables.load()
     out = []
     methods = {m for spec in reference.tables.values() for m, row in spec.rows if row}

@@ -229,12 +229,20 @@ def build(cls, raw: dict | None, where: str):
 
 
 def coerce(value, tp, what: str):
-    """Check a plain value against a simple annotation (int, float, str, bool, X | None)."""
+    """Check a plain value against a simple annotation (int, float, str, bool, X | None, tuple[X, ...] from a list,
+    dict[str, X] from a table)."""
     args = typing.get_args(tp)
     if typing.get_origin(tp) in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
         tp = next(a for a in args if a is not type(None))
+        args = typing.get_args(tp)
+    origin = typing.get_origin(tp)
+    if origin is tuple and isinstance(value, (list, tuple)):
+        return tuple(coerce(v, args[0], f"{what}[{i}]") for i, v in enumerate(value))
+    if origin is dict and isinstance(value, dict):
+        return {k: coerce(v, args[1], f"{what}.{k}") for k, v in value.items()}
+    tp = origin or tp  # a list where a table belongs (or the reverse) is named by the container's type
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     ok = isinstance(value, tp) and not (tp in (int, float) and isinstance(value, bool))

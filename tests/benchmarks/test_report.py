@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from benchmarks import report, report_writer, stats, store, verdicts
+from benchmarks import paper, report, report_writer, stats, store, verdicts
 from benchmarks import suite as suites
 from kdfd import losses
 from kdfd.distiller import METHODS, Distiller, Needs, register
@@ -33,6 +33,8 @@ VALUES = {
     ("vanilla-kd", 1.0, 1): (0.70, 0.60), ("vanilla-kd", 1.0, 2): (0.72, 0.62), ("vanilla-kd", 1.0, 3): (0.74, 0.64),
     ("vanilla-kd", 2.0, 1): (0.76, 0.66), ("vanilla-kd", 2.0, 2): (0.78, 0.68), ("vanilla-kd", 2.0, 3): (0.77, 0.67),
 }
+
+SWEPT = tuple(paper.load("kdfd").swept)
 
 
 def md_rows(text: str) -> dict[str, list[str]]:
@@ -143,13 +145,14 @@ def test_comparisons_pair_kdfd_and_each_baseline_by_seed():
     offset = {1: 0.0, 2: 0.2, 3: -0.1, 4: 0.05}
     kdfd = group("kdfd", {s: 0.70 + o + 0.01 * s for s, o in offset.items()})
     base = group("vanilla-kd", {s: 0.68 + offset[s] for s in (1, 2, 3)})  # no seed 4: nothing to pair it with
-    (c,) = report.comparisons({("synth-single", "kdfd"): kdfd, ("synth-single", "vanilla-kd"): base})
+    (c,) = report.comparisons({("synth-single", "kdfd"): kdfd, ("synth-single", "vanilla-kd"): base}, "kdfd")
     d = np.array([2.0 + s for s in (1, 2, 3)])  # points: 2 + seed
     assert c["n"] == 3 and c["diff"] == pytest.approx(d.mean())
     assert (c["low"], c["high"]) == pytest.approx(stats.t_interval(d))
     assert c["significant"] and c["low"] > 0
     with pytest.raises(ValueError, match="'bootstrap' is not one of: t, percentile"):
-        report.comparisons({("synth-single", "kdfd"): kdfd, ("synth-single", "vanilla-kd"): base}, interval="bootstrap")
+        report.comparisons({("synth-single", "kdfd"): kdfd, ("synth-single", "vanilla-kd"): base}, "kdfd",
+                           interval="bootstrap")
 
 
 def test_bench_reports_interval_choices_are_the_statistics_own():
@@ -168,7 +171,7 @@ def test_the_embedded_paper_numbers_equal_the_shared_reference():
     shared = ROOT.parent / "shared" / "reference" / "kdfd_paper_tables.csv"
     if not shared.is_file():
         pytest.skip(f"no shared reference at {shared}")
-    assert report.PAPER_CSV.read_bytes() == shared.read_bytes()
+    assert paper.load("kdfd").numbers.read_bytes() == shared.read_bytes()
 
 
 def test_sweeps_show_each_values_best_group_over_seeds():
@@ -177,7 +180,7 @@ def test_sweeps_show_each_values_best_group_over_seeds():
         g = report.Group("synth-single", "kdfd", "1", f"k{dim}-{scores[0]}", "kdfd", {"latent_dim": dim})
         g.runs = [{"seed": i, "metrics": {"dev": {"accuracy": s}}} for i, s in enumerate(scores)]
         groups.append(g)
-    (task, method, param, points), = report.sweeps([groups])
+    (task, method, param, points), = report.sweeps([groups], SWEPT)
     assert (task, method, param) == ("synth-single", "kdfd", "latent_dim")
     assert points == {64.0: [0.6, 0.7], 128.0: [0.8, 0.9]}
 
@@ -194,11 +197,11 @@ def test_a_sweeps_points_come_from_its_own_suite():
            group("d64", {"latent_dim": 64, "vae_lambda": 0.005}, [0.72])]
     lam = [group("d64", {"latent_dim": 64, "vae_lambda": 0.005}, [0.72]),
            group("l001", {"latent_dim": 64, "vae_lambda": 0.001}, [0.80])]
-    got = {p: points for _, _, p, points in report.sweeps([[], dim, lam])}
+    got = {p: points for _, _, p, points in report.sweeps([[], dim, lam], SWEPT)}
     assert got["latent_dim"] == {32.0: [0.70], 64.0: [0.72]}
     assert got["vae_lambda"] == {0.005: [0.72], 0.001: [0.80]}
     # pooled into one set, as before, the lambda sweep's 0.80 stood for latent_dim 64
-    assert report.sweeps([dim + lam[1:]])[0][3][64.0] == [0.80]
+    assert report.sweeps([dim + lam[1:]], SWEPT)[0][3][64.0] == [0.80]
 
 
 def test_report_after_a_real_run_writes_tables_and_figures(tmp_path):
