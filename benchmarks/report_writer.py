@@ -402,9 +402,9 @@ def above_majority_markdown(df: pd.DataFrame) -> list[str]:
 def method_rules(selected: dict, methods: dict | None = None) -> list[str]:
     """The report's rules per method: its version, how its losses are normalised (the method's own `scale`), and the
     parameters this run set unlike the method's defaults (a protocol's departures from a paper show here).
-    `methods`: kdfd.distiller.method_facts() (a cached suite's, benchmarks.suite_cache); None: the registry's."""
+    `methods`: kdfd.registry.method_facts() (a cached suite's, benchmarks.suite_cache); None: the registry's."""
     if methods is None:
-        from kdfd.distiller import method_facts
+        from kdfd.registry import method_facts
 
         methods = method_facts()
     lines = ["Each method as run here (version; the normalisation of its losses, and whose choice it is; the "

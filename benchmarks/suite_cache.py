@@ -27,6 +27,7 @@ import tomllib
 
 from kdfd.config import ModelSpec, RunConfig, TrainConfig
 from kdfd.errors import ConfigError, one_of
+from kdfd.registry import method_facts
 
 from . import store
 from .selection import Selection
@@ -163,8 +164,6 @@ def _files_of(top: str) -> list[Path]:
 
 def save(results: Path, suite, cache_key: str) -> Path:
     """Keep a suite's expansion (a benchmarks.suite.Suite) under `results`, atomically."""
-    from kdfd.distiller import method_facts  # the caller expanded the suite: the methods are imported already
-
     jobs = [{"id": j.id, "label": j.label, "config": dataclasses.asdict(j.config),
              "teacher": j.teacher.id if j.teacher is not None else None} for j in suite.jobs]
     data = {"format": FORMAT, "key": cache_key, "name": suite.name, "path": str(suite.path),

@@ -250,7 +250,7 @@ def changes(records: list[dict], accepted: Path, by_source: bool = False) -> lis
             if key not in from_source:
                 from_source[key] = code_from_source(record[FIELD]) or {"fingerprint": "gone", "modules": {}}
             return from_source[key]
-        from .distiller import get_method
+        from .registry import get_method
 
         return method_code(get_method(record["method"]))
 

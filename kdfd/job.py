@@ -18,13 +18,14 @@ from .checkpoint import Checkpointer
 from .config import RunConfig, TrainConfig
 from .data import EncodedDataset, holdout_split, load_task, load_test, make_loader, quiz_split, subset
 from .data import fingerprint as data_fingerprint
-from .distiller import FROZEN, NONE, Distiller, ModelInfo, Needs, get_method, needs_of, params_dict, parse_params
+from .distiller import FROZEN, NONE, Distiller, ModelInfo, Needs, needs_of, params_dict, parse_params
 from .engine import Engine, resolve_device, save_state, set_determinism, set_seed
 from .errors import ConfigError, ModelError
 from .files import atomic_write
 from .metrics import constant_baseline, predictions
 from .models import ModelSpec, build_classifier, check_depth, count_params, load_tokenizer
 from .models import fingerprint as model_fingerprint
+from .registry import get_method
 from .tasks import Task, get_task
 
 

@@ -9,7 +9,8 @@ import pytest
 from benchmarks import report, report_writer, stats, store, verdicts
 from benchmarks import suite as suites
 from kdfd import losses
-from kdfd.distiller import METHODS, Distiller, Needs, register
+from kdfd.distiller import Distiller, Needs
+from kdfd.registry import METHODS, register
 
 from .helpers import records
 
@@ -422,8 +423,7 @@ def test_the_rules_name_the_parameters_a_run_set_unlike_the_methods_defaults():
 
 
 def test_method_facts_defaults_read_like_a_records_params():
-    from kdfd.distiller import method_facts
-    from kdfd.registry import load_methods
+    from kdfd.registry import load_methods, method_facts
 
     load_methods()
     facts = method_facts()
