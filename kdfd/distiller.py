@@ -1,5 +1,5 @@
 """The `Distiller` interface. The registry is kdfd.registry; its `register` is re-exported here because the method
-modules import it from here, and a method's code fingerprint (kdfd.fingerprint) hashes its module's import lines:
+modules import it from here, and a method's code fingerprint (kdfd.method_code) hashes its module's import lines:
 moving theirs would mark every committed record as made by other code. This module does not import it otherwise.
 
 A method declares what it needs (`Needs`: the teacher's role, hidden states, attentions), owns its extra modules

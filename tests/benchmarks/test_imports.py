@@ -83,7 +83,7 @@ def test_the_import_graph_of_the_project_has_no_cycle():
     slurm = g["benchmarks.slurm"]
     assert slurm >= {"benchmarks.runner", "kdfd.provenance"} and "benchmarks.suite" not in slurm
     assert {"kdfd.distiller", "kdfd.losses"} <= g["baselines.vanilla_kd"] and "kdfd.registry" in g["kdfd.distiller"]
-    assert "kdfd.registry" in g["kdfd.fingerprint"]  # inside a function
+    assert "kdfd.registry" in g["kdfd.method_code"]  # inside a function
     try:
         order = list(graphlib.TopologicalSorter(g).static_order())
     except graphlib.CycleError as e:
@@ -142,7 +142,7 @@ for module in sys.argv[1:]:
 # `bench report` (tests/benchmarks/test_suite_cache.py runs both without torch), the source fingerprints
 TORCH_FREE = ("benchmarks.store", "benchmarks.options", "benchmarks.lock", "benchmarks.slurm", "benchmarks.results",
               "benchmarks.suite_cache", "benchmarks.status", "benchmarks.report", "benchmarks.report_writer",
-              "benchmarks.cli", "kdfd.config", "kdfd.fingerprint")
+              "benchmarks.cli", "kdfd.config", "kdfd.method_code")
 
 
 def test_the_modules_that_only_read_results_import_without_torch():
