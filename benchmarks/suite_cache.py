@@ -200,6 +200,18 @@ def load(results: Path, name: str, tasks=None, methods=None, seeds=None) -> Cach
                        select, data.get("claims"))
 
 
+def job_count(results: Path, name: str) -> int | None:
+    """How many jobs suite `name` (the file's own lists) expands to, as its fresh cached expansion under `results`
+    says; None when there is none. The jobs are counted, not rebuilt (`load` checks each one's id)."""
+    try:
+        cache_key = key(name)
+        data = store.read_json(store.suite_cache_path(results, suite_path(name).stem, cache_key))
+    except (OSError, ValueError):
+        return None
+    fresh = isinstance(data, dict) and data.get("format") == FORMAT and data.get("key") == cache_key
+    return len(data["jobs"]) if fresh and isinstance(data.get("jobs"), list) else None
+
+
 def _config(d: dict) -> RunConfig:
     d = dict(d)
     d["student"] = ModelSpec(**d["student"])
