@@ -411,6 +411,10 @@ def cmd_report(args) -> int:
                                      + (f" [{c.paper:.1f}]" if c.paper is not None else "") for c in cells])
         if shown:
             console.print(t)
+    # every method with records, those no reference table has a row for too (a method added in one file)
+    console.print("Every task and method (the selected configuration of each; mean ± std (n) over seeds)",
+                  markup=False)
+    console.print(report_writer.markdown(result["every"]), soft_wrap=True, markup=False)
     t = Table(title="Verdicts of the pre-registered claims, family-wise (ours: mean paired difference "
                     "[simultaneous interval]; report.md has the exploratory rows)")
     for column in ("claim", "scope", "ours", "n", "verdict"):
