@@ -22,8 +22,6 @@ import numpy as np  # noqa: E402
 from kdfd.metrics import score  # noqa: E402
 from kdfd.tasks import get_task  # noqa: E402
 
-SWEPT = ("latent_dim", "vae_lambda")  # the paper's Fig. 5 axes, first when present
-
 
 def save(fig, out: Path, stem: str) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)

@@ -3,8 +3,8 @@
 Expanding a suite (benchmarks.suite.load) needs each method's class (its typed parameters, whether it starts from a
 fine-tuned teacher), and the method modules import torch. `bench run` keeps the expansion it ran under its results
 root (`store.suite_cache_path`): per job its id, label, config and teacher job. `bench status` and `bench report`
-take it from there when it is fresh and import the methods only when it is not (an expansion made before this
-existed, or by other code).
+take it from there when it is fresh and import the methods only when it is not (none kept under the root, or one
+kept by other code).
 
 Fresh means made from the same inputs: the key hashes the suite file as read (its `base` merged in), the command
 line's task, method and seed lists, the bytes of every file the expansion runs (kdfd's and baselines' modules, the

@@ -120,10 +120,6 @@ def module_hash(tree: ast.Module) -> str:
     return hashlib.sha256("".join(out).encode()).hexdigest()[:16]
 
 
-def source_hash(source: str) -> str:
-    return module_hash(ast.parse(source))
-
-
 _DOCUMENTED = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
 
 
