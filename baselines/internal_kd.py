@@ -12,13 +12,13 @@ then, in both, a last stage trains the classifier alone with soft-label KD ("aft
 classification layer is trained", the paper's Fig. 4).
 
 Attention maps: the probabilities before dropout, a softmax of each layer's pre-softmax scores over the real keys
-(`losses.attention_probs`). Hugging Face's eager attention returns them after dropout in train mode, where rows no
-longer sum to 1 (version 1 read those: a bug).
+(`losses.attention_probs`). Hugging Face's eager attention returns them after dropout in train mode, where rows do
+not sum to 1: not the distributions to match.
 
 Schedule: the paper optimises each layer "completely" before the next (its Fig. 4, by epochs) and then trains only
 the classification layer; it fixes no step counts. `classifier_share` (default 0.5) of the steps goes to the
 classifier stage, the rest is split equally among the layer stages: the fresh classifier on a frozen student needs
-as long as all the layers together to fit (version 1 gave it 1/(L_s + 1) of the steps and scored below the majority
+as long as all the layers together to fit (with 1/(L_s + 1) of the steps the student scores below the majority
 class on MRPC), at `classifier_lr_scale` (10) times the student's rate: a fresh linear head on a frozen body
 at the fine-tuning rate (1e-4) barely moved in 115 steps (glue-cpu MRPC, seed 1: F1 81.2-81.4, the majority class,
 KD term 0.58-0.63 throughout the stage); a linear probe wants a larger rate. Other open points, documented

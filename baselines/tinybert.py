@@ -8,7 +8,7 @@ Two stages on the task data, the teacher frozen and fine-tuned:
   2. prediction-layer distillation (eq. 10): soft cross-entropy -softmax(z_t / tau) . log_softmax(z_s / tau),
      averaged over batch x classes as the authors' code does (`.mean()`; `pred_reduction = "sum"` sums over
      classes, eq. 10 as printed, C times larger); on regression (STS-B) the authors' code fits the gold scores
-     with MSE (`regression_target = "gold"`; `teacher` fits the teacher's scores, version 1's choice).
+     with MSE (`regression_target = "gold"`; `teacher` fits the teacher's scores).
 W_e and W_h are learned projections where the hidden sizes differ (one shared map, as the authors' code does).
 
 Open points, documented defaults: the two stages split the training steps by `intermediate_share` (0.5; the paper

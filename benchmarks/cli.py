@@ -105,8 +105,6 @@ def cmd_list(args) -> int:
     from kdfd.registry import load_methods
     from kdfd.tasks import TASKS
 
-    from . import suite as suites
-
     t = Table(title="tasks")
     for col in ("task", "labels", "metrics", "dev splits", "description"):
         t.add_column(col)
@@ -122,14 +120,23 @@ def cmd_list(args) -> int:
         needs = needs_of(cls, cls.Params())
         t.add_row(cls.name, cls.version, needs.teacher, cls.description, params, cls.__module__)
     console.print(t)
-    t = Table(title="suites")
+    console.print(suite_table(Path(args.results)))
+    return 0
+
+
+def suite_table(results: Path) -> Table:
+    """The suites from their files, none expanded (nor torch imported): a suite's job count is its cached expansion's
+    under `results` (`bench run` keeps one), where there is a fresh one."""
+    from . import suite_cache
+
+    t = Table(title=f"suites (jobs: as last expanded under {results}; `bench run --suite S --dry-run` counts any)")
     for col in ("suite", "jobs", "description"):
         t.add_column(col, overflow="fold")
-    for name in suites.available():
-        s = suites.load(name)
-        t.add_row(name, str(len(s.jobs)), s.description)
-    console.print(t)
-    return 0
+    for name in suite_cache.available():
+        n = suite_cache.job_count(results, name)
+        description = suite_cache.read_raw(suite_cache.suite_path(name)).get("description", "")
+        t.add_row(name, "-" if n is None else str(n), description)
+    return t
 
 
 def job_table(suite, results: Path, title: str) -> Table:
@@ -407,6 +414,10 @@ def cmd_report(args) -> int:
                                      + (f" [{c.paper:.1f}]" if c.paper is not None else "") for c in cells])
         if shown:
             console.print(t)
+    # every method with records, those no reference table has a row for too (a method added in one file)
+    console.print("Every task and method (the selected configuration of each; mean ± std (n) over seeds)",
+                  markup=False)
+    console.print(report_writer.markdown(result["every"]), soft_wrap=True, markup=False)
     t = Table(title="Verdicts of the pre-registered claims, family-wise (ours: mean paired difference "
                     "[simultaneous interval]; report.md has the exploratory rows)")
     for column in ("claim", "scope", "ours", "n", "verdict"):
@@ -543,7 +554,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     verbosity(p, default=False)
     sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
-    verbosity(sub.add_parser("list", help="tasks, methods and suites"))
+    ls = sub.add_parser("list", help="tasks, methods and suites")
+    verbosity(ls)
+    ls.add_argument("--results", default=os.environ.get("KDFD_RESULTS", "results"),
+                    help="results root whose cached suite expansions give the suites' job counts")
 
     def suite_args(q):
         verbosity(q)

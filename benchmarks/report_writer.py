@@ -403,9 +403,9 @@ def above_majority_markdown(df: pd.DataFrame) -> list[str]:
 def method_rules(selected: dict, methods: dict | None = None) -> list[str]:
     """The report's rules per method: its version, how its losses are normalised (the method's own `scale`), and the
     parameters this run set unlike the method's defaults (a protocol's departures from a paper show here).
-    `methods`: kdfd.distiller.method_facts() (a cached suite's, benchmarks.suite_cache); None: the registry's."""
+    `methods`: kdfd.registry.method_facts() (a cached suite's, benchmarks.suite_cache); None: the registry's."""
     if methods is None:
-        from kdfd.distiller import method_facts
+        from kdfd.registry import method_facts
 
         methods = method_facts()
     lines = ["Each method as run here (version; the normalisation of its losses, and whose choice it is; the "
@@ -450,13 +450,13 @@ def staged(out: Path):
 def write(out: Path, suite_name: str, collected: rep.Collected, checkpoint: str, paper: papers.Paper | None = None,
           sweeps: dict[str, rep.Collected] | None = None, methods: dict | None = None, interval: str = "t",
           family: list[str] | None = None, choices: dict | None = None, select=None, note: str | None = None) -> dict:
-    """Write everything under `out`; returns the tables, comparisons and verdicts (for the terminal summary). `paper`:
-    the paper its tables, claims and prose come from (None: `benchmarks.paper.load()`'s default). `sweeps`
-    (suite name -> its records) feed Fig. 5 only: the tables select among the suite's own configurations. `methods`:
-    the methods' versions and loss scales (`method_rules`). `interval`: the verdicts' and comparisons' interval
-    (`stats.INTERVALS`). `family`: the suite's pre-registered claims (None: every claim); `choices`: its held-out
-    selection ((row, task) -> benchmarks.selection.Choice) and `select` its `[select]` table, for suites with one;
-    `note`: the suite file's `note`, a line under the title."""
+    """Write everything under `out`; returns the tables, the every-task table (`every`, as text cells), comparisons
+    and verdicts (for the terminal summary). `paper`: the paper its tables, claims and prose come from (None:
+    `benchmarks.paper.load()`'s default). `sweeps` (suite name -> its records) feed Fig. 5 only: the tables select
+    among the suite's own configurations. `methods`: the methods' versions and loss scales (`method_rules`).
+    `interval`: the verdicts' and comparisons' interval (`stats.INTERVALS`). `family`: the suite's pre-registered
+    claims (None: every claim); `choices`: its held-out selection ((row, task) -> benchmarks.selection.Choice) and
+    `select` its `[select]` table, for suites with one; `note`: the suite file's `note`, a line under the title."""
     out.mkdir(parents=True, exist_ok=True)
     # figures of cells the records no longer give (a task left out, a method removed) must not outlive them
     for stale in (out / "figures").glob("*.png"):
@@ -566,4 +566,5 @@ def write(out: Path, suite_name: str, collected: rep.Collected, checkpoint: str,
     for m in collected.missing:
         md.append(f"- not run: {m['task']} {m['label']} seed {m['seed']}")
     (out / "report.md").write_text("\n".join(md) + "\n")
-    return {"tables": tables, "comparisons": comps, "selected": selected, "verdicts": judged, "reference": reference}
+    return {"tables": tables, "every": frame(every, headers), "comparisons": comps, "selected": selected,
+            "verdicts": judged, "reference": reference}

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from kdfd import events, fingerprint, provenance
+from kdfd import events, method_code, provenance
 from kdfd import job as kdfd_job
 from kdfd.checkpoint import Checkpointer
 from kdfd.data import load_task, load_test
@@ -145,24 +145,24 @@ def check_exportable(spec, where: str) -> None:
 CODE_ACCEPTED = store.CODE_ACCEPTED
 
 
-def code_changes(suite: Suite, results: Path) -> list[fingerprint.Change]:
-    """The methods whose code changed, without a version bump, since some of the suite's done records (kdfd.fingerprint:
+def code_changes(suite: Suite, results: Path) -> list[method_code.Change]:
+    """The methods whose code changed, without a version bump, since some of the suite's done records (kdfd.method_code:
     records without a fingerprint, and changes accepted under this root, are current)."""
     if not Path(results).is_dir():  # nothing done there yet (a root that is a file is named by check_writable)
         return []
     done = [store.find(results, job) for job in suite.jobs if store.is_done(results, job)]
-    return fingerprint.changes([r for r in done if r is not None], Path(results) / CODE_ACCEPTED)
+    return method_code.changes([r for r in done if r is not None], Path(results) / CODE_ACCEPTED)
 
 
-def check_code(suite: Suite, results: Path, accept: bool = False) -> list[fingerprint.Change]:
+def check_code(suite: Suite, results: Path, accept: bool = False) -> list[method_code.Change]:
     """Before any job: a done record of changed code would be skipped as done, its old numbers reported under the new
     code. Stops (ConfigError, one line naming each method) unless `accept` (`--accept-code-changes`: the change keeps
     the results, a refactoring), which keeps the acceptance beside the records and returns what was accepted."""
     found = code_changes(suite, results)
     if found and not accept:
-        raise ConfigError(f"{results}: {fingerprint.message(found)}")
+        raise ConfigError(f"{results}: {method_code.message(found)}")
     if found:
-        fingerprint.accept(Path(results) / CODE_ACCEPTED, found)
+        method_code.accept(Path(results) / CODE_ACCEPTED, found)
     return found
 
 
@@ -369,7 +369,7 @@ def run_job(suite_name: str, job: Job, ctx: RunContext, prov: dict, executor: di
     # skips it when done, never rewriting it (done records stay byte for byte), so a suite's records are found by
     # job id (bench report, bench results --suite), never by this field
     record = Record(id=job.id, suite=suite_name, label=job.label, config=c.to_dict(),
-                    method_code=fingerprint.method_code(job.resolved.method), started=started.isoformat(),
+                    method_code=method_code.of(job.resolved.method), started=started.isoformat(),
                     provenance=prov, executor=executor or local_executor())
     t0 = time.perf_counter()
     checkpointer = Checkpointer(store.checkpoint_path(results, job), ctx.checkpoint_every)

@@ -48,7 +48,7 @@ from kdfd.tasks import get_task
 
 from . import suite as suites
 
-TARGETS = {  # the targets: ratio name -> (the most it may be, or the least with "min")
+TARGETS = {  # the cost targets: ratio name -> (the most it may be, or the least with "min")
     "kd-cache / student": (1.05, "max"),
     "kdfd / (teacher + student)": (1.15, "max"),
     "fixed-128 / grouped (train epoch)": (3.0, "min"),

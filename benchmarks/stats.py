@@ -80,10 +80,6 @@ def _mean_of_differences(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.nda
     return np.mean(x - y, axis=axis)
 
 
-def _difference_of_means(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
-    return np.mean(x, axis=axis) - np.mean(y, axis=axis)
-
-
 def _interval(result) -> tuple[float, float]:
     ci = result.confidence_interval
     return float(ci.low), float(ci.high)
@@ -166,27 +162,6 @@ def paired(a: dict[int, float], b: dict[int, float], confidence: float = 0.95, n
             low, high = _interval(stats.bootstrap((d,), np.mean, confidence_level=confidence,
                                                   n_resamples=n_resamples, method="percentile", random_state=seed))
     return Paired(n, mean_diff, low, high, p, sd, _mde(sd, n, n - 1), _seeds_needed(mean_diff, sd), p_perm)
-
-
-def unpaired_interval(a: dict[int, float], b: dict[int, float], confidence: float = 0.95, n_resamples: int = 9999,
-                      seed: int = 0, interval: str = "t") -> tuple[float | None, float | None]:
-    """(low, high), points: the interval of mean(a) - mean(b) that ignores the seed pairing, on the same common
-    seeds as `paired`, so the two intervals differ only in whether the pairing is used: "t", Welch's
-    (`scipy.stats.ttest_ind(a, b, equal_var=False).confidence_interval()`); "percentile", a two-sample bootstrap
-    (paired=False). (None, None) when fewer than 2 common seeds.
-
-    When the seed moves both methods alike (shared data order, shared initialisation), this interval carries that
-    shared variance and is wider than the paired one: the reason the verdicts pair."""
-    check_interval(interval)
-    x, y = _common(a, b)
-    if len(x) < 2:
-        return None, None
-    if interval == "t":
-        ci = stats.ttest_ind(x, y, equal_var=False).confidence_interval(confidence)
-        return float(ci.low), float(ci.high)
-    boot = stats.bootstrap((x, y), _difference_of_means, paired=False, vectorized=True, confidence_level=confidence,
-                           n_resamples=n_resamples, method="percentile", random_state=seed)
-    return _interval(boot)
 
 
 def _per_task_mean_stat(starts: np.ndarray, counts: np.ndarray):

@@ -1,7 +1,7 @@
 """Where each job of a suite stands, from its record, its lock and (for submitted jobs) SLURM's accounting.
 
 States: done · stale (done, by code that changed since without a version bump: `bench run` stops on it, see
-kdfd.fingerprint) · failed (the record's error, or the SLURM state of a task that ended without writing one) · running
+kdfd.method_code) · failed (the record's error, or the SLURM state of a task that ended without writing one) · running
 (its lock is held, or its SLURM task runs) · pending (queued in SLURM) · damaged (its record does not parse, or a
 file its record describes, or its checkpoint, fails its checksum: `benchmarks.store.damaged`; the next `bench run`
 moves the file aside and redoes the job) · to run (nothing yet, or a teacher's done record without its weights, as
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kdfd import fingerprint
+from kdfd import method_code
 
 from . import slurm, store
 from .lock import JobLock
@@ -79,13 +79,13 @@ def states(suite: Suite, results: Path, sacct: bool = True) -> list[JobState]:
     return out
 
 
-def code_changes(suite: Suite, results: Path) -> list[fingerprint.Change]:
+def code_changes(suite: Suite, results: Path) -> list[method_code.Change]:
     """As `benchmarks.runner.code_changes`, with the code read from the recorded modules' files (no method imported,
     no torch): the same changes, as long as a method's class stays in the modules its records name."""
     if not Path(results).is_dir():
         return []
     done = [store.find(results, job) for job in suite.jobs if store.is_done(results, job)]
-    return fingerprint.changes([r for r in done if r is not None], Path(results) / store.CODE_ACCEPTED, by_source=True)
+    return method_code.changes([r for r in done if r is not None], Path(results) / store.CODE_ACCEPTED, by_source=True)
 
 
 def _locked(path: Path) -> bool:

@@ -21,7 +21,7 @@ Layout, under a results root:
                                         that `bench status` and `bench report` need not import the methods (nor torch)
     .tensorboard/<task>/<label>/s<seed>-<id8>/  a job's TensorBoard events (`train.tensorboard`, `--report-to`)
     .mlflow/, .wandb/                   MLflow's and W&B's offline stores (`bench run --report-to mlflow,wandb`)
-    .accepted-code-changes.json         the code changes accepted with --accept-code-changes (kdfd.fingerprint)
+    .accepted-code-changes.json         the code changes accepted with --accept-code-changes (kdfd.method_code)
 
 Every write is atomic (`kdfd.files.atomic_write`): a reader sees the previous file or the complete new one. A record
 that exists but does not parse (a disk fault) is moved aside, never overwritten unseen.
@@ -143,7 +143,7 @@ def suite_cache_path(results: Path, suite_name: str, key: str) -> Path:
     return Path(results) / ".suites" / f"{suite_name}-{key}.cache"
 
 
-CODE_ACCEPTED = ".accepted-code-changes.json"  # in the results root: kdfd.fingerprint.accept
+CODE_ACCEPTED = ".accepted-code-changes.json"  # in the results root: kdfd.method_code.accept
 
 
 def temporaries(results: Path, job) -> list[Path]:
@@ -194,7 +194,7 @@ class Record(Mapping):
     config: dict = field(default_factory=dict)
     status: str = "failed"  # done | failed
     error: dict | None = None  # {"type", "message", "traceback"}; step, term, role for a non-finite loss
-    method_code: dict | None = None  # the method's code fingerprint (kdfd.fingerprint); None before fingerprints
+    method_code: dict | None = None  # the method's code fingerprint (kdfd.method_code); None before fingerprints
     started: str | None = None
     finished: str | None = None
     wall_seconds: float | None = None

@@ -38,11 +38,11 @@ from pathlib import Path
 
 from kdfd.config import RunConfig, TrainConfig, build
 from kdfd.data import SOURCES
-from kdfd.distiller import METHODS, get_method, params_dict, parse_params
+from kdfd.distiller import params_dict, parse_params
 from kdfd.errors import ConfigError
 from kdfd.job import ResolvedJob, resolve
 from kdfd.models import ModelSpec
-from kdfd.registry import load_methods
+from kdfd.registry import METHODS, get_method, load_methods
 from kdfd.tasks import get_task
 
 from . import paper as papers

@@ -3,8 +3,8 @@
 Expanding a suite (benchmarks.suite.load) needs each method's class (its typed parameters, whether it starts from a
 fine-tuned teacher), and the method modules import torch. `bench run` keeps the expansion it ran under its results
 root (`store.suite_cache_path`): per job its id, label, config and teacher job. `bench status` and `bench report`
-take it from there when it is fresh and import the methods only when it is not (an expansion made before this
-existed, or by other code).
+take it from there when it is fresh and import the methods only when it is not (none kept under the root, or one
+kept by other code).
 
 Fresh means made from the same inputs: the key hashes the suite file as read (its `base` merged in), the command
 line's task, method and seed lists, the bytes of every file the expansion runs (kdfd's and baselines' modules, the
@@ -27,6 +27,7 @@ import tomllib
 
 from kdfd.config import ModelSpec, RunConfig, TrainConfig
 from kdfd.errors import ConfigError, one_of
+from kdfd.registry import method_facts
 
 from . import store
 from .selection import Selection
@@ -163,8 +164,6 @@ def _files_of(top: str) -> list[Path]:
 
 def save(results: Path, suite, cache_key: str) -> Path:
     """Keep a suite's expansion (a benchmarks.suite.Suite) under `results`, atomically."""
-    from kdfd.distiller import method_facts  # the caller expanded the suite: the methods are imported already
-
     jobs = [{"id": j.id, "label": j.label, "config": dataclasses.asdict(j.config),
              "teacher": j.teacher.id if j.teacher is not None else None} for j in suite.jobs]
     data = {"format": FORMAT, "key": cache_key, "name": suite.name, "path": str(suite.path),
@@ -199,6 +198,18 @@ def load(results: Path, name: str, tasks=None, methods=None, seeds=None) -> Cach
         return None
     return CachedSuite(path.stem, path, data["description"], list(jobs.values()), data["slurm"], data["methods"],
                        select, data.get("claims"))
+
+
+def job_count(results: Path, name: str) -> int | None:
+    """How many jobs suite `name` (the file's own lists) expands to, as its fresh cached expansion under `results`
+    says; None when there is none. The jobs are counted, not rebuilt (`load` checks each one's id)."""
+    try:
+        cache_key = key(name)
+        data = store.read_json(store.suite_cache_path(results, suite_path(name).stem, cache_key))
+    except (OSError, ValueError):
+        return None
+    fresh = isinstance(data, dict) and data.get("format") == FORMAT and data.get("key") == cache_key
+    return len(data["jobs"]) if fresh and isinstance(data.get("jobs"), list) else None
 
 
 def _config(d: dict) -> RunConfig:

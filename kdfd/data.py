@@ -146,8 +146,8 @@ class TaskData:
     source: str
 
 
-def fingerprint(data: TaskData) -> str:
-    """A hash of the examples themselves (whatever their source): two records with equal fingerprints trained and
+def examples_hash(data: TaskData) -> str:
+    """A hash of the examples themselves (whatever their source): two records with equal hashes trained and
     evaluated on the same text and labels."""
     h = hashlib.sha256()
     for split, examples in [("train", data.train), *sorted(data.dev.items())]:

@@ -1,4 +1,6 @@
-"""The `Distiller` interface and the method registry (filled by `kdfd.registry.load_methods`).
+"""The `Distiller` interface. The registry is kdfd.registry; its `register` is re-exported here because the method
+modules import it from here, and a method's code fingerprint (kdfd.method_code) hashes its module's import lines:
+moving theirs would mark every committed record as made by other code. This module does not import it otherwise.
 
 A method declares what it needs (`Needs`: the teacher's role, hidden states, attentions), owns its extra modules
 (put in `self.student_modules` / `self.teacher_modules`, whose parameters the engine gives to that model's optimizer),
@@ -24,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import math
 import typing
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from torch import nn
 
 from .errors import ConfigError, one_of
 from .models import Forward, layer_map
+from .registry import register  # noqa: F401 (re-exported: the module docstring says why)
 from .tasks import Task
 
 NONE, FROZEN, ONLINE = "none", "frozen", "online"
@@ -210,41 +212,6 @@ class Distiller(nn.Module):
         """Named sentence representations [B, D] saved on a fixed dev sample for the report's figures (covariance,
         t-SNE); the features the model's head classifies by default."""
         return {"features": out.features}
-
-
-METHODS: dict[str, type[Distiller]] = {}
-
-
-def register(cls: type[Distiller]) -> type[Distiller]:
-    if not dataclasses.is_dataclass(cls.Params):
-        raise TypeError(f"{cls.__name__}.Params must be a dataclass")
-    if cls.name in METHODS and METHODS[cls.name] is not cls:
-        first = METHODS[cls.name]
-        raise ValueError(f"method name {cls.name!r} registered twice: by {first.__module__}.{first.__qualname__} and "
-                         f"by {cls.__module__}.{cls.__qualname__}")
-    METHODS[cls.name] = cls
-    return cls
-
-
-def get_method(name: str) -> type[Distiller]:
-    """The method registered as `name`; the registry is loaded (`kdfd.registry.load_methods`) on a name not seen yet."""
-    if name not in METHODS:
-        from .registry import load_methods  # here: registry imports this module
-
-        load_methods()
-    try:
-        return METHODS[name]
-    except KeyError:
-        raise ConfigError(one_of("method", name, METHODS)) from None
-
-
-def method_facts() -> dict[str, dict]:
-    """What a report says of each registered method without importing it again: name -> {"version", "scale" (how
-    its losses are normalised), "defaults" (its parameters' default values, so a report can name what a suite set
-    otherwise)}. JSON-ready (benchmarks.suite_cache keeps it for a report without torch)."""
-    return {n: {"version": str(c.version), "scale": c.scale,
-                "defaults": json.loads(json.dumps(dataclasses.asdict(c.Params())))}  # tuples as a record's lists
-            for n, c in sorted(METHODS.items())}
 
 
 def needs_of(cls: type[Distiller], params) -> Needs:

@@ -71,8 +71,8 @@ def set_determinism(on: bool) -> bool:
 def tf32(device: torch.device):
     """TF32 for the fp32 matmuls and convolutions outside autocast (CUDA, Ampere and later) while the engine
     computes, the previous settings restored afterwards. The switches are process-wide (torch's float32 matmul
-    precision reads `high` everywhere once they are on), so they are set around each call of the engine rather
-    than once in its constructor, where they stayed on for every later computation of the process (another job, a
+    precision reads `high` everywhere once they are on), so they are set around each call of the engine and
+    restored after it: set once, they would stay on for every later computation of the process (another job, a
     test, a caller's own model). Nothing changes on CPU or under deterministic algorithms."""
     if device.type != "cuda" or torch.are_deterministic_algorithms_enabled():
         yield

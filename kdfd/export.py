@@ -76,7 +76,7 @@ def to_transformers(model, weight: torch.Tensor, bias: torch.Tensor, task):
 def linear_head(model, distiller, role: str) -> tuple[torch.Tensor, torch.Tensor]:
     """(weight [C, H], bias [C]): the method's prediction as an affine map of the pooled vector, read off by feeding
     `predict` the zero vector and each unit vector as that vector (the model's own head gives `logits`). Read, not
-    asked of the method, so that no method's code changes (kdfd.fingerprint): KDFD's head(enc_mu(h)) comes out as
+    asked of the method, so that no method's code changes (kdfd.method_code): KDFD's head(enc_mu(h)) comes out as
     W_head W_mu and W_head b_mu + b_head. A method whose prediction reads more than the pooled vector fails here or
     in `check`."""
     from .models import Forward

@@ -16,15 +16,14 @@ import torch
 
 from .checkpoint import Checkpointer
 from .config import RunConfig, TrainConfig
-from .data import EncodedDataset, holdout_split, load_task, load_test, make_loader, quiz_split, subset
-from .data import fingerprint as data_fingerprint
-from .distiller import FROZEN, NONE, Distiller, ModelInfo, Needs, get_method, needs_of, params_dict, parse_params
+from .data import EncodedDataset, examples_hash, holdout_split, load_task, load_test, make_loader, quiz_split, subset
+from .distiller import FROZEN, NONE, Distiller, ModelInfo, Needs, needs_of, params_dict, parse_params
 from .engine import Engine, resolve_device, save_state, set_determinism, set_seed
 from .errors import ConfigError, ModelError
 from .files import atomic_write
 from .metrics import constant_baseline, predictions
-from .models import ModelSpec, build_classifier, check_depth, count_params, load_tokenizer
-from .models import fingerprint as model_fingerprint
+from .models import ModelSpec, build_classifier, check_depth, count_params, load_tokenizer, local_files_hash
+from .registry import get_method
 from .tasks import Task, get_task
 
 LOADER_WORKERS = 2  # collating processes per training loader on a GPU (a tokenized batch pads and stacks in ms)
@@ -197,12 +196,12 @@ def run(job: ResolvedJob, glue_dir: str | None = None, teacher_checkpoint: Path 
                              for s, d in dev_ds.items()},
         "curves": curves,
         **({"step_curves": engine.step_curve} if tc.eval_every else {}),
-        "data": {"source": data.source, "fingerprint": data_fingerprint(data), "train_examples": len(train_ds),
+        "data": {"source": data.source, "fingerprint": examples_hash(data), "train_examples": len(train_ds),
                  **({"quiz_examples": len(quiz_examples)} if quiz_examples else {}),
                  **({"heldout_examples": len(heldout)} if heldout else {}),
                  "dev_examples": {s: len(d) for s, d in dev_ds.items()}},
-        "model_fingerprints": {"student": model_fingerprint(cfg.student),
-                               "teacher": model_fingerprint(cfg.teacher) if cfg.teacher else None},
+        "model_fingerprints": {"student": local_files_hash(cfg.student),
+                               "teacher": local_files_hash(cfg.teacher) if cfg.teacher else None},
         "params": {"student": count_params(student), "teacher": count_params(teacher),
                    "method_student_modules": count_params(distiller.student_modules),
                    "method_teacher_modules": count_params(distiller.teacher_modules)},

@@ -12,7 +12,7 @@ Every point the paper leaves open (its sections 3-4 state the losses, models and
   the student's z_mu. `both` is the only placement that satisfies both sentences; the student's L_vae then joins
   eq. 10 with the same lambda (the paper's eq. 10 has no such term: set vae_on = teacher for the literal reading).
 - features = auto (default: the feature the model's own classifier reads: BERT's pooler output, or the token mean
-  of a model pre-trained with mean pooling such as all-MiniLM-L6-v2) | cls (last layer [CLS], version 1's default)
+  of a model pre-trained with mean pooling such as all-MiniLM-L6-v2) | cls (last layer [CLS])
   | mean (over tokens) | pooler. Chosen by experiment (reports/protocol, MRPC, 1 epoch, dev every 23 steps): on
   the mean-pooled MiniLM student every `cls` variant stayed at the majority class (F1 81.2) whatever the VAE's
   scale (recon_reduction) or gradient (vae_grad), while every `mean` variant left it (F1 82.0-82.1) and its CE fell

@@ -8,10 +8,11 @@ correlation (STS-B). Values are fractions in [0, 1] (correlations in [-1, 1]); r
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import pearsonr, spearmanr
-from sklearn.metrics import f1_score, matthews_corrcoef
 
 from .tasks import Task
+
+# scikit-learn and scipy are imported where a metric is computed: what only reads suites and records (`bench list`,
+# `bench status`, the held-out selection's `score`) imports this module without them
 
 
 def accuracy(pred, gold) -> float:
@@ -19,10 +20,14 @@ def accuracy(pred, gold) -> float:
 
 
 def f1(pred, gold) -> float:
+    from sklearn.metrics import f1_score
+
     return float(f1_score(gold, pred, pos_label=1, average="binary", zero_division=0.0))
 
 
 def mcc(pred, gold) -> float:
+    from sklearn.metrics import matthews_corrcoef
+
     return float(matthews_corrcoef(gold, pred))
 
 
@@ -34,10 +39,14 @@ def _correlation(fn, pred, gold) -> float:
 
 
 def pearson(pred, gold) -> float:
+    from scipy.stats import pearsonr
+
     return _correlation(pearsonr, pred, gold)
 
 
 def spearman(pred, gold) -> float:
+    from scipy.stats import spearmanr
+
     return _correlation(spearmanr, pred, gold)
 
 

@@ -108,7 +108,7 @@ def require_loadable(names) -> None:
                      "cache that holds it")
 
 
-def fingerprint(spec) -> str | None:
+def local_files_hash(spec) -> str | None:
     """A hash of a local pre-trained model's files (names, sizes, contents); None for `tiny` and for hub ids (their
     weights are the hub's revision)."""
     if not spec.pretrained:

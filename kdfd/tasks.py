@@ -163,9 +163,6 @@ TASKS: dict[str, Task] = {
     ]
 }
 
-GLUE_TASKS = tuple(name for name, t in TASKS.items() if not t.synthetic)
-
-
 def get_task(name: str) -> Task:
     try:
         return TASKS[name]

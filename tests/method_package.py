@@ -10,7 +10,8 @@ from pathlib import Path
 
 METHOD = '''"""A throwaway method: cross-entropy on the student alone, scaled by the helper module's weight."""
 
-from kdfd.distiller import Distiller, Needs, register
+from kdfd.distiller import Distiller, Needs
+from kdfd.registry import register
 
 from .loss import weighted_ce
 

@@ -12,7 +12,7 @@ import pytest
 from benchmarks import suite as suites
 from benchmarks.options import RunContext
 from benchmarks.runner import run_suite
-from kdfd.distiller import METHODS
+from kdfd.registry import METHODS
 from tests.conftest import ROOT
 
 

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from .helpers import bench, tiny_suite, tiny_train
+from .helpers import NO_TORCH, bench, tiny_suite, tiny_train
 
 TINY_SUITE = tiny_suite(methods=("kdfd", "vanilla-kd", "finetune"), description="test suite",
                         train=tiny_train(epochs=1, max_train_examples=128))
@@ -125,6 +125,29 @@ def test_list_shows_tasks_methods_and_suites():
     assert out.returncode == 0
     for word in ("mnli", "dev_mismatched", "kdfd", "vanilla-kd", "finetune", "vae_lambda=0.005", "glue-cpu"):
         assert word in out.stdout
+
+
+def test_list_reads_the_suites_without_expanding_them(tmp_path):
+    """`bench list` expands no suite (table1 alone is 6360 jobs) and reads them without torch: a suite's job count is
+    its cached expansion's, where `bench run` kept one under --results."""
+    from benchmarks import suite as suites
+    from benchmarks import suite_cache
+    from kdfd.registry import load_methods
+
+    load_methods()
+    suite_cache.save(tmp_path, suites.load("smoke"), suite_cache.key("smoke"))
+    code = ("import sys\nfrom benchmarks.cli import main\ncode = main(sys.argv[1:])\n"
+            "assert 'benchmarks.suite' not in sys.modules\nsys.exit(code)")
+    listed = subprocess.run([sys.executable, "-c", code, "list", "--results", str(tmp_path)], capture_output=True,
+                            text=True, timeout=600)
+    assert listed.returncode == 0, listed.stderr
+    code = NO_TORCH + "import sys\nfrom benchmarks import cli\ncli.console.print(cli.suite_table(sys.argv[1]))"
+    alone = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert alone.returncode == 0, alone.stderr
+    for out in (listed.stdout, alone.stdout):
+        jobs = {cells[1].strip(): cells[2].strip() for cells in (line.split("│") for line in out.splitlines())
+                if len(cells) == 5 and cells[1].strip()}
+        assert jobs["smoke"] == "12" and jobs["table1"] == "-" and set(suite_cache.available()) <= set(jobs)
 
 
 def test_report_on_a_root_without_the_suites_records_says_where_it_looked_and_writes_nothing(tmp_path):

@@ -9,7 +9,8 @@ import pytest
 from benchmarks import paper, report, report_writer, stats, store, verdicts
 from benchmarks import suite as suites
 from kdfd import losses
-from kdfd.distiller import METHODS, Distiller, Needs, register
+from kdfd.distiller import Distiller, Needs
+from kdfd.registry import METHODS, register
 
 from .helpers import records
 
@@ -371,22 +372,27 @@ def half_ce():
         METHODS.pop(HalfCE.name, None)
 
 
-def test_a_method_added_after_the_suite_was_written_appears_in_its_report(half_ce, tmp_path):
+def test_a_method_added_after_the_suite_was_written_appears_in_its_report(half_ce, tmp_path, capsys):
     """Run on smoke by name only (`--methods`), reported without it: its records are the suite's jobs had the suite
-    named it, so it reaches the every-task table; no reference row maps it, so Tables 1-3 leave it out; and the
-    synthetic suite's captions name its own tasks and tiny models, not GLUE or BERT-base."""
+    named it, so it reaches the every-task table, in report.md and in the terminal; no reference row maps it, so
+    Tables 1-3 leave it out; and the synthetic suite's captions name its own tasks and tiny models, not GLUE or
+    BERT-base."""
     from benchmarks import cli
 
     results, out = tmp_path / "results", tmp_path / "reports"
     assert cli.main(["run", "--suite", "smoke", "--tasks", "synth-single", "--methods", half_ce.name,
                      "--results", str(results), "--no-progress"]) == 0
+    capsys.readouterr()
     assert cli.main(["report", "--suite", "smoke", "--tasks", "synth-single", "--results", str(results),
                      "--out", str(out)]) == 0
+    terminal = capsys.readouterr().out
     (record,) = [r for r in records(results) if r["method"] == half_ce.name]
     md = (out / "smoke" / "report.md").read_text()
     every = md.split("## Every task and method", 1)[1].split("\n## ", 1)[0]
     # paper row, synth-single accuracy, avg
-    assert md_rows(every)[half_ce.name] == ["-", f"{100 * record['metrics']['dev']['accuracy']:.1f} (n=1)", "-"]
+    cells = ["-", f"{100 * record['metrics']['dev']['accuracy']:.1f} (n=1)", "-"]
+    assert md_rows(every)[half_ce.name] == cells
+    assert md_rows(terminal.split("Every task and method", 1)[1])[half_ce.name] == cells  # as report.md has it
     assert "- not run: synth-single kdfd seed 1" in md  # the suite's own methods, never run here, are listed
     assert half_ce.name not in (out / "smoke" / "table1.md").read_text()
     ours = next(line for line in every.splitlines() if line.startswith("Ours:"))
@@ -425,8 +431,7 @@ def test_the_rules_name_the_parameters_a_run_set_unlike_the_methods_defaults():
 
 
 def test_method_facts_defaults_read_like_a_records_params():
-    from kdfd.distiller import method_facts
-    from kdfd.registry import load_methods
+    from kdfd.registry import load_methods, method_facts
 
     load_methods()
     facts = method_facts()

@@ -117,7 +117,7 @@ def test_table_suites_name_the_papers_methods():
 
 
 def test_methods_all_means_every_registered_method():
-    from kdfd.distiller import METHODS
+    from kdfd.registry import METHODS
 
     s = suites.load("smoke", tasks=["synth-single"], methods=["all"])
     assert {j.config.method for j in s.jobs if j.config.role != "teacher"} == set(METHODS)

@@ -187,15 +187,15 @@ def test_evaluation_goes_longest_first_and_predictions_come_back_in_file_order()
     assert torch.allclose(torch.tensor(logits), torch.tensor(np.array(one_by_one)), atol=1e-5)
 
 
-def test_the_data_fingerprint_follows_the_examples():
-    from kdfd.data import TaskData, fingerprint, load_task
+def test_the_examples_hash_follows_the_examples():
+    from kdfd.data import TaskData, examples_hash, load_task
     from kdfd.tasks import get_task
 
     data = load_task(get_task("synth-pair"), "synthetic")
-    assert fingerprint(data) == fingerprint(load_task(get_task("synth-pair"), "synthetic"))
+    assert examples_hash(data) == examples_hash(load_task(get_task("synth-pair"), "synthetic"))
     flipped = data.train[0]._replace(label="1" if data.train[0].label == "0" else "0")
     changed = TaskData(data.task, [flipped, *data.train[1:]], data.dev, data.source)
-    assert fingerprint(changed) != fingerprint(data)
+    assert examples_hash(changed) != examples_hash(data)
 
 
 # ------------------------------------------------ the Hugging Face `datasets` source, on a local copy of the hub's

@@ -8,10 +8,11 @@ import re
 import pytest
 
 from kdfd.config import RunConfig, TrainConfig
-from kdfd.distiller import FROZEN, NONE, ONLINE, ModelInfo, get_method
+from kdfd.distiller import FROZEN, NONE, ONLINE, ModelInfo
 from kdfd.errors import ConfigError
 from kdfd.job import check_models, resolve
 from kdfd.models import ModelSpec
+from kdfd.registry import get_method
 
 from ..conftest import ROOT
 

@@ -39,12 +39,12 @@ def test_forward_returns_hidden_states_only_when_asked():
     assert len(out.hidden_states) == 3 and out.hidden_states[-1].shape == (1, 4, 16)
 
 
-def test_model_fingerprints_hash_local_weights_only():
-    from kdfd.models import ModelSpec, fingerprint
+def test_local_files_hash_hashes_local_weights_only():
+    from kdfd.models import ModelSpec, local_files_hash
 
-    assert fingerprint(ModelSpec(name="tiny")) is None
-    fp = fingerprint(ModelSpec(name="minilm"))
-    assert fp is not None and len(fp) == 16 and fp == fingerprint(ModelSpec(name="minilm", layers=3))
+    assert local_files_hash(ModelSpec(name="tiny")) is None
+    fp = local_files_hash(ModelSpec(name="minilm"))
+    assert fp is not None and len(fp) == 16 and fp == local_files_hash(ModelSpec(name="minilm", layers=3))
 
 
 def test_a_hub_id_in_the_local_cache_needs_no_hub_and_one_not_cached_is_named(tmp_path):

@@ -18,7 +18,7 @@ def test_every_module_of_baselines_and_kdfds_method_are_loaded():
 
 def test_importing_the_runner_registers_no_method():
     code = ("import benchmarks.cli, benchmarks.runner, benchmarks.suite, baselines\n"
-            "from kdfd.distiller import METHODS\nprint(sorted(METHODS))")
+            "from kdfd.registry import METHODS\nprint(sorted(METHODS))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert out.returncode == 0 and out.stdout.strip() == "[]", (out.stdout, out.stderr)
 

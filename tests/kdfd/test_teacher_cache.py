@@ -10,9 +10,9 @@ import torch
 
 from kdfd import synthetic
 from kdfd.data import EncodedDataset, make_loader
-from kdfd.distiller import FROZEN, METHODS
+from kdfd.distiller import FROZEN
 from kdfd.errors import ConfigError
-from kdfd.registry import load_methods
+from kdfd.registry import METHODS, load_methods
 from kdfd.tasks import get_task
 from kdfd.teacher_cache import example_key, weights_key
 from tests.kdfd.helpers import STUDENT, TEACHER, setup

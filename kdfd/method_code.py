@@ -51,7 +51,7 @@ _modules: dict[str, str | None] = {}
 _codes: dict[type, dict | None] = {}
 
 
-def method_code(cls: type[Distiller]) -> dict | None:
+def of(cls: type[Distiller]) -> dict | None:
     """{"fingerprint": 16 hex digits, "modules": {module name: 16 hex digits}} of a method class, or None when one of
     its own modules has no source file."""
     if cls not in _codes:
@@ -120,10 +120,6 @@ def module_hash(tree: ast.Module) -> str:
     return hashlib.sha256("".join(out).encode()).hexdigest()[:16]
 
 
-def source_hash(source: str) -> str:
-    return module_hash(ast.parse(source))
-
-
 _DOCUMENTED = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
 
 
@@ -186,7 +182,7 @@ def _source(name: str) -> str | None:
 
 def code_from_source(recorded: dict) -> dict | None:
     """The code now of the modules a record's fingerprint names, read from their files by path (nothing imported,
-    so no torch): those modules and the method code they import now, as `method_code` follows them. None when one of
+    so no torch): those modules and the method code they import now, as `of` follows them. None when one of
     them has no source file any more (deleted or renamed: the record's code is gone)."""
     modules = list(recorded.get("modules", {}))
     top = next((m.split(".")[0] for m in modules if m.split(".")[0] not in ("kdfd", *METHOD_PACKAGES)), "kdfd")
@@ -250,9 +246,9 @@ def changes(records: list[dict], accepted: Path, by_source: bool = False) -> lis
             if key not in from_source:
                 from_source[key] = code_from_source(record[FIELD]) or {"fingerprint": "gone", "modules": {}}
             return from_source[key]
-        from .distiller import get_method
+        from .registry import get_method
 
-        return method_code(get_method(record["method"]))
+        return of(get_method(record["method"]))
 
     known = load_accepted(accepted)
     groups: dict[tuple, list[dict]] = {}
