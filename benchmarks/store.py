@@ -527,11 +527,21 @@ def set_aside_caches(results: Path, tasks) -> list[tuple[Path, Path, str]]:
 def representations(path: Path, record: Record | None = None) -> dict | None:
     """The arrays of a record's representations (.npz), or None when there are none or they are damaged (the
     report leaves their figures out; `bench report` names the file)."""
+    return _arrays(path, ".npz", record)
+
+
+def predictions(path: Path, record: Record | None = None) -> dict | None:
+    """The arrays of a record's test-set predictions (.test.npz), or None when there are none or they are damaged
+    (`bench report --glue-submission` leaves that run out; `bench report` names the file)."""
+    return _arrays(path, ".test.npz", record)
+
+
+def _arrays(path: Path, suffix: str, record: Record | None) -> dict | None:
     import numpy as np
 
-    file = artifacts_file(path)
+    file = companion(path, suffix)
     record = record if record is not None else read(path)
-    sha = ((record.checksums if record is not None else None) or {}).get(".npz")
+    sha = ((record.checksums if record is not None else None) or {}).get(suffix)
     if not file.is_file() or files.damage(file, sha) is not None:
         return None
     try:
