@@ -54,7 +54,7 @@ def states(suite: Suite, results: Path, sacct: bool = True) -> list[JobState]:
             out.append(JobState(job, "done", sid, record=record))
         elif _locked(store.lock_path(results, job)):
             out.append(JobState(job, "running", sid))
-        elif damaged := store.damaged(results, [job]):
+        elif damaged := store.damaged(results, [job], suites=()):  # the job's own files (the list: `unreadable`)
             out.append(JobState(job, "damaged", sid, "; ".join(d.line() for d in damaged)
                                 + ": the next `bench run` moves it aside and redoes the job", record))
         elif sid is not None and not sacct:

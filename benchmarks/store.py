@@ -448,8 +448,8 @@ def damaged(results: Path, jobs=None, running: set[str] = frozenset(), suites=No
     files of done records that fail their checksum (a missing one is not damage: its job remakes it), checkpoints
     that fail theirs (but those of the `running` job ids, which may be between a checkpoint and its sidecar), the
     teacher caches of the tasks, and the kept expansions and SLURM submission lists of the suites named `suites`
-    (None: of every suite). Read only: `set_aside` and `set_aside_kept` move them, under the job's lock and before
-    a run."""
+    (None: of every suite; empty: of none). Read only: `set_aside` and `set_aside_kept` move them, under the job's
+    lock and before a run."""
     results = Path(results)
     if jobs is None:  # every record, and every checkpoint of a job that has none yet
         found = [*results.glob(RECORD_GLOB), *(p.with_suffix(".json") for p in results.glob("*/*/s*-*.ckpt"))]
@@ -477,6 +477,8 @@ def damaged(results: Path, jobs=None, running: set[str] = frozenset(), suites=No
 
 def _kept_damage(results: Path, suites=None) -> list[tuple[Path, str]]:
     """The suites' expansions and submission lists (None: every suite's) that cannot be trusted: (path, why)."""
+    if suites is not None and not suites:
+        return []
     results = Path(results)
     expansions = sorted(results.glob(suite_cache_path(results, "*", "*").relative_to(results).as_posix()))
     lists = sorted(results.glob(slurm_state_path(results, "*").relative_to(results).as_posix()))

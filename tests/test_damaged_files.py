@@ -208,3 +208,19 @@ def test_a_damaged_tsne_cache_is_recomputed(runs, tmp_path, damage):
     assert np.array_equal(figures.embeddings(reps, [name], npz)[name], first)  # computed again: the same
     with np.load(cache) as z:
         assert np.array_equal(z[name], first)
+
+
+def test_a_job_without_a_record_is_unknown_while_the_submission_list_is_damaged(runs, tmp_path, capsys):
+    """Not `to run`: it may be queued, and the list that would say so cannot be read."""
+    suite, source = runs["submitted"]
+    results = tmp_path / "results"
+    shutil.copytree(source, results)
+    (record,) = results.glob(KINDS["record"].glob)
+    record.unlink()
+    (listed,) = results.glob(KINDS["SLURM submission list"].glob)
+    listed.write_bytes(DAMAGES["truncated"](listed.read_bytes()))
+    capsys.readouterr()
+    assert main(["status", "--suite", str(suite), "--results", str(results)]) == 1
+    out = capsys.readouterr()
+    _one_line_each(out.err, listed)
+    assert "2 done, 1 unknown" in out.out.splitlines() and "whether it was submitted is unknown" in out.out
