@@ -12,12 +12,14 @@ Layout, under a results root:
                              .tb/<label>/  TensorBoard events (`train.tensorboard`, `bench run --tensorboard`)
                              .model/    the trained model as a transformers folder (`train.save_model`)
                              .ckpt.sha256  the checkpoint's checksum (kdfd.files.sidecar)
+                             .tsne.npz  the report's t-SNE of the representations (benchmarks.figures): a cache
                              .<suffix>.corrupt  a file found damaged, moved aside (`set_aside`)
     <task>/teacher-cache/               a frozen teacher's cached outputs (kdfd.teacher_cache), each with its .sha256
-    .slurm/<suite>/submitted.json       what the SLURM executor submitted (job id -> SLURM id); beside it,
-                                        submitit's pickles and logs, a folder per SLURM job
-    .suites/<suite>-<key>.cache         a suite's expansion (JSON) as `bench run` made it (benchmarks.suite_cache), so
-                                        that `bench status` and `bench report` need not import the methods (nor torch)
+    .slurm/<suite>/submitted.json       what the SLURM executor submitted (job id -> SLURM id; sealed: SEAL); beside
+                                        it, submitit's pickles and logs, a folder per SLURM job
+    .suites/<suite>-<key>.cache         a suite's expansion (JSON, sealed) as `bench run` made it
+                                        (benchmarks.suite_cache), so that `bench status` and `bench report` need not
+                                        import the methods (nor torch)
     .tensorboard/<task>/<label>/s<seed>-<id8>/  a job's TensorBoard events (`train.tensorboard`, `--report-to`)
     .mlflow/, .wandb/                   MLflow's and W&B's offline stores (`bench run --report-to mlflow,wandb`)
     .accepted-code-changes.json         the code changes accepted with --accept-code-changes (kdfd.fingerprint)
@@ -29,7 +31,9 @@ Integrity: a done record keeps the SHA-256 of each file it describes (`checksums
 done only while they match (`is_done`), so a damaged file is `damaged` (named by `bench status`, `report`,
 `results`) and, on the next `bench run`, moved aside (`set_aside`) and remade by its job. A teacher so found is
 retrained; its students' records stand. Records written before checksums existed are checked by the files' zip
-CRCs (kdfd.files.damage). The store imports neither
+CRCs (kdfd.files.damage). A record carries its own checksum (SEAL), and so do a suite's kept expansion and its SLURM
+submission list (`read_expansion`, `read_submitted`): damaged, they are named as well, never used, and moved aside
+by the suite's next `bench run` (`set_aside_kept`). The store imports neither
 torch nor the rest of `benchmarks`: `bench status` and `bench report` read through it alone.
 
 A job is anything with `.id`, `.label` and `.config` (task, method, seed, role): a `benchmarks.suite.Job`.
