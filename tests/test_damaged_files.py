@@ -16,12 +16,17 @@ is covered (`KINDS`: the matrix below):
   kdfd.files.damage)
 - a suite's expansion `.suites/<suite>-<key>.cache`, sealed: "suite expansion" (remade byte for byte)
 - what SLURM was given, `.slurm/<suite>/submitted.json`, sealed: "SLURM submission list", written by the
-  submitter's own writer (slurm._keep) rather than by a cluster; moved aside by `bench run --executor slurm`
+  submitter's own writer (slurm._keep) rather than by a cluster; moved aside by `bench run --executor slurm`; a job
+  with no record shows as unknown meanwhile (`test_a_job_without_a_record_is_unknown_...`)
 - the t-SNE cache `.tsne.npz` the report keeps beside the representations: a cache, checked by its zip CRCs and
   recomputed when it does not read (`test_a_damaged_tsne_cache_is_recomputed`), never named
 - `.accepted-code-changes.json`: one that does not read stops the commands that read it with one line naming it
   (tests/kdfd/test_fingerprint.py); a changed byte that still parses can only withdraw an acceptance (fingerprints
   match exactly), and the run then stops on the code change
+- submitit's own files beside the list (`.slurm/<suite>/<slurm id>/` pickles and logs, `.submission_file_*.sh`):
+  read by submitit in the SLURM task alone; a damaged one fails its task, which `bench status` shows as failed
+  ("ended FAILED without a record"), and the next `bench run --executor slurm` submits the job again with new ones
+  (not damaged here: that needs a cluster's task to read them)
 - not read back, so never trusted: `.lock` (an flock on it; its text, pid and host, is for a person), the
   temporaries `.NAME.PID.tmp` of a killed write (removed under the job's lock), the write probe of `bench run`
   (removed at once), `.corrupt` files, the tracker stores (`.tensorboard/`, `.tb/`, `.mlflow/`, `.wandb/`) and the
