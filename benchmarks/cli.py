@@ -2,10 +2,11 @@
 `bench prefetch`, `bench speed` (benchmarks/speed.py).
 
 Exit codes: 0 all jobs done (or skipped, or submitted); 1 some job failed (its record says why), `bench report`
-found no record of the suite, or `bench status` / `report` / `results` found damaged files (one line each, then a
-count; the next `bench run` moves them aside and redoes their jobs); 2 a usage or configuration error, printed as
-one line (a traceback only with --debug); 3 a SLURM command failed or is missing (sacct, sbatch, scancel): the
-cluster, not the input; 130 interrupted (Ctrl-C), 143 terminated (SIGTERM), with one line saying how to resume.
+found no record of the suite, or `bench status` / `wait` / `cancel` / `report` / `results` found damaged files (one
+line each, then a count; the next `bench run` moves them aside and redoes their jobs); 2 a usage or configuration
+error, printed as one line (a traceback only with --debug); 3 a SLURM command failed or is missing (sacct, sbatch,
+scancel): the cluster, not the input; 130 interrupted (Ctrl-C), 143 terminated (SIGTERM), with one line saying how
+to resume.
 """
 
 from __future__ import annotations
@@ -321,7 +322,7 @@ def cmd_status(args) -> int:
         spent = cost.records_frame(s.record for s in items if s.record is not None and s.record.done)
         console.print(Markdown(" ".join(cost.to_finish(spent, left))))
     running = {s.job.id for s in items if s.state == "running"}
-    damaged = name_damaged(store.damaged(Path(args.results), suite.jobs, running))
+    damaged = name_damaged(store.damaged(Path(args.results), suite.jobs, running, [suite.name]))
     if sacct_error is not None:
         print(f"bench: warning: {sacct_error}: SLURM tasks without a record are shown as unknown", file=sys.stderr)
         return 3
@@ -333,7 +334,7 @@ def cmd_wait(args) -> int:
 
     from tqdm.auto import tqdm
 
-    from . import status
+    from . import status, store
 
     require_roots(args.results)
     suite = load_suite(args)
@@ -355,16 +356,19 @@ def cmd_wait(args) -> int:
         time.sleep(args.poll)
     bar.close()
     console.print(status_table(items, f"suite {suite.name}"))
-    return 1 if n.get("failed") else 0
+    damaged = name_damaged(store.damaged(results, suite.jobs, suites=[suite.name]))
+    return 1 if damaged or n.get("failed") else 0
 
 
 def cmd_cancel(args) -> int:
-    from . import slurm
+    from . import slurm, store
 
     require_roots(args.results)
-    ids = slurm.cancel(Path(args.results), load_suite(args))
+    suite = load_suite(args)
+    ids = slurm.cancel(Path(args.results), suite)
     console.print(f"cancelled {len(ids)} SLURM tasks" + (f": {' '.join(ids)}" if ids else ""))
-    return 0
+    # a damaged submission list names no task to cancel: said, so that `squeue` is looked at
+    return 1 if name_damaged(store.damaged(args.results, [], suites=[suite.name])) else 0
 
 
 def cmd_report(args) -> int:
@@ -438,7 +442,8 @@ def cmd_report(args) -> int:
             console.print(f"{len(without)} selected runs saved no test predictions (run them with [train] "
                           f"predict_test = true): {', '.join(without)}")
     jobs = [*suite.jobs, *(j for c in sweeps.values() for j in getattr(c, "jobs", []))]
-    return 1 if name_damaged([d for root in roots for d in store.damaged(root, jobs)]) else 0
+    names = [suite.name, *sweeps]
+    return 1 if name_damaged([d for root in roots for d in store.damaged(root, jobs, suites=names)]) else 0
 
 
 def cmd_results(args) -> int:

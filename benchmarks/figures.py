@@ -70,10 +70,11 @@ def embed(x: np.ndarray) -> np.ndarray:
 def embeddings(reps: dict[str, np.ndarray], names: list[str], source: Path | None) -> dict[str, np.ndarray]:
     """The t-SNE of each named representation, read from the cache beside `source` (the representations' .npz)
     when it was made from that very file, else computed and kept there (t-SNE is most of a report's time). A cache
-    that cannot be written (a read-only results root) is skipped."""
+    that does not read whole (a disk fault) is computed again and replaced: a cache, never a result, it is not named
+    as damaged. A cache that cannot be written (a read-only results root) is skipped."""
     import hashlib
 
-    from kdfd.files import atomic_write
+    from kdfd.files import atomic_write, damage
 
     if source is None:
         return {n: embed(reps[n]) for n in names}
@@ -81,10 +82,11 @@ def embeddings(reps: dict[str, np.ndarray], names: list[str], source: Path | Non
     cache = Path(source).with_suffix(TSNE_CACHE)
     key = f"{TSNE_VERSION}-{digest}"
     try:
-        with np.load(cache) as z:
-            if str(z["key"]) == key and all(n in z.files for n in names):
-                return {n: z[n] for n in names}
-    except (OSError, ValueError, KeyError):
+        if damage(cache) is None:  # its members' CRC-32s: a changed byte in an embedding would load without a word
+            with np.load(cache) as z:
+                if str(z["key"]) == key and all(n in z.files for n in names):
+                    return {n: z[n] for n in names}
+    except Exception:  # a zip whose CRCs hold and whose content is no array file: computed again, replaced
         pass
     out = {n: embed(reps[n]) for n in names}
     try:

@@ -174,15 +174,27 @@ class Outcome:
 
 
 def start(suite: Suite, ctx: RunContext, checked: Callable[[], object] | None = None) -> None:
-    """Before the first job: the inputs (`preflight`), the results root, `checked`; then the suite's damaged teacher
-    caches are moved aside, to be rebuilt by the next job that reads one (the records made with them stand: a cache
-    holds what the teacher computes again)."""
+    """Before the first job: the inputs (`preflight`), the results root, the suite's damaged kept files
+    (`set_aside_kept`), `checked`; then the suite's damaged teacher caches are moved aside, to be rebuilt by the next
+    job that reads one (the records made with them stand: a cache holds what the teacher computes again)."""
     preflight(suite, ctx)
     store.check_writable(ctx.results)
+    set_aside_kept(suite, ctx.results)
     if checked is not None:
         checked()
     for file, aside, why in store.set_aside_caches(ctx.results, sorted({j.config.task for j in suite.jobs})):
         tqdm.write(f"teacher cache {file} is damaged ({why}); kept as {aside.name}, rebuilt when a job next reads it")
+
+
+def set_aside_kept(suite: Suite, results: Path) -> None:
+    """The suite's damaged expansion and submission list moved aside, a line each (store.set_aside_kept), before
+    `checked` keeps a new expansion (a local run as a SLURM submission)."""
+    for file, aside, why in store.set_aside_kept(results, suite.name):
+        if file.suffix == ".cache":
+            log.warning(f"suite expansion {file} is damaged ({why}); kept as {aside.name}, made again")
+        else:  # which tasks are queued is unknown now: submitted again, they find their jobs locked or done
+            log.warning(f"SLURM submission list {file} is damaged ({why}); kept as {aside.name}: tasks queued "
+                        "before are no longer followed, and a job one of them runs is never run twice (its lock)")
 
 
 def run_suite(suite: Suite, ctx: RunContext, checked: Callable[[], object] | None = None) -> list[Outcome]:

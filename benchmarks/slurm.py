@@ -96,7 +96,9 @@ def state_path(results: Path, suite: Suite) -> Path:
 
 
 def submitted(results: Path, suite: Suite) -> dict:
-    return store.read_json(state_path(results, suite)) or {}
+    """Job id -> {"slurm_id", "submitted"}; {} where nothing was submitted, or the list is damaged (which `bench
+    status` names: store.read_submitted)."""
+    return store.read_submitted(state_path(results, suite))[0]
 
 
 def submit(suite: Suite, ctx: RunContext, checked: Callable[[], object] | None = None) -> dict[str, str]:
@@ -111,6 +113,7 @@ def submit(suite: Suite, ctx: RunContext, checked: Callable[[], object] | None =
     from . import runner
 
     runner.preflight(suite, ctx, gpus_at=lambda: no_gpus_in(opts.partition))
+    runner.set_aside_kept(suite, results)
     state = submitted(results, suite)
     try:
         live = slurm_states([v["slurm_id"] for v in state.values()])
@@ -177,7 +180,7 @@ def _keep(results: Path, suite: Suite, state: dict, new: dict[str, str]) -> None
         return
     now = dt.datetime.now(dt.timezone.utc).isoformat()
     state.update({job_id: {"slurm_id": sid, "submitted": now} for job_id, sid in new.items()})
-    store.write_json(state_path(results, suite), state)
+    store.write_sealed(state_path(results, suite), state)
 
 
 # sbatch's reason for refusing a submission -> the options that can fix it (Slurm's own messages, matched lowercase)

@@ -6,7 +6,7 @@ kdfd.method_code) · failed (the record's error, or the SLURM state of a task th
 file its record describes, or its checkpoint, fails its checksum: `benchmarks.store.damaged`; the next `bench run`
 moves the file aside and redoes the job) · to run (nothing yet, or a teacher's done record without its weights, as
 in a fresh clone: weights are never committed) · unknown (submitted, no record yet, and `sacct` could not be asked:
-`states(..., sacct=False)`).
+`states(..., sacct=False)`; or no record, and the suite's SLURM submission list is damaged).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def states(suite: Suite, results: Path, sacct: bool = True) -> list[JobState]:
     """Each job's state. Asking `sacct` fails with slurm.SlurmError; with sacct=False it is not asked, and submitted
     jobs that are neither done, failed nor locked are `unknown`."""
     results = Path(results)
-    sub = slurm.submitted(results, suite)
+    sub, unreadable = store.read_submitted(slurm.state_path(results, suite))
     live = slurm.slurm_states([v["slurm_id"] for v in sub.values()]) if sub and sacct else {}
     stale = {i: change for change in code_changes(suite, results) for i in change.ids}
     out = []
@@ -54,7 +54,7 @@ def states(suite: Suite, results: Path, sacct: bool = True) -> list[JobState]:
             out.append(JobState(job, "done", sid, record=record))
         elif _locked(store.lock_path(results, job)):
             out.append(JobState(job, "running", sid))
-        elif damaged := store.damaged(results, [job]):
+        elif damaged := store.damaged(results, [job], suites=()):  # the job's own files (the list: `unreadable`)
             out.append(JobState(job, "damaged", sid, "; ".join(d.line() for d in damaged)
                                 + ": the next `bench run` moves it aside and redoes the job", record))
         elif sid is not None and not sacct:
@@ -74,6 +74,9 @@ def states(suite: Suite, results: Path, sacct: bool = True) -> list[JobState]:
                                 + (" (its teacher did not finish)" if job.teacher is not None
                                    and not store.is_done(results, job.teacher) else "")
                                 + ("; its checkpoint is kept: the next `bench run` resumes it" if resumes else "")))
+        elif unreadable is not None:  # it may be queued: the list that would say so is damaged (named apart)
+            out.append(JobState(job, "unknown", None, f"whether it was submitted is unknown: "
+                                f"{slurm.state_path(results, suite).name} is damaged"))
         else:
             out.append(JobState(job, "to run"))
     return out

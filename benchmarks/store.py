@@ -12,13 +12,15 @@ Layout, under a results root:
                              .tb/<label>/  TensorBoard events (`train.tensorboard`, `bench run --tensorboard`)
                              .model/    the trained model as a transformers folder (`train.save_model`)
                              .ckpt.sha256  the checkpoint's checksum (kdfd.files.sidecar)
+                             .tsne.npz  the report's t-SNE of the representations (benchmarks.figures): a cache
                              .<suffix>.corrupt  a file found damaged, moved aside (`set_aside`)
     <task>/teacher-cache/               a frozen teacher's cached outputs (kdfd.teacher_cache), each with its .sha256
     <task>/tokens/                      its texts' token ids, shared by its jobs (kdfd.token_cache), with .sha256s
-    .slurm/<suite>/submitted.json       what the SLURM executor submitted (job id -> SLURM id); beside it,
-                                        submitit's pickles and logs, a folder per SLURM job
-    .suites/<suite>-<key>.cache         a suite's expansion (JSON) as `bench run` made it (benchmarks.suite_cache), so
-                                        that `bench status` and `bench report` need not import the methods (nor torch)
+    .slurm/<suite>/submitted.json       what the SLURM executor submitted (job id -> SLURM id; sealed: SEAL); beside
+                                        it, submitit's pickles and logs, a folder per SLURM job
+    .suites/<suite>-<key>.cache         a suite's expansion (JSON, sealed) as `bench run` made it
+                                        (benchmarks.suite_cache), so that `bench status` and `bench report` need not
+                                        import the methods (nor torch)
     .tensorboard/<task>/<label>/s<seed>-<id8>/  a job's TensorBoard events (`train.tensorboard`, `--report-to`)
     .mlflow/, .wandb/                   MLflow's and W&B's offline stores (`bench run --report-to mlflow,wandb`)
     .accepted-code-changes.json         the code changes accepted with --accept-code-changes (kdfd.method_code)
@@ -30,7 +32,9 @@ Integrity: a done record keeps the SHA-256 of each file it describes (`checksums
 done only while they match (`is_done`), so a damaged file is `damaged` (named by `bench status`, `report`,
 `results`) and, on the next `bench run`, moved aside (`set_aside`) and remade by its job. A teacher so found is
 retrained; its students' records stand. Records written before checksums existed are checked by the files' zip
-CRCs (kdfd.files.damage). The store imports neither
+CRCs (kdfd.files.damage). A record carries its own checksum (SEAL), and so do a suite's kept expansion and its SLURM
+submission list (`read_expansion`, `read_submitted`): damaged, they are named as well, never used, and moved aside
+by the suite's next `bench run` (`set_aside_kept`). The store imports neither
 torch nor the rest of `benchmarks`: `bench status` and `bench report` read through it alone.
 
 A job is anything with `.id`, `.label` and `.config` (task, method, seed, role): a `benchmarks.suite.Job`.
@@ -304,8 +308,9 @@ class Record(Mapping):
         return len(self._json())
 
 
-# A record's own checksum, beside its other keys: the SHA-256 of the record's text without it, as `write_json`
-# writes it, so that a changed byte that still parses (a digit of a metric) is caught as well
+# A JSON file's own checksum, beside its other keys: the SHA-256 of its text without it, as `write_json` writes it,
+# so that a changed byte that still parses (a digit of a metric, of a SLURM id) is caught as well. Records carry it,
+# and so do the other JSON files a run reads back: a suite's expansion and what SLURM was given (`write_sealed`).
 SEAL = "record_sha256"
 
 
@@ -313,11 +318,11 @@ def _sealed(data: dict) -> str:
     return hashlib.sha256(_text(data).encode()).hexdigest()
 
 
-_seals_checked: set[tuple] = set()  # (path, inode, size, mtime, seal) of records whose seal held
+_seals_checked: set[tuple] = set()  # (path, inode, size, mtime, seal) of files whose seal held
 
 
 def _seal_holds(path: Path, seal: str, data: dict) -> bool:
-    """Whether a record's text without its seal hashes to the seal; remembered per file version, since the runner
+    """Whether a file's text without its seal hashes to the seal; remembered per file version, since the runner
     asks whether jobs are done many times over (benchmarks.selection's loop)."""
     try:
         st = os.stat(path)
@@ -340,15 +345,24 @@ def record_damage(path: Path) -> str | None:
     return _load(path)[1] if Path(path).is_file() else None
 
 
-def _load(path: Path) -> tuple[Record | None, str | None]:
+def _unseal(path: Path, what: str) -> tuple[dict | None, str | None, bool]:
+    """A sealed JSON object's keys without its seal, or None and why it cannot be trusted (`missing` where there is
+    no file; `what` names what it should be), and whether it was sealed."""
     data = read_json(path)
     if data is None:
-        return None, "not JSON" if Path(path).is_file() else "missing"
+        return None, "not JSON" if Path(path).is_file() else "missing", False
     if not isinstance(data, dict):
-        return None, f"not a record (JSON {type(data).__name__})"
+        return None, f"not {what} (JSON {type(data).__name__})", False
     seal = data.pop(SEAL, None)
-    if seal is not None and not _seal_holds(path, seal, data):
-        return None, "checksum mismatch (the record's text changed since it was written)"
+    if seal is not None and not (isinstance(seal, str) and _seal_holds(path, seal, data)):
+        return None, "checksum mismatch (its text changed since it was written)", True
+    return data, None, seal is not None
+
+
+def _load(path: Path) -> tuple[Record | None, str | None]:
+    data, why, sealed = _unseal(path, "a record")
+    if data is None:
+        return None, why
     try:
         record = Record.from_dict(data)
     except (TypeError, ValueError):  # a config that is no mapping
@@ -358,7 +372,7 @@ def _load(path: Path) -> tuple[Record | None, str | None]:
     wrong += ["checksums"] * (not all(isinstance(v, str) for v in (record.checksums or {}).values()))
     if wrong:
         return None, f"not a record ({wrong[0]} of another type)"
-    if seal is None:  # written before records were sealed: written back as it was, byte for byte
+    if not sealed:  # written before records were sealed: written back as it was, byte for byte
         record = dataclasses.replace(record, absent=record.absent | {SEAL})
     return record, None
 
@@ -439,11 +453,13 @@ class Damaged:
         return f"{self.path}: {self.why}"
 
 
-def damaged(results: Path, jobs=None, running: set[str] = frozenset()) -> list[Damaged]:
+def damaged(results: Path, jobs=None, running: set[str] = frozenset(), suites=None) -> list[Damaged]:
     """Every damaged file under a results root (of `jobs`, or of every record there): records that do not parse,
     files of done records that fail their checksum (a missing one is not damage: its job remakes it), checkpoints
-    that fail theirs (but those of the `running` job ids, which may be between a checkpoint and its sidecar), and
-    the teacher caches of the tasks. Read only: `set_aside` moves them, under the job's lock."""
+    that fail theirs (but those of the `running` job ids, which may be between a checkpoint and its sidecar), the
+    teacher caches of the tasks, and the kept expansions and SLURM submission lists of the suites named `suites`
+    (None: of every suite; empty: of none). Read only: `set_aside` and `set_aside_kept` move them, under the job's
+    lock and before a run."""
     results = Path(results)
     if jobs is None:  # every record, and every checkpoint of a job that has none yet
         found = [*results.glob(RECORD_GLOB), *(p.with_suffix(".json") for p in results.glob("*/*/s*-*.ckpt"))]
@@ -466,7 +482,30 @@ def damaged(results: Path, jobs=None, running: set[str] = frozenset()) -> list[D
         for cache in sorted(teacher_cache_path(results, task).glob("*.pt")):
             if (why := files.damage(cache)) is not None:
                 out.append(Damaged(cache, why))
-    return out
+    return out + [Damaged(path, why) for path, why in _kept_damage(results, suites)]
+
+
+def _kept_damage(results: Path, suites=None) -> list[tuple[Path, str]]:
+    """The suites' expansions and submission lists (None: every suite's) that cannot be trusted: (path, why)."""
+    if suites is not None and not suites:
+        return []
+    results = Path(results)
+    expansions = sorted(results.glob(suite_cache_path(results, "*", "*").relative_to(results).as_posix()))
+    lists = sorted(results.glob(slurm_state_path(results, "*").relative_to(results).as_posix()))
+    out = [(p, read_expansion(p)[1]) for p in expansions if suites is None or _expansion_of(p) in suites]
+    out += [(p, read_submitted(p)[1]) for p in lists if suites is None or p.parent.name in suites]
+    return [(p, why) for p, why in out if why is not None]
+
+
+def _expansion_of(path: Path) -> str:
+    """The suite a kept expansion is of: its name less `-<key>.cache` (a suite's name may hold dashes)."""
+    return path.stem.rsplit("-", 1)[0]
+
+
+def set_aside_kept(results: Path, suite_name: str) -> list[tuple[Path, Path, str]]:
+    """Before a run of a suite: its kept expansions and its submission list that cannot be trusted, moved aside
+    (`.corrupt`), to be made again by this run: (file, where it went, why)."""
+    return [(path, move_aside(path), why) for path, why in _kept_damage(results, [suite_name])]
 
 
 def set_aside(results: Path, job) -> list[tuple[Path, Path, str]]:
@@ -500,11 +539,21 @@ def set_aside_caches(results: Path, tasks) -> list[tuple[Path, Path, str]]:
 def representations(path: Path, record: Record | None = None) -> dict | None:
     """The arrays of a record's representations (.npz), or None when there are none or they are damaged (the
     report leaves their figures out; `bench report` names the file)."""
+    return _arrays(path, ".npz", record)
+
+
+def predictions(path: Path, record: Record | None = None) -> dict | None:
+    """The arrays of a record's test-set predictions (.test.npz), or None when there are none or they are damaged
+    (`bench report --glue-submission` leaves that run out; `bench report` names the file)."""
+    return _arrays(path, ".test.npz", record)
+
+
+def _arrays(path: Path, suffix: str, record: Record | None) -> dict | None:
     import numpy as np
 
-    file = artifacts_file(path)
+    file = companion(path, suffix)
     record = record if record is not None else read(path)
-    sha = ((record.checksums if record is not None else None) or {}).get(".npz")
+    sha = ((record.checksums if record is not None else None) or {}).get(suffix)
     if not file.is_file() or files.damage(file, sha) is not None:
         return None
     try:
@@ -566,3 +615,36 @@ def write_json(path: Path, data, crash_at: str | None = None) -> None:
     """Atomic (`kdfd.files.atomic_write`); keys sorted, one space of indent, as every record is written."""
     text = _text(data)
     atomic_write(path, lambda f: f.write(text.encode()), crash_at=crash_at)
+
+
+def write_sealed(path: Path, data: dict) -> None:
+    """A JSON object, atomically, sealed with its checksum (SEAL) as a record is."""
+    write_json(path, {**data, SEAL: _sealed(data)})
+
+
+# The first format of benchmarks.suite_cache whose expansions are sealed: an older one is not damaged, only never
+# fresh (its format is not the current one)
+SEALED_EXPANSIONS = 4
+
+
+def read_expansion(path: Path) -> tuple[dict | None, str | None]:
+    """A suite's kept expansion (benchmarks.suite_cache), or None and why it cannot be trusted (None, None: there
+    is none, or one of a format before seals, never used)."""
+    data, why, sealed = _unseal(path, "a suite expansion")
+    if why == "missing":
+        return None, None
+    if data is not None and not sealed:
+        older = isinstance(data.get("format"), int) and data["format"] < SEALED_EXPANSIONS
+        return None, None if older else "no checksum (every expansion of this format has one)"
+    return data, why
+
+
+def read_submitted(path: Path) -> tuple[dict, str | None]:
+    """What the SLURM executor submitted for a suite (job id -> {"slurm_id", "submitted"}; {} for nothing) and
+    None, or {} and why the file cannot be trusted. One written before seals is read as it is, if it has that shape."""
+    data, why, _ = _unseal(path, "a submission list")
+    if why == "missing":
+        return {}, None
+    if data is not None and not all(isinstance(v, dict) and isinstance(v.get("slurm_id"), str) for v in data.values()):
+        why = "not a submission list (an entry without its SLURM id)"
+    return (data, None) if why is None else ({}, why)

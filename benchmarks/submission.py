@@ -15,6 +15,7 @@ import numpy as np
 from kdfd.files import atomic_write
 from kdfd.tasks import Task, get_task
 
+from . import store
 from .store import predictions_file
 
 HEADER = "index\tprediction\n"
@@ -41,16 +42,17 @@ def write_run(folder: Path, task: Task, predicted: dict[str, np.ndarray]) -> lis
 
 def write(out: Path, selected: dict) -> tuple[list[Path], list[str]]:
     """For each (task, method)'s selected config, every seed's run with saved predictions. Returns the files
-    written and the runs that have none (`task method seed k`)."""
+    written and the runs that have none (`task method seed k`). Damaged predictions are left out: `bench report`
+    names each such file after the report."""
     written, without = [], []
     for (task_name, method), group in sorted(selected.items()):
         task = get_task(task_name)
         for run in group.runs:
-            path = predictions_file(Path(run["path"]))
-            if not path.is_file():
+            if not predictions_file(Path(run["path"])).is_file():
                 without.append(f"{task_name} {method} seed {run['seed']}")
                 continue
-            with np.load(path) as saved:
-                predicted = {k: saved[k] for k in saved.files}
+            predicted = store.predictions(Path(run["path"]))
+            if predicted is None:
+                continue
             written += write_run(Path(out) / "glue-submission" / method / f"seed{run['seed']}", task, predicted)
     return written, without

@@ -10,6 +10,10 @@ Fresh means made from the same inputs: the key hashes the suite file as read (it
 line's task, method and seed lists, the bytes of every file the expansion runs (kdfd's and baselines' modules, the
 suite code here, an installed method package's files, found without importing them) and the entry points naming
 methods. A cached job whose config no longer hashes to its id is not used either. Nothing here imports torch.
+
+Damaged (it does not parse, or its text no longer matches its checksum: `store.read_expansion`), an expansion is
+never used: the reader expands the suite itself, `bench status`, `report` and `results` name the file, and the next
+`bench run` of the suite moves it aside (`.corrupt`) and keeps a new one.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from .selection import Selection
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
 TOP_KEYS = ("base", "description", "tasks", "seeds", "methods", "data_source", "tokenizer", "teacher", "student",
             "train", "method", "slurm", "teacher_seeds", "arm", "select", "claims", "note", "paper")
-FORMAT = 3
+FORMAT = 4  # sealed with its checksum from 4 on (store.SEALED_EXPANSIONS)
 GROUP = "kdfd_bench.methods"  # kdfd.registry.GROUP (that module imports the method interface, and torch)
 # the code an expansion runs: these packages' files whole, and the suite modules of this package
 PACKAGES = ("kdfd", "baselines")
@@ -171,7 +175,7 @@ def save(results: Path, suite, cache_key: str) -> Path:
             "methods": method_facts(), "select": dataclasses.asdict(suite.select) if suite.select else None,
             "claims": suite.claims}
     path = store.suite_cache_path(results, suite.name, cache_key)
-    store.write_json(path, data)
+    store.write_sealed(path, data)
     return path
 
 
@@ -180,10 +184,10 @@ def load(results: Path, name: str, tasks=None, methods=None, seeds=None) -> Cach
     try:
         path = suite_path(name)
         cache_key = key(name, tasks, methods, seeds)
-        data = store.read_json(store.suite_cache_path(results, path.stem, cache_key))
+        data, _ = store.read_expansion(store.suite_cache_path(results, path.stem, cache_key))
     except (OSError, ValueError):
         return None
-    if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("key") != cache_key:
+    if data is None or data.get("format") != FORMAT or data.get("key") != cache_key:
         return None
     try:
         jobs: dict[str, CachedJob] = {}

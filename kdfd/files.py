@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import re
 import zipfile
 import zlib
 from pathlib import Path
@@ -89,6 +90,9 @@ def sidecar(path: Path) -> Path:
     return Path(path).with_name(Path(path).name + SIDECAR)
 
 
+_HEX64 = re.compile("[0-9a-f]{64}")
+
+
 def _hash_file(path: Path) -> str:
     with open(path, "rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
@@ -109,9 +113,9 @@ def digest(path: Path) -> str:
 
 def damage(path: Path, expected: str | None = None) -> str | None:
     """Why a file cannot be trusted (None: it can): missing, empty, or not matching `expected` (a SHA-256), or, when
-    `expected` is None, its sidecar's. A file with neither (written before checksums existed) is checked by its zip
-    archive's own CRC-32s: every file this applies to is one (torch.save, np.savez), and torch.load would read a
-    tensor with flipped bytes without a word."""
+    `expected` is None, its sidecar's (a sidecar with no digest in it is damage too). A file with neither (written
+    before checksums existed) is checked by its zip archive's own CRC-32s: every file this applies to is one
+    (torch.save, np.savez), and torch.load would read a tensor with flipped bytes without a word."""
     path = Path(path)
     try:
         size = path.stat().st_size
@@ -123,9 +127,14 @@ def damage(path: Path, expected: str | None = None) -> str | None:
         return "empty"
     if expected is None:
         try:
-            expected = sidecar(path).read_text().split()[0]
-        except (OSError, IndexError):
+            expected = sidecar(path).read_text()[:64]
+        except FileNotFoundError:
             return _zip_damage(path)
+        except (OSError, ValueError):  # ValueError: not UTF-8
+            expected = ""
+        # written whole or not at all (atomic_write): a sidecar without a digest is damaged, and so is its file's trust
+        if not _HEX64.fullmatch(expected):
+            return f"its checksum file {sidecar(path).name} is damaged"
     try:
         got = digest(path)
     except OSError as e:

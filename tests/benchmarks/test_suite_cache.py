@@ -80,7 +80,8 @@ def test_a_cache_is_used_only_for_the_inputs_it_was_made_from(tmp_path):
 
     (path,) = (tmp_path / ".suites").glob("smoke-*.cache")
     data = json.loads(path.read_text())
-    data["jobs"][-1]["config"]["train"]["lr"] *= 2  # its config no longer gives its id
-    store.write_json(path, data)
+    data.pop(store.SEAL)
+    data["jobs"][-1]["config"]["train"]["lr"] *= 2  # its config no longer gives its id (sealed anew: not damaged)
+    store.write_sealed(path, data)
     assert suite_cache.load(tmp_path, "smoke") is None
 
