@@ -175,6 +175,20 @@ class Distiller(nn.Module):
     def needs(cls, params) -> Needs:
         return Needs()
 
+    @classmethod
+    def data_parallel(cls, params) -> str | None:
+        """Why the method cannot train data-parallel (`bench run --nproc N`: each of N processes takes a share of
+        every batch, and their gradients are averaged into the whole batch's), or None when it can. A method
+        overrides it to say so. By default: the methods whose Needs ask for a quiz split cannot (MetaDistil,
+        ReptileDistil, LGTM): their teacher learns from a look-ahead step of the student (`student_fn`) taken from
+        the gradient of the step's whole batch, inside the teacher's loss, where the engine cannot average it."""
+        if needs_of(cls, params).quiz_fraction > 0:
+            return ("its teacher learns from a look-ahead step of the student on the whole batch (a pilot or "
+                    "unrolled step through Distiller.student_fn; MetaDistil's meta-gradient is second order through "
+                    "it): each process would step on its share of the batch, and the teacher's gradient would not "
+                    "be the method's")
+        return None
+
     def student_loss(self, batch: dict, s: Forward, t: Forward | None) -> dict[str, torch.Tensor]:
         """Losses of the student phase. s: the student's forward (with grad); t: the teacher's forward without
         grad (online methods: the teacher *after* this step's update), or None when the method has no teacher."""
