@@ -2,13 +2,13 @@
 (NCCL), or N CPU processes (gloo), for the large tasks (MNLI, QQP).
 
 How a job runs in N processes (`run`):
-- The runner's process (which holds the job's lock) starts N processes (`multiprocessing` spawn, torchrun's
-  RANK / WORLD_SIZE / LOCAL_RANK set in each), joined in one `torch.distributed` group through a file store in a
-  temporary folder; process r trains on `cuda:r`, or on CPU with an equal share of the threads. Each runs
+- The runner's process (which holds the job's lock) starts N processes (`multiprocessing`: forked from a fork
+  server that imported the training code once per run, or spawned; with the runner's environment and torchrun's
+  RANK / WORLD_SIZE / LOCAL_RANK), joined in one `torch.distributed` group through a file store in a temporary
+  folder; process r trains on `cuda:r`, or on CPU with an equal share of the threads. Each runs
   `kdfd.job.run` with its rank; process 0's result comes back and the runner records it as any job's. A process
   that fails ends the others; one killed (kill -9, the OOM killer) fails the job in its record, and a re-run resumes
-  from the last checkpoint. The processes end with the runner's process, even on kill -9 (a parent-death signal and
-  a watchdog).
+  from the last checkpoint. The processes end with the runner's process, even on kill -9 (a watchdog on a pipe).
 - Same math as one process: every process sees the whole training order (the same seeded permutation of each
   epoch) and takes its part of each batch (`kdfd.data.ShardedSampler`: batch_size / N examples of each batch,
   which must divide it); after each backward pass, the gradients are averaged over the processes weighted by each
@@ -41,17 +41,16 @@ import pickle
 import signal
 import tempfile
 import threading
-import time
 import traceback
 from dataclasses import dataclass
 from multiprocessing.connection import wait
 from typing import TYPE_CHECKING
 
-import torch
-
 from .errors import ConfigError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # torch is imported where it is used: a process's watchdog (`_die_with`) needs none
+    import torch
+
     from .job import ResolvedJob
 
 # the job's outputs: process 0 writes them, the others are given none
@@ -93,7 +92,7 @@ def rank_seed(seed: int, rank: int) -> int:
     return (seed * 1_000_003 + rank * 7_919) % 2**63
 
 
-def all_reduce(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+def all_reduce(tensor: "torch.Tensor", device: "torch.device") -> "torch.Tensor":
     """The sum over the processes of `tensor`, on the collective's device (NCCL: the GPU; gloo: the CPU), returned
     where `tensor` was."""
     import torch.distributed as dist
@@ -106,6 +105,8 @@ def all_reduce(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
 def run(job: ResolvedJob, nproc: int, **kwargs) -> dict:
     """`kdfd.job.run(job, **kwargs)` trained over `nproc` processes on this machine; returns process 0's result.
     Raises what a process raised (its traceback chained), or a RuntimeError naming a process that died."""
+    import torch
+
     from .engine import resolve_device
 
     why = refusal(job, nproc)
@@ -118,15 +119,16 @@ def run(job: ResolvedJob, nproc: int, **kwargs) -> dict:
                           f"{os.environ.get('CUDA_VISIBLE_DEVICES')!r})")
     threads = max(1, torch.get_num_threads() // nproc)
     others = {**{k: v for k, v in kwargs.items() if k not in OUTPUTS}, "progress": False}
-    spawn = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch thread pools
+    context = starter()
     procs, pipes = [], []
+    alive, alive_send = context.Pipe(duplex=False)  # the processes' watchdogs read EOF when this process dies
     with tempfile.TemporaryDirectory(prefix="kdfd-ddp-") as tmp:
         try:
             for rank in range(nproc):
-                receive, send = spawn.Pipe(duplex=False)
+                receive, send = context.Pipe(duplex=False)
                 args = (rank, nproc, f"file://{tmp}/store", threads, device.type, job,
-                        kwargs if rank == 0 else others, send, os.getpid())
-                proc = spawn.Process(target=_process, args=args, daemon=True, name=f"kdfd-rank-{rank}")
+                        kwargs if rank == 0 else others, send, dict(os.environ), alive)
+                proc = context.Process(target=_process, args=args, daemon=True, name=f"kdfd-rank-{rank}")
                 proc.start()
                 send.close()
                 procs.append(proc)
@@ -138,6 +140,24 @@ def run(job: ResolvedJob, nproc: int, **kwargs) -> dict:
                     proc.kill()
             for proc in procs:
                 proc.join()
+            alive.close()
+            alive_send.close()
+
+
+# what the fork server imports once: the training code, and what it imports only when a job runs (transformers'
+# BERT, scikit-learn's splitters); a module that does not import is left to the processes
+PRELOAD = ["kdfd.job", "transformers.models.bert.modeling_bert", "sklearn.model_selection"]
+
+
+def starter():
+    """How the processes start: forked from a fork server (`multiprocessing`'s forkserver, where there is one)
+    that imported the training code once for the runner's whole run, not from the runner's process itself (whose
+    torch thread pools a fork would copy mid-use); else spawned, each importing it anew."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(PRELOAD)
+    return context
 
 
 def _collect(procs: list, pipes: list) -> dict:
@@ -189,10 +209,14 @@ def _remote(rank: int, world: int, error: bytes | None, name: str, message: str,
 
 
 def _process(rank: int, world: int, store: str, threads: int, device_type: str, job, kwargs: dict, conn,
-             parent: int) -> None:
-    """One data-parallel process: joins the group, trains its part of the job, sends back what came of it."""
-    _die_with(parent)
+             environ: dict, alive) -> None:
+    """One data-parallel process: joins the group, trains its part of the job, sends back what came of it. Its
+    environment is the runner's when it started the job (the fork server's dates from the run's first job)."""
+    _die_with(alive)
+    os.environ.clear()
+    os.environ.update(environ)
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world))
+    import torch
     import torch.distributed as dist
 
     torch.set_num_threads(threads)
@@ -216,20 +240,16 @@ def _process(rank: int, world: int, store: str, threads: int, device_type: str, 
         conn.close()
 
 
-def _die_with(parent: int) -> None:
-    """End this process when the runner's process `parent` dies, however it dies (kill -9 included): Linux's
-    parent-death signal where there is one, and a watchdog thread that looks once a second."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+def _die_with(alive) -> None:
+    """End this process as soon as the runner's process ends, however it ends (kill -9 included): `alive` is the
+    read end of a pipe whose only write end the runner holds, and a watchdog thread waits for its end of file. (Not
+    the parent's death: a fork server's children keep it alive.)"""
 
     def watch():
-        while True:
-            if os.getppid() != parent:
-                os.kill(os.getpid(), signal.SIGKILL)
-            time.sleep(1.0)
+        try:
+            alive.recv_bytes()
+        except (EOFError, OSError):
+            pass
+        os.kill(os.getpid(), signal.SIGKILL)
 
     threading.Thread(target=watch, daemon=True, name="kdfd-watchdog").start()
