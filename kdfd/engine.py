@@ -702,7 +702,7 @@ class Engine:
             start = time.perf_counter()
             bar = tqdm(train_loader, desc=f"{desc} epoch {epoch}/{epochs}", leave=False, disable=not self.progress)
             for batch in bar:
-                logs = self.train_step(batch, sampler.local_count(n) if sharded else None)
+                logs = self.train_step(batch, sampler.local_count(n)) if sharded else self.train_step(batch)
                 for k, v in logs.items():
                     sums[k] = sums.get(k, 0.0) + v
                     counts[k] = counts.get(k, 0) + 1  # staged methods log different terms in different stages
