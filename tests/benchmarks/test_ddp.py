@@ -164,6 +164,13 @@ def test_a_method_that_cannot_train_data_parallel_is_refused_in_one_line(tmp_pat
     assert "--workers 2 with --nproc 2 is not allowed" in capsys.readouterr().err
 
 
+def test_the_methods_that_cannot_train_data_parallel_are_the_look_ahead_ones():
+    from kdfd.registry import load_methods
+
+    refused = {name for name, cls in load_methods().items() if cls.data_parallel(cls.Params())}
+    assert refused == {"metadistil", "reptile-distil", "lgtm"}
+
+
 @pytest.mark.parametrize("n,batch", [(65, 8), (64, 8), (7, 4), (9, 4)])
 def test_the_processes_share_out_each_batch_of_the_one_process_order(n, batch):
     def base():
