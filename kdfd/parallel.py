@@ -133,7 +133,10 @@ def run(job: ResolvedJob, nproc: int, **kwargs) -> dict:
                 send.close()
                 procs.append(proc)
                 pipes.append(receive)
-            return _collect(procs, pipes)
+            result = _collect(procs, pipes)
+            for proc in procs:  # done: they end on their own
+                proc.join(timeout=30)
+            return result
         finally:
             for proc in procs:  # whatever happened: no process outlives the job
                 if proc.is_alive():
