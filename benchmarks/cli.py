@@ -191,6 +191,9 @@ def cmd_run(args) -> int:
     if args.workers < 1 or (args.workers != 1 and args.executor != "local"):
         raise KdfdError(f"--workers {args.workers} is not allowed (a local run's processes: >= 1; SLURM runs each "
                         "job in its own task)")
+    if args.workers != 1 and args.nproc != 1:
+        raise KdfdError(f"--workers {args.workers} with --nproc {args.nproc} is not allowed: --workers runs several "
+                        "jobs at once, --nproc one job over several processes (GPUs); give one of them")
     suite = load_suite(args)
     results = Path(args.results)
     n_teacher = sum(j.config.role == "teacher" for j in suite.jobs)
@@ -256,7 +259,7 @@ def run_context(args, suite):
                       deterministic=args.deterministic, progress=bars, tensorboard=args.tensorboard,
                       report_to=parse_report_to(args.report_to),
                       executor=args.executor, slurm=opts, jobs_per_task=args.jobs_per_task, gpus=opts.gpus,
-                      device=args.device)
+                      device=args.device, nproc=args.nproc)
 
 
 def submit(args, suite, ctx, count: str, checked=None) -> int:
@@ -601,6 +604,10 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--workers", type=int, default=1,
                    help="local: run this many jobs at once, each in its own process with an equal share of the "
                         "threads (a teacher before its students; the jobs' locks share the work)")
+    r.add_argument("--nproc", type=int, default=1,
+                   help="train each job data-parallel over this many processes of one machine: one GPU each (a SLURM "
+                        "task asks for --gpus x N), or CPU processes with a share of the threads each; the same "
+                        "results within float rounding, job ids unchanged (docs/running.md)")
     r.add_argument("--device", choices=DEVICES, default=None,
                    help="every job's device, in place of its [train] device (job ids unchanged; the record says where "
                         "it ran). A GPU suite ([slurm] gpus > 0) trains on CPU only with --gpus 0 --device cpu")
@@ -608,7 +615,8 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--jobs-per-task", type=int, default=1, help="pack this many jobs into one SLURM task")
     g.add_argument("--partition", help="the SLURM partition (sbatch --partition)")
     g.add_argument("--time", type=int, help="minutes per SLURM task")
-    g.add_argument("--gpus", type=int, help="GPUs per job (the suite's [slurm] gpus; also checked by a local run)")
+    g.add_argument("--gpus", type=int, help="GPUs per job, per process with --nproc (the suite's [slurm] gpus; also "
+                                            "checked by a local run)")
     g.add_argument("--cpus", type=int, help="CPUs per SLURM task")
     g.add_argument("--mem-gb", dest="mem_gb", type=float, help="memory per SLURM task in GB (default: the cluster's)")
     g.add_argument("--account", help="the SLURM account to charge (sbatch --account)")

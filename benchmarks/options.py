@@ -44,11 +44,13 @@ class SlurmOptions:
             raise ConfigError(f"slurm signal_delay_s = {self.signal_delay_s} must be shorter than the time limit "
                               f"({self.time} min)")
 
-    def executor_parameters(self) -> dict:
+    def executor_parameters(self, processes: int = 1) -> dict:
+        """submitit's parameters of one task; `processes`: each job's data-parallel processes (`--nproc`), one GPU
+        each: the task asks for `gpus` x `processes` GPUs of one node."""
         p = {"timeout_min": self.time, "cpus_per_task": self.cpus, "slurm_array_parallelism": self.array_parallelism,
              "slurm_signal_delay_s": self.signal_delay_s, "slurm_additional_parameters": {}}
         if self.gpus:
-            p["gpus_per_node"] = self.gpus
+            p["gpus_per_node"] = self.gpus * processes
         if self.mem_gb is not None:
             p["mem_gb"] = self.mem_gb
         for name in ("partition", "account", "qos", "constraint"):
@@ -75,7 +77,8 @@ class RunContext:
     gpus: the GPUs each job asked for (the suite's [slurm] gpus or `--gpus`, under either executor): a job that asked
     for one and sees none fails rather than train on CPU; device: `--device`, every job's device in place of its
     [train] device (None: the job's own), so that `--device cpu` trains a GPU suite on CPU without changing any job's
-    id (the record's `device` says where it ran).
+    id (the record's `device` says where it ran); nproc: `--nproc`, the processes each job trains in, data-parallel
+    (kdfd.parallel: one GPU each on CUDA, each with its share of the threads on CPU), not part of any job's id.
     """
 
     results: Path
@@ -90,6 +93,7 @@ class RunContext:
     jobs_per_task: int = 1
     gpus: int = 0
     device: str | None = None
+    nproc: int = 1
 
     def __post_init__(self):
         object.__setattr__(self, "results", Path(self.results))
@@ -99,6 +103,8 @@ class RunContext:
             raise ConfigError(one_of("executor", self.executor, EXECUTORS))
         if self.jobs_per_task < 1:
             raise ConfigError(f"--jobs-per-task {self.jobs_per_task} is not allowed (must be >= 1)")
+        if self.nproc < 1:
+            raise ConfigError(f"--nproc {self.nproc} is not allowed (must be >= 1)")
         if self.device is not None and self.device not in DEVICES:
             raise ConfigError(f"--device {self.device!r} is not allowed (allowed: {', '.join(DEVICES)})")
 

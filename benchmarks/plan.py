@@ -51,7 +51,8 @@ def where(suite: Suite, ctx: RunContext, todo, workers: int) -> list[str]:
         devices = counts(ctx.device_of(j.config.train.device) for j in todo) or "-"
         side = "one job at a time" if workers == 1 else f"{workers} jobs at once (--workers)"
         return [f"runs here: {side}, a teacher before its students; devices ([train] device or --device): {devices}"
-                + (f"; each job asks for {ctx.gpus} GPU" if ctx.gpus else "")]
+                + (f"; each job asks for {ctx.gpus} GPU" if ctx.gpus else "")
+                + (f"; each job trains over {ctx.nproc} processes (--nproc)" if ctx.nproc != 1 else "")]
     from . import slurm
 
     o = ctx.slurm
@@ -64,7 +65,8 @@ def where(suite: Suite, ctx: RunContext, todo, workers: int) -> list[str]:
              + (f", then {len(waiting)} arrays of {span(waiting)} tasks, each after its teacher's task (afterok; a "
                 "failed teacher cancels them)" if waiting else "")]
     memory = f"{o.mem_gb:g} GB" if o.mem_gb else "the default memory"
-    lines.append(f"  one task: {o.gpus} GPU, {o.cpus} CPUs, {memory}, "
+    gpus = f"{o.gpus * ctx.nproc} GPU" + (f" (--nproc {ctx.nproc} processes of one job)" if ctx.nproc != 1 else "")
+    lines.append(f"  one task: {gpus}, {o.cpus} CPUs, {memory}, "
                  f"{o.time} min (requeued from its checkpoint up to {o.max_requeues} times), partition "
                  f"{o.partition or '(default)'}{f', account {o.account}' if o.account else ''}"
                  f"{f', qos {o.qos}' if o.qos else ''}; at most {o.array_parallelism} tasks of an array at once")

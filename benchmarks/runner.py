@@ -25,7 +25,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from kdfd import events, method_code, provenance
+from kdfd import events, method_code, parallel, provenance
 from kdfd import job as kdfd_job
 from kdfd.checkpoint import Checkpointer
 from kdfd.data import load_task, load_test
@@ -47,8 +47,10 @@ def preflight(suite: Suite, ctx: RunContext, gpus_at: Callable[[], str | None] |
     method parameters that do not fit the models (a latent dimension above the hidden size, head counts that differ,
     a student deeper than its teacher: `kdfd.job.check_models` on the models' configs, before any weight loads); and
     first, a GPU asked for that is not there (`check_gpus`, with the executor's `gpus_at`). Only the jobs not done
-    yet are checked: a suite whose jobs are all done runs without its data (nothing reads it)."""
+    yet are checked: a suite whose jobs are all done runs without its data (nothing reads it). With `--nproc N`,
+    each such job must train data-parallel (`check_parallel`)."""
     check_gpus(suite, ctx, gpus_at)
+    check_parallel(suite, ctx)
     seen = set()
     names = []  # every model and tokenizer the jobs load: require_loadable after the loop
     for job in (j for j in suite.jobs if not store.is_done(ctx.results, j)):
@@ -103,6 +105,27 @@ def check_gpus(suite: Suite, ctx: RunContext, gpus_at: Callable[[], str | None] 
     missing = (gpus_at or local_gpus)()
     if missing is not None:
         raise ConfigError(f"suite {suite.name} asks for {ctx.gpus} GPU per job ({asked}) and {missing}; {fix}")
+
+
+def check_parallel(suite: Suite, ctx: RunContext) -> None:
+    """`--nproc N`: one line (exit 2) for the first job not done that cannot train over N processes
+    (`kdfd.parallel.refusal`: a method that cannot, a batch size N does not divide), and, run here on CUDA, for
+    fewer GPUs than N."""
+    if ctx.nproc == 1:
+        return
+    from kdfd import parallel
+
+    todo = [j for j in suite.jobs if not store.is_done(ctx.results, j)]
+    for job in todo:
+        why = parallel.refusal(job.resolved, ctx.nproc)
+        if why:
+            raise ConfigError(f"{suite.path} [{job.label}]: {why}")
+    if ctx.executor == "local" and any(ctx.device_of(j.config.train.device) != "cpu" for j in todo):
+        import torch
+
+        if torch.cuda.is_available() and torch.cuda.device_count() < ctx.nproc:
+            raise ConfigError(f"--nproc {ctx.nproc} trains each job on {ctx.nproc} GPUs, one per process, and this "
+                              f"machine has {torch.cuda.device_count()} that torch can use")
 
 
 def local_gpus() -> str | None:
@@ -380,9 +403,12 @@ def run_job(suite_name: str, job: Job, ctx: RunContext, prov: dict, executor: di
     # "suite": the suite whose run wrote the record. Every suite expanding to the same job id shares the record and
     # skips it when done, never rewriting it (done records stay byte for byte), so a suite's records are found by
     # job id (bench report, bench results --suite), never by this field
+    executor = executor or local_executor()
+    if ctx.nproc != 1:  # how it ran, not what it is: the same id at any number of processes
+        executor = {**executor, "processes": ctx.nproc}
     record = Record(id=job.id, suite=suite_name, label=job.label, config=c.to_dict(),
                     method_code=method_code.of(job.resolved.method), started=started.isoformat(),
-                    provenance=prov, executor=executor or local_executor())
+                    provenance=prov, executor=executor)
     t0 = time.perf_counter()
     checkpointer = Checkpointer(store.checkpoint_path(results, job), ctx.checkpoint_every)
     try:
@@ -390,7 +416,8 @@ def run_job(suite_name: str, job: Job, ctx: RunContext, prov: dict, executor: di
             raise RuntimeError(f"its teacher job {job.teacher.id} did not finish")
         inject_failure(job)
         require_gpu(job, ctx)
-        result = kdfd_job.run(
+        train = kdfd_job.run if ctx.nproc == 1 else functools.partial(parallel.run, nproc=ctx.nproc)
+        result = train(
             job.resolved, glue_dir=ctx.glue_dir,
             teacher_checkpoint=store.weights_path(results, job.teacher) if job.teacher else None,
             save_model_to=store.weights_path(results, job) if c.role == "teacher" else None,

@@ -127,7 +127,7 @@ def submit(suite: Suite, ctx: RunContext, checked: Callable[[], object] | None =
     folder = store.slurm_folder(results, suite.name)
     before = set(folder.iterdir()) if folder.is_dir() else set()
     executor = submitit.AutoExecutor(folder=folder / "%j", cluster="slurm", slurm_max_num_timeout=opts.max_requeues)
-    executor.update_parameters(name=f"bench-{suite.name}", **opts.executor_parameters())
+    executor.update_parameters(name=f"bench-{suite.name}", **opts.executor_parameters(ctx.nproc))
     slurm_ids = {job_id: v["slurm_id"] for job_id, v in state.items() if is_active(v, live)}
     new: dict[str, str] = {}
     todo_ids = {j.id for j in todo}

@@ -385,13 +385,58 @@ class GroupedEpochSampler(EpochSampler):
         return [i for b in batches + ([last] if last else []) for i in b]
 
 
+def share(size: int, rank: int, world: int) -> int:
+    """How many examples of a batch of `size` process `rank` of `world` takes: an even split, the first size % world
+    processes one more (batch_size / world each of a full batch, which must divide it)."""
+    return size // world + (rank < size % world)
+
+
+class ShardedSampler(torch.utils.data.Sampler):
+    """One process's share of a training order, for a job trained data-parallel over `world` processes (`bench run
+    --nproc`): `base`'s seeded order (an EpochSampler or GroupedEpochSampler, the one a single process would follow)
+    cut into the global batches of `batch_size` a single process would take, process `rank` taking its contiguous
+    part of each (`share`). Its loader's batch size is batch_size / world, so each of its batches is its part of one
+    global batch. A process whose part of a short last batch is empty (fewer examples than processes) takes the
+    batch's first example instead, which the engine weights 0 (`local_count`): every process steps alike.
+    `set_epoch(epoch, start)`: `start` counts examples of the global order, as a single process's does."""
+
+    def __init__(self, base: EpochSampler, batch_size: int, rank: int, world: int):
+        if batch_size % world:
+            raise ValueError(f"a batch of {batch_size} does not split over {world} processes")
+        self.base, self.global_batch_size, self.rank, self.world = base, batch_size, rank, world
+        self.start = 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self.base.set_epoch(epoch, 0)
+        self.start = start
+
+    def local_count(self, k: int) -> int:
+        """The examples this process really takes of global batch k of the epoch (0-based; 0 for a placeholder)."""
+        return share(min(self.global_batch_size, self.base.n - k * self.global_batch_size), self.rank, self.world)
+
+    def __iter__(self):
+        order = self.base.order()
+        for at in range(self.start, len(order), self.global_batch_size):
+            batch = order[at:at + self.global_batch_size]
+            first = sum(share(len(batch), r, self.world) for r in range(self.rank))
+            yield from batch[first:first + share(len(batch), self.rank, self.world)] or batch[:1]
+
+    def __len__(self) -> int:
+        left = max(0, self.base.n - self.start)
+        full, last = divmod(left, self.global_batch_size)
+        return full * (self.global_batch_size // self.world) + (max(1, share(last, self.rank, self.world))
+                                                                 if last else 0)
+
+
 def make_loader(ds: EncodedDataset, batch_size: int, shuffle: bool, seed: int = 0, pin_memory: bool = False,
-                batching: str = "shuffle", group_size: int = 50, workers: int = 0):
+                batching: str = "shuffle", group_size: int = 50, workers: int = 0,
+                shard: tuple[int, int] | None = None):
     """Training loaders (`shuffle`) take their order from an EpochSampler (`batching` shuffle) or a
     GroupedEpochSampler (`batching` grouped). Evaluation loaders go through the examples longest first, so each
     batch pads little; `Engine.predict` puts the outputs back in file order by the batches' `index`. `workers`
     processes collate batches off the main process (the order and the batches stay the same: the sampler runs in
-    the main process and collating draws no random numbers)."""
+    the main process and collating draws no random numbers). `shard` (rank, world): a training loader of one of
+    `world` data-parallel processes, its part of each batch (ShardedSampler)."""
     if not shuffle:
         lengths = ds.lengths()
         sampler = sorted(range(len(ds)), key=lambda i: -lengths[i])
@@ -399,6 +444,9 @@ def make_loader(ds: EncodedDataset, batch_size: int, shuffle: bool, seed: int = 
         sampler = GroupedEpochSampler(ds.lengths(), batch_size, seed, group_size)
     else:
         sampler = EpochSampler(len(ds), seed)
+    if shard is not None and shuffle:
+        sampler = ShardedSampler(sampler, batch_size, *shard)
+        batch_size //= sampler.world
     # The loader gets its own generator: without one, every new iterator draws its base seed from the global RNG,
     # which would make the dropout stream depend on where a resumed run re-created its iterator.
     return torch.utils.data.DataLoader(

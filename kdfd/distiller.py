@@ -24,9 +24,13 @@ A new method is one small file:
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import dataclasses
+import functools
+import inspect
 import math
+import textwrap
 import typing
 from dataclasses import dataclass
 from typing import Callable, ClassVar
@@ -177,6 +181,21 @@ class Distiller(nn.Module):
     def needs(cls, params) -> Needs:
         return Needs()
 
+    @classmethod
+    def data_parallel(cls, params) -> str | None:
+        """Why the method cannot train data-parallel (`bench run --nproc N`: each of N processes takes a share of
+        every batch, and their gradients are averaged into the whole batch's), or None when it can. A method
+        overrides it to say so. By default: a method that looks one step ahead of the student cannot (MetaDistil,
+        ReptileDistil, LGTM): its code reads `student_fn` or `next_quiz`, or its Needs ask for a quiz split. Its
+        teacher learns from a step of the student taken from the gradient of the step's whole batch inside the
+        teacher's loss, where the engine cannot average it over the processes."""
+        if looks_ahead(cls) or needs_of(cls, params).quiz_fraction > 0:
+            return ("its teacher learns from a look-ahead step of the student on the whole batch (a pilot, copied "
+                    "or unrolled step through Distiller.student_fn; MetaDistil's meta-gradient is second order "
+                    "through it): each process would step on its share of the batch, and the teacher's update would "
+                    "not be the method's")
+        return None
+
     def student_loss(self, batch: dict, s: Forward, t: Forward | None) -> dict[str, torch.Tensor]:
         """Losses of the student phase. s: the student's forward (with grad); t: the teacher's forward without
         grad (online methods: the teacher *after* this step's update), or None when the method has no teacher."""
@@ -212,6 +231,25 @@ class Distiller(nn.Module):
         """Named sentence representations [B, D] saved on a fixed dev sample for the report's figures (covariance,
         t-SNE); the features the model's head classifies by default."""
         return {"features": out.features}
+
+
+LOOK_AHEAD = ("student_fn", "next_quiz")  # what a method that looks one step ahead of the student reads
+
+
+@functools.lru_cache(maxsize=None)
+def looks_ahead(cls: type[Distiller]) -> bool:
+    """Whether the code of a method's classes (below Distiller) reads `student_fn` or `next_quiz`, from their syntax
+    trees (False where a class has no source: a data-parallel process then refuses the first use itself)."""
+    for c in cls.__mro__:
+        if c is Distiller or not issubclass(c, Distiller):
+            continue
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(c)))
+        except (OSError, TypeError, SyntaxError):
+            continue
+        if any(isinstance(node, ast.Attribute) and node.attr in LOOK_AHEAD for node in ast.walk(tree)):
+            return True
+    return False
 
 
 def needs_of(cls: type[Distiller], params) -> Needs:

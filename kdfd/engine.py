@@ -37,11 +37,12 @@ from . import metrics as glue_metrics
 from .checkpoint import Checkpointer, rng_state, set_rng_state
 from .config import TrainConfig
 from .distiller import FROZEN, NONE, ONLINE, Distiller, Needs, Stage, StudentFunction
-from .errors import NonFiniteLossError
+from .errors import ConfigError, NonFiniteLossError
 from .events import Events
 from .faults import crash_point
 from .files import atomic_write
 from .models import Forward
+from .parallel import Processes, all_reduce
 from .tasks import Task
 from .teacher_cache import TeacherCache
 
@@ -179,14 +180,21 @@ class Engine:
 
     Shapes: batches hold input_ids / attention_mask / token_type_ids LongTensor [B, T] and labels [B].
     `needs`: what the method asks of the engine, as the job resolved it (`kdfd.job.resolve`; `kdfd.distiller.needs_of`).
+    `processes`: this process's place among a job's data-parallel processes (kdfd.parallel, in a torch.distributed
+    group already joined; None or a world of 1: one process). Each then trains on its part of every batch, gradients
+    and logged losses averaged over the whole batch; process 0 alone evaluates and writes checkpoints.
     """
 
     def __init__(self, distiller: Distiller, student: nn.Module, teacher: nn.Module | None, task: Task,
                  train: TrainConfig, total_steps: int, device: torch.device | None = None, progress: bool = True,
-                 *, needs: Needs):
+                 *, needs: Needs, processes: Processes | None = None):
         self.distiller, self.student, self.teacher, self.task, self.cfg = distiller, student, teacher, task, train
         self.needs = needs  # resolved with the job, which gives a teacher model wherever these ask for one
+        self.processes = processes if processes is not None and processes.world > 1 else None
+        self.lead = self.processes is None or self.processes.lead  # evaluates, writes checkpoints, says things
+        self._count = self._total = 0  # data-parallel: this process's examples of the step's batch, and the batch's
         self.device = device or resolve_device(train.device)
+        self.comm_device = self.device if self.device.type == "cuda" else torch.device("cpu")  # NCCL or gloo
         self.amp = autocast_dtype(self.device, train.precision)
         self.precision = PRECISION_NAMES[self.amp]  # what ran, for the record
         self.progress = progress
@@ -198,6 +206,12 @@ class Engine:
                 m.to(self.device)
                 if train.compile:
                     m.compile()  # in place: state_dict keys stay as they are, so checkpoints do not change
+        if self.processes is not None:  # every process starts from process 0's weights
+            import torch.distributed as dist
+
+            for m in (student, teacher, distiller):
+                for t in [*m.parameters(), *m.buffers()] if m is not None else []:
+                    dist.broadcast(t.data, src=0)
         self.opt_s = make_optimizer([student], train.lr, train.weight_decay, fused, distiller.student_modules,
                                     train.module_lr)
         self.stages = distiller.stages()
@@ -228,6 +242,10 @@ class Engine:
         # for methods that learn from the student's feedback (kdfd.distiller.StudentFunction, Needs.quiz_fraction)
         distiller.student_fn = StudentFunction(student, self.functional_forward, self.opt_s, train.max_grad_norm)
         distiller.next_quiz = self.next_quiz
+        if self.processes is not None:  # a look-ahead step would see this process's part of the batch only
+            distiller.student_fn = distiller.next_quiz = Refused(
+                f"method {distiller.name!r} looks one step ahead of the student (Distiller.student_fn), which cannot "
+                "train data-parallel (see Distiller.data_parallel)")
         self.quiz_loader, self.quiz_drawn, self._quiz_batches = None, 0, None
 
     @_with_tf32
@@ -340,8 +358,11 @@ class Engine:
     # ----------------------------------------------------------------------------------------------- one step
 
     @_with_tf32
-    def train_step(self, batch: dict) -> dict[str, float]:
-        """One optimisation step; returns every loss term as `role/term`."""
+    def train_step(self, batch: dict, count: int | None = None) -> dict[str, float]:
+        """One optimisation step; returns every loss term as `role/term`. Data-parallel: `batch` is this process's
+        part of the step's batch, and `count` how many of its examples count (default all; 0 for a placeholder,
+        kdfd.data.ShardedSampler); the terms returned are the whole batch's."""
+        self._count = len(batch["labels"]) if count is None else count
         while self.step >= self.stage_ends[self.stage_index] and self.stage_index + 1 < len(self.stages):
             self._enter_stage(self.stage_index + 1)
             if self.stages[self.stage_index].fresh_optimizer:  # here, not in _enter_stage: a resumed run restores
@@ -385,14 +406,62 @@ class Engine:
         if "total" not in terms:
             raise KeyError(f"method {self.distiller.name!r}: {role} losses must include 'total'")
         # one device-to-host copy for all terms: a float() per term would wait on the device once per term
-        values = dict(zip(terms, torch.stack([v.detach().float() for v in terms.values()]).tolist()))
+        stacked = torch.stack([v.detach().float() for v in terms.values()])
+        if self.processes is not None:  # the whole batch's terms: each process's weighted by its examples
+            stacked = self._batch_mean(stacked)
+        values = dict(zip(terms, stacked.tolist()))
         for k, v in values.items():
             if not math.isfinite(v):
                 raise NonFiniteLossError(self.step, k, v, role)
         return {f"{role}/{k}": v for k, v in values.items()}
 
+    def _batch_mean(self, values: torch.Tensor) -> torch.Tensor:
+        """Data-parallel: the mean over the whole batch of per-example means `values` [K] of each process's part
+        (each weighted by its examples, in float64); sets the batch's example count, which `_sync_grads` weights
+        by."""
+        packed = torch.cat([torch.tensor([float(self._count)], dtype=torch.float64, device=values.device),
+                            values.double() * self._count if self._count else torch.zeros_like(values.double())])
+        packed = all_reduce(packed, self.comm_device)
+        self._total = int(round(packed[0].item()))
+        return (packed[1:] / self._total).float()
+
+    def _sync_grads(self, modules) -> bool:
+        """Data-parallel, after a backward pass: every process's gradients replaced by the whole batch's (each
+        process's weighted by its share of the examples, summed over the processes, in buckets of at most
+        BUCKET elements). A parameter keeps no gradient where no process gave it one, as in one process (AdamW
+        skips it). Returns whether any parameter has one."""
+        seen, params = set(), []
+        for m in modules:
+            for p in (m.parameters() if m is not None else []):
+                if p.requires_grad and id(p) not in seen:
+                    seen.add(id(p))
+                    params.append(p)
+        mine = self._count > 0  # a placeholder's gradients do not count
+        flags = torch.tensor([float(mine and p.grad is not None) for p in params], dtype=torch.float32)
+        flags = all_reduce(flags, self.comm_device).tolist()
+        live = [p for p, f in zip(params, flags) if f > 0]
+        for p, f in zip(params, flags):
+            if f == 0:
+                p.grad = None
+        weight = self._count / self._total if self._total else 0.0
+        for bucket in buckets(live):
+            grads = [p.grad if mine and p.grad is not None else torch.zeros_like(p) for p in bucket]
+            flat = torch.cat([g.reshape(-1) for g in grads]).mul_(weight)
+            flat = all_reduce(flat, self.comm_device)
+            at = 0
+            for p in bucket:
+                part = flat[at:at + p.numel()].view_as(p)
+                at += p.numel()
+                if p.grad is None:
+                    p.grad = part.clone()
+                else:
+                    p.grad.copy_(part)
+        return bool(live)
+
     def _update(self, loss, optimizer, scheduler, modules):
         optimizer.zero_grad(set_to_none=True)
+        if self.processes is not None:
+            return self._update_parallel(loss, optimizer, scheduler, modules)
         if not loss.requires_grad:  # a method's own forward ran frozen modules only: AdamW skips parameters
             optimizer.step()        # without gradients (no update), and the schedule goes on
             scheduler.step()
@@ -411,6 +480,29 @@ class Engine:
         params = [p for m in modules for p in m.parameters() if p.grad is not None]
         torch.nn.utils.clip_grad_norm_(params, self.cfg.max_grad_norm)
         optimizer.step()
+        scheduler.step()
+
+    def _update_parallel(self, loss, optimizer, scheduler, modules):
+        """`_update` of a data-parallel process: backward on its part of the batch, the gradients averaged over the
+        processes (`_sync_grads`) before unscaling and clipping, so that every process takes the same step. Every
+        process calls the collectives in the same order, even one whose loss reached no parameter."""
+        scaler = self.scalers.get(id(optimizer))
+        scaled = scaler.scale(loss) if scaler is not None else loss  # also sets up the scaler where no backward runs
+        if loss.requires_grad:
+            scaled.backward()
+        if not self._sync_grads(modules):  # no process's loss reached a parameter that trains
+            optimizer.step()
+            scheduler.step()
+            return
+        params = [p for m in modules for p in m.parameters() if p.grad is not None]
+        if scaler is not None:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(params, self.cfg.max_grad_norm)
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            torch.nn.utils.clip_grad_norm_(params, self.cfg.max_grad_norm)
+            optimizer.step()
         scheduler.step()
 
     # --------------------------------------------------------------------------------------------- evaluation
@@ -473,7 +565,10 @@ class Engine:
         return out
 
     def _dev_scores(self, dev_loaders: dict) -> dict:
-        """Dev metrics of the student, and of the teacher when it trains too (online methods)."""
+        """Dev metrics of the student, and of the teacher when it trains too (online methods); data-parallel,
+        process 0 alone evaluates (the others get {})."""
+        if not self.lead:
+            return {}
         dev = {"student": self.evaluate("student", dev_loaders)}
         if self.needs.teacher == ONLINE:
             dev["teacher"] = self.evaluate("teacher", dev_loaders)
@@ -512,6 +607,17 @@ class Engine:
         if state["stage_index"] != self.stage_index:
             self._enter_stage(state["stage_index"])
 
+    def _load(self, checkpointer: Checkpointer) -> dict | None:
+        """The checkpoint to take up. Data-parallel, process 0 reads it first (and moves a damaged one aside), then
+        the others: all take up the same one, or none."""
+        if self.processes is None:
+            return checkpointer.load()
+        import torch.distributed as dist
+
+        saved = checkpointer.load() if self.lead else None
+        dist.barrier()
+        return saved if self.lead else checkpointer.load()
+
     # ------------------------------------------------------------------------------------------------ the loop
 
     @_with_tf32
@@ -544,17 +650,22 @@ class Engine:
         window: dict[str, list[float]] = {}  # loss sums and counts since the last step-curve point
         self.step_curve = []  # with train.eval_every: [{step, epoch, loss, dev}] every eval_every steps
         self.resumed_from = self.carried_seconds = None
-        saved = checkpointer.load() if checkpointer else None
+        saved = self._load(checkpointer) if checkpointer else None
         if saved is not None:
             self.load_state_dict(saved["engine"])
-            set_rng_state(saved["rng"])
+            ranks = saved.get("rng_ranks")
+            if self.processes is not None and ranks is not None and len(ranks) == self.processes.world:
+                set_rng_state(ranks[self.processes.rank])  # each process goes on with its own stream
+            elif self.lead:  # in another number of processes, the others go on from their own seeds
+                set_rng_state(saved["rng"])
             history, first_epoch, skip = saved["history"], saved["epoch"], saved["batch"]
             sums, counts, n = saved["sums"], saved["counts"], saved["batch"]
             self.step_curve, window = saved.get("step_curve", []), saved.get("window", {})
             self.resumed_from, self.carried_seconds = self.step, saved.get("spent_seconds")
             # said even without progress bars: a SLURM task's log must show where it took up
-            tqdm.write(f"{desc}: resumed from checkpoint {checkpointer.path.name} at step {self.step} "
-                       f"(epoch {first_epoch}, batch {skip})")
+            if self.lead:
+                tqdm.write(f"{desc}: resumed from checkpoint {checkpointer.path.name} at step {self.step} "
+                           f"(epoch {first_epoch}, batch {skip})")
         if self.events_to is not None:  # opened once the resume point is known: what came after it is purged
             # a folder (TensorBoard alone), or the caller's opener of the job's trackers (kdfd.events.Events)
             opener = self.events_to if callable(self.events_to) else lambda start: Events(self.events_to, start)
@@ -563,21 +674,35 @@ class Engine:
         def save(epoch: int, batch: int) -> None:
             if self.events is not None:  # a checkpoint at step T: the events up to T are on disk
                 self.events.flush()
+            extra = {}
+            if self.processes is not None:  # every process's RNG state, which process 0 alone writes
+                import torch.distributed as dist
+
+                ranks = [None] * self.processes.world
+                dist.all_gather_object(ranks, rng_state())
+                extra = {"rng_ranks": ranks, "processes": self.processes.world}
+                if not self.lead:
+                    return
             checkpointer.save({"engine": self.state_dict(), "rng": rng_state(), "history": history, "epoch": epoch,
                                "batch": batch, "sums": sums, "counts": counts, "step_curve": self.step_curve,
                                "window": window,
-                               "spent_seconds": (self.carried_seconds or 0.0) + time.perf_counter() - started})
+                               "spent_seconds": (self.carried_seconds or 0.0) + time.perf_counter() - started,
+                               **extra})
 
         sampler = train_loader.sampler
+        sharded = self.processes is not None
+        if sharded and not hasattr(sampler, "local_count"):
+            raise ValueError("a data-parallel process trains on its part of each batch: a loader made by "
+                             "kdfd.data.make_loader with shard=(rank, world)")
         for epoch in range(first_epoch, epochs + 1):
-            if hasattr(sampler, "set_epoch"):
-                sampler.set_epoch(epoch, skip * train_loader.batch_size)
+            if hasattr(sampler, "set_epoch"):  # from example `skip` batches into the (global) order
+                sampler.set_epoch(epoch, skip * getattr(sampler, "global_batch_size", train_loader.batch_size))
             elif skip:
                 raise ValueError("resuming mid-epoch needs a loader made by kdfd.data.make_loader (an EpochSampler)")
             start = time.perf_counter()
             bar = tqdm(train_loader, desc=f"{desc} epoch {epoch}/{epochs}", leave=False, disable=not self.progress)
             for batch in bar:
-                logs = self.train_step(batch)
+                logs = self.train_step(batch, sampler.local_count(n)) if sharded else self.train_step(batch)
                 for k, v in logs.items():
                     sums[k] = sums.get(k, 0.0) + v
                     counts[k] = counts.get(k, 0) + 1  # staged methods log different terms in different stages
@@ -614,6 +739,37 @@ class Engine:
             if checkpointer:
                 save(epoch + 1, 0)
         return history
+
+
+BUCKET = 2**25  # elements per all-reduce of gradients (128 MiB of float32): a bounded extra copy
+
+
+def buckets(params: list) -> list[list]:
+    """Consecutive groups of parameters of one dtype and device, each of at most BUCKET elements (or one parameter)."""
+    out, size = [], 0
+    for p in params:
+        if not out or size + p.numel() > BUCKET or (p.dtype, p.device) != (out[-1][0].dtype, out[-1][0].device):
+            out.append([])
+            size = 0
+        out[-1].append(p)
+        size += p.numel()
+    return out
+
+
+class Refused:
+    """Stands for what a data-parallel process cannot offer a method (`Distiller.student_fn`, `next_quiz`): any
+    use raises, naming the method and why."""
+
+    def __init__(self, why: str):
+        self.why = why
+
+    def __call__(self, *args, **kwargs):
+        raise ConfigError(self.why)
+
+    def __getattr__(self, name):
+        if name.startswith("__"):  # copy, pickle and friends probe for these
+            raise AttributeError(name)
+        raise ConfigError(self.why)
 
 
 def in_file_order(index: list[torch.Tensor]) -> torch.Tensor:

@@ -41,6 +41,9 @@ class NonFiniteLossError(RuntimeError):
         super().__init__(f"non-finite loss at step {step}: {role} term '{term}' = {value}")
         self.step, self.term, self.value, self.role = step, term, value, role
 
+    def __reduce__(self):  # pickled whole: a data-parallel job's process hands it to the runner (kdfd.parallel)
+        return type(self), (self.step, self.term, self.value, self.role)
+
 
 def one_of(kind: str, value, allowed) -> str:
     """The standard phrase for an unknown name: `unknown task 'foo' (allowed: a, b, c)`."""

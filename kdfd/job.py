@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed
 
 from .checkpoint import Checkpointer
 from .config import RunConfig, TrainConfig
@@ -23,6 +24,7 @@ from .errors import ConfigError, ModelError
 from .files import atomic_write
 from .metrics import constant_baseline, predictions
 from .models import ModelSpec, build_classifier, check_depth, count_params, load_tokenizer, local_files_hash
+from .parallel import Processes, rank_seed, refusal
 from .registry import get_method
 from .tasks import Task, get_task
 
@@ -91,7 +93,7 @@ def run(job: ResolvedJob, glue_dir: str | None = None, teacher_checkpoint: Path 
         artifacts_to: Path | None = None, predictions_to: Path | None = None,
         teacher_cache_dir: Path | None = None, token_cache_dir: Path | None = None, events_to: Path | None = None,
         deterministic: bool = False, device: str | None = None, export_to: Path | None = None,
-        about: dict | None = None) -> dict:
+        about: dict | None = None, processes: Processes | None = None) -> dict | None:
     """Train one job. Returns metrics (student dev metrics per split, last epoch), teacher metrics, per-epoch
     curves, parameter counts and timings. With a `checkpointer`, the job saves its state as it goes and first
     takes up a checkpoint left by an interrupted run of the same job. With `artifacts_to`, the student's
@@ -105,12 +107,18 @@ def run(job: ResolvedJob, glue_dir: str | None = None, teacher_checkpoint: Path 
     it resumes from). `deterministic`: PyTorch's deterministic algorithms (`set_determinism`). `device`: where to
     train in place of `train.device` (`bench run --device`; not part of the job's id). With `export_to` (which
     `train.save_model` asks for), the trained model is written there as a transformers folder (kdfd.export;
-    `about`: the job, for its kdfd-export.json)."""
+    `about`: the job, for its kdfd-export.json). `processes`: this process's place among the job's data-parallel
+    processes (kdfd.parallel.run starts them): it trains on its part of each batch, on `cuda:<rank>` on CUDA;
+    process 0 evaluates, writes and returns the results, the others return None once trained."""
     started = time.perf_counter()
     cfg, task, needs = job.config, job.task, job.needs
-    if cfg.train.save_model and export_to is None:
+    parallel = processes is not None and processes.world > 1
+    lead = not parallel or processes.lead
+    if parallel and refusal(job, processes.world):
+        raise ConfigError(refusal(job, processes.world))
+    if cfg.train.save_model and export_to is None and lead:
         raise ConfigError("train.save_model is on, and no folder was given to write the model to")
-    if cfg.train.tensorboard and events_to is None:
+    if cfg.train.tensorboard and events_to is None and lead:
         raise ConfigError("train.tensorboard is on, and no event folder was given")
     deterministic = set_determinism(deterministic)
     set_seed(cfg.seed)
@@ -132,11 +140,14 @@ def run(job: ResolvedJob, glue_dir: str | None = None, teacher_checkpoint: Path 
     if heldout:
         scored[HELDOUT] = EncodedDataset(heldout, task, tokenizer, tc.max_length, token_cache_dir)
     device = resolve_device(device or tc.device)
+    if parallel and device.type == "cuda":  # one GPU per process
+        device = torch.device("cuda", processes.rank)
     pin = device.type == "cuda"
     # on a GPU the training batches are collated by worker processes while the device computes; on a CPU the
     # cores are the compute, and workers would take them from it
     train_loader = make_loader(train_ds, tc.batch_size, shuffle=True, seed=cfg.seed, pin_memory=pin,
-                               batching=tc.batching, group_size=tc.group_size, workers=LOADER_WORKERS if pin else 0)
+                               batching=tc.batching, group_size=tc.group_size, workers=LOADER_WORKERS if pin else 0,
+                               shard=(processes.rank, processes.world) if parallel else None)
     dev_loaders = {s: make_loader(d, tc.eval_batch_size, shuffle=False, pin_memory=pin) for s, d in dev_ds.items()}
     scored_loaders = {s: dev_loaders.get(s) or make_loader(d, tc.eval_batch_size, shuffle=False, pin_memory=pin)
                       for s, d in scored.items()}
@@ -148,8 +159,10 @@ def run(job: ResolvedJob, glue_dir: str | None = None, teacher_checkpoint: Path 
         teacher.load_state_dict(_load_state(teacher_checkpoint))
     distiller.init_models(student, teacher)
 
-    engine = Engine(distiller, student, teacher, task, tc, tc.epochs * len(train_loader), device, progress,
-                    needs=needs)
+    engine = Engine(distiller, student, teacher, task, tc, tc.epochs * len(train_loader), device, progress and lead,
+                    needs=needs, processes=processes if parallel else None)
+    if parallel and not lead:  # its own dropout and sampling stream (the weights came from process 0)
+        set_seed(rank_seed(cfg.seed, processes.rank))
     if quiz_examples:
         quiz_ds = EncodedDataset(quiz_examples, task, tokenizer, tc.max_length, token_cache_dir)
         engine.use_quiz(make_loader(quiz_ds, tc.batch_size, shuffle=True, seed=cfg.seed, pin_memory=pin))
@@ -157,11 +170,17 @@ def run(job: ResolvedJob, glue_dir: str | None = None, teacher_checkpoint: Path 
     if tc.teacher_cache and needs.teacher == FROZEN:
         if teacher_cache_dir is None:
             raise ConfigError("train.teacher_cache is on, and no cache folder was given")
+        if parallel and not lead:  # process 0 fills the cache, then the others read it
+            torch.distributed.barrier()
         cache = engine.use_teacher_cache(Path(teacher_cache_dir), train_ds)
-    teacher_start = engine.evaluate("teacher", dev_loaders) if teacher is not None else None
+        if parallel and lead:
+            torch.distributed.barrier()
+    teacher_start = engine.evaluate("teacher", dev_loaders) if teacher is not None and lead else None
     setup_seconds = time.perf_counter() - started
     curves = engine.fit(train_loader, scored_loaders, tc.epochs, desc=f"{cfg.task}/{cfg.method}",
-                        checkpointer=checkpointer, events_to=events_to, started=started)
+                        checkpointer=checkpointer, events_to=events_to if lead else None, started=started)
+    if not lead:
+        return None
     if save_model_to is not None:
         save_state(student, save_model_to)
     if export_to is not None:
