@@ -457,9 +457,9 @@ def damaged(results: Path, jobs=None, running: set[str] = frozenset(), suites=No
     """Every damaged file under a results root (of `jobs`, or of every record there): records that do not parse,
     files of done records that fail their checksum (a missing one is not damage: its job remakes it), checkpoints
     that fail theirs (but those of the `running` job ids, which may be between a checkpoint and its sidecar), the
-    teacher caches of the tasks, and the kept expansions and SLURM submission lists of the suites named `suites`
-    (None: of every suite; empty: of none). Read only: `set_aside` and `set_aside_kept` move them, under the job's
-    lock and before a run."""
+    shared caches of the tasks (`task_caches`), and the kept expansions and SLURM submission lists of the suites
+    named `suites` (None: of every suite; empty: of none). Read only: `set_aside` and `set_aside_kept` move them,
+    under the job's lock and before a run."""
     results = Path(results)
     if jobs is None:  # every record, and every checkpoint of a job that has none yet
         found = [*results.glob(RECORD_GLOB), *(p.with_suffix(".json") for p in results.glob("*/*/s*-*.ckpt"))]
@@ -479,10 +479,16 @@ def damaged(results: Path, jobs=None, running: set[str] = frozenset(), suites=No
         if ckpt.is_file() and path.stem.split("-", 1)[-1] not in running and (why := files.damage(ckpt)) is not None:
             out.append(Damaged(ckpt, why))
     for task in tasks:
-        for cache in sorted(teacher_cache_path(results, task).glob("*.pt")):
+        for cache in task_caches(results, task):
             if (why := files.damage(cache)) is not None:
                 out.append(Damaged(cache, why))
     return out + [Damaged(path, why) for path, why in _kept_damage(results, suites)]
+
+
+def task_caches(results: Path, task: str) -> list[Path]:
+    """The files a task's jobs share: teacher caches (kdfd.teacher_cache) and token ids (kdfd.token_cache)."""
+    return [*sorted(teacher_cache_path(results, task).glob("*.pt")),
+            *sorted(token_cache_path(results, task).glob("*.npz"))]
 
 
 def _kept_damage(results: Path, suites=None) -> list[tuple[Path, str]]:
@@ -527,10 +533,11 @@ def set_aside(results: Path, job) -> list[tuple[Path, Path, str]]:
 
 
 def set_aside_caches(results: Path, tasks) -> list[tuple[Path, Path, str]]:
-    """The teacher caches of `tasks` that fail their checksums, moved aside (`.corrupt`): (file, where, why)."""
+    """The shared files of `tasks` (`task_caches`) that fail their checksums, moved aside (`.corrupt`): (file,
+    where, why)."""
     out = []
     for task in tasks:
-        for cache in sorted(teacher_cache_path(results, task).glob("*.pt")):
+        for cache in task_caches(results, task):
             if (why := files.damage(cache)) is not None:
                 out.append((cache, move_aside(cache), why))
     return out

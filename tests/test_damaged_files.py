@@ -11,9 +11,9 @@ is covered (`KINDS`: the matrix below):
 - its companions, checked by the record's `checksums`: a teacher's `.pt` ("teacher weights"), the representations
   `.npz` ("representations"), the GLUE test-set predictions `.test.npz` ("test predictions", on WNLI's real test
   file: skipped without a GLUE folder)
-- checkpoint `.ckpt` and teacher cache `teacher-cache/*.pt`, each with its `.sha256` sidecar: "checkpoint",
-  "teacher cache", "teacher cache checksum" (the sidecar itself; a checkpoint's is read by the same
-  kdfd.files.damage)
+- checkpoint `.ckpt`, teacher cache `teacher-cache/*.pt` and token ids `tokens/*.npz`, each with its `.sha256`
+  sidecar: "checkpoint", "teacher cache", "teacher cache checksum" (the sidecar itself; a checkpoint's and the token
+  ids' are read by the same kdfd.files.damage), "token cache"
 - a suite's expansion `.suites/<suite>-<key>.cache`, sealed: "suite expansion" (remade byte for byte)
 - what SLURM was given, `.slurm/<suite>/submitted.json`, sealed: "SLURM submission list", written by the
   submitter's own writer (slurm._keep) rather than by a cluster; moved aside by `bench run --executor slurm`; a job
@@ -78,6 +78,7 @@ KINDS = {
     "teacher weights": Kind("*/teacher/s*.pt"),
     "teacher cache": Kind("*/teacher-cache/*.pt"),
     "teacher cache checksum": Kind("*/teacher-cache/*.pt.sha256", report=False),
+    "token cache": Kind("*/tokens/*.npz", report=False),  # the first of a task's (train, dev, sample: one code)
     # in a run killed in the KDFD job's 5th step (its 1st checkpoint at step 3)
     "checkpoint": Kind("*/kdfd/s*.ckpt", run="killed"),
     "suite expansion": Kind(".suites/*.cache"),
@@ -137,6 +138,11 @@ def glue_run(tmp_path_factory):
     return suite, root / "glue", glue
 
 
+def _one(paths) -> Path:
+    (path,) = paths
+    return path
+
+
 def _one_line_each(err: str, damaged: Path) -> None:
     assert "Traceback" not in err, err
     lines = err.strip().splitlines()
@@ -157,7 +163,7 @@ def test_a_damaged_file_is_named_by_every_reader_then_moved_aside_and_remade(req
         suite, source = request.getfixturevalue("runs")[spec.run]
     results = tmp_path / "results"
     shutil.copytree(source, results)
-    (path,) = results.glob(spec.glob)
+    path = min(results.glob(spec.glob), key=str) if kind == "token cache" else _one(results.glob(spec.glob))
     named = path.with_suffix("") if path.suffix == ".sha256" else path  # a sidecar: the file it vouches for
     good = path.read_bytes()
     path.write_bytes(DAMAGES[damage](good))
