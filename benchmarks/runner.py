@@ -25,7 +25,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from kdfd import events, method_code, parallel, provenance
+from kdfd import events, method_code, parallel, parallel_launch, provenance
 from kdfd import job as kdfd_job
 from kdfd.checkpoint import Checkpointer
 from kdfd.data import load_task, load_test
@@ -113,8 +113,6 @@ def check_parallel(suite: Suite, ctx: RunContext) -> None:
     fewer GPUs than N."""
     if ctx.nproc == 1:
         return
-    from kdfd import parallel
-
     todo = [j for j in suite.jobs if not store.is_done(ctx.results, j)]
     for job in todo:
         why = parallel.refusal(job.resolved, ctx.nproc)
@@ -416,7 +414,7 @@ def run_job(suite_name: str, job: Job, ctx: RunContext, prov: dict, executor: di
             raise RuntimeError(f"its teacher job {job.teacher.id} did not finish")
         inject_failure(job)
         require_gpu(job, ctx)
-        train = kdfd_job.run if ctx.nproc == 1 else functools.partial(parallel.run, nproc=ctx.nproc)
+        train = kdfd_job.run if ctx.nproc == 1 else functools.partial(parallel_launch.run, nproc=ctx.nproc)
         result = train(
             job.resolved, glue_dir=ctx.glue_dir,
             teacher_checkpoint=store.weights_path(results, job.teacher) if job.teacher else None,

@@ -108,7 +108,7 @@ def run(job: ResolvedJob, glue_dir: str | None = None, teacher_checkpoint: Path 
     train in place of `train.device` (`bench run --device`; not part of the job's id). With `export_to` (which
     `train.save_model` asks for), the trained model is written there as a transformers folder (kdfd.export;
     `about`: the job, for its kdfd-export.json). `processes`: this process's place among the job's data-parallel
-    processes (kdfd.parallel.run starts them): it trains on its part of each batch, on `cuda:<rank>` on CUDA;
+    processes (kdfd.parallel_launch.run starts them): it trains on its part of each batch, on `cuda:<rank>` on CUDA;
     process 0 evaluates, writes and returns the results, the others return None once trained."""
     started = time.perf_counter()
     cfg, task, needs = job.config, job.task, job.needs

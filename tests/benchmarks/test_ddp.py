@@ -205,7 +205,7 @@ def test_a_slurm_task_asks_for_a_gpu_per_process():
 
 CHILD = """
 import os, sys, time, multiprocessing
-from kdfd.parallel import _die_with, starter
+from kdfd.parallel_launch import _die_with, starter
 def child(alive):
     _die_with(alive)  # as a job's process does
     time.sleep(60)
