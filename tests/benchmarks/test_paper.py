@@ -1,5 +1,5 @@
-"""A paper is data: a toy paper folder whose focal method is vanilla-kd drives the whole report over the smoke
-suite's records, and the report then names nothing of KDFD's."""
+"""A paper is data: a toy paper folder whose focal method is vanilla-kd drives the whole report over a tiny suite's
+records (smoke's three methods on one synthetic task), and the report then names nothing of KDFD's."""
 
 import csv
 from pathlib import Path
@@ -9,7 +9,7 @@ import pytest
 from benchmarks import paper
 from kdfd.errors import ConfigError
 
-from .helpers import bench
+from .helpers import bench, tiny_suite, tiny_train
 
 TOY = {
     "paper.toml": 'method = "vanilla-kd"\nname = "Vanilla KD"\n',
@@ -35,25 +35,29 @@ def toy_paper(folder: Path, **changes: str) -> Path:
     return folder
 
 
-# one task of the smoke suite: its three methods and its teacher (about 20 s on 2 idle cores)
-ONE_TASK = ("--tasks", "synth-single")
+# smoke's methods on one synthetic task with tiny models, a few steps each
+SUITE = tiny_suite(methods=("kdfd", "vanilla-kd", "finetune"),
+                   train=tiny_train(epochs=1, max_train_examples=64, max_eval_examples=32))
 
 
 @pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
-    """The smoke suite's records on ONE_TASK."""
-    results = tmp_path_factory.mktemp("smoke") / "results"
-    done = bench("run", "--suite", "smoke", *ONE_TASK, "--results", str(results), "--no-progress", timeout=1200)
+def runs(tmp_path_factory):
+    """The tiny suite's file and its records."""
+    root = tmp_path_factory.mktemp("paper")
+    suite = root / "runs.toml"
+    suite.write_text(SUITE)
+    done = bench("run", "--suite", str(suite), "--results", str(root / "results"), "--no-progress")
     assert done.returncode == 0, done.stderr[-2000:]
-    return results
+    return suite, root / "results"
 
 
-def test_the_report_follows_a_toy_paper_whose_focal_method_is_vanilla_kd(smoke, tmp_path):
+def test_the_report_follows_a_toy_paper_whose_focal_method_is_vanilla_kd(runs, tmp_path):
+    suite, results = runs
     folder = toy_paper(tmp_path / "toy")
-    done = bench("report", "--suite", "smoke", *ONE_TASK, "--results", str(smoke), "--out", str(tmp_path / "out"),
+    done = bench("report", "--suite", str(suite), "--results", str(results), "--out", str(tmp_path / "out"),
                  "--paper", str(folder))
     assert done.returncode == 0, done.stderr[-2000:]
-    out = tmp_path / "out" / "smoke"
+    out = tmp_path / "out" / "runs"
     text = (out / "report.md").read_text()
     assert "## Vanilla KD against each method (exploratory)" in text
     assert "(Vanilla KD minus the other, points)" in text
@@ -74,15 +78,15 @@ def test_the_report_follows_a_toy_paper_whose_focal_method_is_vanilla_kd(smoke, 
     assert not (out / "table1.md").exists()  # the KDFD paper's tables are not this paper's
 
 
-def test_a_suite_names_its_paper_by_folder(smoke, tmp_path):
+def test_a_suite_names_its_paper_by_folder(runs, tmp_path):
     """`paper = "DIR"` in a suite file, relative to it: the same report as `--paper`."""
+    _, results = runs
     toy_paper(tmp_path / "papers" / "toy")
-    suite = tmp_path / "smoke-toy.toml"
-    smoke_file = Path(paper.REFERENCE.parent / "suites" / "smoke.toml").read_text()
-    suite.write_text('paper = "papers/toy"\n' + smoke_file)
-    done = bench("report", "--suite", str(suite), *ONE_TASK, "--results", str(smoke), "--out", str(tmp_path / "out"))
+    suite = tmp_path / "runs-toy.toml"
+    suite.write_text('paper = "papers/toy"\n' + SUITE)
+    done = bench("report", "--suite", str(suite), "--results", str(results), "--out", str(tmp_path / "out"))
     assert done.returncode == 0, done.stderr[-2000:]
-    text = (tmp_path / "out" / "smoke-toy" / "report.md").read_text()
+    text = (tmp_path / "out" / "runs-toy" / "report.md").read_text()
     assert "## Vanilla KD against each method (exploratory)" in text and "KDFD" not in text
 
 
