@@ -184,14 +184,15 @@ def test_a_gpu_suite_on_a_cluster_without_gpus_is_refused_before_anything_is_sub
 
 
 def test_the_readme_slurm_example_submits_and_finishes_on_a_two_cpu_node(cluster, tmp_path):
-    # the docs' commands as written, on a root of the test's own and one of smoke's three tasks (4 of its 12 jobs:
-    # a teacher and its students are the whole path; the other tasks would only repeat it on the 2 CPUs)
-    own = ("--results", str(tmp_path / "slurm"), "--tasks", "synth-pair")
+    # the docs' commands as written, on a root of the test's own, one of smoke's tasks and one of its distilling
+    # methods (2 of its 12 jobs: a teacher and a student that waits for it are the whole path; the other jobs would
+    # only repeat it on the 2 CPUs)
+    own = ("--results", str(tmp_path / "slurm"), "--tasks", "synth-pair", "--methods", "vanilla-kd")
     results = own[1]
     sub = bench(*_readme_commands("bench run --suite smoke --executor slurm"), *own)
     assert sub.returncode == 0, sub.stdout + sub.stderr
-    assert "submitted 4 jobs as 4 SLURM tasks" in sub.stdout
+    assert "submitted 2 jobs as 2 SLURM tasks" in sub.stdout
     wait = bench(*_readme_commands("bench wait --suite smoke"), *own, "--poll", "2")
     assert wait.returncode == 0, wait.stdout + wait.stderr
-    assert "\r" not in wait.stderr and wait.stderr.strip().splitlines()[-1] == "suite smoke: 4 done", wait.stderr
+    assert "\r" not in wait.stderr and wait.stderr.strip().splitlines()[-1] == "suite smoke: 2 done", wait.stderr
     assert all(r["status"] == "done" and r["executor"]["kind"] == "slurm" for r in records(results))
