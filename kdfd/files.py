@@ -16,9 +16,11 @@ import re
 import zipfile
 import zlib
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO, Callable, TypeVar
 
 from .faults import crash_point
+
+T = TypeVar("T")
 
 
 def atomic_write(path: Path, write: Callable[[BinaryIO], None], crash_at: str | None = None,
@@ -72,6 +74,24 @@ def move_aside(path: Path) -> Path:
     if side.is_file():
         os.replace(side, side.with_name(side.name + ".corrupt"))
     return aside
+
+
+def load_trusted(path: Path, load: Callable[[Path], T], what: str, then: str) -> T | None:
+    """`load(path)` where the file is there and can be trusted (`damage`), else None. A file that is damaged, or that
+    `load` rejects (any exception; its message says why), is moved aside, kept for a look and never trusted; the
+    line printed names it as `what`, and says what the caller does instead (`then`)."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    why = damage(path)  # the checksum first: flipped bytes in a tensor would load without complaint
+    if why is None:
+        try:
+            return load(path)
+        except Exception as e:
+            why = str(e) if isinstance(e, ValueError) and str(e) else f"unreadable ({type(e).__name__})"
+    moved = move_aside(path)
+    print(f"{what} {path} is damaged: {why}; kept as {moved.name}, {then}", flush=True)
+    return None
 
 
 def remove(path: Path) -> None:

@@ -24,7 +24,7 @@ from torch import nn
 
 from .data import Collator, EncodedDataset
 from .distiller import Needs
-from .files import atomic_write, damage, move_aside
+from .files import atomic_write, load_trusted
 from .models import Forward
 
 FORMAT = 1
@@ -62,19 +62,15 @@ class TeacherCache:
         self.path = Path(directory) / f"{weights_key(teacher)}-{'+'.join(self.fields)}.pt"
         self.examples: dict[str, dict[str, torch.Tensor]] = {}
         self.hits = self.computed = 0
-        if self.path.is_file():
-            why = damage(self.path)  # its checksum first: flipped bytes in a tensor would load without complaint
-            if why is None:
-                try:
-                    saved = torch.load(self.path, map_location="cpu", weights_only=True)
-                    if saved.get("format") != FORMAT or tuple(saved.get("fields", ())) != self.fields:
-                        raise ValueError("another format")
-                    self.examples = saved["examples"]
-                except Exception as e:
-                    why = f"unreadable ({type(e).__name__})"
-            if why is not None:  # a damaged cache is rebuilt, never trusted; the bad file is kept for a look
-                moved = move_aside(self.path)
-                print(f"teacher cache {self.path} is damaged: {why}; kept as {moved.name}, rebuilding", flush=True)
+        kept = load_trusted(self.path, self._load, "teacher cache", "rebuilding")
+        if kept is not None:
+            self.examples = kept
+
+    def _load(self, path: Path) -> dict[str, dict[str, torch.Tensor]]:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        if saved.get("format") != FORMAT or tuple(saved.get("fields", ())) != self.fields:
+            raise ValueError("another format")
+        return saved["examples"]
 
     def fill(self, forward: Callable[[dict], Forward], ds: EncodedDataset, batch_size: int) -> "CachedTeacher":
         """Compute the examples of `ds` the cache lacks with `forward` (the engine's teacher pass on a CPU batch,

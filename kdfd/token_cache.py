@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .files import atomic_write, damage, move_aside
+from .files import atomic_write, load_trusted
 
 FORMAT = 1
 _identities: dict[int, str] = {}  # by id(tokenizer): hashing a 30k-word vocabulary once per process, not per split
@@ -65,21 +65,19 @@ def encode(tokenizer, a: list[str], b: list[str] | None, max_length: int, direct
     if directory is None:
         return _tokenize(tokenizer, a, b, max_length)
     path = Path(directory) / f"{texts_key(tokenizer, max_length, a, b)}.npz"
-    if path.is_file():
-        why = damage(path)
-        if why is None:
-            try:
-                with np.load(path) as z:
-                    out = {"input_ids": _rows(z["input_ids"], z["offsets"])}
-                    if "token_type_ids" in z:
-                        out["token_type_ids"] = _rows(z["token_type_ids"], z["offsets"])
-                if len(out["input_ids"]) == len(a):
-                    return out
-                why = f"{len(out['input_ids'])} examples, not {len(a)}"
-            except Exception as e:  # a checksum matched and the archive still fails: kept for a look, never trusted
-                why = f"unreadable ({type(e).__name__})"
-        moved = move_aside(path)
-        print(f"token cache {path} is damaged: {why}; kept as {moved.name}, tokenizing again", flush=True)
+
+    def load(path: Path) -> dict:
+        with np.load(path) as z:
+            out = {"input_ids": _rows(z["input_ids"], z["offsets"])}
+            if "token_type_ids" in z:
+                out["token_type_ids"] = _rows(z["token_type_ids"], z["offsets"])
+        if len(out["input_ids"]) != len(a):
+            raise ValueError(f"{len(out['input_ids'])} examples, not {len(a)}")
+        return out
+
+    kept = load_trusted(path, load, "token cache", "tokenizing again")
+    if kept is not None:
+        return kept
     out = _tokenize(tokenizer, a, b, max_length)
     ids, offsets = _flat(out["input_ids"])
     arrays = {"input_ids": ids, "offsets": offsets}
