@@ -29,9 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import tomllib
-
-from kdfd.config import build
+from kdfd.config import build, read_toml
 from kdfd.errors import ConfigError, one_of
 
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
@@ -83,10 +81,7 @@ def read_raw(path: Path, chain: tuple[Path, ...] = ()) -> dict:
     """A suite file's table, with its `base` suite merged under it (tables merge key by key; any other value,
     lists included, replaces the base's; a `seeds` or `tasks` list replaces the base's method and arm tables' lists
     too). Each file's keys and their types are checked (`SuiteFile`)."""
-    try:
-        raw = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: not valid TOML ({e})") from None
+    raw = read_toml(path, str(path))
     build(SuiteFile, raw, str(path))
     if "base" not in raw:
         return raw

@@ -14,6 +14,9 @@ import json
 import types
 import typing
 from dataclasses import dataclass, field
+from pathlib import Path
+
+import tomllib
 
 from .errors import ConfigError
 
@@ -236,6 +239,14 @@ def build(cls, raw: dict | None, where: str):
         raise ConfigError(f"{where}: {e}") from None
 
 
+def read_toml(path, where: str) -> dict:
+    """A TOML file's top-level table; a file that does not parse is a one-line error naming `where`."""
+    try:
+        return tomllib.loads(Path(path).read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{where}: not valid TOML ({e})") from None
+
+
 def check_keys(raw: dict, allowed, required, where: str) -> None:
     """A table has no key outside `allowed` (a typo would otherwise be ignored silently) and every `required` one."""
     for key in raw:
@@ -279,7 +290,9 @@ def coerce(value, tp, what: str):
             return None
         tp = next(a for a in args if a is not type(None))
         args = typing.get_args(tp)
-    if dataclasses.is_dataclass(tp) and isinstance(value, dict):
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{what} = {value!r} has type {type(value).__name__}, expected a table")
         return build(tp, value, what)
     origin = typing.get_origin(tp)
     if origin is tuple and isinstance(value, (list, tuple)):
