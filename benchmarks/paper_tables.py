@@ -8,6 +8,7 @@ the report's every-task table (`report.all_results`).
 from __future__ import annotations
 
 import csv
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,27 +42,27 @@ class Column:
             object.__setattr__(self, "paper_metric", self.metric)
 
 
+class Unpacks:
+    """A dataclass that unpacks as its fields, in order: the report reads a table's rows as pairs."""
+
+    def __iter__(self):
+        return iter([getattr(self, f.name) for f in dataclasses.fields(self)])
+
+
 @dataclass(frozen=True)
-class Row:
-    """A row of a table: our method, and the paper's row it fills (None: a row of ours alone). Unpacks as
-    (method, paper)."""
+class Row(Unpacks):
+    """A row of a table: our method, and the paper's row it fills (None: a row of ours alone)."""
 
     method: str = nonempty()
     paper: str | None = nonempty(None)
 
-    def __iter__(self):
-        return iter((self.method, self.paper))
-
 
 @dataclass(frozen=True)
-class NotRun:
-    """A row of the paper no method here runs, and why. Unpacks as (paper, why)."""
+class NotRun(Unpacks):
+    """A row of the paper no method here runs, and why."""
 
     paper: str = nonempty()
     why: str = nonempty()
-
-    def __iter__(self):
-        return iter((self.paper, self.why))
 
 
 @dataclass(frozen=True)
