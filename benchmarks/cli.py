@@ -128,14 +128,14 @@ def cmd_list(args) -> int:
 def suite_table(results: Path) -> Table:
     """The suites from their files, none expanded (nor torch imported): a suite's job count is its cached expansion's
     under `results` (`bench run` keeps one), where there is a fresh one."""
-    from . import suite_cache
+    from . import suite_cache, suite_file
 
     t = Table(title=f"suites (jobs: as last expanded under {results}; `bench run --suite S --dry-run` counts any)")
     for col in ("suite", "jobs", "description"):
         t.add_column(col, overflow="fold")
-    for name in suite_cache.available():
+    for name in suite_file.available():
         n = suite_cache.job_count(results, name)
-        description = suite_cache.read_raw(suite_cache.suite_path(name)).get("description", "")
+        description = suite_file.read_raw(suite_file.suite_path(name)).get("description", "")
         t.add_row(name, "-" if n is None else str(n), description)
     return t
 
@@ -300,7 +300,7 @@ def cmd_status(args) -> int:
     require_roots(args.results)
     suite = load_suite(args, cached_in=[Path(args.results)])
     pending = []
-    if getattr(suite, "select", None) is not None:  # the jobs the held-out choices made so far keep
+    if suite.select is not None:  # the jobs the held-out choices made so far keep
         import dataclasses
 
         from . import selection
@@ -376,7 +376,7 @@ def cmd_cancel(args) -> int:
 
 def cmd_report(args) -> int:
     from . import paper as papers
-    from . import report, report_writer, selection, store, suite_cache, verdicts
+    from . import report, report_writer, selection, store, suite_file, verdicts
 
     roots = [Path(args.results), *[Path(r) for r in args.also or []]]
     require_roots(*roots)
@@ -394,14 +394,14 @@ def cmd_report(args) -> int:
         swept = load_suite(args, name, cached_in=roots)
         sweeps[swept.name] = report.collect(swept, roots, args.checkpoint)
     out = Path(args.out) / suite.name
-    raw = suite_cache.read_raw(suite.path)
+    raw = suite_file.read_raw(suite.path)
     paper = papers.load(args.paper) if args.paper else papers.load(raw.get("paper"), suite.path.parent)
-    select = getattr(suite, "select", None)
+    select = suite.select
     choices = selection.choices(suite.jobs, select, roots) if select is not None else None
     with report_writer.staged(out) as staging:  # the old report stays whole until the new one is complete
         result = report_writer.write(staging, suite.name, collected, args.checkpoint, paper, sweeps=sweeps,
-                                     methods=getattr(suite, "methods", None), interval=args.interval,
-                                     family=getattr(suite, "claims", None), choices=choices, select=select,
+                                     methods=suite.methods, interval=args.interval,
+                                     family=suite.claims, choices=choices, select=select,
                                      note=raw.get("note"))
         if args.glue_submission:
             from . import submission

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from kdfd.tasks import get_task
+
 from .store import read
 
 
@@ -158,8 +160,8 @@ def model_params(spec) -> float | None:
 
 
 def job_steps(job) -> int:
-    """A job's training steps, from its config and its task's training-set size (no data read)."""
-    t, task = job.config.train, job.resolved.task
+    """A job's training steps, from its config and its task's training-set size (no data read, no method imported)."""
+    t, task = job.config.train, get_task(job.config.task)
     n = min(task.train_size, t.max_train_examples or task.train_size)
     n = max(1, round(n * (1 - t.holdout)))
     return t.epochs * -(-n // t.batch_size)

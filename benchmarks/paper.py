@@ -16,9 +16,7 @@ import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import tomllib
-
-from kdfd.config import build
+from kdfd.config import build, derived, nonempty, read_toml
 from kdfd.errors import ConfigError, one_of
 
 REFERENCE = Path(__file__).resolve().parent / "reference"
@@ -32,14 +30,14 @@ class Paper:
     Figs. 3-4 set beside the raw feature, the dimension h is reduced to before its silhouette is set beside z_mu's
     (None: h's own), and the report's paper-specific paragraphs (empty: left out)."""
 
-    method: str
-    name: str
+    method: str = nonempty()
+    name: str = nonempty()
     swept: dict[str, str] = field(default_factory=dict)
     represented: tuple[str, ...] = ()
     latent: int | None = None
     ablations: str = ""  # how to read the ablations' rows, under their heading
     inconsistencies: str = ""  # the lead-in to the list of the paper's own differing numbers
-    folder: Path = REFERENCE / FALLBACK  # where it was read from (not a key of the file)
+    folder: Path = derived(REFERENCE / FALLBACK)  # where it was read from
 
     @property
     def tables(self) -> Path:
@@ -57,10 +55,6 @@ class Paper:
         """A file of the paper as the report names it: relative to the repository when inside it."""
         root = REFERENCE.parents[1]
         return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
-
-
-KEYS = tuple(f.name for f in dataclasses.fields(Paper) if f.name != "folder")
-REQUIRED = ("method", "name")
 
 
 def available() -> list[str]:
@@ -89,16 +83,7 @@ def folder_of(name: str | None, relative_to: Path | None = None) -> Path:
 @functools.cache
 def _read(folder: Path) -> Paper:
     where = f"paper file {folder / 'paper.toml'}"
-    try:
-        raw = tomllib.loads((folder / "paper.toml").read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{where}: not valid TOML ({e})") from None
-    for key in raw:
-        if key not in KEYS:  # `folder` is where the file is, never what it says
-            raise ConfigError(f"{where}: unknown key {key!r} (allowed: {', '.join(KEYS)})")
-    for key in REQUIRED:
-        if key not in raw:
-            raise ConfigError(f"{where}: missing key {key!r} (needs: {', '.join(REQUIRED)})")
+    raw = read_toml(folder / "paper.toml", where)
     return dataclasses.replace(build(Paper, raw, where), folder=folder)
 
 

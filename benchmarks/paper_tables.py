@@ -8,11 +8,11 @@ the report's every-task table (`report.all_results`).
 from __future__ import annotations
 
 import csv
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-import tomllib
-
+from kdfd.config import build, nonempty, read_toml
 from kdfd.errors import ConfigError, one_of
 from kdfd.tasks import get_task
 
@@ -20,34 +20,83 @@ from . import paper as papers
 
 MAJORITY = "majority"  # the constant predictor's row: the floor of every table (never a run)
 
-TOP_KEYS = ("paper", "column", "table")
-COLUMN_KEYS = (("task", "split", "metric", "header"), ("paper_metric",))  # (required, optional)
-TABLE_KEYS = (("name", "title", "rows"), ("not_run",))
-ROW_KEYS = (("method",), ("paper",))
-NOT_RUN_KEYS = (("paper", "why"), ())
-
 
 @dataclass(frozen=True)
 class Column:
     """One column of every table: our dev `split` and `metric` of `task`; `paper_metric`, the metric's name in the
-    paper's numbers."""
+    paper's numbers (unset: `metric`)."""
 
-    task: str
-    split: str
-    metric: str
-    header: str
-    paper_metric: str
+    task: str = nonempty()
+    split: str = nonempty()
+    metric: str = nonempty()
+    header: str = nonempty()
+    paper_metric: str | None = nonempty(None)
+
+    def __post_init__(self):
+        task = get_task(self.task)
+        if self.split not in task.dev_files:
+            raise ConfigError(one_of(f"dev split of {task.name}", self.split, task.dev_files))
+        if self.metric not in task.metrics:
+            raise ConfigError(one_of(f"metric of {task.name}", self.metric, task.metrics))
+        if self.paper_metric is None:
+            object.__setattr__(self, "paper_metric", self.metric)
+
+
+class Unpacks:
+    """A dataclass that unpacks as its fields, in order: the report reads a table's rows as pairs."""
+
+    def __iter__(self):
+        return iter([getattr(self, f.name) for f in dataclasses.fields(self)])
+
+
+@dataclass(frozen=True)
+class Row(Unpacks):
+    """A row of a table: our method, and the paper's row it fills (None: a row of ours alone)."""
+
+    method: str = nonempty()
+    paper: str | None = nonempty(None)
+
+
+@dataclass(frozen=True)
+class NotRun(Unpacks):
+    """A row of the paper no method here runs, and why."""
+
+    paper: str = nonempty()
+    why: str = nonempty()
 
 
 @dataclass(frozen=True)
 class TableSpec:
-    name: str
-    title: str
-    rows: tuple[tuple[str, str | None], ...]  # (our method, the paper's row it fills or None), in the order shown
-    not_run: tuple[tuple[str, str], ...] = ()  # (the paper's row, why no method here runs it)
+    name: str = nonempty()
+    title: str = nonempty()
+    rows: tuple[Row, ...]  # in the order shown
+    not_run: tuple[NotRun, ...] = ()
+
+    def __post_init__(self):
+        if not self.rows:
+            raise ConfigError("rows must be a non-empty list of {method = ..., paper = ...}")
+        methods = [r.method for r in self.rows]
+        dup = next((m for m in methods if methods.count(m) > 1), None)
+        if dup is not None:
+            raise ConfigError(f"method {dup!r} has two rows (one row per method)")
 
     def paper_row(self, method: str) -> str | None:
         return dict(self.rows).get(method)
+
+
+@dataclass(frozen=True)
+class TablesFile:
+    """A paper's `tables.toml`: where its numbers come from, the columns every table has, and the tables."""
+
+    paper: str = nonempty()
+    column: tuple[Column, ...]
+    table: tuple[TableSpec, ...]
+
+    def __post_init__(self):
+        names = [t.name for t in self.table]
+        dup = next((n for n in names if names.count(n) > 1), None)
+        if dup is not None:
+            raise ConfigError(f"table name {dup!r} appears twice (names must be unique: they name the files)")
 
 
 @dataclass(frozen=True)
@@ -70,83 +119,20 @@ class Reference:
         return list(dict.fromkeys(order))
 
 
-def _keys(raw, allowed: tuple[tuple[str, ...], tuple[str, ...]], where: str) -> None:
-    """A table has its required keys and no other than the optional ones (a typo would be ignored silently)."""
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: must be a table, not {raw!r}")
-    required, optional = allowed
-    for key in required:
-        if key not in raw:
-            raise ConfigError(f"{where}: missing key {key!r} (needs: {', '.join(required)})")
-    extra = sorted(set(raw) - set(required + optional))
-    if extra:
-        raise ConfigError(f"{where}: {one_of('key', extra[0], required + optional)}")
-    for key, value in raw.items():
-        if key not in ("rows", "not_run") and (not isinstance(value, str) or not value):
-            raise ConfigError(f"{where}: {key} must be a non-empty string, not {value!r}")
-
-
-def _column(raw, i: int, where: str) -> Column:
-    at = f"{where} column #{i + 1}"
-    _keys(raw, COLUMN_KEYS, at)
-    task = get_task(raw["task"])
-    if raw["split"] not in task.dev_files:
-        raise ConfigError(f"{at}: {one_of(f'dev split of {task.name}', raw['split'], task.dev_files)}")
-    if raw["metric"] not in task.metrics:
-        raise ConfigError(f"{at}: {one_of(f'metric of {task.name}', raw['metric'], task.metrics)}")
-    return Column(raw["task"], raw["split"], raw["metric"], raw["header"], raw.get("paper_metric", raw["metric"]))
-
-
-def _table(raw, i: int, where: str, paper_rows: set[tuple[str, str]]) -> TableSpec:
-    at = f"{where} table {raw.get('name')!r}" if isinstance(raw, dict) and "name" in raw else f"{where} table #{i + 1}"
-    _keys(raw, TABLE_KEYS, at)
-    if not isinstance(raw["rows"], list) or not raw["rows"]:
-        raise ConfigError(f"{at}: rows must be a non-empty list of {{method = ..., paper = ...}}, not {raw['rows']!r}")
-    rows = []
-    for row in raw["rows"]:
-        _keys(row, ROW_KEYS, f"{at} row {row.get('method') if isinstance(row, dict) else row!r}")
-        rows.append((row["method"], row.get("paper")))
-    not_run = []
-    for row in raw.get("not_run", []):
-        _keys(row, NOT_RUN_KEYS, f"{at} not_run")
-        not_run.append((row["paper"], row["why"]))
-    methods = [m for m, _ in rows]
-    dup = next((m for m in methods if methods.count(m) > 1), None)
-    if dup is not None:
-        raise ConfigError(f"{at}: method {dup!r} has two rows (one row per method)")
-    known = sorted({r for t, r in paper_rows if t == raw["name"]})
-    for paper in [p for _, p in rows if p] + [p for p, _ in not_run]:
-        if (raw["name"], paper) not in paper_rows:  # a misspelt row would show no paper number, silently
-            raise ConfigError(f"{at}: {one_of('paper row', paper, known or ['(none in the paper numbers)'])}")
-    return TableSpec(raw["name"], raw["title"], tuple(rows), tuple(not_run))
-
-
 def load(path: str | Path | None = None, paper_csv: str | Path | None = None) -> Reference:
     """The tables file, checked against the paper's numbers (every paper row it names must have numbers there):
     ConfigError with a one-line message otherwise. None: the default paper's (`benchmarks.paper`)."""
     path = Path(path or papers.load().tables)
     where = f"tables file {path}"
-    try:
-        raw = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{where}: {e}") from None
-    extra = sorted(set(raw) - set(TOP_KEYS))
-    if extra:
-        raise ConfigError(f"{where}: {one_of('key', extra[0], TOP_KEYS)}")
-    for key in TOP_KEYS:
-        if key not in raw:
-            raise ConfigError(f"{where}: missing key {key!r} (needs: {', '.join(TOP_KEYS)})")
-    if not isinstance(raw["paper"], str) or not raw["paper"]:
-        raise ConfigError(f"{where}: paper must be a non-empty string, not {raw['paper']!r}")
-    numbers = paper_numbers(paper_csv)
-    paper_rows = {(t, r) for t, r, *_ in numbers}
-    columns = tuple(_column(c, i, where) for i, c in enumerate(raw["column"]))
-    tables = [_table(t, i, where, paper_rows) for i, t in enumerate(raw["table"])]
-    names = [t.name for t in tables]
-    dup = next((n for n in names if names.count(n) > 1), None)
-    if dup is not None:
-        raise ConfigError(f"{where}: table name {dup!r} appears twice (names must be unique: they name the files)")
-    return Reference(raw["paper"], columns, {t.name: t for t in tables})
+    file = build(TablesFile, read_toml(path, where), where)
+    paper_rows = {(t, r) for t, r, *_ in paper_numbers(paper_csv)}
+    for table in file.table:
+        known = sorted({r for t, r in paper_rows if t == table.name})
+        for paper in [p for _, p in table.rows if p] + [p for p, _ in table.not_run]:
+            if (table.name, paper) not in paper_rows:  # a misspelt row would show no paper number, silently
+                raise ConfigError(f"{where}: table {table.name!r}: "
+                                  f"{one_of('paper row', paper, known or ['(none in the paper numbers)'])}")
+    return Reference(file.paper, file.column, {t.name: t for t in file.table})
 
 
 def paper_numbers(path: str | Path | None = None) -> dict[tuple[str, str, str, str], float]:

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections import Counter
 
 from . import cost, store
+from .expansion import Suite
 from .options import RunContext
-from .suite import Suite
 
 
 def counts(items) -> str:

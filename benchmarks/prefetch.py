@@ -20,7 +20,7 @@ from kdfd.data import HF_DATASET, HF_DATASET_ENV, hf_dataset
 from kdfd.errors import ExternalError
 from kdfd.models import resolve_path
 
-from .suite import Suite
+from .expansion import Suite
 
 # weights of other frameworks and exports, never read here (from_pretrained takes safetensors, else PyTorch's .bin)
 SKIP = ["*.h5", "*.msgpack", "*.onnx", "*.ot", "*.tflite", "tf_model*", "flax_model*", "rust_model*", "coreml/*",

@@ -10,7 +10,6 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -18,10 +17,8 @@ from kdfd.metrics import score
 from kdfd.tasks import get_task
 
 from . import paper_tables, store
+from .expansion import Suite, teachers_first
 from .selection import row_of
-
-if TYPE_CHECKING:  # a suite from the cache (benchmarks.suite_cache) reports as well, without torch
-    from .suite import Suite
 
 # printed in every report; {method}: the paper's focal method, as its prose names it
 RULES = """\
@@ -162,6 +159,7 @@ def widen(suite: Suite, roots: list[Path], tasks: list[str] | None = None, seeds
         for method, ids in df.groupby("method")["id"]:
             recorded.setdefault(method, set()).update(ids)
     jobs = {j.id: j for j in suite.jobs}
+    methods = dict(suite.methods)
     for method, ids in sorted(recorded.items()):
         try:
             extra = next(filter(None, (suite_cache.load(r, str(suite.path), tasks, [method], seeds) for r in roots)),
@@ -175,8 +173,8 @@ def widen(suite: Suite, roots: list[Path], tasks: list[str] | None = None, seeds
         if ids & {j.id for j in extra.jobs}:
             for job in extra.jobs:
                 jobs.setdefault(job.id, job)
-    ordered = sorted(jobs.values(), key=lambda j: j.config.role != "teacher")  # stable: teachers first, as suite.load
-    return dataclasses.replace(suite, jobs=ordered)
+            methods.update(extra.methods)
+    return dataclasses.replace(suite, jobs=teachers_first(jobs.values()), methods=methods)
 
 
 def select(groups: list[Group], points: dict[tuple[str, str], str | None] | None = None

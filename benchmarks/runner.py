@@ -34,10 +34,10 @@ from kdfd.errors import ConfigError, NonFiniteLossError, StorageError
 from kdfd.models import describe, require_loadable, resolve_path
 
 from . import store
+from .expansion import Job, Suite
 from .lock import JobLock
 from .options import RunContext
 from .store import Record
-from .suite import Job, Suite
 
 log = logging.getLogger(__name__)  # `bench -q` keeps warnings only, `bench -v` adds debug lines (benchmarks.cli)
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kdfd.config import check_keys
 from kdfd.errors import ConfigError
 from kdfd.metrics import score
 from kdfd.tasks import get_task
@@ -46,10 +47,7 @@ class Selection:
 
     @classmethod
     def build(cls, raw: dict, parents: dict[str, str], where: str) -> "Selection":
-        extra = sorted(set(raw) - {"seeds", "split", "phases", "ablations"})
-        if extra:
-            raise ConfigError(f"{where} [select]: unknown key {extra[0]!r} (allowed: seeds, split, phases, "
-                              "ablations)")
+        check_keys(raw, ("seeds", "split", "phases", "ablations"), ("seeds",), f"{where} [select]")
         ablations = raw.get("ablations", [])
         if not isinstance(ablations, list) or not all(a in parents for a in ablations):
             raise ConfigError(f"{where} [select]: ablations must list arms of the suite, got {ablations!r}")

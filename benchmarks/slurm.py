@@ -21,17 +21,14 @@ import os
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from kdfd import provenance
 from kdfd.config import build
 from kdfd.errors import ConfigError, ExternalError
 
 from . import store
+from .expansion import Job, Suite
 from .options import RunContext, SlurmOptions
-
-if TYPE_CHECKING:
-    from .suite import Job, Suite
 
 # The runner (and with it torch) is imported where a task runs or a submission is prepared, not here: `bench status`
 # and `bench cancel` read SLURM's accounting through this module alone.

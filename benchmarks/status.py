@@ -13,16 +13,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from kdfd import method_code
 
 from . import slurm, store
+from .expansion import Job, Suite
 from .lock import JobLock
 from .store import Record
-
-if TYPE_CHECKING:
-    from .suite import Job, Suite
 
 FINAL = ("done", "stale", "failed")
 

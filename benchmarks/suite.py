@@ -1,85 +1,33 @@
-"""Suites: short declarative TOML files expanded into jobs (seed x task x method x grid).
+"""Suite expansion: a suite file (`benchmarks.suite_file`) into its jobs (seed x task x method x grid), each checked
+against its method's parameters now, not when it runs.
 
-    base = "glue-cpu"               # optional: start from another suite; tables merge, other values replace
-    description = "..."
-    tasks = ["rte", "mrpc"]
-    seeds = [1, 2, 3]
-    methods = ["kdfd", "vanilla-kd", "finetune"]
-    data_source = "auto"            # optional: auto | tsv | hf | synthetic
-    tokenizer = "auto"              # optional
-    paper = "kdfd"                  # optional: the paper its report is about (benchmarks.paper; default: the only one)
-    [teacher]  ...                  # a kdfd.models.ModelSpec
-    [student]  ...
-    [train]    ...                  # a kdfd.config.TrainConfig
-    [method.kdfd]                   # method parameters
-    temperature = [1.0, 1.5]        # a list is a grid axis; axes expand to their cartesian product
-    [method.kdfd.train]             # training settings for this method only (lists are axes too)
-    lr = [1e-5, 3e-5, 5e-5]
-    [method.prokt]
-    seeds = [1, 2, 3]               # this method's seeds, in place of the suite's (`--seeds` replaces both)
-    [method.bert-pkd.student]       # this method's own student model (BERT-PKD: the teacher's first k layers)
-    layers = 6
-    [slurm]                         # resources of one SLURM task: benchmarks.options.SlurmOptions
-    partition = "gpu"
-
-Each job comes out resolved (`kdfd.job.resolve`: its task, method class, typed parameters and needs, computed once
-here); the runner, preflight and the engine take it as it is. Methods that start from a fine-tuned teacher get one
-teacher fine-tuning job per (teacher model, task, seed, teacher training settings), shared by every job that needs
-it and run before them.
+Methods that start from a fine-tuned teacher get one teacher fine-tuning job per (teacher model, task, seed, teacher
+training settings), shared by every job that needs it and run before them. Expanding needs the methods' classes
+(their typed parameters, what they need of a teacher), and so torch; the expansion it gives is plain data
+(`benchmarks.expansion`), kept by `bench run` for what reads results (`benchmarks.suite_cache`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import itertools
-from dataclasses import dataclass
-from pathlib import Path
 
 from kdfd.config import RunConfig, TrainConfig, build
 from kdfd.data import SOURCES
 from kdfd.distiller import params_dict, parse_params
 from kdfd.errors import ConfigError
-from kdfd.job import ResolvedJob, resolve
+from kdfd.job import resolve
 from kdfd.models import ModelSpec
-from kdfd.registry import METHODS, get_method, load_methods
+from kdfd.registry import METHODS, get_method, load_methods, method_facts
 from kdfd.tasks import get_task
 
 from . import paper as papers
+from .expansion import Job, Suite, teachers_first
 from .options import SlurmOptions
 from .selection import Selection
-from .suite_cache import SUITES_DIR, available, merge, read_raw, suite_path  # noqa: F401 (this module's names too)
+from .suite_file import merge, read_raw, suite_path
 
 LIST_FIELDS = {"tasks": str, "seeds": int, "methods": str}
-
-
-@dataclass(frozen=True)
-class Job:
-    """One job of a suite: resolved once at expansion (its config, task, method class, typed parameters, needs), its
-    label, and the teacher fine-tuning job it starts from."""
-
-    resolved: ResolvedJob
-    label: str  # `method[k=v,...]` for grid points, `teacher` for teacher fine-tuning
-    teacher: "Job | None" = None
-
-    @property
-    def config(self) -> RunConfig:
-        return self.resolved.config
-
-    @functools.cached_property
-    def id(self) -> str:
-        return self.config.hash()
-
-
-@dataclass
-class Suite:
-    name: str
-    path: Path
-    description: str
-    jobs: list[Job]  # teacher jobs first, then method jobs; no two with the same id
-    slurm: dict = dataclasses.field(default_factory=dict)  # the `[slurm]` table: benchmarks.options.SlurmOptions
-    select: Selection | None = None  # the `[select]` table: tuning on held-out seeds (benchmarks.selection)
-    claims: list[str] | None = None  # the pre-registered family of claims its report tests (benchmarks.verdicts)
 
 
 def load(name: str, tasks=None, methods=None, seeds=None) -> Suite:
@@ -169,34 +117,30 @@ def load(name: str, tasks=None, methods=None, seeds=None) -> Suite:
                     cfg = RunConfig(task=task, method=method, seed=seed, student=method_student, teacher=teacher,
                                     params=params_dict(params), train=seed_train, data_source=source,
                                     tokenizer=raw.get("tokenizer", "auto"))
-                    resolved = resolve(cfg, params)
-                    teacher_job = None
-                    if resolved.needs.needs_finetuned_teacher and not resolved.config.teacher.finetuned:
-                        teacher_job = _teacher_job(resolved.config)
+                    resolved = resolve(cfg, params)  # normalised by what the method needs, as ids always were
+                    config, teacher_job = resolved.config, None
+                    if resolved.needs.needs_finetuned_teacher and not config.teacher.finetuned:
+                        teacher_job = _teacher_job(config)
                         jobs.setdefault(teacher_job.id, teacher_job)
-                        resolved = dataclasses.replace(
-                            resolved, config=dataclasses.replace(resolved.config, teacher_job=teacher_job.id))
-                    job = Job(resolved, label, teacher_job)
+                        config = dataclasses.replace(config, teacher_job=teacher_job.id)
+                    job = Job(config, label, teacher_job)
                     jobs.setdefault(job.id, job)
     select = None
     if "select" in raw:
         select = Selection.build(raw["select"], parents, where)
     elif raw.get("arm"):
         raise ConfigError(f"{where}: arms need a [select] table (the tuning seeds and split)")
-    ordered = sorted(jobs.values(), key=lambda j: j.config.role != "teacher")  # stable: teachers first
     slurm_table = raw.get("slurm", {})
     build(SlurmOptions, slurm_table, f"{where} [slurm]")  # checked now, not at submission
-    claims = raw.get("claims")
-    if claims is not None and (not isinstance(claims, list) or not all(isinstance(c, str) for c in claims)):
-        raise ConfigError(f"{where}: claims must be a list of claim ids, got {claims!r}")
     if "paper" in raw:  # checked now, not when the report is written
-        if not isinstance(raw["paper"], str):
-            raise ConfigError(f"{where}: paper must be a paper's name or folder, got {raw['paper']!r}")
         try:
             papers.load(raw["paper"], path.parent)
         except ConfigError as e:
             raise ConfigError(f"{where}: {e}") from None
-    return Suite(path.stem, path, raw.get("description", ""), ordered, slurm_table, select, claims)
+    facts = method_facts()
+    used = sorted({j.config.method for j in jobs.values()})
+    return Suite(path.stem, path, raw.get("description", ""), teachers_first(jobs.values()), slurm_table, select,
+                 raw.get("claims"), {m: facts[m] for m in used})
 
 
 def seeds_of(value, where: str) -> list[int] | None:
@@ -222,7 +166,7 @@ def _teacher_job(cfg: RunConfig) -> Job:
     seed = cfg.seed if t.teacher_seed is None else t.teacher_seed
     tcfg = RunConfig(task=cfg.task, method="finetune", seed=seed, student=cfg.teacher, teacher=None, params={},
                      train=tc, data_source=cfg.data_source, tokenizer=cfg.resolved_tokenizer(), role="teacher")
-    return Job(resolve(tcfg), "teacher")
+    return Job(resolve(tcfg).config, "teacher")
 
 
 def expand(table: dict, where: str) -> list[tuple[dict, list[tuple[str, object]]]]:

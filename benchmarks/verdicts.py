@@ -33,9 +33,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import tomllib
 from scipy import stats as sps
 
+from kdfd.config import build, check_keys, nonempty, read_toml
 from kdfd.errors import ConfigError, one_of
 from kdfd.tasks import get_task
 
@@ -70,17 +70,21 @@ class Claim:
     `best`: every other student); `tasks` None: every task with data; `paper`: the paper's table its numbers come
     from; `margin`: the equivalence margin in points."""
 
-    id: str
-    text: str
-    source: str
-    kind: str
-    a: str | None = None
+    id: str = nonempty()
+    text: str = nonempty()
+    source: str = nonempty()
+    kind: str = nonempty()
+    a: str | None = nonempty(None)
     b: tuple[str, ...] = ()
     tasks: tuple[str, ...] | None = None
-    paper: str | None = None
+    paper: str | None = nonempty(None)
     margin: float | None = None
-    method: str | None = None
-    param: str | None = None
+    method: str | None = nonempty(None)
+    param: str | None = nonempty(None)
+
+    def __post_init__(self):
+        if self.margin is not None and not self.margin > 0:
+            raise ConfigError(f"margin must be a positive number of points, not {self.margin!r}")
 
 
 @dataclass
@@ -106,46 +110,34 @@ def _strings(value, key: str, name: str) -> tuple[str, ...]:
     return tuple(values)
 
 
-def _claim(raw: dict, index: int, tables: set[str]) -> Claim:
+def _claim(raw, index: int, tables: set[str]) -> Claim:
     """One `[[claim]]` table, checked: every error names the claim and what is allowed, on one line."""
-    name = f"claim {raw['id']!r}" if isinstance(raw.get("id"), str) else f"claim #{index + 1}"
+    name = f"claim {raw['id']!r}" if isinstance(raw, dict) and isinstance(raw.get("id"), str) else f"claim #{index + 1}"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{name}: must be a table, not {raw!r}")
     kind = raw.get("kind")
     if kind not in KINDS:
         raise ConfigError(f"{name}: {one_of('kind', kind, KINDS)}")
     required, optional = KINDS[kind]
-    for key in COMMON + required:
-        if key not in raw:
-            raise ConfigError(f"{name}: missing key {key!r} (a {kind} claim needs: {', '.join(COMMON + required)})")
-    extra = sorted(set(raw) - set(COMMON + required + optional))
-    if extra:  # a typo ("task", "paper-diff") would otherwise be ignored silently
-        raise ConfigError(f"{name}: {one_of('key', extra[0], COMMON + required + optional)}")
-    for key in COMMON + tuple(k for k in ("a", "method", "param", "paper") if k in raw):
-        if not isinstance(raw[key], str) or not raw[key]:
-            raise ConfigError(f"{name}: {key} must be a non-empty string, not {raw[key]!r}")
-    if "paper" in raw and raw["paper"] not in tables:
-        raise ConfigError(f"{name}: {one_of('paper table', raw['paper'], sorted(tables))}")
+    check_keys(raw, COMMON + required + optional, COMMON + required, name)  # the keys of this kind of claim
+    values = dict(raw)
+    if "b" in raw:
+        values["b"] = _strings(raw["b"], "b", name)
     tasks = raw.get("tasks", "all")
-    margin = raw.get("margin")
-    if margin is not None and (isinstance(margin, bool) or not isinstance(margin, (int, float)) or margin <= 0):
-        raise ConfigError(f"{name}: margin must be a positive number of points, not {margin!r}")
-    return Claim(raw["id"], raw["text"], raw["source"], kind, a=raw.get("a"),
-                 b=_strings(raw["b"], "b", name) if "b" in raw else (),
-                 tasks=None if tasks == "all" else _strings(tasks, "tasks", name), paper=raw.get("paper"),
-                 margin=None if margin is None else float(margin), method=raw.get("method"), param=raw.get("param"))
+    values["tasks"] = None if tasks == "all" else _strings(tasks, "tasks", name)
+    claim = build(Claim, values, name)
+    if claim.paper is not None and claim.paper not in tables:
+        raise ConfigError(f"{name}: {one_of('paper table', claim.paper, sorted(tables))}")
+    return claim
 
 
 def load_claims(path: str | Path | None = None, reference: paper_tables.Reference | None = None) -> list[Claim]:
     """The claims of a TOML file of `[[claim]]` tables (None: the default paper's), validated (ConfigError with a
     one-line message otherwise)."""
     path = Path(path or papers.load().claims)
-    try:
-        raw = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"claims file {path}: {e}") from None
-    extra = sorted(set(raw) - {"claim"})
-    if extra:
-        raise ConfigError(f"claims file {path}: {one_of('table', extra[0], ['claim'])}")
-    if not isinstance(raw.get("claim"), list) or not raw["claim"]:
+    raw = read_toml(path, f"claims file {path}")
+    check_keys(raw, ("claim",), ("claim",), f"claims file {path}")
+    if not isinstance(raw["claim"], list) or not raw["claim"]:
         raise ConfigError(f"claims file {path}: no [[claim]] tables")
     tables = set((reference or paper_tables.load()).tables)
     claims = [_claim(c, i, tables) for i, c in enumerate(raw["claim"])]

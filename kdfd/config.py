@@ -1,17 +1,22 @@
 """Typed run configuration, validated once at the edge.
 
-`build(cls, raw, where)` turns plain values (from a suite file or the command line) into a frozen dataclass, with a
-one-line error for an unknown key (naming the allowed ones), a wrong type, or an impossible value.
+`build(cls, raw, where)` turns plain values into a frozen dataclass, with a one-line error for an unknown or missing
+key (naming the allowed ones), a wrong type, or an impossible value. It is the one validator of every TOML file the
+project reads (suites, a paper's tables, claims and paper.toml) and of the command line's values.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import types
 import typing
 from dataclasses import dataclass, field
+from pathlib import Path
+
+import tomllib
 
 from .errors import ConfigError
 
@@ -214,31 +219,85 @@ class RunConfig:
 
 
 def build(cls, raw: dict | None, where: str):
-    """A frozen dataclass from plain values; errors name `where` (file and section), the key, and what is allowed."""
+    """A frozen dataclass from a plain table (a TOML file's, the command line's): its keys are the fields of `cls`
+    (`derived` ones aside), each field without a default is given, each value has its field's type (a table for a
+    dataclass, a list of tables for a tuple of them: built alike), and `nonempty` strings are not empty. Every error
+    is one line naming `where` (file and section), the key, and what is allowed."""
+    if raw is not None and not isinstance(raw, dict):
+        raise ConfigError(f"{where}: must be a table, not {raw!r}")
     raw = dict(raw or {})
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    for key in raw:
-        if key not in names:
-            raise ConfigError(f"{where}: unknown key {key!r} (allowed: {', '.join(names)})")
+    allowed, required = _keys(cls)
+    check_keys(raw, allowed, required, where)
+    hints = _hints(cls)
     values = {k: coerce(v, hints[k], f"{where}: {k}") for k, v in raw.items()}
+    for f in dataclasses.fields(cls):
+        if f.metadata.get("nonempty") and values.get(f.name) == "":
+            raise ConfigError(f"{where}: {f.name} must be a non-empty string, not ''")
     try:
         return cls(**values)
     except ConfigError as e:
         raise ConfigError(f"{where}: {e}") from None
 
 
+def read_toml(path, where: str) -> dict:
+    """A TOML file's top-level table; a file that does not parse is a one-line error naming `where`."""
+    try:
+        return tomllib.loads(Path(path).read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{where}: not valid TOML ({e})") from None
+
+
+def check_keys(raw: dict, allowed, required, where: str) -> None:
+    """A table has no key outside `allowed` (a typo would otherwise be ignored silently) and every `required` one."""
+    for key in raw:
+        if key not in allowed:
+            raise ConfigError(f"{where}: unknown key {key!r} (allowed: {', '.join(allowed)})")
+    for key in required:
+        if key not in raw:
+            raise ConfigError(f"{where}: missing key {key!r} (needs: {', '.join(required)})")
+
+
+def nonempty(default=dataclasses.MISSING):
+    """A string field that a file may not leave empty (a name, a caption: empty, it would print as nothing)."""
+    return field(default=default, metadata={"nonempty": True})
+
+
+def derived(default):
+    """A field its reader fills in (where the file was read from), never a key of the file: `build` refuses it."""
+    return field(default=default, metadata={"derived": True})
+
+
+@functools.cache
+def _keys(cls) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(the keys a table of `cls` may have, those it must have), in the fields' order."""
+    fields = [f for f in dataclasses.fields(cls) if not f.metadata.get("derived")]
+    required = tuple(f.name for f in fields
+                     if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
+    return tuple(f.name for f in fields), required
+
+
+@functools.cache
+def _hints(cls) -> dict:
+    return typing.get_type_hints(cls)
+
+
 def coerce(value, tp, what: str):
     """Check a plain value against a simple annotation (int, float, str, bool, X | None, tuple[X, ...] from a list,
-    dict[str, X] from a table)."""
+    dict[str, X] from a table, a dataclass from a table: `build`)."""
     args = typing.get_args(tp)
     if typing.get_origin(tp) in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
         tp = next(a for a in args if a is not type(None))
         args = typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{what} = {value!r} has type {type(value).__name__}, expected a table")
+        return build(tp, value, what)
     origin = typing.get_origin(tp)
     if origin is tuple and isinstance(value, (list, tuple)):
+        if dataclasses.is_dataclass(args[0]):  # a list of tables, counted from 1 as a reader counts them
+            return tuple(coerce(v, args[0], f"{what} #{i + 1}") for i, v in enumerate(value))
         return tuple(coerce(v, args[0], f"{what}[{i}]") for i, v in enumerate(value))
     if origin is dict and isinstance(value, dict):
         return {k: coerce(v, args[1], f"{what}.{k}") for k, v in value.items()}

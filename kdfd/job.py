@@ -34,8 +34,8 @@ LOADER_WORKERS = 2  # collating processes per training loader on a GPU (a tokeni
 @dataclass(frozen=True)
 class ResolvedJob:
     """A job's config with every fact derived from it, computed once by `resolve`: the task, the method's class, its
-    typed parameters and what it needs of the engine. Suite expansion makes one per job; preflight (`check_models`),
-    `run` and the engine take it as it is, never deriving these again."""
+    typed parameters and what it needs of the engine. A suite's job makes one at its first use; preflight
+    (`check_models`), `run` and the engine take it as it is, never deriving these again."""
 
     config: RunConfig
     task: Task

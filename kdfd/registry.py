@@ -66,7 +66,7 @@ def get_method(name: str) -> type[Distiller]:
 def method_facts() -> dict[str, dict]:
     """What a report says of each registered method without importing it again: name -> {"version", "scale" (how
     its losses are normalised), "defaults" (its parameters' default values, so a report can name what a suite set
-    otherwise)}. JSON-ready (benchmarks.suite_cache keeps it for a report without torch)."""
+    otherwise)}. JSON-ready: a suite's expansion keeps its methods' facts for a report without torch."""
     return {n: {"version": str(c.version), "scale": c.scale,
                 "defaults": json.loads(json.dumps(dataclasses.asdict(c.Params())))}  # tuples as a record's lists
             for n, c in sorted(METHODS.items())}

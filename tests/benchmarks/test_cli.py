@@ -131,7 +131,7 @@ def test_list_reads_the_suites_without_expanding_them(tmp_path):
     """`bench list` expands no suite (table1 alone is 6360 jobs) and reads them without torch: a suite's job count is
     its cached expansion's, where `bench run` kept one under --results."""
     from benchmarks import suite as suites
-    from benchmarks import suite_cache
+    from benchmarks import suite_cache, suite_file
     from kdfd.registry import load_methods
 
     load_methods()
@@ -147,7 +147,7 @@ def test_list_reads_the_suites_without_expanding_them(tmp_path):
     for out in (listed.stdout, alone.stdout):
         jobs = {cells[1].strip(): cells[2].strip() for cells in (line.split("│") for line in out.splitlines())
                 if len(cells) == 5 and cells[1].strip()}
-        assert jobs["smoke"] == "12" and jobs["table1"] == "-" and set(suite_cache.available()) <= set(jobs)
+        assert jobs["smoke"] == "12" and jobs["table1"] == "-" and set(suite_file.available()) <= set(jobs)
 
 
 def test_report_on_a_root_without_the_suites_records_says_where_it_looked_and_writes_nothing(tmp_path):

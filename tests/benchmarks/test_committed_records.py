@@ -7,11 +7,12 @@ from pathlib import Path
 import pytest
 
 from benchmarks import suite as suites
+from benchmarks.suite_file import SUITES_DIR
 
 ROOT = Path(__file__).resolve().parents[2]
 REPORTS = ROOT / "reports"
 SUITES = ["glue-cpu", "glue-cpu-v2", "sweep-dim-cpu", "sweep-lambda-cpu",
-          *sorted(p.stem for p in suites.SUITES_DIR.glob("protocol-*.toml"))]
+          *sorted(p.stem for p in SUITES_DIR.glob("protocol-*.toml"))]
 
 
 def committed_records() -> list[Path]:

@@ -22,7 +22,7 @@ def test_the_shipped_tables_name_rows_that_the_paper_has_numbers_for():
     assert [(c.split, c.paper_metric) for c in mnli] == [("dev_matched", "accuracy_matched"),
                                                           ("dev_mismatched", "accuracy_mismatched")]
     assert ref.paper_row("kdfd") == "KDFD" and ref.paper_row("kdfd-ae") == "AE" and ref.paper_row("dml") is None
-    assert ref.tables["table1"].not_run[0][0] == "ICR-KD"
+    assert ref.tables["table1"].not_run[0].paper == "ICR-KD"
 
 
 @pytest.mark.parametrize("text, message", [

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from kdfd.config import RunConfig, TrainConfig, build
+from kdfd.config import RunConfig, TrainConfig, build, derived, nonempty
 from kdfd.errors import ConfigError
 from kdfd.models import ModelSpec
 
@@ -64,3 +64,34 @@ def test_bad_batching_and_cache_settings_name_the_value_and_what_is_allowed(raw,
     with pytest.raises(ConfigError) as e:
         build(TrainConfig, raw, "suite x.toml [train]")
     assert message in str(e.value)
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    name: str = nonempty()
+    note: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class File:
+    title: str
+    entries: tuple[Entry, ...] = ()
+    where: str = derived("")
+
+
+@pytest.mark.parametrize("raw,message", [
+    ({}, "f.toml: missing key 'title' (needs: title)"),
+    ({"title": "t", "where": "x"}, "f.toml: unknown key 'where' (allowed: title, entries)"),
+    ({"title": "t", "entries": [{"name": "a"}, {"nam": "b"}]},
+     "f.toml: entries #2: unknown key 'nam' (allowed: name, note)"),
+    ({"title": "t", "entries": [{"name": ""}]}, "f.toml: entries #1: name must be a non-empty string, not ''"),
+    ({"title": "t", "entries": ["a"]}, "f.toml: entries #1 = 'a' has type str, expected a table"),
+    ({"title": 1}, "f.toml: title = 1 has type int, expected str"),
+])
+def test_build_checks_a_files_tables_as_dataclasses(raw, message):
+    """The one validator of the TOML files (suites, a paper's tables and claims, paper.toml): required keys, keys a
+    reader fills in refused, lists of tables built alike and counted from 1, empty names refused; one line each."""
+    with pytest.raises(ConfigError) as e:
+        build(File, raw, "f.toml")
+    assert str(e.value) == message
+    assert build(File, {"title": "t", "entries": [{"name": "a"}]}, "f.toml").entries == (Entry("a"),)
