@@ -46,6 +46,7 @@ from kdfd.registry import METHODS, get_method, load_methods
 from kdfd.tasks import get_task
 
 from . import paper as papers
+from . import store
 from .options import SlurmOptions
 from .selection import Selection
 from .suite_cache import SUITES_DIR, available, merge, read_raw, suite_path  # noqa: F401 (this module's names too)
@@ -183,7 +184,7 @@ def load(name: str, tasks=None, methods=None, seeds=None) -> Suite:
         select = Selection.build(raw["select"], parents, where)
     elif raw.get("arm"):
         raise ConfigError(f"{where}: arms need a [select] table (the tuning seeds and split)")
-    ordered = sorted(jobs.values(), key=lambda j: j.config.role != "teacher")  # stable: teachers first
+    ordered = store.teachers_first(jobs.values())
     slurm_table = raw.get("slurm", {})
     build(SlurmOptions, slurm_table, f"{where} [slurm]")  # checked now, not at submission
     claims = raw.get("claims")
