@@ -376,14 +376,16 @@ def cmd_cancel(args) -> int:
 
 def cmd_report(args) -> int:
     from . import paper as papers
-    from . import report, report_writer, selection, store, suite_file, verdicts
+    from . import report, report_analysis, report_terminal, report_writer, selection, suite_file
+    from .record_set import RecordSet
 
     roots = [Path(args.results), *[Path(r) for r in args.also or []]]
     require_roots(*roots)
+    records = RecordSet(roots)  # every record and representations file of this report, each read once
     suite = load_suite(args, cached_in=roots)
     if not args.methods:  # every method run on the suite, those added after it was written too
-        suite = report.widen(suite, roots, args.tasks, [int(s) for s in args.seeds] if args.seeds else None)
-    collected = report.collect(suite, roots, args.checkpoint)
+        suite = report.widen(suite, records, args.tasks, [int(s) for s in args.seeds] if args.seeds else None)
+    collected = report.collect(suite, records, args.checkpoint)
     if not collected.groups and not collected.failed:  # an empty report would only overwrite a real one
         print(f"bench: warning: no record of suite {suite.name}'s {len(suite.jobs)} jobs under "
               f"{', '.join(str(r) for r in roots)} (looked for <root>/<task>/<method>/s<seed>-<id>.json; see "
@@ -392,49 +394,24 @@ def cmd_report(args) -> int:
     sweeps = {}
     for name in args.sweeps or []:
         swept = load_suite(args, name, cached_in=roots)
-        sweeps[swept.name] = report.collect(swept, roots, args.checkpoint)
+        sweeps[swept.name] = report.collect(swept, records, args.checkpoint)
     out = Path(args.out) / suite.name
     raw = suite_file.read_raw(suite.path)
     paper = papers.load(args.paper) if args.paper else papers.load(raw.get("paper"), suite.path.parent)
     select = suite.select
-    choices = selection.choices(suite.jobs, select, roots) if select is not None else None
+    choices = selection.choices(suite.jobs, select, records) if select is not None else None
+    analysis = report_analysis.analyse(suite.name, collected, records, args.checkpoint, paper, sweeps=sweeps,
+                                       methods=suite.methods, interval=args.interval,
+                                       family=suite.claims, choices=choices, select=select,
+                                       note=raw.get("note"))
     with report_writer.staged(out) as staging:  # the old report stays whole until the new one is complete
-        result = report_writer.write(staging, suite.name, collected, args.checkpoint, paper, sweeps=sweeps,
-                                     methods=suite.methods, interval=args.interval,
-                                     family=suite.claims, choices=choices, select=select,
-                                     note=raw.get("note"))
+        report_writer.write(staging, analysis)
         if args.glue_submission:
             from . import submission
 
-            files, without = submission.write(staging, result["selected"])
+            files, without = submission.write(staging, analysis.selected, records)
             files = [out / f.relative_to(staging) for f in files]
-    reference = result["reference"]
-    for name, rows in result["tables"].items():
-        t = Table(title=f"{reference.tables[name].title} (dev, mean over seeds; paper in brackets)")
-        t.add_column("method")
-        shown = [i for i in range(len(reference.columns)) if any(r["cells"][i][1].mean is not None for r in rows)]
-        for i in shown:
-            t.add_column(reference.columns[i].header)
-        for r in rows:
-            cells = [r["cells"][i][1] for i in shown]
-            t.add_row(r["method"], *[(f"{c.mean:.1f}" if c.mean is not None else "-")
-                                     + (f" [{c.paper:.1f}]" if c.paper is not None else "") for c in cells])
-        if shown:
-            console.print(t)
-    # every method with records, those no reference table has a row for too (a method added in one file)
-    console.print("Every task and method (the selected configuration of each; mean ± std (n) over seeds)",
-                  markup=False)
-    console.print(report_writer.markdown(result["every"]), soft_wrap=True, markup=False)
-    t = Table(title="Verdicts of the pre-registered claims, family-wise (ours: mean paired difference "
-                    "[simultaneous interval]; report.md has the exploratory rows)")
-    for column in ("claim", "scope", "ours", "n", "verdict"):
-        t.add_column(column)
-    for row in verdicts.terminal_rows(result["verdicts"]):
-        t.add_row(*row)
-    console.print(t)
-    console.print(verdicts.summary(result["verdicts"]).replace("**", ""))
-    console.print(f"{sum(len(g.runs) for g in collected.groups)} done records; {len(collected.failed)} failed and "
-                  f"{len(collected.missing)} not run, left out (listed in the report); checkpoint: {args.checkpoint}")
+    report_terminal.show(console, analysis)
     console.print(f"wrote {out}/report.md and the tables as .md, .tex and .csv")
     if args.glue_submission:
         folders = sorted({str(f.parent) for f in files})
@@ -445,8 +422,7 @@ def cmd_report(args) -> int:
             console.print(f"{len(without)} selected runs saved no test predictions (run them with [train] "
                           f"predict_test = true): {', '.join(without)}")
     jobs = [*suite.jobs, *(j for c in sweeps.values() for j in getattr(c, "jobs", []))]
-    names = [suite.name, *sweeps]
-    return 1 if name_damaged([d for root in roots for d in store.damaged(root, jobs, suites=names)]) else 0
+    return 1 if name_damaged(records.damaged(jobs, [suite.name, *sweeps])) else 0
 
 
 def cmd_results(args) -> int:

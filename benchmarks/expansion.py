@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from kdfd.config import RunConfig, build
 
 from .selection import Selection
+from .store import TEACHER
 
 if TYPE_CHECKING:  # kdfd.job imports torch: a job is resolved only where it is trained or checked
     from kdfd.job import ResolvedJob
@@ -83,4 +84,4 @@ class Suite:
 def teachers_first(jobs) -> list[Job]:
     """The jobs with the teacher fine-tuning jobs first, each group in its order: a teacher runs before the jobs
     that start from it."""
-    return sorted(jobs, key=lambda j: j.config.role != "teacher")
+    return sorted(jobs, key=lambda j: j.config.role != TEACHER)

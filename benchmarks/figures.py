@@ -67,23 +67,27 @@ def embed(x: np.ndarray) -> np.ndarray:
                 init="pca").fit_transform(x.astype(np.float32))
 
 
-def embeddings(reps: dict[str, np.ndarray], names: list[str], source: Path | None) -> dict[str, np.ndarray]:
+def embeddings(reps: dict[str, np.ndarray], names: list[str], source: Path | None,
+               digest: str | None = None) -> dict[str, np.ndarray]:
     """The t-SNE of each named representation, read from the cache beside `source` (the representations' .npz)
     when it was made from that very file, else computed and kept there (t-SNE is most of a report's time). A cache
     that does not read whole (a disk fault) is computed again and replaced: a cache, never a result, it is not named
-    as damaged. A cache that cannot be written (a read-only results root) is skipped."""
+    as damaged. A cache that cannot be written (a read-only results root) is skipped. `digest`: the SHA-256 of
+    `source`, where the caller has it (then `source` is not read)."""
     import hashlib
+    import io
 
     from kdfd.files import atomic_write, damage
 
     if source is None:
         return {n: embed(reps[n]) for n in names}
-    digest = hashlib.sha256(Path(source).read_bytes()).hexdigest()[:16]
+    digest = (digest or hashlib.sha256(Path(source).read_bytes()).hexdigest())[:16]
     cache = Path(source).with_suffix(TSNE_CACHE)
     key = f"{TSNE_VERSION}-{digest}"
     try:
-        if damage(cache) is None:  # its members' CRC-32s: a changed byte in an embedding would load without a word
-            with np.load(cache) as z:
+        data = cache.read_bytes() if cache.is_file() else b""
+        if damage(cache, data=data) is None:  # its members' CRCs: a changed byte in an embedding loads without a word
+            with np.load(io.BytesIO(data)) as z:
                 if str(z["key"]) == key and all(n in z.files for n in names):
                     return {n: z[n] for n in names}
     except Exception:  # a zip whose CRCs hold and whose content is no array file: computed again, replaced
@@ -97,12 +101,14 @@ def embeddings(reps: dict[str, np.ndarray], names: list[str], source: Path | Non
 
 
 def tsne(reps: dict[str, np.ndarray], title: str, out: Path, stem: str, regression: bool,
-         class_names: tuple[str, ...] | None = None, source: Path | None = None) -> list[Path]:
+         class_names: tuple[str, ...] | None = None, source: Path | None = None, digest: str | None = None
+         ) -> list[Path]:
     """Fig. 4: the t-SNE of the raw feature and of z_mu, coloured by gold label (named by `class_names`) or score.
-    `source`: the .npz the representations came from, beside which the embedding is cached."""
+    `source`: the .npz the representations came from, beside which the embedding is cached; `digest`: its SHA-256,
+    where the caller has it."""
     names = [n for n in ("features", "z_mu") if n in reps]
     labels = reps["labels"]
-    emb_of = embeddings(reps, names, source)
+    emb_of = embeddings(reps, names, source, digest)
     fig, axes = plt.subplots(1, len(names), figsize=(5.2 * len(names), 4.8), squeeze=False,
                              layout="constrained")
     for ax, name in zip(axes[0], names):

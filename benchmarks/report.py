@@ -9,9 +9,10 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 
 from kdfd.metrics import score
 from kdfd.tasks import get_task
@@ -19,6 +20,9 @@ from kdfd.tasks import get_task
 from . import paper_tables, store
 from .expansion import Suite, teachers_first
 from .selection import row_of
+
+if TYPE_CHECKING:
+    from .record_set import RecordSet
 
 # printed in every report; {method}: the paper's focal method, as its prose names it
 RULES = """\
@@ -44,7 +48,7 @@ RULES = """\
 CHECKPOINTS = ("last", "best")
 MAJORITY = paper_tables.MAJORITY
 paper_numbers = paper_tables.paper_numbers  # (table, paper row, task, metric) -> the paper's value
-NOT_METHODS = ("teacher",)  # selected groups that are references, not students (the majority is not selected)
+NOT_METHODS = (store.TEACHER,)  # selected groups that are references, not students (the majority is not selected)
 
 
 @dataclass
@@ -103,23 +107,20 @@ def checkpoint_metrics(record: dict, checkpoint: str) -> dict:
     return max((c["dev"]["student"] for c in record["curves"]), key=lambda m: score(task, m))
 
 
-def collect(suite: Suite, roots: list[Path], checkpoint: str = "last") -> Collected:
-    """The suite's records from one or more results roots (the first root holding a done record wins)."""
+def collect(suite: Suite, records: RecordSet, checkpoint: str = "last") -> Collected:
+    """The suite's records from the record set's roots (the first root holding a done record wins)."""
     if checkpoint not in CHECKPOINTS:
         raise ValueError(f"checkpoint {checkpoint!r} is not allowed (allowed: {', '.join(CHECKPOINTS)})")
     groups: dict[tuple, Group] = {}
     majority: dict[tuple, Group] = {}  # the constant predictor per task, from the dev labels a record saw
     failed, missing = [], []
     for job in suite.jobs:
-        found = [(root, store.find(root, job)) for root in roots]
-        found = [(root, r) for root, r in found if r is not None and r.get("config_hash") == job.id]
-        records = [r for _, r in found]
-        root, done = next(((root, r) for root, r in found if r.get("status") == "done"), (None, None))
+        root, done = records.find(job)
         c = job.config
-        if done is None:
+        if done is None or not done.done:
             entry = {"task": c.task, "label": job.label, "seed": c.seed, "id": job.id}
-            if records:
-                failed.append({**entry, "error": (records[0].get("error") or {}).get("message", "")})
+            if done is not None:
+                failed.append({**entry, "error": (done.get("error") or {}).get("message", "")})
             else:
                 missing.append(entry)
             continue
@@ -135,12 +136,12 @@ def collect(suite: Suite, roots: list[Path], checkpoint: str = "last") -> Collec
     return Collected(list(groups.values()), failed, missing, majority)
 
 
-def widen(suite: Suite, roots: list[Path], tasks: list[str] | None = None, seeds: list[int] | None = None) -> Suite:
-    """The suite and the jobs of every method it does not name whose records under `roots` are jobs of the suite
+def widen(suite: Suite, records: RecordSet, tasks: list[str] | None = None, seeds: list[int] | None = None) -> Suite:
+    """The suite and the jobs of every method it does not name whose records (`records`) are jobs of the suite
     as if it named that method too: the suite's tasks, seeds, models and training settings, its `[method.NAME]`
     table where it has one, else the method's defaults (what `bench run --suite S --methods NAME` runs). A method
     added after the suite was written so reaches the suite's report once it has run on it, while records of other
-    settings under the same root (another suite's models, a sweep's grid points) stay out of the tables.
+    settings under the same roots (another suite's models, a sweep's grid points) stay out of the tables.
     `tasks` / `seeds`: the command line's replacements, as the suite was loaded with."""
     import dataclasses
 
@@ -148,14 +149,15 @@ def widen(suite: Suite, roots: list[Path], tasks: list[str] | None = None, seeds
 
     from . import results, suite_cache
 
-    own = {j.config.method for j in suite.jobs if j.config.role != "teacher"}
+    own = {j.config.method for j in suite.jobs if j.config.role != store.TEACHER}
     suite_tasks = {j.config.task for j in suite.jobs}
+    roots = records.roots
     recorded: dict[str, set[str]] = {}  # method -> ids of its records on the suite's tasks
     for root in roots:
-        df = results.load(root)
+        df = results.frame(records.under(root))
         if df.empty:
             continue
-        df = df[(df["method"] != "teacher") & df["task"].isin(suite_tasks) & ~df["method"].isin(own)]
+        df = df[(df["method"] != store.TEACHER) & df["task"].isin(suite_tasks) & ~df["method"].isin(own)]
         for method, ids in df.groupby("method")["id"]:
             recorded.setdefault(method, set()).update(ids)
     jobs = {j.id: j for j in suite.jobs}
@@ -212,78 +214,78 @@ def best(groups: list[Group]) -> Group:
     return min(sorted(groups, key=lambda g: g.key), key=lambda g: (-mean_score(g), -len(g.runs)))
 
 
-@dataclass
-class Cell:
-    mean: float | None
-    std: float | None
-    n: int
-    paper: float | None = None
-
-    @property
-    def diff(self) -> float | None:
-        return None if self.mean is None or self.paper is None else self.mean - self.paper
-
-    def text(self) -> str:
-        out = "-"
-        if self.mean is not None:
-            out = f"{self.mean:.1f}" + (f" ± {self.std:.1f}" if self.std is not None else "") + f" (n={self.n})"
-        if self.paper is not None:
-            out += f" · paper {self.paper:.1f}" + (f" ({self.diff:+.1f})" if self.diff is not None else "")
-        return out
+# a table's columns as data (its .csv): one row per (row of the table, column of the paper's tables)
+TABLE_COLUMNS = ["table", "method", "paper_row", "task", "split", "metric", "mean", "std", "n", "paper", "diff"]
+# beside them in `table`'s frame: the column's header, the row's average (of a complete row) and, for a paper row
+# no method here runs, why
+TABLE_FRAME = [*TABLE_COLUMNS, "header", "average", "why"]
+EVERY_COLUMNS = ["method", "paper_row", "task", "split", "metric", "header", "mean", "std", "n"]
+COMPARISON_COLUMNS = ["task", "baseline", "n", "diff", "low", "high", "p_value", "significant"]
 
 
-def cell(values: list[float], paper: float | None = None) -> Cell:
-    """Mean and sample std (ddof 1) in percent; std is None for a single seed."""
-    if not values:
-        return Cell(None, None, 0, paper)
-    v = 100 * np.asarray(values, dtype=float)
-    return Cell(float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else None, len(v), paper)
+def cell(values: list[float], paper: float | None = None) -> dict:
+    """mean and sample std (ddof 1) in percent (std None for a single seed, both None without values), n, the
+    paper's value and our difference from it."""
+    mean = std = None
+    if values:
+        v = 100 * np.asarray(values, dtype=float)
+        mean, std = float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else None
+    diff = None if mean is None or paper is None else mean - paper
+    return {"mean": mean, "std": std, "n": len(values), "paper": paper, "diff": diff}
 
 
 def table(name: str, selected: dict[tuple[str, str], Group], paper: dict,
-          reference: paper_tables.Reference | None = None) -> list[dict]:
-    """Rows of one of the paper's tables (`reference`: the tables file, `paper_tables.load()` by default): per row
-    of the table that a method here fills, a Cell per column and the average of the complete row; then the paper's
-    rows no method here runs, with the reason."""
+          reference: paper_tables.Reference | None = None) -> pd.DataFrame:
+    """One of the paper's tables (`reference`: the tables file, `paper_tables.load()` by default), as `TABLE_FRAME`
+    rows: per row of the table that a method here fills, a cell per column and the average of the complete row;
+    then the paper's rows no method here runs, with the reason."""
     reference = reference or paper_tables.load()
     spec = reference.tables[name]
-    rows = []
+    out = []
     for method, paper_row in spec.rows:
         cells = []
         for col in reference.columns:
             g = selected.get((col.task, method))
             p = paper.get((name, paper_row, col.task, col.paper_metric)) if paper_row else None
-            cells.append((col.header, cell(g.values(col.split, col.metric) if g else [], p)))
-        means = [c.mean for _, c in cells]
+            cells.append((col, cell(g.values(col.split, col.metric) if g else [], p)))
+        means = [c["mean"] for _, c in cells]
         avg = float(np.mean(means)) if all(m is not None for m in means) else None
-        if any(c.mean is not None for _, c in cells) or paper_row:
-            rows.append({"method": method, "paper_row": paper_row or "-", "cells": cells, "average": avg})
+        if any(m is not None for m in means) or paper_row:
+            out += _rows(name, method, paper_row or "-", cells, avg)
     for paper_row, why in spec.not_run:
-        cells = [(col.header, cell([], paper.get((name, paper_row, col.task, col.paper_metric))))
-                 for col in reference.columns]
+        cells = [(col, cell([], paper.get((name, paper_row, col.task, col.paper_metric)))) for col in reference.columns]
         # named by the paper's row, the reason beside it: a sentence is no method name (nor a table column's width)
-        rows.append({"method": f"{paper_row} (not run)", "paper_row": paper_row, "cells": cells, "average": None,
-                     "why": why})
-    return rows
+        out += _rows(name, f"{paper_row} (not run)", paper_row, cells, None, why)
+    return pd.DataFrame(out, columns=TABLE_FRAME)
+
+
+def _rows(name: str, method: str, paper_row: str, cells: list, average: float | None, why: str | None = None
+          ) -> list[dict]:
+    return [{"table": name, "method": method, "paper_row": paper_row, "task": col.task, "split": col.split,
+             "metric": col.metric, **c, "header": col.header, "average": average, "why": why} for col, c in cells]
 
 
 def all_results(selected: dict[tuple[str, str], Group],
-                reference: paper_tables.Reference | None = None) -> tuple[list[str], list[dict]]:
+                reference: paper_tables.Reference | None = None) -> pd.DataFrame:
     """Every task and metric present (synthetic tasks too) and every method with a selected group, whether or not
-    the paper's tables name it: (column headers, rows of method -> Cells)."""
+    the paper's tables name it, as `EVERY_COLUMNS` rows: one per (method, task, split, metric), methods sorted,
+    the columns in the tasks' order; `paper_row`: the paper's row the method fills in the first table that maps
+    it."""
     reference = reference or paper_tables.load()
     columns = []
     for task in sorted({t for t, _ in selected}):
         t = get_task(task)
         for split in t.dev_files:
             columns += [(task, split, m, f"{task}{'/' + split if len(t.dev_files) > 1 else ''} {m}") for m in t.metrics]
-    rows = []
+    out = []
     for method in sorted({m for _, m in selected}):
-        cells = [(h, cell(selected[(task, method)].values(split, metric) if (task, method) in selected else []))
-                 for task, split, metric, h in columns]
-        rows.append({"method": method, "paper_row": reference.paper_row(method) or "-", "cells": cells,
-                     "average": None})
-    return [h for *_, h in columns], rows
+        for task, split, metric, header in columns:
+            g = selected.get((task, method))
+            c = cell(g.values(split, metric) if g else [])
+            out.append({"method": method, "paper_row": reference.paper_row(method) or "-", "task": task,
+                        "split": split, "metric": metric, "header": header, "mean": c["mean"], "std": c["std"],
+                        "n": c["n"]})
+    return pd.DataFrame(out, columns=EVERY_COLUMNS)
 
 
 def sweep_groups(groups: list[Group], params) -> list[tuple[str, str, str, dict]]:
@@ -320,11 +322,11 @@ def sweeps(group_sets: list[list[Group]], params) -> list[tuple[str, str, str, d
     return [(t, m, p, {v: g.scores for v, g in best.items()}) for t, m, p, best in suite_sweeps(group_sets, params)]
 
 
-def comparisons(selected: dict[tuple[str, str], Group], against: str, interval: str = "t") -> list[dict]:
+def comparisons(selected: dict[tuple[str, str], Group], against: str, interval: str = "t") -> pd.DataFrame:
     """`against` (the paper's focal method) against every other method, per task, on the task's selection score in
-    points, paired by seed (`stats.paired` on the seeds both have; `interval` as there): diff (mean of against -
-    baseline), low, high (None under stats.MIN_INTERVAL_SEEDS pairs), p_value, n (pairs), significant (the interval
-    excludes zero)."""
+    points, paired by seed (`stats.paired` on the seeds both have; `interval` as there), as `COMPARISON_COLUMNS`:
+    diff (mean of against - baseline), low, high (None under stats.MIN_INTERVAL_SEEDS pairs), p_value, n (pairs),
+    significant (the interval excludes zero)."""
     from . import stats
 
     out = []
@@ -335,7 +337,7 @@ def comparisons(selected: dict[tuple[str, str], Group], against: str, interval: 
         out.append({"task": task, "baseline": method, "n": r.n, "diff": r.mean_diff, "low": r.ci_low,
                     "high": r.ci_high, "p_value": r.p_value,
                     "significant": r.ci_low is not None and (r.ci_low > 0 or r.ci_high < 0)})
-    return out
+    return pd.DataFrame(out, columns=COMPARISON_COLUMNS)
 
 
 def seed_points(g: Group) -> dict[int, float]:

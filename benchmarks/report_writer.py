@@ -1,5 +1,7 @@
-"""Writes a report folder: report.md (every table, the rules, the excluded jobs), each table as .md, .tex and .csv,
-and the paper's focal method against each other method; what it says of the paper comes from `benchmarks.paper`."""
+"""Renders a report (`report_analysis.Analysis`) as files: report.md (every table, the rules, the excluded jobs),
+each of the paper's tables as .md, .tex and .csv, the verdicts and the other data as .csv, and the figures as .png and
+.pdf. It only formats and writes what the analysis holds; what it says of the paper comes from the analysis's paper
+(`benchmarks.paper`)."""
 
 from __future__ import annotations
 
@@ -13,9 +15,9 @@ import pandas as pd
 
 from kdfd.tasks import get_task
 
-from . import cost, paper_tables, stats, store, verdicts
-from . import paper as papers
+from . import cost, stats, store, verdicts
 from . import report as rep
+from .report_analysis import Analysis, Figure
 
 VERDICT_RULES = (
     "How a verdict is reached (benchmarks/verdicts.py). Each claim of the paper becomes tests, one per task and "
@@ -30,6 +32,7 @@ VERDICT_RULES = (
     "at its level (mde), and the seeds that would detect the paper's own difference. **Exploratory** rows (the "
     "other claims, means over tasks, ablations, arms) carry unadjusted 95% intervals and a reading (above / below "
     "/ covers zero), never a verdict.")
+
 
 def _model(spec: dict | None) -> str:
     """A model as its config names it: `minilm, first 3 layers`, `tiny random BERT (2 layers, hidden 32)`."""
@@ -48,20 +51,18 @@ def _listing(by_value: dict[str, list[str]]) -> str:
     return "; ".join(f"{v} ({', '.join(sorted(ms))})" for v, ms in sorted(by_value.items()))
 
 
-def ours_caption(selected: dict) -> str:
-    """What our cells are, read from the selected runs' own records (their tasks' data and their models), so that a
-    synthetic suite's report names its synthetic tasks and tiny models, not the paper's GLUE and BERT-base."""
+def ours_caption(models: pd.DataFrame) -> str:
+    """What our cells are, from the models the selected runs' records trained (`report_analysis.models`) and their
+    tasks' data."""
     tasks, teachers, students = set(), {}, {}
-    for (task, method), g in sorted(selected.items()):
-        record = store.read(min(g.runs, key=lambda r: r["seed"])["path"]) or {}
-        cfg = record.get("config") or {}
-        tasks.add(task)
-        if method == "teacher":
-            teachers.setdefault(_model(cfg.get("student")), []).append("fine-tuned")
+    for r in models.to_dict("records"):
+        tasks.add(r["task"])
+        if r["method"] == store.TEACHER:
+            teachers.setdefault(_model(r["student"]), []).append("fine-tuned")
         else:
-            students.setdefault(_model(cfg.get("student")), []).append(method)
-            if cfg.get("teacher"):
-                teachers.setdefault(_model(cfg.get("teacher")), []).append(method)
+            students.setdefault(_model(r["student"]), []).append(r["method"])
+            if r["teacher"]:
+                teachers.setdefault(_model(r["teacher"]), []).append(r["method"])
     glue = sorted(get_task(t).glue_dir for t in tasks if not get_task(t).synthetic)
     synthetic = sorted(t for t in tasks if get_task(t).synthetic)
     data = [f"GLUE dev sets ({', '.join(glue)})"] * bool(glue)
@@ -72,15 +73,44 @@ def ours_caption(selected: dict) -> str:
     return "; ".join(parts) + "; mean ± sample std over seeds (n seeds)."
 
 
-def caption(ours: str, reference: paper_tables.Reference) -> str:
-    return f"{ours} Paper: {reference.paper}, so the differences mix model and split."
+def caption(ours: str, a: Analysis) -> str:
+    return f"{ours} Paper: {a.reference.paper}, so the differences mix model and split."
 
 
-def frame(rows: list[dict], headers: list[str]) -> pd.DataFrame:
-    """A table's rows (`report.table`, `report.all_results`) as text cells: method, paper row, one column per
-    header (`Cell.text`: mean ± std (n) · paper (difference)), average."""
-    return pd.DataFrame([[r["method"], r["paper_row"], *[c.text() for _, c in r["cells"]],
-                          f"{r['average']:.1f}" if r["average"] is not None else "-"] for r in rows],
+def _value(v):
+    """A frame's missing value (NaN, None) as None."""
+    return None if v is None or (isinstance(v, float) and pd.isna(v)) else v
+
+
+def rows_of(df: pd.DataFrame, headers: list[str]) -> list[dict]:
+    """A table's frame (`report.table`, `report.all_results`: one row per cell) as its rows, in order: method, paper
+    row, cells (header -> mean, std, n, paper, diff; None where missing), average, why."""
+    out: dict[str, dict] = {}
+    for r in df.to_dict("records"):
+        row = out.setdefault(r["method"], {"method": r["method"], "paper_row": r["paper_row"], "cells": {},
+                                           "average": _value(r.get("average")), "why": _value(r.get("why"))})
+        row["cells"][r["header"]] = {k: _value(r.get(k)) for k in ("mean", "std", "n", "paper", "diff")}
+    for row in out.values():
+        row["cells"] = [row["cells"][h] for h in headers]
+    return list(out.values())
+
+
+def cell_text(c: dict) -> str:
+    """mean ± std (n) · paper (difference); `-` without a mean."""
+    out = "-"
+    if c["mean"] is not None:
+        out = f"{c['mean']:.1f}" + (f" ± {c['std']:.1f}" if c["std"] is not None else "") + f" (n={c['n']})"
+    if c["paper"] is not None:
+        out += f" · paper {c['paper']:.1f}" + (f" ({c['diff']:+.1f})" if c["diff"] is not None else "")
+    return out
+
+
+def frame(df: pd.DataFrame, headers: list[str] | None = None) -> pd.DataFrame:
+    """A table's frame as text cells: method, paper row, one column per header (`cell_text`), average. `headers`:
+    the table's columns (None: those the frame has, in its order)."""
+    headers = list(dict.fromkeys(df["header"])) if headers is None else headers
+    return pd.DataFrame([[r["method"], r["paper_row"], *[cell_text(c) for c in r["cells"]],
+                          f"{r['average']:.1f}" if r["average"] is not None else "-"] for r in rows_of(df, headers)],
                         columns=["method", "paper row", *headers, "avg"])
 
 
@@ -89,148 +119,37 @@ def markdown(df: pd.DataFrame) -> str:
     return df.to_markdown(index=False, disable_numparse=True)
 
 
-def not_run_notes(rows: list[dict]) -> list[str]:
+def not_run_notes(df: pd.DataFrame) -> list[str]:
     """`ICR-KD: not run: ...` for each paper row no method here runs: said under a table, never as its method."""
-    return [f"{r['paper_row']}: {r['why']}" for r in rows if r.get("why")]
+    return [f"{paper_row}: {why}" for paper_row, why in dict.fromkeys(zip(df["paper_row"], df["why"])) if _value(why)]
 
 
-def latex(rows: list[dict], headers: list[str], title: str, caption_text: str) -> str:
+def latex(df: pd.DataFrame, headers: list[str], title: str, caption_text: str) -> str:
     """One table for a paper: mean$\\pm$std, the paper's number in parentheses, booktabs rules (\\toprule,
     \\midrule, \\bottomrule: \\usepackage{booktabs}). A column no run of ours fills is left out (the paper's
     numbers stay in its .md and .csv), and the paper's rows not run here are named in the caption."""
-    def fmt(c: rep.Cell) -> str:
-        if c.mean is None:
+    def fmt(c: dict) -> str:
+        if c["mean"] is None:
             return "-"
-        s = f"{c.mean:.1f}" + (f"$\\pm${c.std:.1f}" if c.std is not None else "")
-        return s + (f" ({c.paper:.1f})" if c.paper is not None else "")
+        s = f"{c['mean']:.1f}" + (f"$\\pm${c['std']:.1f}" if c["std"] is not None else "")
+        return s + (f" ({c['paper']:.1f})" if c["paper"] is not None else "")
 
-    kept = [i for i in range(len(headers)) if any(r["cells"][i][1].mean is not None for r in rows)] or list(
+    rows = rows_of(df, headers)
+    kept = [i for i in range(len(headers)) if any(r["cells"][i]["mean"] is not None for r in rows)] or list(
         range(len(headers)))  # a table with nothing of ours (a synthetic suite) keeps its columns
     with_avg = any(r["average"] is not None for r in rows)
-    df = pd.DataFrame([[r["method"], *[fmt(r["cells"][i][1]) for i in kept]]
-                       + ([f"{r['average']:.1f}" if r["average"] is not None else "-"] if with_avg else [])
-                       for r in rows if not r.get("why")],
-                      columns=["Method", *[headers[i] for i in kept]] + (["Avg"] if with_avg else []))
-    notes = " ".join(f"{n}." for n in not_run_notes(rows))
-    styler = (df.style.hide(axis="index").format(escape="latex", subset=["Method"]).format_index(escape="latex", axis=1)
+    table = pd.DataFrame([[r["method"], *[fmt(r["cells"][i]) for i in kept]]
+                          + ([f"{r['average']:.1f}" if r["average"] is not None else "-"] if with_avg else [])
+                          for r in rows if not r["why"]],
+                         columns=["Method", *[headers[i] for i in kept]] + (["Avg"] if with_avg else []))
+    notes = " ".join(f"{n}." for n in not_run_notes(df))
+    styler = (table.style.hide(axis="index").format(escape="latex", subset=["Method"])
+              .format_index(escape="latex", axis=1)
               .set_table_styles([{"selector": "small", "props": ":;"}]))  # \small, after \centering
     return styler.to_latex(environment="table*", position_float="centering", hrules=True,
-                           column_format="l" + "c" * (len(df.columns) - 1),
+                           column_format="l" + "c" * (len(table.columns) - 1),
                            caption=f"{title}. {caption_text} The paper's number is in parentheses."
                                    + (f" {notes}" if notes else ""))
-
-
-def long_rows(name: str, rows: list[dict], reference: paper_tables.Reference) -> pd.DataFrame:
-    """A table as data: one row per (row, column) with mean, std, n, the paper's value and the difference."""
-    out = []
-    for r in rows:
-        for col, (_, c) in zip(reference.columns, r["cells"]):
-            out.append({"table": name, "method": r["method"], "paper_row": r["paper_row"], "task": col.task,
-                        "split": col.split, "metric": col.metric, "mean": c.mean, "std": c.std, "n": c.n,
-                        "paper": c.paper, "diff": c.diff})
-    return pd.DataFrame(out)
-
-
-def draw_figures(out: Path, collected: rep.Collected, selected: dict, paper: papers.Paper,
-                 sweeps: list[list[rep.Group]] = ()) -> list[str]:
-    """Every figure the records allow; returns the report.md lines that embed them. Figs. 3-4 for the paper's
-    `represented` methods; Fig. 5 for its `swept` parameters, also drawn from `sweeps`, the groups of each sweep
-    suite (`rep.suite_sweeps`: a sweep's points come from its own suite)."""
-    from . import figures
-
-    fig_dir = out / "figures"
-    md = ["", "## Figures", ""]
-    for (task, method), g in sorted(selected.items()):
-        run = min(g.runs, key=lambda r: r["seed"])
-        record = store.read(run["path"])
-        label = f"{task}, {g.label}, seed {run['seed']}"
-        if method != "teacher" and record.get("curves"):
-            stem = f"curves-{task}-{method}"
-            figures.learning_curves(record, fig_dir, stem)
-            md += [f"![learning curves, {label}](figures/{stem}.png)", ""]
-        reps = store.representations(run["path"], record) if method in paper.represented else None
-        if reps is not None:  # none saved, or damaged: `bench report` names a damaged file
-            stem = f"fig3-covariance-{task}-{method}"
-            figures.covariance(reps, label, fig_dir, stem)
-            md += [f"![Fig. 3, covariance, {label}](figures/{stem}.png)", ""]
-            stem = f"fig4-tsne-{task}-{method}"
-            figures.tsne(reps, label, fig_dir, stem, get_task(task).is_regression, get_task(task).names,
-                         source=store.artifacts_file(run["path"]))
-            md += [f"![Fig. 4, t-SNE, {label}](figures/{stem}.png)", ""]
-    by_method: dict[tuple, list] = {}
-    for g in collected.groups:
-        if g.method not in rep.NOT_METHODS:
-            by_method.setdefault((g.task, g.method), []).append(g)
-    for (task, method), gs in sorted(by_method.items()):
-        if len(gs) < 2:
-            continue
-        records = [store.read(min(g.runs, key=lambda r: r["seed"])["path"]) for g in gs]
-        records = [r for r in records if r and r.get("step_curves")]
-        if len(records) > 1:
-            stem = f"grid-curves-{task}-{method}"
-            figures.grid_curves(records, task, method, fig_dir, stem)
-            md += [f"![every configuration of {method} on {task}, against steps](figures/{stem}.png)", ""]
-    majority = collected.majority_points()
-    for task, method, param, points in rep.sweeps([collected.groups, *sweeps], tuple(paper.swept)):
-        stem = f"fig5-{param}-{task}-{method}"
-        figures.sweep(points, paper.swept[param], f"Fig. 5: {method} on {task} against {param}", fig_dir, stem,
-                      majority.get(task))
-        md += [f"![Fig. 5, {param}, {task} {method}](figures/{stem}.png)", ""]
-    return md
-
-
-def verdict_inputs(collected: rep.Collected, selected: dict, sweep_sets: list[list[rep.Group]],
-                   paper: papers.Paper) -> tuple:
-    """What the claims are tested on, as DataFrames: the selected runs (task, method, seed, score in points); every
-    run of the paper's swept parameters (task, method, param, value, seed, score; per value the best group, the
-    selection rule); and per selected run with saved representations (verdicts.REPRESENTATION_COLUMNS) the mean
-    |off-diagonal correlation| of its feature h and of its z_mu, and their silhouettes by label (h reduced by PCA to
-    z_mu's dimension, or the paper's `latent`; NaN on a regression task)."""
-    scores, reps = [], []
-    for (task, method), g in sorted(selected.items()):
-        if method in rep.NOT_METHODS:
-            continue
-        scores += [{"task": task, "method": method, "seed": seed, "score": points}
-                   for seed, points in rep.seed_points(g).items()]
-        for run in g.runs:
-            found = representation_scores(store.representations(run["path"]), get_task(task).is_regression,
-                                          paper.latent)
-            if found is not None:
-                reps.append({"task": task, "method": method, "seed": int(run["seed"]), **found})
-    swept = []
-    for task, method, param, best in rep.suite_sweeps([collected.groups, *sweep_sets], tuple(paper.swept)):
-        for v, g in best.items():
-            swept += [{"task": task, "method": method, "param": param, "value": v, "seed": seed, "score": points}
-                      for seed, points in rep.seed_points(g).items()]
-    return (pd.DataFrame(scores, columns=list(verdicts.SCORE_COLUMNS)),
-            pd.DataFrame(swept, columns=list(verdicts.SWEEP_COLUMNS)),
-            pd.DataFrame(reps, columns=list(verdicts.REPRESENTATION_COLUMNS)))
-
-
-def representation_scores(arrays: dict | None, regression: bool, latent: int | None = None) -> dict | None:
-    """corr_h, corr_z, sil_h, sil_z of one run's saved representations (`store.representations`; NaN where a part
-    is absent), or None without them. h is reduced by PCA to z_mu's dimension, without z_mu to `latent` (None:
-    h's own)."""
-    import numpy as np
-    from sklearn.decomposition import PCA
-    from sklearn.metrics import silhouette_score
-
-    if arrays is None or "features" not in arrays:
-        return None
-    arrays = {k: v.astype(np.float64) for k, v in arrays.items()}
-    labels = arrays.get("labels")
-    h, zmu = arrays["features"], arrays.get("z_mu")
-
-    def silhouette(x):
-        if regression or labels is None or len(set(labels.tolist())) < 2:
-            return float("nan")
-        return float(silhouette_score(x, labels.astype(int)))
-
-    dim = min(zmu.shape[1] if zmu is not None else latent or h.shape[1], *h.shape)
-    return {"corr_h": stats.offdiag_abs_corr(h),
-            "corr_z": stats.offdiag_abs_corr(zmu) if zmu is not None else float("nan"),
-            "sil_h": silhouette(PCA(n_components=dim, random_state=0).fit_transform(h)),
-            "sil_z": silhouette(zmu) if zmu is not None else float("nan")}
 
 
 def verdict_markdown(df: pd.DataFrame, family: bool) -> list[str]:
@@ -279,55 +198,29 @@ def _p(v: float) -> str:
     return "\u2014" if pd.isna(v) else "<0.001" if v < 0.001 else f"{v:.3f}"
 
 
-def model_check(scores: pd.DataFrame, judged: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    """The family's difference tests by the paired t (the verdicts') and by the seed-block model
-    (`stats.seed_block_contrasts`), 95% intervals side by side, and the Markdown saying which is used and why."""
-    fam = judged[judged["family"] & judged["kind"].eq("better") & judged["n"].gt(0)]
-    pairs = [(r.scope, r.a, r.b) for r in fam.itertuples()]
-    model, spread = stats.seed_block_contrasts(scores, pairs)
-    paired = []
-    for r in fam.itertuples():
-        mine = scores[scores["task"] == r.scope]
-        d = verdicts._differences(verdicts._seeds(mine[mine["method"] == r.a], "score"),
-                                  verdicts._seeds(mine[mine["method"] == r.b], "score"))
-        low, high = verdicts.interval(d, 0.95) if len(d) >= stats.MIN_INTERVAL_SEEDS else (None, None)
-        paired.append({"task": r.scope, "a": r.a, "b": r.b, "paired_low": low, "paired_high": high})
-    both = pd.DataFrame(paired, columns=["task", "a", "b", "paired_low", "paired_high"]).merge(
-        model, on=["task", "a", "b"], how="left")
-    both["width_ratio"] = (both["high"] - both["low"]) / (both["paired_high"] - both["paired_low"])
+def model_check_markdown(both: pd.DataFrame, spread: dict[str, float]) -> list[str]:
+    """Which intervals the verdicts use and why (`report_analysis.model_check`)."""
     unequal = {t: p for t, p in spread.items() if p < 0.05}
-    md = ["The verdicts use the **paired t** on each comparison's own seed differences. The alternative, one OLS "
-          "fit per task of score ~ method + seed (statsmodels; seed blocks take out what a seed and its teacher do "
-          "to every method), pools the residual variance over every method of the task: its intervals are "
-          f"narrower by a median factor of {both['width_ratio'].median():.2f} here "
-          f"({len(both)} family comparisons), but only if every method spreads alike over seeds: otherwise a "
-          "collapsed method's spread sets every interval's width, or a stable one's hides it. Levene's test of equal "
-          "spread " + (("rejects it on " + ", ".join(f"{t} (p = {p:.3g})" for t, p in sorted(unequal.items()))
-                        + f" of {len(spread)} tasks") if unequal else
-                       f"rejects it on none of {len(spread)} tasks, but with 3-5 seeds per method it has little power "
-                       "to: that equal spread is not shown")
-          + ". The paired t assumes only that one comparison's differences are normal, so the verdicts keep it. "
-          "Both, per comparison: [model_check.csv](model_check.csv).", ""]
-    return both, md
+    return ["The verdicts use the **paired t** on each comparison's own seed differences. The alternative, one OLS "
+            "fit per task of score ~ method + seed (statsmodels; seed blocks take out what a seed and its teacher do "
+            "to every method), pools the residual variance over every method of the task: its intervals are "
+            f"narrower by a median factor of {both['width_ratio'].median():.2f} here "
+            f"({len(both)} family comparisons), but only if every method spreads alike over seeds: otherwise a "
+            "collapsed method's spread sets every interval's width, or a stable one's hides it. Levene's test of "
+            "equal spread " + (("rejects it on " + ", ".join(f"{t} (p = {p:.3g})" for t, p in sorted(unequal.items()))
+                                + f" of {len(spread)} tasks") if unequal else
+                               f"rejects it on none of {len(spread)} tasks, but with 3-5 seeds per method it has "
+                               "little power to: that equal spread is not shown")
+            + ". The paired t assumes only that one comparison's differences are normal, so the verdicts keep it. "
+            "Both, per comparison: [model_check.csv](model_check.csv).", ""]
 
 
-def arm_markdown(scores: pd.DataFrame, select, rows: list[str]) -> list[str]:
-    """For each arm of `rows`: its parent minus the arm per task (what the arm's one change costs; an ablation's:
-    what the part it removes adds), paired by seed, with the 95% t interval (exploratory: no correction)."""
-    out = []
-    for arm in rows:
-        parent = select.parent(arm)
-        for task in sorted(set(scores["task"])):
-            t = scores[scores["task"] == task]
-            d = verdicts._differences(verdicts._seeds(t[t["method"] == parent], "score"),
-                                      verdicts._seeds(t[t["method"] == arm], "score"))
-            if not len(d):
-                continue
-            low, high = verdicts.interval(d, 0.95) if len(d) >= stats.MIN_INTERVAL_SEEDS else (None, None)
-            arm_mean = t[t["method"] == arm]["score"].mean()
-            out.append({"arm": arm, "task": task, "arm score": f"{arm_mean:.1f}", "n": len(d),
-                        f"{parent} - arm": f"{_signed(d.mean())}" + (
-                            f" [{_signed(low)}, {_signed(high)}]" if low is not None else "")})
+def arm_markdown(df: pd.DataFrame) -> list[str]:
+    """Each arm's parent minus the arm per task (`report_analysis.arm_differences`), with its 95% t interval."""
+    out = [{"arm": r["arm"], "task": r["task"], "arm score": f"{r['arm_score']:.1f}", "n": r["n"],
+            f"{r['parent']} - arm": f"{_signed(r['diff'])}" + (
+                f" [{_signed(r['low'])}, {_signed(r['high'])}]" if _value(r["low"]) is not None else "")}
+           for r in df.to_dict("records")]
     if not out:
         return ["None run yet.", ""]
     return [pd.DataFrame(out).to_markdown(index=False, disable_numparse=True), ""]
@@ -350,39 +243,6 @@ def selection_markdown(choices: dict) -> list[str]:
             "chosen point.", "", pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True), ""]
 
 
-def seed_figures(out: Path, scores, majority: dict, reference: paper_tables.Reference, interval: str = "t"
-                 ) -> list[str]:
-    """One figure per task: each method's seeds as dots with the mean and its interval, in the paper's tables' order
-    (then every other method)."""
-    from . import figures
-
-    md = []
-    order = [m for m in reference.method_order() if m not in rep.NOT_METHODS]
-    order += sorted(set(scores["method"]) - set(order))
-    for task in sorted(set(scores["task"])):
-        stem = f"seeds-{task}"
-        figures.seed_dots(scores[scores.task == task], task, order, out / "figures", stem, majority.get(task),
-                          interval)
-        md += [f"![{task}: every seed of every method](figures/{stem}.png)", ""]
-    return md
-
-
-def above_majority(scores: pd.DataFrame, majority: dict) -> pd.DataFrame:
-    """Did each student learn? Per (method, task): the mean score's margin over the constant predictor (points), the
-    seeds' sample std, n, and the answer: `yes` (margin above the std, and above 0), `within spread` (0 < margin <=
-    std), `no` (margin <= 0: at or below the majority class), `1 seed` (a positive margin with no spread to weigh it
-    against). The CPU-protocol issue's criterion: every student above its task's majority by more than its spread."""
-    rows = []
-    for (method, task), g in scores.groupby(["method", "task"]):
-        if task not in majority:
-            continue
-        margin, sd, n = g.score.mean() - majority[task], g.score.std(ddof=1), len(g)
-        learned = ("no" if margin <= 0 else "1 seed" if n < 2 else "yes" if margin > sd else "within spread")
-        rows.append({"method": method, "task": task, "margin": margin, "std": sd if n > 1 else float("nan"), "n": n,
-                     "learned": learned})
-    return pd.DataFrame(rows, columns=["method", "task", "margin", "std", "n", "learned"])
-
-
 def above_majority_markdown(df: pd.DataFrame) -> list[str]:
     if df.empty:
         return ["No task of this report has a majority-class score."]
@@ -400,24 +260,25 @@ def above_majority_markdown(df: pd.DataFrame) -> list[str]:
             "[above_majority.csv](above_majority.csv).", "", markdown(table), "", summary, ""]
 
 
-def method_rules(selected: dict, methods: dict | None = None) -> list[str]:
-    """The report's rules per method: its version, how its losses are normalised (the method's own `scale`), and the
-    parameters this run set unlike the method's defaults (a protocol's departures from a paper show here).
-    `methods`: kdfd.registry.method_facts() (a cached suite's, benchmarks.suite_cache); None: the registry's."""
-    if methods is None:
-        from kdfd.registry import method_facts
-
-        methods = method_facts()
+def method_rules(settings: pd.DataFrame) -> list[str]:
+    """The report's rules per method (`report_analysis.method_settings`)."""
     lines = ["Each method as run here (version; the normalisation of its losses, and whose choice it is; the "
              "parameters set here unlike the method's defaults):", ""]
-    for method in sorted({m for _, m in selected if m in methods}):
-        info = methods[method]
-        defaults = info.get("defaults", {})
-        changed = sorted({f"{k} = {v!r}" for (_, m), g in selected.items() if m == method
-                          for k, v in g.params.items() if k in defaults and defaults[k] != v})
-        set_here = f" Set here: {', '.join(changed)}." if changed else ""
-        lines.append(f"- `{method}` v{info['version']}: {info['scale'] or 'see its module docstring'}.{set_here}")
+    for r in settings.to_dict("records"):
+        set_here = f" Set here: {', '.join(r['changed'])}." if r["changed"] else ""
+        lines.append(f"- `{r['method']}` v{r['version']}: {r['scale'] or 'see its module docstring'}.{set_here}")
     return lines
+
+
+def draw(out: Path, shown: list[Figure]) -> list[str]:
+    """Draws each figure under out/figures; returns the report.md lines that embed them."""
+    from . import figures
+
+    md = []
+    for f in shown:
+        getattr(figures, f.draw)(**f.args, out=out / "figures", stem=f.stem)
+        md += [f"![{f.alt}](figures/{f.stem}.png)", ""]
+    return md
 
 
 @contextlib.contextmanager
@@ -447,124 +308,128 @@ def staged(out: Path):
     staging.rmdir()
 
 
-def write(out: Path, suite_name: str, collected: rep.Collected, checkpoint: str, paper: papers.Paper | None = None,
-          sweeps: dict[str, rep.Collected] | None = None, methods: dict | None = None, interval: str = "t",
-          family: list[str] | None = None, choices: dict | None = None, select=None, note: str | None = None) -> dict:
-    """Write everything under `out`; returns the tables, the every-task table (`every`, as text cells), comparisons
-    and verdicts (for the terminal summary). `paper`: the paper its tables, claims and prose come from (None:
-    `benchmarks.paper.load()`'s default). `sweeps` (suite name -> its records) feed Fig. 5 only: the tables select
-    among the suite's own configurations. `methods`: the methods' versions and loss scales (`method_rules`).
-    `interval`: the verdicts' and comparisons' interval (`stats.INTERVALS`). `family`: the suite's pre-registered
-    claims (None: every claim); `choices`: its held-out selection ((row, task) -> benchmarks.selection.Choice) and
-    `select` its `[select]` table, for suites with one; `note`: the suite file's `note`, a line under the title."""
+def write(out: Path, a: Analysis) -> None:
+    """Writes the report of `a` under `out`: report.md, the tables, the data behind them and the figures."""
     out.mkdir(parents=True, exist_ok=True)
     # figures of cells the records no longer give (a task left out, a method removed) must not outlive them
     for stale in (out / "figures").glob("*.png"):
         for f in (stale, stale.with_suffix(".pdf")):
             f.unlink(missing_ok=True)
-    from .selection import points
+    verdicts.write(out, a.verdicts)
+    a.model_check.to_csv(out / "model_check.csv", index=False)
+    a.learned.to_csv(out / "above_majority.csv", index=False)
+    a.comparisons.to_csv(out / "comparisons.csv", index=False)
+    ours = ours_caption(a.models)
+    md = [*verdict_section(a), *arm_sections(a), "## Every seed", "", *draw(out, a.seed_figures), *rules_section(a),
+          *every_section(a, ours), *learned_section(a), *table_sections(out, a, ours), *comparison_section(a),
+          *configuration_section(a), "", "## Figures", "", *draw(out, a.figures), *cost_section(a),
+          *left_out_section(a)]
+    (out / "report.md").write_text("\n".join(md) + "\n")
 
-    selected = rep.select(collected.groups, points(choices or {}, select) if select is not None else None)
-    paper = paper or papers.load()
-    numbers = rep.paper_numbers(paper.numbers)
-    reference = paper_tables.load(paper.tables, paper.numbers)
-    shown = collected.with_references(selected)
-    tables = {name: rep.table(name, shown, numbers, reference) for name in reference.tables}
-    comps = rep.comparisons(selected, paper.method, interval=interval)
-    sweep_sets = [c.groups for c in (sweeps or {}).values()]
-    sweep_groups = [g for groups in sweep_sets for g in groups]
-    scores, swept, reps = verdict_inputs(collected, selected, sweep_sets, paper)
-    judged = verdicts.evaluate(verdicts.load_claims(paper.claims, reference), scores, swept, reps, family=family,
-                               reference=reference, numbers=numbers)
-    verdicts.write(out, judged)
-    checked, check_md = model_check(scores, judged)
-    checked.to_csv(out / "model_check.csv", index=False)
-    fam = judged[judged["family"]]
-    majority = collected.majority_points()
-    md = [f"# Report: suite `{suite_name}`", "",
-          f"Generated {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC by `bench report`; "
-          "nothing was trained.", "",
-          *([f"> {note}", ""] if note else []),
-          "## Verdicts: the pre-registered claims, family-wise", "", verdicts.summary(judged), "",
-          f"The family: {fam['claim'].nunique()} claims, {int(fam['p_value'].notna().sum())} tests with data "
-          f"(Holm over these alone; {int(fam['p_value'].isna().sum())} tests not run).", "",
-          *verdict_markdown(judged, family=True), VERDICT_RULES, "",
-          "### Exploratory: outside the family", "",
-          "No verdict: unadjusted 95% intervals and p-values, read as above / below / covers zero.", "",
-          *verdict_markdown(judged, family=False),
-          "The same rows, with every statistic: [verdicts.csv](verdicts.csv), [verdicts.json](verdicts.json). "
-          f"Claims: `{paper.shown(paper.claims)}`.", "",
-          "### The statistics used", "", *check_md,
-          "### The paper's own inconsistencies", "",
-          *([paper.inconsistencies, ""] if paper.inconsistencies else []),
-          *[f"- {line}" for line in verdicts.paper_inconsistencies(numbers, reference)], ""]
-    if select is not None:
-        ablations = [a for a in select.parents if a in select.ablations]
-        arms = [a for a in select.parents if a not in select.ablations]
-        md += [f"## Ablations: what each part of {paper.name} adds", "",
-               *([paper.ablations, ""] if paper.ablations else []), *arm_markdown(scores, select, ablations),
-               "## Arms: the other readings", "",
-               "Each arm's parent (the primary) minus the arm, per task, paired by seed (95% t interval; "
-               "exploratory).", "", *arm_markdown(scores, select, arms)]
-    md += [          "## Every seed", "", *seed_figures(out, scores, majority, reference, interval),
-          "## Rules", "", rep.RULES.format(method=paper.name), "",
-          f"Checkpoint used here: **{checkpoint}**.", "", *method_rules(selected, methods), ""]
-    headers, every = rep.all_results(shown, reference)
-    ours = ours_caption(selected)
-    md += ["## Every task and method (the selected configuration of each)", "", ours, "",
-           markdown(frame(every, headers)), ""]
-    learned = above_majority(scores, majority)
-    learned.to_csv(out / "above_majority.csv", index=False)
-    md += ["## Did every student learn? (its margin over the majority class)", "", *above_majority_markdown(learned)]
-    for name, rows in tables.items():
-        title = reference.tables[name].title
-        table = frame(rows, reference.headers)
-        notes = "".join(f"\n- {n}" for n in not_run_notes(rows))
+
+def verdict_section(a: Analysis) -> list[str]:
+    """The title, and the verdicts of the paper's claims: the family's, the exploratory rows, how they are read."""
+    fam = a.verdicts[a.verdicts["family"]]
+    return [f"# Report: suite `{a.suite}`", "",
+            f"Generated {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC by `bench report`; "
+            "nothing was trained.", "",
+            *([f"> {a.note}", ""] if a.note else []),
+            "## Verdicts: the pre-registered claims, family-wise", "", verdicts.summary(a.verdicts), "",
+            f"The family: {fam['claim'].nunique()} claims, {int(fam['p_value'].notna().sum())} tests with data "
+            f"(Holm over these alone; {int(fam['p_value'].isna().sum())} tests not run).", "",
+            *verdict_markdown(a.verdicts, family=True), VERDICT_RULES, "",
+            "### Exploratory: outside the family", "",
+            "No verdict: unadjusted 95% intervals and p-values, read as above / below / covers zero.", "",
+            *verdict_markdown(a.verdicts, family=False),
+            "The same rows, with every statistic: [verdicts.csv](verdicts.csv), [verdicts.json](verdicts.json). "
+            f"Claims: `{a.paper.shown(a.paper.claims)}`.", "",
+            "### The statistics used", "", *model_check_markdown(a.model_check, a.spread),
+            "### The paper's own inconsistencies", "",
+            *([a.paper.inconsistencies, ""] if a.paper.inconsistencies else []),
+            *[f"- {line}" for line in a.inconsistencies], ""]
+
+
+def arm_sections(a: Analysis) -> list[str]:
+    """A suite with a `[select]` table: its ablations and its other arms, each against its parent."""
+    if a.select is None:
+        return []
+    return [f"## Ablations: what each part of {a.paper.name} adds", "",
+            *([a.paper.ablations, ""] if a.paper.ablations else []), *arm_markdown(a.ablations),
+            "## Arms: the other readings", "",
+            "Each arm's parent (the primary) minus the arm, per task, paired by seed (95% t interval; "
+            "exploratory).", "", *arm_markdown(a.arms)]
+
+
+def rules_section(a: Analysis) -> list[str]:
+    return ["## Rules", "", rep.RULES.format(method=a.paper.name), "",
+            f"Checkpoint used here: **{a.checkpoint}**.", "", *method_rules(a.settings), ""]
+
+
+def every_section(a: Analysis, ours: str) -> list[str]:
+    return ["## Every task and method (the selected configuration of each)", "", ours, "",
+            markdown(frame(a.every)), ""]
+
+
+def learned_section(a: Analysis) -> list[str]:
+    return ["## Did every student learn? (its margin over the majority class)", "",
+            *above_majority_markdown(a.learned)]
+
+
+def table_sections(out: Path, a: Analysis, ours: str) -> list[str]:
+    """Each of the paper's tables as .md, .tex and .csv, and its section of report.md."""
+    md = []
+    headers = a.reference.headers
+    for name, df in a.tables.items():
+        title = a.reference.tables[name].title
+        table = frame(df, headers)
+        notes = "".join(f"\n- {n}" for n in not_run_notes(df))
         (out / f"{name}.md").write_text(markdown(table) + "\n" + notes + ("\n" if notes else ""))
-        (out / f"{name}.tex").write_text(latex(rows, reference.headers, title, caption(ours, reference)))
-        long_rows(name, rows, reference).to_csv(out / f"{name}.csv", index=False)
-        if {c.task for c in reference.columns} & {task for task, _ in selected}:
-            md += [f"## {title}", "", caption(ours, reference), "", markdown(table), "",
-                   *[f"- {n}" for n in not_run_notes(rows)], ""]
+        (out / f"{name}.tex").write_text(latex(df, headers, title, caption(ours, a)))
+        df[rep.TABLE_COLUMNS].to_csv(out / f"{name}.csv", index=False)
+        if {c.task for c in a.reference.columns} & {task for task, _ in a.selected}:
+            md += [f"## {title}", "", caption(ours, a), "", markdown(table), "",
+                   *[f"- {n}" for n in not_run_notes(df)], ""]
         else:  # a synthetic suite: nothing of ours to set beside the paper's numbers
             md += [f"## {title}", "", f"No task of this report is a column of this table "
-                   f"({', '.join(reference.headers)}): [{name}.md]({name}.md) holds the paper's numbers alone.", ""]
-    md += [f"## {paper.name} against each method (exploratory)", "",
-           f"Mean paired difference of dev score over the seeds both have ({paper.name} minus the other, points), "
-           "with a 95% interval; * where it excludes zero (per comparison: no multiplicity correction; the verdicts "
-           "above are the family-wise decisions).", ""]
-    comp_columns = ["task", "baseline", "n", "diff", "low", "high", "p_value", "significant"]
-    md += [markdown(pd.DataFrame({
-        "task": [c["task"] for c in comps], "baseline": [c["baseline"] for c in comps],
-        "diff": [f"{c['diff']:+.1f}{' *' if c['significant'] else ''}" if c["n"] else "no common seed"
-                 for c in comps],
-        "95% interval": [f"[{c['low']:+.1f}, {c['high']:+.1f}]" if c["low"] is not None
-                         else f"needs {stats.MIN_INTERVAL_SEEDS}+ common seeds" for c in comps],
-        "n (pairs)": [c["n"] for c in comps]}))]
-    pd.DataFrame(comps, columns=comp_columns).to_csv(out / "comparisons.csv", index=False)
-    chosen = sorted(selected.items())
-    md += ["", "## Selected configurations", "", *selection_markdown(choices or {}), markdown(pd.DataFrame({
-        "task": [task for (task, _), _ in chosen], "method": [method for (_, method), _ in chosen],
-        "version": [g.version for _, g in chosen], "config": [f"{g.label} ({g.key})" for _, g in chosen],
-        "seeds": [", ".join(str(r["seed"]) for r in g.runs) for _, g in chosen],
-        "mean score": [f"{100 * sum(g.scores) / len(g.scores):.1f}" for _, g in chosen]}))]
-    sweeps = sweeps or {}
-    md += draw_figures(out, collected, selected, paper, sweep_sets)
-    for name, c in sweeps.items():
-        md.append(f"Fig. 5 also reads suite `{name}`: {sum(len(g.runs) for g in c.groups)} done records, "
-                  f"{len(c.failed)} failed and {len(c.missing)} not run, left out.")
-    runs = [r["path"] for g in collected.groups + sweep_groups for r in g.runs]
-    left = list({m["id"]: (m["task"], m["label"]) for m in collected.missing
-                 + [m for c in sweeps.values() for m in c.missing]}.values())  # a sweep shares jobs with its base
-    spent = cost.frame(runs)
-    md += ["", "## What it cost", "", *cost.markdown(spent), *cost.to_finish(spent, left)]
-    md += ["", "## Left out", ""]
+                   f"({', '.join(headers)}): [{name}.md]({name}.md) holds the paper's numbers alone.", ""]
+    return md
+
+
+def comparison_section(a: Analysis) -> list[str]:
+    comps = a.comparisons.to_dict("records")
+    return [f"## {a.paper.name} against each method (exploratory)", "",
+            f"Mean paired difference of dev score over the seeds both have ({a.paper.name} minus the other, points), "
+            "with a 95% interval; * where it excludes zero (per comparison: no multiplicity correction; the verdicts "
+            "above are the family-wise decisions).", "",
+            markdown(pd.DataFrame({
+                "task": [c["task"] for c in comps], "baseline": [c["baseline"] for c in comps],
+                "diff": [f"{c['diff']:+.1f}{' *' if c['significant'] else ''}" if c["n"] else "no common seed"
+                         for c in comps],
+                "95% interval": [f"[{c['low']:+.1f}, {c['high']:+.1f}]" if _value(c["low"]) is not None
+                                 else f"needs {stats.MIN_INTERVAL_SEEDS}+ common seeds" for c in comps],
+                "n (pairs)": [c["n"] for c in comps]}))]
+
+
+def configuration_section(a: Analysis) -> list[str]:
+    c = a.configurations
+    return ["", "## Selected configurations", "", *selection_markdown(a.choices), markdown(pd.DataFrame({
+        "task": c["task"], "method": c["method"], "version": c["version"],
+        "config": [f"{label} ({key})" for label, key in zip(c["label"], c["key"])],
+        "seeds": [", ".join(str(s) for s in seeds) for seeds in c["seeds"]],
+        "mean score": [f"{v:.1f}" for v in c["score"]]}))]
+
+
+def cost_section(a: Analysis) -> list[str]:
+    md = [f"Fig. 5 also reads suite `{r.suite}`: {r.done} done records, {r.failed} failed and {r.missing} not run, "
+          "left out." for r in a.sweep_reads.itertuples()]
+    return md + ["", "## What it cost", "", *cost.markdown(a.spent), *cost.to_finish(a.spent, a.left)]
+
+
+def left_out_section(a: Analysis) -> list[str]:
+    collected = a.collected
+    md = ["", "## Left out", ""]
     if not collected.failed and not collected.missing:
         md.append("Nothing: every job of the suite has a done record.")
-    for f in collected.failed:
-        md.append(f"- failed: {f['task']} {f['label']} seed {f['seed']}: {f['error']}")
-    for m in collected.missing:
-        md.append(f"- not run: {m['task']} {m['label']} seed {m['seed']}")
-    (out / "report.md").write_text("\n".join(md) + "\n")
-    return {"tables": tables, "every": frame(every, headers), "comparisons": comps, "selected": selected,
-            "verdicts": judged, "reference": reference}
+    md += [f"- failed: {f['task']} {f['label']} seed {f['seed']}: {f['error']}" for f in collected.failed]
+    md += [f"- not run: {m['task']} {m['label']} seed {m['seed']}" for m in collected.missing]
+    return md

@@ -31,7 +31,7 @@ def row(record: dict, path: Path | None = None) -> dict:
     """The flat row of one record (see the module docstring for the columns)."""
     cfg = record.get("config", {})
     task = record["task"]
-    out = {"task": task, "method": "teacher" if record.get("role") == "teacher" else record["method"],
+    out = {"task": task, "method": store.kind(record.get("role"), record["method"]),
            "version": record.get("method_version"), "seed": record.get("seed"), "role": record.get("role"),
            "status": record.get("status"), "label": record.get("label"), "id": record.get("id"),
            "suite": record.get("suite"), "score": None}
@@ -68,8 +68,12 @@ def load(root: str | Path, suite: str | None = None, ids: set[str] | None = None
         load_methods()
 
         ids = {j.id for j in load_suite(suite).jobs} | (ids or set())
-    rows = [row(record, path) for path, record in store.records(root) if ids is None or record.id in ids]
-    return pd.DataFrame(rows)
+    return frame((path, record) for path, record in store.records(root) if ids is None or record.id in ids)
+
+
+def frame(records) -> pd.DataFrame:
+    """One row per (path, record) of `records` (`store.records`, `RecordSet.under`)."""
+    return pd.DataFrame([row(record, path) for path, record in records])
 
 
 def write(df: pd.DataFrame, out: str | Path | None, fmt: str) -> None:

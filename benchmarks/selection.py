@@ -29,10 +29,10 @@ from kdfd.errors import ConfigError
 from kdfd.metrics import score
 from kdfd.tasks import get_task
 
-from . import store
+from .record_set import RecordSet
+from .store import TEACHER
 
 SPLITS = ("heldout",)
-TEACHER = "teacher"
 
 
 @dataclass(frozen=True)
@@ -124,14 +124,9 @@ def choose(row: str, task: str, records: dict[str, list], seeds: list[int]) -> C
     return Choice(row, task, point, scores, waiting, list(seeds))
 
 
-def find(roots: list[Path], job):
-    """The job's record under the first root holding a done one, else the first found (a failed one), else None."""
-    found = [r for r in (store.find(Path(root), job) for root in roots) if r is not None]
-    return next((r for r in found if r.get("status") == "done"), found[0] if found else None)
-
-
-def choices(jobs: list, select: Selection, roots: list[Path]) -> dict[tuple[str, str], Choice]:
-    """(method row, task) -> its Choice, for every method row of `jobs` with more than one grid point."""
+def choices(jobs: list, select: Selection, records: RecordSet) -> dict[tuple[str, str], Choice]:
+    """(method row, task) -> its Choice, for every method row of `jobs` with more than one grid point, from the
+    tuning jobs' records (`RecordSet.find`: the first done one over its roots, else a failed one)."""
     grid: dict[tuple[str, str], dict[str, dict[int, object]]] = {}
     for job in jobs:
         row, c = row_of(job), job.config
@@ -142,9 +137,9 @@ def choices(jobs: list, select: Selection, roots: list[Path]) -> dict[tuple[str,
     for (row, task), points in grid.items():
         if len(points) < 2:
             continue
-        records = {p: [find(roots, by_seed[s]) if s in by_seed else None for s in select.seeds]
-                   for p, by_seed in points.items()}
-        out[(row, task)] = choose(row, task, records, select.seeds)
+        found = {p: [records.find(by_seed[s])[1] if s in by_seed else None for s in select.seeds]
+                 for p, by_seed in points.items()}
+        out[(row, task)] = choose(row, task, found, select.seeds)
     return out
 
 
@@ -154,7 +149,7 @@ def narrow(jobs: list, select: Selection | None, roots: list[Path]) -> tuple[lis
     teacher just before the first job that needs it, then by phase, seed (tuning seeds first), task and row."""
     if select is None:
         return jobs, []
-    picked = choices(jobs, select, roots)
+    picked = choices(jobs, select, RecordSet(roots))  # read afresh: jobs finish between two calls
     kept = []
     for job in jobs:
         row = row_of(job)

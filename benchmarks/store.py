@@ -37,7 +37,7 @@ submission list (`read_expansion`, `read_submitted`): damaged, they are named as
 by the suite's next `bench run` (`set_aside_kept`). The store imports neither
 torch nor the rest of `benchmarks`: `bench status` and `bench report` read through it alone.
 
-A job is anything with `.id`, `.label` and `.config` (task, method, seed, role): a `benchmarks.suite.Job`.
+A job is anything with `.id`, `.label` and `.config` (task, method, seed, role): a `benchmarks.expansion.Job`.
 """
 
 from __future__ import annotations
@@ -61,10 +61,17 @@ RECORD_GLOB = "*/*/s*-*.json"
 # ------------------------------------------------------------------------------------------------------ layout
 
 
+TEACHER = "teacher"  # a teacher fine-tuning job's role, and its kind: its records' folder, its row in a report
+
+
+def kind(role: str | None, method: str | None) -> str | None:
+    """A job's kind: `teacher` for a teacher fine-tuning job, else its method."""
+    return TEACHER if role == TEACHER else method
+
+
 def record_path(results: Path, job) -> Path:
     c = job.config
-    kind = "teacher" if c.role == "teacher" else c.method
-    return Path(results) / c.task / kind / f"s{c.seed}-{job.id}.json"
+    return Path(results) / c.task / kind(c.role, c.method) / f"s{c.seed}-{job.id}.json"
 
 
 def weights_path(results: Path, job) -> Path:
@@ -339,6 +346,11 @@ def read(path: Path) -> Record | None:
     return _load(path)[0]
 
 
+def load(path: Path) -> tuple[Record | None, str | None]:
+    """`read` and, where it gives None, why (`missing`, or `record_damage`'s answer), from one read of the file."""
+    return _load(path)
+
+
 def record_damage(path: Path) -> str | None:
     """Why an existing record cannot be trusted (None: it can): not JSON (a truncated file), JSON of other types
     than a record's, or text that no longer matches its checksum."""
@@ -417,11 +429,12 @@ def checksums(results: Path, job) -> dict[str, str]:
     return {s: files.digest(companion(path, s)) for s in COMPANIONS if companion(path, s).is_file()}
 
 
-def companion_damage(path: Path, record: Record, teacher: bool | None = None) -> dict[Path, str]:
+def companion_damage(path: Path, record: Record, teacher: bool | None = None, damage=files.damage
+                     ) -> dict[Path, str]:
     """The files a done record describes that cannot be trusted: path -> why (`missing` too: a teacher's weights
     are never committed, a fresh clone retrains them). A record without checksums (older) names its teacher's
     weights and its representations, and they are checked by their zip CRCs. `teacher`: whether it is a teacher's
-    (default: as its config says)."""
+    (default: as its config says); `damage`: how a file is judged (`files.damage`'s arguments and answers)."""
     if not record.done:
         return {}
     if record.checksums is not None:
@@ -436,7 +449,7 @@ def companion_damage(path: Path, record: Record, teacher: bool | None = None) ->
         file = companion(path, suffix)
         if suffix != ".pt" and sha is None and not file.is_file():
             continue  # an older record's representations, never collected: nothing to check, nothing to redo
-        why = files.damage(file, sha)
+        why = damage(file, sha)
         if why is not None:
             out[file] = why
     return out
@@ -453,13 +466,15 @@ class Damaged:
         return f"{self.path}: {self.why}"
 
 
-def damaged(results: Path, jobs=None, running: set[str] = frozenset(), suites=None) -> list[Damaged]:
+def damaged(results: Path, jobs=None, running: set[str] = frozenset(), suites=None, reader=None) -> list[Damaged]:
     """Every damaged file under a results root (of `jobs`, or of every record there): records that do not parse,
     files of done records that fail their checksum (a missing one is not damage: its job remakes it), checkpoints
     that fail theirs (but those of the `running` job ids, which may be between a checkpoint and its sidecar), the
     shared caches of the tasks (`task_caches`), and the kept expansions and SLURM submission lists of the suites
     named `suites` (None: of every suite; empty: of none). Read only: `set_aside` and `set_aside_kept` move them,
-    under the job's lock and before a run."""
+    under the job's lock and before a run. `reader`: what has read the records and their files already, with
+    `load` and `damage` as this module's (benchmarks.record_set); None: they are read here."""
+    load_record, damage = (reader.load, reader.damage) if reader is not None else (_load, files.damage)
     results = Path(results)
     if jobs is None:  # every record, and every checkpoint of a job that has none yet
         found = [*results.glob(RECORD_GLOB), *(p.with_suffix(".json") for p in results.glob("*/*/s*-*.ckpt"))]
@@ -470,11 +485,12 @@ def damaged(results: Path, jobs=None, running: set[str] = frozenset(), suites=No
         tasks = sorted({job.config.task for job in jobs})
     out = []
     for path, teacher in paths.items():
-        record, why = _load(path)
+        record, why = load_record(path)
         if record is None and why != "missing":
             out.append(Damaged(path, why))
         elif record is not None:
-            out += [Damaged(f, why) for f, why in companion_damage(path, record, teacher).items() if why != "missing"]
+            out += [Damaged(f, why) for f, why in companion_damage(path, record, teacher, damage).items()
+                    if why != "missing"]
         ckpt = path.with_suffix(".ckpt")
         if ckpt.is_file() and path.stem.split("-", 1)[-1] not in running and (why := files.damage(ckpt)) is not None:
             out.append(Damaged(ckpt, why))
@@ -556,23 +572,35 @@ def predictions(path: Path, record: Record | None = None) -> dict | None:
 
 
 def _arrays(path: Path, suffix: str, record: Record | None) -> dict | None:
-    import numpy as np
-
     file = companion(path, suffix)
     record = record if record is not None else read(path)
-    sha = ((record.checksums if record is not None else None) or {}).get(suffix)
-    if not file.is_file() or files.damage(file, sha) is not None:
+    if not file.is_file():
         return None
+    data = file.read_bytes()
+    return arrays_of(data) if files.damage(file, expected_checksum(record, suffix), data) is None else None
+
+
+def expected_checksum(record: Record | None, suffix: str) -> str | None:
+    """The SHA-256 a record keeps of its file with `suffix` (None: it keeps none, an older record's)."""
+    return ((record.checksums if record is not None else None) or {}).get(suffix)
+
+
+def arrays_of(data: bytes) -> dict | None:
+    """The arrays of an .npz file's bytes, or None when they are no array file."""
+    import io
+
+    import numpy as np
+
     try:
-        with np.load(file) as z:
+        with np.load(io.BytesIO(data)) as z:
             return {k: z[k] for k in z.files}
     except Exception:  # a zip whose CRCs hold and whose content is no array file: damaged all the same
         return None
 
 
-def records(results: Path) -> Iterator[tuple[Path, Record]]:
+def records(results: Path, read=read) -> Iterator[tuple[Path, Record]]:
     """Every readable record under a results root, in path order (unreadable ones are skipped here and moved aside
-    when their job runs again)."""
+    when their job runs again). `read`: how a record is read (this module's, or a reader's that keeps them)."""
     for path in sorted(Path(results).glob(RECORD_GLOB)):
         record = read(path)
         if record is not None and record.task is not None:

@@ -15,7 +15,7 @@ import numpy as np
 from kdfd.files import atomic_write
 from kdfd.tasks import Task, get_task
 
-from . import store
+from .record_set import RecordSet
 from .store import predictions_file
 
 HEADER = "index\tprediction\n"
@@ -40,10 +40,10 @@ def write_run(folder: Path, task: Task, predicted: dict[str, np.ndarray]) -> lis
     return written
 
 
-def write(out: Path, selected: dict) -> tuple[list[Path], list[str]]:
-    """For each (task, method)'s selected config, every seed's run with saved predictions. Returns the files
-    written and the runs that have none (`task method seed k`). Damaged predictions are left out: `bench report`
-    names each such file after the report."""
+def write(out: Path, selected: dict, records: RecordSet) -> tuple[list[Path], list[str]]:
+    """For each (task, method)'s selected config, every seed's run with saved predictions (read through `records`).
+    Returns the files written and the runs that have none (`task method seed k`). Damaged predictions are left out:
+    `bench report` names each such file after the report."""
     written, without = [], []
     for (task_name, method), group in sorted(selected.items()):
         task = get_task(task_name)
@@ -51,7 +51,7 @@ def write(out: Path, selected: dict) -> tuple[list[Path], list[str]]:
             if not predictions_file(Path(run["path"])).is_file():
                 without.append(f"{task_name} {method} seed {run['seed']}")
                 continue
-            predicted = store.predictions(Path(run["path"]))
+            predicted = records.predictions(Path(run["path"]))
             if predicted is None:
                 continue
             written += write_run(Path(out) / "glue-submission" / method / f"seed{run['seed']}", task, predicted)

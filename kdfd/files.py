@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import io
 import os
 import re
 import zipfile
@@ -131,14 +132,15 @@ def digest(path: Path) -> str:
     return _digests[key]
 
 
-def damage(path: Path, expected: str | None = None) -> str | None:
+def damage(path: Path, expected: str | None = None, data: bytes | None = None) -> str | None:
     """Why a file cannot be trusted (None: it can): missing, empty, or not matching `expected` (a SHA-256), or, when
     `expected` is None, its sidecar's (a sidecar with no digest in it is damage too). A file with neither (written
     before checksums existed) is checked by its zip archive's own CRC-32s: every file this applies to is one
-    (torch.save, np.savez), and torch.load would read a tensor with flipped bytes without a word."""
+    (torch.save, np.savez), and torch.load would read a tensor with flipped bytes without a word. `data`: the file's
+    bytes, where the caller has read them already (then judged, not read again)."""
     path = Path(path)
     try:
-        size = path.stat().st_size
+        size = path.stat().st_size if data is None else len(data)
     except FileNotFoundError:
         return "missing"
     except OSError as e:
@@ -149,14 +151,14 @@ def damage(path: Path, expected: str | None = None) -> str | None:
         try:
             expected = sidecar(path).read_text()[:64]
         except FileNotFoundError:
-            return _zip_damage(path)
+            return _zip_damage(path) if data is None else _archive_damage(io.BytesIO(data))
         except (OSError, ValueError):  # ValueError: not UTF-8
             expected = ""
         # written whole or not at all (atomic_write): a sidecar without a digest is damaged, and so is its file's trust
         if not _HEX64.fullmatch(expected):
             return f"its checksum file {sidecar(path).name} is damaged"
     try:
-        got = digest(path)
+        got = digest(path) if data is None else hashlib.sha256(data).hexdigest()
     except OSError as e:
         return f"unreadable ({e.strerror})"
     return None if got == expected else f"checksum mismatch (sha256 {got[:12]}..., recorded {expected[:12]}...)"
@@ -169,10 +171,15 @@ def _zip_damage(path: Path) -> str | None:
     st = os.stat(path)
     key = (str(path), st.st_ino, st.st_size, st.st_mtime_ns)
     if key not in _zip_checked:
-        try:
-            with zipfile.ZipFile(path) as z:
-                bad = z.testzip()
-            _zip_checked[key] = None if bad is None else f"CRC mismatch in its member {bad}"
-        except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError) as e:
-            _zip_checked[key] = f"not a complete archive ({type(e).__name__})"
+        _zip_checked[key] = _archive_damage(path)
     return _zip_checked[key]
+
+
+def _archive_damage(archive: Path | BinaryIO) -> str | None:
+    """Why a zip archive (a path, or its bytes as a file object) fails its members' CRC-32s (None: they hold)."""
+    try:
+        with zipfile.ZipFile(archive) as z:
+            bad = z.testzip()
+        return None if bad is None else f"CRC mismatch in its member {bad}"
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, ValueError) as e:
+        return f"not a complete archive ({type(e).__name__})"

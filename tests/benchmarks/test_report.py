@@ -6,8 +6,9 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from benchmarks import paper, report, report_writer, stats, store, verdicts
+from benchmarks import paper, report, report_analysis, report_writer, stats, store, verdicts
 from benchmarks import suite as suites
+from benchmarks.record_set import RecordSet
 from kdfd import losses
 from kdfd.distiller import Distiller, Needs
 from kdfd.registry import METHODS, register
@@ -45,6 +46,20 @@ def md_rows(text: str) -> dict[str, list[str]]:
     return {c[0]: c[1:] for c in cells}
 
 
+def cells(df) -> dict[str, dict[str, dict]]:
+    """A table's frame (`report.table`) as method -> header -> its cell (mean, std, n, paper, diff; None where
+    missing)."""
+    return {r["method"]: dict(zip(df["header"].unique(), r["cells"]))
+            for r in report_writer.rows_of(df, list(df["header"].unique()))}
+
+
+def write_report(out, suite, root, checkpoint="last"):
+    """`bench report`'s analysis and files for `suite`'s records under `root`."""
+    records = RecordSet([root])
+    analysis = report_analysis.analyse(suite.name, report.collect(suite, records, checkpoint), records, checkpoint)
+    report_writer.write(out, analysis)
+
+
 def _write(results, job, status="done", metrics=None, version=None, curves=None):
     # a method version lives in the job's config (as a real record's, whose id then differs with it)
     config = {**job.config.to_dict(), "method_version": version or job.config.method_version}
@@ -71,23 +86,22 @@ def fixture(tmp_path):
 
 def test_cells_are_mean_and_sample_std_over_seeds_beside_the_paper(fixture):
     suite, root = fixture
-    selected = report.select(report.collect(suite, [root]).groups)
-    rows = {r["method"]: r for r in report.table("table3", selected, report.paper_numbers())}
-    f1 = dict(rows["kdfd"]["cells"])["MRPC F1"]
-    assert (round(f1.mean, 6), round(f1.std, 6), f1.n) == (82.0, 2.0, 3)  # 80, 82, 84
-    assert f1.paper == 89.7 and round(f1.diff, 6) == -7.7  # the paper's Table 3 KDFD MRPC F1
-    assert dict(rows["kdfd"]["cells"])["RTE acc"].mean is None and rows["kdfd"]["average"] is None
+    selected = report.select(report.collect(suite, RecordSet([root])).groups)
+    table = report.table("table3", selected, report.paper_numbers())
+    f1 = cells(table)["kdfd"]["MRPC F1"]
+    assert (round(f1["mean"], 6), round(f1["std"], 6), f1["n"]) == (82.0, 2.0, 3)  # 80, 82, 84
+    assert f1["paper"] == 89.7 and round(f1["diff"], 6) == -7.7  # the paper's Table 3 KDFD MRPC F1
+    assert cells(table)["kdfd"]["RTE acc"]["mean"] is None and table[table.method == "kdfd"]["average"].isna().all()
 
 
 def test_the_grid_point_with_the_best_mean_score_over_seeds_is_selected(fixture):
     suite, root = fixture
-    selected = report.select(report.collect(suite, [root]).groups)
+    selected = report.select(report.collect(suite, RecordSet([root])).groups)
     vkd = selected[("mrpc", "vanilla-kd")]
     assert vkd.label == "vanilla-kd[temperature=2.0]"  # mean (f1+acc)/2: T=2 0.72 > T=1 0.67
     assert sorted(r["seed"] for r in vkd.runs) == [1, 2, 3]
-    rows = {r["method"]: r for r in report.table("table3", selected, report.paper_numbers())}
-    acc = dict(rows["vanilla-kd"]["cells"])["MRPC acc"]
-    assert round(acc.mean, 6) == 67.0 and round(acc.std, 6) == 1.0
+    acc = cells(report.table("table3", selected, report.paper_numbers()))["vanilla-kd"]["MRPC acc"]
+    assert round(acc["mean"], 6) == 67.0 and round(acc["std"], 6) == 1.0
 
 
 def test_a_grid_whose_seeds_are_not_all_in_is_compared_on_the_seeds_it_shares(fixture):
@@ -98,7 +112,7 @@ def test_a_grid_whose_seeds_are_not_all_in_is_compared_on_the_seeds_it_shares(fi
                 _write(root, job, metrics={"dev": {"f1": 0.71, "accuracy": 0.61}})
             else:
                 store.record_path(root, job).unlink()
-    vkd = report.select(report.collect(suite, [root]).groups)[("mrpc", "vanilla-kd")]
+    vkd = report.select(report.collect(suite, RecordSet([root])).groups)[("mrpc", "vanilla-kd")]
     # seed for seed, T = 2 is ahead (0.66 > 0.65); against T = 1's three-seed mean it would have lost (0.66 < 0.67)
     assert vkd.label == "vanilla-kd[temperature=2.0]" and [r["seed"] for r in vkd.runs] == [1]
 
@@ -107,12 +121,12 @@ def test_failed_records_are_left_out_and_listed(fixture, tmp_path):
     suite, root = fixture
     job = next(j for j in suite.jobs if j.config.method == "kdfd" and j.config.seed == 3)
     _write(root, job, status="failed", metrics=None)
-    collected = report.collect(suite, [root])
+    collected = report.collect(suite, RecordSet([root]))
     kdfd = report.select(collected.groups)[("mrpc", "kdfd")]
     assert sorted(r["seed"] for r in kdfd.runs) == [1, 2]
     assert collected.failed == [{"task": "mrpc", "label": "kdfd", "seed": 3, "id": job.id,
                                 "error": "NaN loss"}]
-    report_writer.write(tmp_path / "out", suite.name, collected, "last")
+    write_report(tmp_path / "out", suite, root)
     assert "- failed: mrpc kdfd seed 3: NaN loss" in (tmp_path / "out" / "report.md").read_text()
 
 
@@ -120,7 +134,7 @@ def test_two_method_versions_are_never_averaged_together(fixture):
     suite, root = fixture
     job = next(j for j in suite.jobs if j.config.method == "kdfd" and j.config.seed == 3)
     _write(root, job, metrics={"dev": {"f1": 0.99, "accuracy": 0.99}}, version="0")
-    groups = [g for g in report.collect(suite, [root]).groups if g.method == "kdfd"]
+    groups = [g for g in report.collect(suite, RecordSet([root])).groups if g.method == "kdfd"]
     assert sorted((g.version, len(g.runs)) for g in groups) == [("0", 1), ("1", 2)]
 
 
@@ -129,8 +143,8 @@ def test_best_epoch_checkpoint_takes_each_runs_best_dev_epoch(fixture):
     job = next(j for j in suite.jobs if j.config.method == "kdfd" and j.config.seed == 1)
     curves = [{"dev": {"student": {"dev": {"f1": f, "accuracy": f}}}} for f in (0.5, 0.9, 0.6)]
     _write(root, job, metrics={"dev": {"f1": 0.6, "accuracy": 0.6}}, curves=curves)
-    best = report.select(report.collect(suite, [root], "best").groups)[("mrpc", "kdfd")]
-    last = report.select(report.collect(suite, [root], "last").groups)[("mrpc", "kdfd")]
+    best = report.select(report.collect(suite, RecordSet([root]), "best").groups)[("mrpc", "kdfd")]
+    last = report.select(report.collect(suite, RecordSet([root]), "last").groups)[("mrpc", "kdfd")]
     assert [r for r in best.runs if r["seed"] == 1][0]["metrics"]["dev"]["f1"] == 0.9
     assert [r for r in last.runs if r["seed"] == 1][0]["metrics"]["dev"]["f1"] == 0.6
 
@@ -146,7 +160,8 @@ def test_comparisons_pair_kdfd_and_each_baseline_by_seed():
     offset = {1: 0.0, 2: 0.2, 3: -0.1, 4: 0.05}
     kdfd = group("kdfd", {s: 0.70 + o + 0.01 * s for s, o in offset.items()})
     base = group("vanilla-kd", {s: 0.68 + offset[s] for s in (1, 2, 3)})  # no seed 4: nothing to pair it with
-    (c,) = report.comparisons({("synth-single", "kdfd"): kdfd, ("synth-single", "vanilla-kd"): base}, "kdfd")
+    (c,) = report.comparisons({("synth-single", "kdfd"): kdfd, ("synth-single", "vanilla-kd"): base},
+                              "kdfd").to_dict("records")
     d = np.array([2.0 + s for s in (1, 2, 3)])  # points: 2 + seed
     assert c["n"] == 3 and c["diff"] == pytest.approx(d.mean())
     assert (c["low"], c["high"]) == pytest.approx(stats.t_interval(d))
@@ -257,8 +272,7 @@ def test_report_opens_with_the_verdicts_and_writes_them_as_data(fixture, tmp_pat
     import pandas as pd
 
     suite, root = fixture
-    collected = report.collect(suite, [root])
-    report_writer.write(tmp_path / "out", suite.name, collected, "last")
+    write_report(tmp_path / "out", suite, root)
     md = (tmp_path / "out" / "report.md").read_text()
     assert md.index("## Verdicts") < md.index("**In short:**") < md.index("| claim") < md.index("## Rules")
     assert md.index("## Rules") < md.index("## Every task and method")
@@ -286,12 +300,13 @@ def test_theseus_and_pesf_kd_records_fill_their_table1_rows(tmp_path):
         if job.config.role != "teacher":
             _write(tmp_path, job, metrics={"dev": {"f1": f1[job.config.method] + 0.01 * job.config.seed,
                                                    "accuracy": 0.8}})
-    rows = {r["method"]: r for r in report.table("table1", report.select(report.collect(suite, [tmp_path]).groups),
-                                                 report.paper_numbers())}
+    table = report.table("table1", report.select(report.collect(suite, RecordSet([tmp_path])).groups),
+                         report.paper_numbers())
     for method, paper_row, paper_f1 in (("theseus", "BERT-of-Theseus", 87.6), ("pesf-kd", "PESF-KD", 86.0)):
-        cell = dict(rows[method]["cells"])["MRPC F1"]
-        assert rows[method]["paper_row"] == paper_row and cell.n == 3 and cell.paper == paper_f1
-        assert round(cell.mean, 6) == round(100 * f1[method] + 2, 6)  # seeds 1-3 add 1, 2, 3 points
+        cell = cells(table)[method]["MRPC F1"]
+        assert set(table[table.method == method]["paper_row"]) == {paper_row}
+        assert cell["n"] == 3 and cell["paper"] == paper_f1
+        assert round(cell["mean"], 6) == round(100 * f1[method] + 2, 6)  # seeds 1-3 add 1, 2, 3 points
 
 
 def test_the_feedback_methods_records_fill_their_table1_rows_and_icr_kd_says_why_it_is_not_run(tmp_path):
@@ -304,21 +319,23 @@ def test_the_feedback_methods_records_fill_their_table1_rows_and_icr_kd_says_why
         if job.config.role != "teacher":
             _write(tmp_path, job, metrics={"dev": {"f1": f1[job.config.method] + 0.01 * job.config.seed,
                                                    "accuracy": 0.8}})
-    rows = report.table("table1", report.select(report.collect(suite, [tmp_path]).groups), report.paper_numbers())
-    by_method = {r["method"]: r for r in rows}
+    table = report.table("table1", report.select(report.collect(suite, RecordSet([tmp_path])).groups),
+                         report.paper_numbers())
     for method, paper_row, paper_f1 in (("metadistil", "MetaDistil", 88.7), ("reptile-distil", "ReptileDistil", 89.2),
                                         ("lgtm", "LGTM", 88.1)):
-        cell = dict(by_method[method]["cells"])["MRPC F1"]
-        assert by_method[method]["paper_row"] == paper_row and cell.n == 3 and cell.paper == paper_f1
-        assert round(cell.mean, 6) == round(100 * f1[method] + 2, 6)  # seeds 1-3 add 1, 2, 3 points
-    (icr,) = [r for r in rows if r["paper_row"] == "ICR-KD"]
+        cell = cells(table)[method]["MRPC F1"]
+        assert set(table[table.method == method]["paper_row"]) == {paper_row}
+        assert cell["n"] == 3 and cell["paper"] == paper_f1
+        assert round(cell["mean"], 6) == round(100 * f1[method] + 2, 6)  # seeds 1-3 add 1, 2, 3 points
+    icr = table[table.paper_row == "ICR-KD"]
+    (method,), (why,) = set(icr["method"]), set(icr["why"])
     # named by the paper's method; the reason beside it, never as a method name (a 110-character column)
-    assert icr["method"] == "ICR-KD (not run)" and icr["why"].startswith("not run: ") and "\n" not in icr["why"]
-    cell = dict(icr["cells"])["MRPC F1"]
-    assert cell.mean is None and cell.paper == 89.4
-    headers = [header for header, _ in rows[0]["cells"]]
-    cells = md_rows(report_writer.markdown(report_writer.frame(rows, headers)))[icr["method"]]
-    assert cells[0] == "ICR-KD" and cells[1 + headers.index("MRPC F1")] == "- · paper 89.4"
+    assert method == "ICR-KD (not run)" and why.startswith("not run: ") and "\n" not in why
+    cell = cells(table)[method]["MRPC F1"]
+    assert cell["mean"] is None and cell["paper"] == 89.4
+    headers = report.paper_tables.load().headers
+    row = md_rows(report_writer.markdown(report_writer.frame(table, headers)))[method]
+    assert row[0] == "ICR-KD" and row[1 + headers.index("MRPC F1")] == "- · paper 89.4"
 
 
 def test_the_tables_come_from_the_reference_file(fixture, tmp_path):
@@ -334,12 +351,13 @@ def test_the_tables_come_from_the_reference_file(fixture, tmp_path):
     paper_csv = tmp_path / "paper.csv"
     paper_csv.write_text("table,method,task,metric,value\nmine,AE,mrpc,f1,88.3\n")
     reference = paper_tables.load(path, paper_csv)
-    selected = report.select(report.collect(suite, [root]).groups)
-    rows = report.table("mine", selected, paper_tables.paper_numbers(paper_csv), reference)
-    assert [(r["method"], r["paper_row"]) for r in rows] == [("kdfd", "AE"), ("teacher", "-")]  # no vanilla-kd row
-    (header, kdfd), = rows[0]["cells"]
-    assert header == "F1" and (kdfd.mean, kdfd.paper, kdfd.n) == (pytest.approx(82.0), 88.3, 3)
-    assert dict(rows[1]["cells"])["F1"].mean == pytest.approx(90.0)
+    selected = report.select(report.collect(suite, RecordSet([root])).groups)
+    table = report.table("mine", selected, paper_tables.paper_numbers(paper_csv), reference)
+    assert list(zip(table["method"], table["paper_row"])) == [("kdfd", "AE"), ("teacher", "-")]  # no vanilla-kd row
+    assert list(table["header"]) == ["F1", "F1"]
+    kdfd = cells(table)["kdfd"]["F1"]
+    assert (kdfd["mean"], kdfd["paper"], kdfd["n"]) == (pytest.approx(82.0), 88.3, 3)
+    assert cells(table)["teacher"]["F1"]["mean"] == pytest.approx(90.0)
 
 
 @dataclass(frozen=True)
@@ -411,10 +429,10 @@ def test_widen_adds_recorded_methods_run_with_the_suites_settings_only(fixture, 
     other.write_text(SUITE.replace("layers = 1", "layers = 2"))
     for job in suites.load(str(other), methods=["prokt"], seeds=[1]).jobs:
         _write(root, job, metrics={"dev": {"f1": 0.7, "accuracy": 0.6}})
-    wide = report.widen(suite, [root])
+    wide = report.widen(suite, RecordSet([root]))
     methods = {j.config.method for j in wide.jobs if j.config.role != "teacher"}
     assert methods == {"kdfd", "vanilla-kd", "finetune"}
-    collected = report.collect(wide, [root])
+    collected = report.collect(wide, RecordSet([root]))
     assert [len(g.runs) for g in collected.groups if g.method == "finetune"] == [1]
     assert {(m["label"], m["seed"]) for m in collected.missing} == {("finetune", 2), ("finetune", 3)}
 
@@ -424,10 +442,11 @@ def test_the_rules_name_the_parameters_a_run_set_unlike_the_methods_defaults():
                                                                   "schedule": ["pid"]}}}
     group = report.Group("cola", "kdfd", "1", "k", "kdfd", params={"vae_grad": "stop", "latent_dim": 64,
                                                                        "schedule": ["pid"]})
-    (line,) = report_writer.method_rules({("cola", "kdfd"): group}, facts)[2:]
+    (line,) = report_writer.method_rules(report_analysis.method_settings({("cola", "kdfd"): group}, facts))[2:]
     assert line == "- `kdfd` v1: CE. Set here: vae_grad = 'stop'."
     group.params["vae_grad"] = "flow"
-    assert report_writer.method_rules({("cola", "kdfd"): group}, facts)[2:] == ["- `kdfd` v1: CE."]
+    settings = report_analysis.method_settings({("cola", "kdfd"): group}, facts)
+    assert report_writer.method_rules(settings)[2:] == ["- `kdfd` v1: CE."]
 
 
 def test_method_facts_defaults_read_like_a_records_params():
@@ -447,10 +466,10 @@ def test_a_figure_of_a_cell_no_record_gives_any_more_is_removed_and_pdfs_carry_n
     figures.mkdir(parents=True)
     for suffix in (".png", ".pdf"):
         (figures / f"seeds-rte{suffix}").write_bytes(b"a task no longer in the suite")
-    report_writer.write(tmp_path / "out", suite.name, report.collect(suite, [root]), "last")
+    write_report(tmp_path / "out", suite, root)
     assert not list(figures.glob("seeds-rte.*")) and (figures / "seeds-mrpc.png").is_file()
     first = (figures / "seeds-mrpc.pdf").read_bytes()
-    report_writer.write(tmp_path / "out", suite.name, report.collect(suite, [root]), "last")
+    write_report(tmp_path / "out", suite, root)
     assert (figures / "seeds-mrpc.pdf").read_bytes() == first
 
 
@@ -461,7 +480,7 @@ def test_above_majority_says_which_students_learned_by_more_than_their_seed_spre
                            ("b", "mrpc", 1, 74.0), ("b", "mrpc", 2, 78.0), ("b", "mrpc", 3, 76.0),   # +1 +- 2
                            ("c", "mrpc", 1, 75.0), ("c", "cola", 1, 0.0), ("d", "rte", 1, 60.0)],
                           columns=["method", "task", "seed", "score"])
-    df = report_writer.above_majority(scores, {"mrpc": 75.0, "cola": 0.0})
+    df = report_analysis.above_majority(scores, {"mrpc": 75.0, "cola": 0.0})
     got = {(r.method, r.task): (round(r.margin, 9), r.learned) for r in df.itertuples()}
     assert got == {("a", "mrpc"): (4.0, "yes"), ("b", "mrpc"): (1.0, "within spread"), ("c", "mrpc"): (0.0, "no"),
                    ("c", "cola"): (0.0, "no")}  # no majority score for rte: left out

@@ -8,6 +8,7 @@ import pytest
 
 from benchmarks import selection, store
 from benchmarks import suite as suites
+from benchmarks.record_set import RecordSet
 from kdfd.errors import ConfigError
 
 from .helpers import bench, records, tiny_train
@@ -112,7 +113,7 @@ def test_a_select_suite_runs_end_to_end(tmp_path):
     students = records(results)
     students = [r for r in students if r["role"] != "teacher"]
     s = suites.load(str(path))
-    choice = selection.choices(s.jobs, s.select, [results])[("kdfd", "synth-single")]
+    choice = selection.choices(s.jobs, s.select, RecordSet([results]))[("kdfd", "synth-single")]
     chosen = {r["label"] for r in students if r["method"] == "kdfd" and r["seed"] in (3, 4)}
     assert chosen == {f"kdfd{choice.point}", f"kdfd-no-vae{choice.point}"}
     assert all(r["heldout_metrics"] and r["data"]["heldout_examples"] == 24 for r in students)
