@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+# Before torch is imported: the test run's two workers (pytest -n 2) share 2 cores, and two processes with one
+# thread each is what 2 cores do best (reports/speed/workers.md); the `bench` processes a test starts inherit it. A
+# test that needs other threads says so in its own environment.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest
 
