@@ -521,12 +521,19 @@ def terminal_rows(df: pd.DataFrame) -> list[tuple[str, str, str, str, str]]:
     return out
 
 
+# a statistic's last digits follow the order its sums ran in (BLAS threads, a machine's SIMD width): a report
+# regenerated elsewhere must read the same, and 10 digits are far below any interval's width
+DIGITS = 10
+
+
 def write(out_dir: str | Path, df: pd.DataFrame) -> tuple[Path, Path]:
-    """verdicts.csv and verdicts.json (a list of row records, NaN as null) under out_dir, at full float precision;
-    returns their paths."""
+    """verdicts.csv and verdicts.json (a list of row records, NaN as null) under out_dir, to `DIGITS` significant
+    digits; returns their paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     csv_path, json_path = out / "verdicts.csv", out / "verdicts.json"
+    floats = df.select_dtypes("float").columns
+    df = df.assign(**{c: df[c].map(lambda x: float(f"{x:.{DIGITS}g}")) for c in floats})
     df.to_csv(csv_path, index=False)
     records = df.astype(object).where(df.notna(), None).to_dict(orient="records")
     json_path.write_text(json.dumps(records, indent=1, ensure_ascii=False, default=_plain) + "\n")
