@@ -53,8 +53,8 @@ def ours_caption(selected: dict) -> str:
     synthetic suite's report names its synthetic tasks and tiny models, not the paper's GLUE and BERT-base."""
     tasks, teachers, students = set(), {}, {}
     for (task, method), g in sorted(selected.items()):
-        record = store.read(min(g.runs, key=lambda r: r["seed"])["path"]) or {}
-        cfg = record.get("config") or {}
+        record = store.read(min(g.runs, key=lambda r: r["seed"])["path"])
+        cfg = record.config if record is not None else {}
         tasks.add(task)
         if method == "teacher":
             teachers.setdefault(_model(cfg.get("student")), []).append("fine-tuned")
@@ -144,7 +144,7 @@ def draw_figures(out: Path, collected: rep.Collected, selected: dict, paper: pap
         run = min(g.runs, key=lambda r: r["seed"])
         record = store.read(run["path"])
         label = f"{task}, {g.label}, seed {run['seed']}"
-        if method != "teacher" and record.get("curves"):
+        if method != "teacher" and record.result.curves:
             stem = f"curves-{task}-{method}"
             figures.learning_curves(record, fig_dir, stem)
             md += [f"![learning curves, {label}](figures/{stem}.png)", ""]
@@ -165,7 +165,7 @@ def draw_figures(out: Path, collected: rep.Collected, selected: dict, paper: pap
         if len(gs) < 2:
             continue
         records = [store.read(min(g.runs, key=lambda r: r["seed"])["path"]) for g in gs]
-        records = [r for r in records if r and r.get("step_curves")]
+        records = [r for r in records if r and r.result.step_curves]
         if len(records) > 1:
             stem = f"grid-curves-{task}-{method}"
             figures.grid_curves(records, task, method, fig_dir, stem)

@@ -106,9 +106,9 @@ class Choice:
 
 def held_score(task: str, record) -> float | None:
     """The record's held-out score in points, or None (not done, or no held-out metrics)."""
-    if record is None or record.get("status") != "done" or not record.get("heldout_metrics"):
+    if record is None or not record.done or not record.result.heldout_metrics:
         return None
-    return 100 * score(get_task(task), record["heldout_metrics"])
+    return 100 * score(get_task(task), record.result.heldout_metrics)
 
 
 def choose(row: str, task: str, records: dict[str, list], seeds: list[int]) -> Choice:
@@ -116,7 +116,7 @@ def choose(row: str, task: str, records: dict[str, list], seeds: list[int]) -> C
     order. The dev metrics are never read."""
     scores, waiting = {}, 0
     for point, recs in records.items():
-        waiting += sum(1 for r in recs if r is None or r.get("status") not in ("done", "failed"))
+        waiting += sum(1 for r in recs if r is None or r.status not in ("done", "failed"))
         held = [held_score(task, r) for r in recs]
         scores[point] = None if any(h is None for h in held) else sum(held) / len(held)
     ranked = [p for p in records if scores[p] is not None]
@@ -129,7 +129,7 @@ def choose(row: str, task: str, records: dict[str, list], seeds: list[int]) -> C
 def find(roots: list[Path], job):
     """The job's record under the first root holding a done one, else the first found (a failed one), else None."""
     found = [r for r in (store.find(Path(root), job) for root in roots) if r is not None]
-    return next((r for r in found if r.get("status") == "done"), found[0] if found else None)
+    return next((r for r in found if r.done), found[0] if found else None)
 
 
 def choices(jobs: list, select: Selection, roots: list[Path]) -> dict[tuple[str, str], Choice]:
