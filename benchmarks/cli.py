@@ -186,7 +186,10 @@ def overrides(args, name: str | None = None) -> dict:
 
 
 def cmd_run(args) -> int:
+    from kdfd.result import JobResult
+
     from . import runner
+    from .store import Record
 
     if args.workers < 1 or (args.workers != 1 and args.executor != "local"):
         raise KdfdError(f"--workers {args.workers} is not allowed (a local run's processes: >= 1; SLURM runs each "
@@ -230,11 +233,11 @@ def cmd_run(args) -> int:
     for col in ("task", "job", "seed", "status", "student dev", "teacher dev", "seconds"):
         t.add_column(col, overflow="fold")  # a job's grid point is the end of its label: never cut off
     for o in outcomes:
-        r = o.record or {}
-        status = (o.status if o.status != "failed"
-                  else f"[red]failed[/red]: {r.get('error', {}).get('message', '')[:80]}")
-        t.add_row(o.job.config.task, o.job.label, str(o.job.config.seed), status, _fmt_metrics(r.get("metrics")),
-                  _fmt_metrics(r.get("teacher_metrics")), f"{r.get('wall_seconds', 0):.0f}")
+        r = o.record or Record(id=None)
+        result = r.result or JobResult()
+        status = (o.status if o.status != "failed" else f"[red]failed[/red]: {(r.error or {}).get('message', '')[:80]}")
+        t.add_row(o.job.config.task, o.job.label, str(o.job.config.seed), status, _fmt_metrics(result.metrics),
+                  _fmt_metrics(result.teacher_metrics), f"{r.wall_seconds or 0:.0f}")
     console.print(t)
     failed = [o for o in outcomes if o.status in ("failed", "not run")]
     if failed:
@@ -287,7 +290,7 @@ def status_table(items, title: str) -> Table:
         c = s.job.config
         state = f"[{colour[s.state]}]{s.state}[/]" if s.state in colour else s.state
         t.add_row(c.task, s.job.label, str(c.seed), state, s.slurm_id or "-",
-                  _fmt_metrics((s.record or {}).get("metrics")) if s.state in ("done", "stale") else "-",
+                  _fmt_metrics(s.record.result.metrics) if s.state in ("done", "stale") else "-",
                   (s.error or "")[:100])
     return t
 

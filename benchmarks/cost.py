@@ -17,23 +17,23 @@ import pandas as pd
 
 from kdfd.tasks import get_task
 
-from .store import read
+from .store import Record, read
 
 
-def seconds_of(record: dict) -> float:
+def seconds_of(record: Record) -> float:
     """A done job's seconds: its `wall_seconds`, plus, for a job resumed from a checkpoint (its process stopped by a
     sitting's end), what the processes before it spent up to that checkpoint: `timing.carried_seconds`, which the
     checkpoint keeps. A record written before checkpoints kept it estimates that from the training and evaluation
     seconds of the epochs the checkpoint carried (their curves keep them), missing the stopped processes' setup and
     any part of an epoch. Either way, what a stopped process spent after its last checkpoint is lost to the count."""
-    seconds = float(record["wall_seconds"])
-    resumed = record.get("resumed_from_step") or 0
-    carried = (record.get("timing") or {}).get("carried_seconds")
+    seconds, result = float(record.wall_seconds), record.result
+    resumed = result.resumed_from_step or 0
+    carried = (result.timing or {}).get("carried_seconds")
     if carried is not None:
         seconds += carried
     elif resumed:
         seconds += sum(c.get("train_seconds", 0.0) + c.get("eval_seconds", 0.0)
-                       for c in record.get("curves") or [] if c.get("steps", 0) <= resumed)
+                       for c in result.curves or [] if c.get("steps", 0) <= resumed)
     return seconds
 
 
@@ -47,8 +47,8 @@ def records_frame(records) -> pd.DataFrame:
     `internal-kd[schedule=pid]`, ...), seconds."""
     rows = []
     for record in records:
-        if record and record.get("status") == "done" and record.get("wall_seconds") is not None:
-            rows.append({"task": record["task"], "job": record.get("label") or record["method"],
+        if record and record.done and record.wall_seconds is not None:
+            rows.append({"task": record.task, "job": record.label or record.method,
                          "seconds": seconds_of(record)})
     return pd.DataFrame(rows, columns=["task", "job", "seconds"])
 

@@ -12,6 +12,7 @@ Each is written as .png and .pdf.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -21,6 +22,9 @@ import numpy as np  # noqa: E402
 
 from kdfd.metrics import score  # noqa: E402
 from kdfd.tasks import get_task  # noqa: E402
+
+if TYPE_CHECKING:
+    from .store import Record
 
 
 def save(fig, out: Path, stem: str) -> list[Path]:
@@ -130,13 +134,13 @@ def tsne(reps: dict[str, np.ndarray], title: str, out: Path, stem: str, regressi
     return save(fig, out, stem)
 
 
-def learning_curves(record: dict, out: Path, stem: str) -> list[Path]:
+def learning_curves(record: Record, out: Path, stem: str) -> list[Path]:
     """Loss terms and dev score against training steps: every `eval_every` steps when the record has step curves
     (window means of the loss terms), else at epoch ends (epoch means). The dev panel marks the majority class's
     score; a student on that line has learned nothing."""
-    task = get_task(record["task"])
-    points = record.get("step_curves") or record["curves"]
-    by_step = bool(record.get("step_curves"))
+    task, result = get_task(record.task), record.result
+    points = result.step_curves or result.curves
+    by_step = bool(result.step_curves)
     xs = [c["steps"] if not by_step else c["step"] for c in points]
     roles = sorted({k.split("/")[0] for c in points for k in c["loss"]})
     fig, axes = plt.subplots(1, len(roles) + 1, figsize=(4.8 * (len(roles) + 1), 4.0), squeeze=False,
@@ -158,19 +162,19 @@ def learning_curves(record: dict, out: Path, stem: str) -> list[Path]:
     for role in ("student", "teacher"):
         if all(role in c["dev"] for c in points):
             dev_x, dev_y = xs, [100 * score(task, c["dev"][role]) for c in points]
-            start = record.get("teacher_metrics_start") if role == "teacher" else None
+            start = result.teacher_metrics_start if role == "teacher" else None
             if start:  # where the teacher began (step 0): one epoch still draws a line
                 dev_x, dev_y = [0, *dev_x], [100 * score(task, start), *dev_y]
             ax.plot(dev_x, dev_y, marker="o", label=role)
             if len(dev_x) == 1:  # a single evaluation: its value said, not only a dot
                 ax.annotate(f"{dev_y[0]:.1f}", (dev_x[0], dev_y[0]), textcoords="offset points", xytext=(6, 4),
                             fontsize=8)
-    if record.get("majority_metrics"):
-        ax.axhline(100 * score(task, record["majority_metrics"]), color="grey", ls="--", label="majority class")
+    if result.majority_metrics:
+        ax.axhline(100 * score(task, result.majority_metrics), color="grey", ls="--", label="majority class")
     ax.set_title(f"dev score ({', '.join(task.metrics)})")
     ax.set_xlabel("step")
     ax.legend(fontsize=8)
-    fig.suptitle(f"Learning curves: {record['label']} on {record['task']}, seed {record['seed']}")
+    fig.suptitle(f"Learning curves: {record.label} on {record.task}, seed {record.seed}")
     return save(fig, out, stem)
 
 
@@ -235,19 +239,19 @@ def seed_dots(scores, task: str, order: list[str], out: Path, stem: str, floor: 
     return save(fig, out, stem)
 
 
-def grid_curves(records: list[dict], task: str, method: str, out: Path, stem: str) -> list[Path]:
+def grid_curves(records: list[Record], task: str, method: str, out: Path, stem: str) -> list[Path]:
     """The student's dev score and CE against steps for every configuration of one method on one task (records
     with step curves, one per configuration, labelled by their grid point): which setting learns, and when."""
     t = get_task(task)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.0), layout="constrained")
-    for i, r in enumerate(sorted(records, key=lambda r: r["label"])):
-        pts = r["step_curves"]
+    for i, r in enumerate(sorted(records, key=lambda r: r.label)):
+        pts = r.result.step_curves
         xs = [c["step"] for c in pts]
-        label = r["label"].split("[", 1)[1].rstrip("]") if "[" in r["label"] else r["label"]
+        label = r.label.split("[", 1)[1].rstrip("]") if "[" in r.label else r.label
         axes[0].plot(xs, [100 * score(t, c["dev"]["student"]) for c in pts], marker="o", ms=3, label=label,
                      color=f"C{i % 10}")
         axes[1].plot(xs, [c["loss"].get("student/ce", np.nan) for c in pts], marker="o", ms=3, color=f"C{i % 10}")
-    majority = next((r["majority_metrics"] for r in records if r.get("majority_metrics")), None)
+    majority = next((r.result.majority_metrics for r in records if r.result.majority_metrics), None)
     if majority:
         axes[0].axhline(100 * score(t, majority), color="grey", ls="--", label="majority class")
         acc = next(iter(majority.values())).get("accuracy")  # binary tasks: the majority share p

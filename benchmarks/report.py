@@ -90,21 +90,22 @@ class Collected:
         return {**selected, **self.majority}
 
 
-def config_key(record: dict) -> str:
+def config_key(record: store.Record) -> str:
     """A hash of the record's config without what varies with the seed: the seed, its teacher job and the teacher's
     seed (a suite's `teacher_seeds` spread the run seeds over several teachers: one configuration still)."""
-    cfg = dict(record["config"])
+    cfg = dict(record.config)
     for k in ("seed", "teacher_job"):
         cfg.pop(k, None)
     cfg["train"] = {k: v for k, v in cfg.get("train", {}).items() if k != "teacher_seed"}
     return hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def checkpoint_metrics(record: dict, checkpoint: str) -> dict:
-    if checkpoint == "last" or not record.get("curves"):
-        return record["metrics"]
-    task = get_task(record["task"])
-    return max((c["dev"]["student"] for c in record["curves"]), key=lambda m: score(task, m))
+def checkpoint_metrics(record: store.Record, checkpoint: str) -> dict:
+    result = record.result
+    if checkpoint == "last" or not result.curves:
+        return result.metrics
+    task = get_task(record.task)
+    return max((c["dev"]["student"] for c in result.curves), key=lambda m: score(task, m))
 
 
 def collect(suite: Suite, records: RecordSet, checkpoint: str = "last") -> Collected:
@@ -120,18 +121,18 @@ def collect(suite: Suite, records: RecordSet, checkpoint: str = "last") -> Colle
         if done is None or not done.done:
             entry = {"task": c.task, "label": job.label, "seed": c.seed, "id": job.id}
             if done is not None:
-                failed.append({**entry, "error": (done.get("error") or {}).get("message", "")})
+                failed.append({**entry, "error": (done.error or {}).get("message", "")})
             else:
                 missing.append(entry)
             continue
         method = row_of(job)  # the method, or the arm's name: an arm is a row of its own
-        key = (c.task, method, done["method_version"], config_key(done))
-        g = groups.setdefault(key, Group(c.task, method, done["method_version"], key[3], job.label, dict(c.params)))
+        key = (c.task, method, done.method_version, config_key(done))
+        g = groups.setdefault(key, Group(c.task, method, done.method_version, key[3], job.label, dict(c.params)))
         g.runs.append({"seed": c.seed, "metrics": checkpoint_metrics(done, checkpoint), "id": job.id,
-                       "path": store.record_path(root, job), "heldout": done.get("heldout_metrics")})
-        if done.get("majority_metrics") and (c.task, MAJORITY) not in majority:
+                       "path": store.record_path(root, job), "heldout": done.result.heldout_metrics})
+        if done.result.majority_metrics and (c.task, MAJORITY) not in majority:
             majority[(c.task, MAJORITY)] = Group(c.task, MAJORITY, "-", "constant", "majority class of the dev labels",
-                                                 runs=[{"seed": 0, "metrics": done["majority_metrics"], "id": None,
+                                                 runs=[{"seed": 0, "metrics": done.result.majority_metrics, "id": None,
                                                         "path": None}])
     return Collected(list(groups.values()), failed, missing, majority)
 

@@ -250,8 +250,8 @@ def models(selected: dict, records: RecordSet) -> pd.DataFrame:
     so that a synthetic suite's report names its synthetic tasks and tiny models, not the paper's."""
     rows = []
     for (task, method), g in sorted(selected.items()):
-        record = records.read(min(g.runs, key=lambda r: r["seed"])["path"]) or {}
-        cfg = record.get("config") or {}
+        record = records.read(min(g.runs, key=lambda r: r["seed"])["path"])
+        cfg = record.config if record is not None else {}
         rows.append({"task": task, "method": method, "student": cfg.get("student"), "teacher": cfg.get("teacher")})
     return pd.DataFrame(rows, columns=["task", "method", "student", "teacher"])
 
@@ -287,7 +287,7 @@ def figures(collected: rep.Collected, selected: dict, paper: papers.Paper, sweep
         run = min(g.runs, key=lambda r: r["seed"])
         record = records.read(run["path"])
         label = f"{task}, {g.label}, seed {run['seed']}"
-        if method != store.TEACHER and record.get("curves"):
+        if method != store.TEACHER and record.result.curves:
             out.append(Figure("learning_curves", f"curves-{task}-{method}", f"learning curves, {label}",
                               {"record": record}))
         reps = records.representations(run["path"]) if method in paper.represented else None
@@ -306,7 +306,7 @@ def figures(collected: rep.Collected, selected: dict, paper: papers.Paper, sweep
         if len(gs) < 2:
             continue
         found = [records.read(min(g.runs, key=lambda r: r["seed"])["path"]) for g in gs]
-        found = [r for r in found if r and r.get("step_curves")]
+        found = [r for r in found if r and r.result.step_curves]
         if len(found) > 1:
             out.append(Figure("grid_curves", f"grid-curves-{task}-{method}",
                               f"every configuration of {method} on {task}, against steps",

@@ -9,7 +9,7 @@ Columns: task, method, version, seed, role, status, label, id, suite (the suite 
 metric of the record's own model (the student's; a teacher record's, the teacher's), in points,
 `teacher.<split>.<metric>` for the teacher's final metrics, `majority.<split>.<metric>`, every method parameter as
 `param.<name>`, every training setting as `train.<name>`, timings (`wall_seconds`, `train_seconds`, `steps`),
-parameter counts (`params.student`, `params.teacher`), `commit`, `error` and `path`.
+parameter counts (`param_counts.student`, `param_counts.teacher`), `commit`, `error` and `path`.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import pandas as pd
 
 from kdfd.errors import ConfigError
 from kdfd.metrics import score
+from kdfd.result import JobResult
 from kdfd.tasks import get_task
 
 from . import store
@@ -27,31 +28,29 @@ from . import store
 FORMATS = ("csv", "parquet", "jsonl")
 
 
-def row(record: dict, path: Path | None = None) -> dict:
+def row(record: store.Record, path: Path | None = None) -> dict:
     """The flat row of one record (see the module docstring for the columns)."""
-    cfg = record.get("config", {})
-    task = record["task"]
-    out = {"task": task, "method": store.kind(record.get("role"), record["method"]),
-           "version": record.get("method_version"), "seed": record.get("seed"), "role": record.get("role"),
-           "status": record.get("status"), "label": record.get("label"), "id": record.get("id"),
-           "suite": record.get("suite"), "score": None}
-    metrics = record.get("metrics") or {}
-    if record.get("status") == "done" and metrics:
+    cfg, result = record.config, record.result or JobResult()
+    task = record.task
+    out = {"task": task, "method": store.kind(record.role, record.method),
+           "version": record.method_version, "seed": record.seed, "role": record.role, "status": record.status,
+           "label": record.label, "id": record.id, "suite": record.suite, "score": None}
+    metrics = result.metrics or {}
+    if record.done and metrics:
         out["score"] = 100 * score(get_task(task), metrics)
-    for prefix, block in (("metrics", metrics), ("teacher", record.get("teacher_metrics") or {}),
-                          ("majority", record.get("majority_metrics") or {})):
+    for prefix, block in (("metrics", metrics), ("teacher", result.teacher_metrics or {}),
+                          ("majority", result.majority_metrics or {})):
         for split, values in block.items():
             for name, value in values.items():
                 out[f"{prefix}.{split}.{name}"] = 100 * value
     out.update({f"param.{k}": v for k, v in (cfg.get("params") or {}).items()})
     out.update({f"train.{k}": v for k, v in (cfg.get("train") or {}).items()})
-    timing = record.get("timing") or {}
-    out.update(wall_seconds=record.get("wall_seconds"), train_seconds=timing.get("train_seconds"),
-               steps=timing.get("steps"))
-    counts = record.get("params") or {}
-    out.update({"params.student": counts.get("student"), "params.teacher": counts.get("teacher")})
-    out["commit"] = ((record.get("provenance") or {}).get("git") or {}).get("commit")
-    out["error"] = (record.get("error") or {}).get("message")
+    timing = result.timing or {}
+    out.update(wall_seconds=record.wall_seconds, train_seconds=timing.get("train_seconds"), steps=timing.get("steps"))
+    counts = result.param_counts or {}
+    out.update({"param_counts.student": counts.get("student"), "param_counts.teacher": counts.get("teacher")})
+    out["commit"] = ((record.provenance or {}).get("git") or {}).get("commit")
+    out["error"] = (record.error or {}).get("message")
     out["path"] = str(path) if path is not None else None
     return out
 

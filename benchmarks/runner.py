@@ -172,7 +172,7 @@ def code_changes(suite: Suite, results: Path) -> list[method_code.Change]:
     if not Path(results).is_dir():  # nothing done there yet (a root that is a file is named by check_writable)
         return []
     done = [store.find(results, job) for job in suite.jobs if store.is_done(results, job)]
-    return method_code.changes([r for r in done if r is not None], Path(results) / CODE_ACCEPTED)
+    return method_code.changes([r.to_dict() for r in done if r is not None], Path(results) / CODE_ACCEPTED)
 
 
 def check_code(suite: Suite, results: Path, accept: bool = False) -> list[method_code.Change]:
@@ -368,7 +368,7 @@ def log_outcome(outcome: Outcome) -> None:
     a terminal reads job by job (the bars are off there)."""
     rec, c = outcome.record, outcome.job.config
     error = f"  {rec.error['message']}" if rec is not None and rec.error else ""
-    seconds = f"  {rec['wall_seconds']:.0f} s" if outcome.status == "done" and rec is not None else ""
+    seconds = f"  {rec.wall_seconds:.0f} s" if outcome.status == "done" and rec is not None else ""
     log.info(f"{outcome.status:>7}  {c.task:<12} {outcome.job.label:<28} seed {c.seed}{seconds}{error}")
 
 

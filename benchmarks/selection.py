@@ -104,9 +104,9 @@ class Choice:
 
 def held_score(task: str, record) -> float | None:
     """The record's held-out score in points, or None (not done, or no held-out metrics)."""
-    if record is None or record.get("status") != "done" or not record.get("heldout_metrics"):
+    if record is None or not record.done or not record.result.heldout_metrics:
         return None
-    return 100 * score(get_task(task), record["heldout_metrics"])
+    return 100 * score(get_task(task), record.result.heldout_metrics)
 
 
 def choose(row: str, task: str, records: dict[str, list], seeds: list[int]) -> Choice:
@@ -114,7 +114,7 @@ def choose(row: str, task: str, records: dict[str, list], seeds: list[int]) -> C
     order. The dev metrics are never read."""
     scores, waiting = {}, 0
     for point, recs in records.items():
-        waiting += sum(1 for r in recs if r is None or r.get("status") not in ("done", "failed"))
+        waiting += sum(1 for r in recs if r is None or r.status not in ("done", "failed"))
         held = [held_score(task, r) for r in recs]
         scores[point] = None if any(h is None for h in held) else sum(held) / len(held)
     ranked = [p for p in records if scores[p] is not None]

@@ -85,7 +85,8 @@ def code_changes(suite: Suite, results: Path) -> list[method_code.Change]:
     if not Path(results).is_dir():
         return []
     done = [store.find(results, job) for job in suite.jobs if store.is_done(results, job)]
-    return method_code.changes([r for r in done if r is not None], Path(results) / store.CODE_ACCEPTED, by_source=True)
+    return method_code.changes([r.to_dict() for r in done if r is not None], Path(results) / store.CODE_ACCEPTED,
+                               by_source=True)
 
 
 def _locked(path: Path) -> bool:

@@ -46,15 +46,17 @@ import dataclasses
 import hashlib
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from kdfd import files
 from kdfd.errors import StorageError
 from kdfd.files import atomic_write, move_aside
+from kdfd.result import FIELDS as JOB_RESULT_FIELDS
+from kdfd.result import JobResult
 
-SCHEMA = 1
+SCHEMA = 2  # the shape records are written in (`Record`); older ones are read as well
 RECORD_GLOB = "*/*/s*-*.json"
 
 
@@ -180,24 +182,36 @@ def check_writable(results: Path) -> None:
 
 # ------------------------------------------------------------------------------------------------------ record
 
-# What `kdfd.job.run` returns, kept as the record's results: written for done records only (a failed record has
-# none of these keys), step_curves only when the job evaluated between epochs (train.eval_every)
-RESULT_FIELDS = ("metrics", "teacher_metrics", "teacher_metrics_start", "majority_metrics", "curves", "step_curves",
-                 "data", "model_fingerprints", "params", "device", "precision", "deterministic", "resumed_from_step",
-                 "artifacts", "test_predictions", "teacher_cache", "timing", "checksums")
 # The job's own facts, kept once in `config` and written out beside it too for readers of the plain JSON (jq, pandas)
 FROM_CONFIG = ("task", "method", "method_version", "seed", "role", "teacher_job")
+RECORD_FIELDS = ("id", "suite", "label", "status", "error", "method_code", "started", "finished", "wall_seconds",
+                 "provenance", "executor", "checksums")  # the record's own fields, beside config and result
 
 
 @dataclass(frozen=True)
-class Record(Mapping):
+class Record:
     """One job's record: the only definition of what a record holds.
 
-    Typed fields for code (`record.status`, `record.task`); read as a mapping it is the record's JSON object, key for
-    key as on disk (`record["metrics"]`, `record.get("error")`), so readers of plain records need no other form.
-    task, method, seed, role, method_version and teacher_job live once, in `config` (the job's `RunConfig`, as its
-    id hashes it). Keys this version does not know (a newer writer's) are kept in `extra` and written back as they
-    were; keys a record lacks (an older writer's) read as None."""
+    On disk (schema 2), one JSON object, keys sorted (`write_json`):
+
+        schema                  SCHEMA
+        id, suite, label, status, error, method_code, started, finished, wall_seconds, provenance, executor,
+        checksums               the record's own fields, as below
+        config                  the job's `RunConfig` as its id hashes it (the method's parameters: config.params)
+        task, method, method_version, seed, role, teacher_job
+                                copied out of config, for `jq 'select(.method == "kdfd")'` and flat table columns
+        result                  what the job yielded (`kdfd.result.JobResult`, every field by its name: parameter
+                                counts are result.param_counts), or null where it failed
+        record_sha256           its seal (SEAL)
+
+    So `jq .result.metrics.dev`, and `pandas.json_normalize(records)` gives a row per record with columns such as
+    `result.metrics.dev.accuracy` and `config.params.temperature` (`benchmarks.results` flattens them by its own
+    names). Keys this version does not know (a newer writer's) are kept in `extra` and written back as they were.
+
+    A record of schema 1 (the result's fields at the top level, parameter counts under `params`, the id twice, as
+    `config_hash` too) reads into the same types (`from_dict`). Reading never writes; a record is written only when
+    its job runs, and a done job never runs again (a damaged or missing file of it reruns it: a new record), so
+    committed records stay as they were written, and `bench collect` copies them byte for byte."""
 
     id: str | None
     suite: str | None = None  # the suite whose run wrote it (a job shared by suites is found by id, not by this)
@@ -211,29 +225,9 @@ class Record(Mapping):
     wall_seconds: float | None = None
     provenance: dict | None = None
     executor: dict | None = None  # where it ran: kind (local, slurm), host, pid, SLURM ids
-    schema: int = SCHEMA
-    metrics: dict | None = None  # split -> metric -> value, the student's at the last epoch
-    teacher_metrics: dict | None = None
-    teacher_metrics_start: dict | None = None
-    majority_metrics: dict | None = None
-    curves: list | None = None
-    step_curves: list | None = None
-    data: dict | None = None
-    model_fingerprints: dict | None = None
-    params: dict | None = None  # parameter counts
-    device: str | None = None
-    precision: str | None = None  # what the job trained in: fp32, bf16 or fp16 (train.precision resolved on the device)
-    deterministic: bool | None = None
-    resumed_from_step: int | None = None
-    artifacts: dict | None = None
-    test_predictions: dict | None = None
-    teacher_cache: dict | None = None
-    timing: dict | None = None
     checksums: dict | None = None  # the SHA-256 of each file beside the record it describes, by suffix (COMPANIONS)
+    result: JobResult | None = None  # what the job yielded (kdfd.job.run); None unless done
     extra: dict = field(default_factory=dict)
-    # the keys of this schema a record read from disk did not have (an older writer's), left out again when it is
-    # written back, so that a record reads and writes back byte for byte
-    absent: frozenset = field(default=frozenset(), repr=False, compare=False)
 
     @property
     def task(self) -> str | None:
@@ -263,56 +257,50 @@ class Record(Mapping):
     def done(self) -> bool:
         return self.status == "done"
 
-    def finish(self, status: str, result: dict | None = None, **changes) -> "Record":
-        """This record with a status, `kdfd.job.run`'s results (keys it does not know go to `extra`) and `changes`."""
-        known = {f.name for f in dataclasses.fields(self)}
-        result = result or {}
-        extra = {**self.extra, **{k: v for k, v in result.items() if k not in known}}
-        return dataclasses.replace(self, status=status, extra=extra,
-                                   **{k: v for k, v in result.items() if k in known}, **changes)
+    def finish(self, status: str, result: JobResult | None = None, **changes) -> Record:
+        """This record with a status, the job's result (None: the one it has) and `changes`."""
+        return dataclasses.replace(self, status=status, result=result or self.result, **changes)
 
     def to_dict(self) -> dict:
-        """The record's JSON object, as every writer of this schema wrote it."""
-        out = {"schema": self.schema, "id": self.id, "config_hash": self.id, "suite": self.suite, "label": self.label,
-               **{k: self.config.get(k) for k in FROM_CONFIG}, "config": self.config, "status": self.status,
-               "error": self.error, "started": self.started, "provenance": self.provenance,
-               "executor": self.executor, "method_code": self.method_code, "finished": self.finished,
-               "wall_seconds": self.wall_seconds}
-        if self.done:
-            out.update({k: getattr(self, k) for k in RESULT_FIELDS if k != "step_curves"})
-            if self.step_curves is not None:
-                out["step_curves"] = self.step_curves
-        return {**{k: v for k, v in out.items() if k not in self.absent}, **self.extra}
+        """The record's JSON object, without its seal."""
+        return {"schema": SCHEMA, **{k: getattr(self, k) for k in RECORD_FIELDS},
+                **{k: self.config.get(k) for k in FROM_CONFIG}, "config": self.config,
+                "result": None if self.result is None else self.result.to_dict(), **self.extra}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Record":
-        names = {f.name for f in dataclasses.fields(cls)} - {"extra", "config", "id", "absent"}
-        config = dict(data.get("config") or {})
+    def from_dict(cls, data: dict) -> Record:
+        """A record's JSON object (without its seal), of this schema or of schema 1. ValueError: not a record's."""
+        if not (isinstance(data.get("schema"), int) and data["schema"] >= 2):
+            data = _schema_1(data)
+        config, result = data.get("config") or {}, data.get("result")
+        if not isinstance(config, dict):
+            raise ValueError("its config is no mapping")
+        if result is not None and not isinstance(result, dict):
+            raise ValueError("its result is no mapping")
+        config = dict(config)
         for key in FROM_CONFIG:  # a record written by hand (tests) may carry these beside an empty config only
             if key in data and key not in config:
                 config[key] = data[key]
-        known = names | {"config_hash", "config", "id", *FROM_CONFIG}
-        return cls(id=data.get("id", data.get("config_hash")), config=config,
-                   **{k: v for k, v in data.items() if k in names},
-                   extra={k: v for k, v in data.items() if k not in known},
-                   absent=frozenset(known - set(data)))
+        known = {"schema", "config", "result", *RECORD_FIELDS, *FROM_CONFIG}
+        return cls(**{k: data.get(k) for k in RECORD_FIELDS}, config=config,
+                   result=None if result is None else JobResult.from_dict(result),
+                   extra={k: v for k, v in data.items() if k not in known})
 
-    # the mapping view: the JSON object
-    def _json(self) -> dict:
-        cached = self.__dict__.get("_cached_json")
-        if cached is None:
-            cached = self.to_dict()
-            object.__setattr__(self, "_cached_json", cached)
-        return cached
 
-    def __getitem__(self, key):
-        return self._json()[key]
+# A result field schema 1 named otherwise: its name there -> its name in JobResult
+SCHEMA_1_NAMES = {"params": "param_counts"}
 
-    def __iter__(self):
-        return iter(self._json())
 
-    def __len__(self):
-        return len(self._json())
+def _schema_1(data: dict) -> dict:
+    """A record of schema 1 (or older: before `schema`) in this schema's shape: its result's fields, at its top level
+    there, moved under `result` (a failed record had none), parameter counts from `params` to `param_counts`, and
+    the id, written twice there (`id`, `config_hash`; a record written by hand may have only the latter), once."""
+    named = {k: SCHEMA_1_NAMES.get(k, k) for k in data}
+    out = {k: v for k, v in data.items() if named[k] not in JOB_RESULT_FIELDS and k != "config_hash"}
+    out["id"] = data.get("id", data.get("config_hash"))
+    done = data.get("status") == "done"
+    out["result"] = {named[k]: v for k, v in data.items() if named[k] in JOB_RESULT_FIELDS} if done else None
+    return out
 
 
 # A JSON file's own checksum, beside its other keys: the SHA-256 of its text without it, as `write_json` writes it,
@@ -372,29 +360,28 @@ def _unseal(path: Path, what: str) -> tuple[dict | None, str | None, bool]:
 
 
 def _load(path: Path) -> tuple[Record | None, str | None]:
-    data, why, sealed = _unseal(path, "a record")
+    data, why, _ = _unseal(path, "a record")
     if data is None:
         return None, why
     try:
         record = Record.from_dict(data)
-    except (TypeError, ValueError):  # a config that is no mapping
-        return None, "not a record (its config is no mapping)"
-    typed = {"status": str, "id": str, "checksums": dict, "metrics": dict, "error": dict, "artifacts": dict}
-    wrong = [k for k, t in typed.items() if getattr(record, k) is not None and not isinstance(getattr(record, k), t)]
+    except ValueError as e:
+        return None, f"not a record ({e})"
+    result = record.result or JobResult()
+    typed = {"status": (record.status, str), "id": (record.id, str), "checksums": (record.checksums, dict),
+             "error": (record.error, dict), "metrics": (result.metrics, dict), "artifacts": (result.artifacts, dict)}
+    wrong = [k for k, (v, t) in typed.items() if v is not None and not isinstance(v, t)]
     wrong += ["checksums"] * (not all(isinstance(v, str) for v in (record.checksums or {}).values()))
     if wrong:
         return None, f"not a record ({wrong[0]} of another type)"
-    if not sealed:  # written before records were sealed: written back as it was, byte for byte
-        record = dataclasses.replace(record, absent=record.absent | {SEAL})
     return record, None
 
 
 def write(path: Path, record: Record) -> None:
-    """Atomically (a reader sees the previous record or the complete new one), sealed with its checksum (SEAL)."""
+    """Atomically (a reader sees the previous record or the complete new one), in this schema, sealed with its
+    checksum (SEAL)."""
     data = record.to_dict()
-    if SEAL not in record.absent:
-        data[SEAL] = _sealed(data)
-    write_json(path, data, crash_at="record-write")
+    write_json(path, {**data, SEAL: _sealed(data)}, crash_at="record-write")
 
 
 def find(results: Path, job) -> Record | None:
@@ -442,7 +429,7 @@ def companion_damage(path: Path, record: Record, teacher: bool | None = None, da
     else:
         teacher = record.role == "teacher" if teacher is None else teacher
         expected = {".pt": None} if teacher else {}
-        if (record.artifacts or {}).get("representations"):
+        if ((record.result and record.result.artifacts) or {}).get("representations"):
             expected[".npz"] = None
     out = {}
     for suffix, sha in expected.items():

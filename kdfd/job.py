@@ -26,6 +26,7 @@ from .metrics import constant_baseline, predictions
 from .models import ModelSpec, build_classifier, check_depth, count_params, load_tokenizer, local_files_hash
 from .parallel import Processes, rank_seed, refusal
 from .registry import get_method
+from .result import JobResult
 from .tasks import Task, get_task
 
 LOADER_WORKERS = 2  # collating processes per training loader on a GPU (a tokenized batch pads and stacks in ms)
@@ -93,10 +94,10 @@ def run(job: ResolvedJob, glue_dir: str | None = None, teacher_checkpoint: Path 
         artifacts_to: Path | None = None, predictions_to: Path | None = None,
         teacher_cache_dir: Path | None = None, token_cache_dir: Path | None = None, events_to: Path | None = None,
         deterministic: bool = False, device: str | None = None, export_to: Path | None = None,
-        about: dict | None = None, processes: Processes | None = None) -> dict | None:
-    """Train one job. Returns metrics (student dev metrics per split, last epoch), teacher metrics, per-epoch
-    curves, parameter counts and timings. With a `checkpointer`, the job saves its state as it goes and first
-    takes up a checkpoint left by an interrupted run of the same job. With `artifacts_to`, the student's
+        about: dict | None = None, processes: Processes | None = None) -> JobResult | None:
+    """Train one job. Returns its `JobResult` (kdfd.result): the student's dev metrics at the last epoch, the
+    teacher's, per-epoch curves, parameter counts, timings. With a `checkpointer`, the job saves its state as it
+    goes and first takes up a checkpoint left by an interrupted run of the same job. With `artifacts_to`, the student's
     representations on a fixed dev sample are saved there (.npz) for the report's figures. With `train.predict_test`,
     the trained model's predictions on the task's GLUE test files are saved to `predictions_to` (.npz, one array
     per test split: class ids [N] or scores [N], in file order). With `train.teacher_cache`, an offline method's
@@ -206,37 +207,36 @@ def run(job: ResolvedJob, glue_dir: str | None = None, teacher_checkpoint: Path 
     for point in curves + (engine.step_curve if tc.eval_every else []):
         move_heldout(point)
     last = curves[-1]["dev"]
-    return {
-        "metrics": last["student"],
-        **({"heldout_metrics": curves[-1]["heldout"]["student"]} if heldout else {}),
-        "teacher_metrics": last.get("teacher", teacher_start),
-        "teacher_metrics_start": teacher_start,
-        "majority_metrics": {s: constant_baseline(task, np.array(d.labels))
-                             for s, d in dev_ds.items()},
-        "curves": curves,
-        **({"step_curves": engine.step_curve} if tc.eval_every else {}),
-        "data": {"source": data.source, "fingerprint": examples_hash(data), "train_examples": len(train_ds),
-                 **({"quiz_examples": len(quiz_examples)} if quiz_examples else {}),
-                 **({"heldout_examples": len(heldout)} if heldout else {}),
-                 "dev_examples": {s: len(d) for s, d in dev_ds.items()}},
-        "model_fingerprints": {"student": local_files_hash(cfg.student),
-                               "teacher": local_files_hash(cfg.teacher) if cfg.teacher else None},
-        "params": {"student": count_params(student), "teacher": count_params(teacher),
-                   "method_student_modules": count_params(distiller.student_modules),
-                   "method_teacher_modules": count_params(distiller.teacher_modules)},
-        "device": str(device),
-        "precision": engine.precision,
-        "deterministic": deterministic,
-        "resumed_from_step": engine.resumed_from,
-        "artifacts": artifacts,
-        "test_predictions": {s: len(p) for s, p in predicted.items()} or None,
-        "teacher_cache": cache,
-        "timing": {"setup_seconds": setup_seconds, "train_seconds": sum(c["train_seconds"] for c in curves),
-                   "eval_seconds": sum(c["eval_seconds"] for c in curves), "steps": engine.step,
-                   "wall_seconds": time.perf_counter() - started,
-                   # a resumed job: what the processes before this one spent up to its checkpoint
-                   "carried_seconds": engine.carried_seconds},
-    }
+    return JobResult(
+        metrics=last["student"],
+        heldout_metrics=curves[-1]["heldout"]["student"] if heldout else None,
+        teacher_metrics=last.get("teacher", teacher_start),
+        teacher_metrics_start=teacher_start,
+        majority_metrics={s: constant_baseline(task, np.array(d.labels)) for s, d in dev_ds.items()},
+        curves=curves,
+        step_curves=engine.step_curve if tc.eval_every else None,
+        data={"source": data.source, "fingerprint": examples_hash(data), "train_examples": len(train_ds),
+              **({"quiz_examples": len(quiz_examples)} if quiz_examples else {}),
+              **({"heldout_examples": len(heldout)} if heldout else {}),
+              "dev_examples": {s: len(d) for s, d in dev_ds.items()}},
+        model_fingerprints={"student": local_files_hash(cfg.student),
+                            "teacher": local_files_hash(cfg.teacher) if cfg.teacher else None},
+        param_counts={"student": count_params(student), "teacher": count_params(teacher),
+                      "method_student_modules": count_params(distiller.student_modules),
+                      "method_teacher_modules": count_params(distiller.teacher_modules)},
+        device=str(device),
+        precision=engine.precision,
+        deterministic=deterministic,
+        resumed_from_step=engine.resumed_from,
+        artifacts=artifacts,
+        test_predictions={s: len(p) for s, p in predicted.items()} or None,
+        teacher_cache=cache,
+        timing={"setup_seconds": setup_seconds, "train_seconds": sum(c["train_seconds"] for c in curves),
+                "eval_seconds": sum(c["eval_seconds"] for c in curves), "steps": engine.step,
+                "wall_seconds": time.perf_counter() - started,
+                # a resumed job: what the processes before this one spent up to its checkpoint
+                "carried_seconds": engine.carried_seconds},
+    )
 
 
 def build_models(job: ResolvedJob, vocab: int):

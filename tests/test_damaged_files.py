@@ -189,8 +189,8 @@ def test_a_damaged_file_is_named_by_every_reader_then_moved_aside_and_remade(req
     said = (out.out + out.err).splitlines()  # the runner logs the damaged file (standard error)
     assert sum(f" {named} " in line or f" {named}:" in line for line in said) == 1, out.out + out.err
     undamaged = request.getfixturevalue("runs")["done"][1] if spec.run == "killed" else source
-    want = {(r["role"], r["method"]): r for r in records(undamaged)}
-    got = {(r["role"], r["method"]): r for r in records(results)}
+    want = {(r.role, r.method): r for r in records(undamaged)}
+    got = {(r.role, r.method): r for r in records(results)}
     assert got.keys() == want.keys() and all(same_training(got[k], want[k]) for k in want)
     assert all(p.read_bytes() == data for p, data in students.items())  # a retrained teacher fails no student
     if kind == "suite expansion":

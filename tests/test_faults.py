@@ -45,8 +45,8 @@ def test_a_run_killed_anywhere_reruns_to_the_uninterrupted_records(reference, tm
     assert len(records(results)) < 2
     rerun = bench(*args)
     assert rerun.returncode == 0, rerun.stderr
-    got = {(r["role"], r["method"]): r for r in records(results)}
-    want = {(r["role"], r["method"]): r for r in records(ref)}
+    got = {(r.role, r.method): r for r in records(results)}
+    want = {(r.role, r.method): r for r in records(ref)}
     assert got.keys() == want.keys()
     for key in want:
         assert same_training(got[key], want[key]), key
@@ -60,9 +60,9 @@ def test_the_same_suite_and_seed_give_bit_identical_results_twice(reference, tmp
     suite, ref = reference
     again = bench("run", "--suite", str(suite), "--results", str(tmp_path / "again"), "--no-progress")
     assert again.returncode == 0, again.stderr
-    first = {(r["role"], r["method"]): r for r in records(ref)}
+    first = {(r.role, r.method): r for r in records(ref)}
     for r in records(tmp_path / "again"):
-        assert same_training(r, first[(r["role"], r["method"])])
+        assert same_training(r, first[(r.role, r.method)])
 
 
 @pytest.fixture
@@ -131,6 +131,6 @@ def test_a_full_or_read_only_results_root_stops_the_run_with_one_line_and_loses_
 
     # space again: the run ends with the uninterrupted records
     assert bench(*args).returncode == 0
-    got = {(r["role"], r["method"]): r for r in records(results)}
+    got = {(r.role, r.method): r for r in records(results)}
     for r in records(ref):
-        assert same_training(got[(r["role"], r["method"])], r)
+        assert same_training(got[(r.role, r.method)], r)

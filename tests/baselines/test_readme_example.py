@@ -42,4 +42,4 @@ def test_the_readme_method_registers_and_runs(my_kd, tmp_path):
     outcomes = run_suite(suite, RunContext(tmp_path, progress=False))
     assert [o.status for o in outcomes] == ["done", "done"]  # the teacher's fine-tuning, then my-kd
     record = outcomes[-1].record
-    assert record["method"] == "my-kd" and set(record["curves"][0]["loss"]) == {"student/total", "student/kd"}
+    assert record.method == "my-kd" and set(record.result.curves[0]["loss"]) == {"student/total", "student/kd"}

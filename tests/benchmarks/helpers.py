@@ -5,6 +5,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from benchmarks import store
+from benchmarks.store import Record
+
 
 def tiny_suite(methods=("kdfd",), seeds=(1,), train: dict | None = None, description: str | None = None,
                methods_tables: str = "[method.kdfd]\nlatent_dim = 8\n") -> str:
@@ -34,18 +37,19 @@ def bench(*args, cwd=None, env=None, timeout=600):
                           env=env, timeout=timeout)
 
 
-def records(results: Path, method: str | None = None) -> list[dict]:
-    """Every job record under a results root (the runner's state files under .slurm/ left out)."""
-    out = [json.loads(p.read_text()) for p in sorted(Path(results).rglob("s[0-9]*-*.json"))]
-    return [r for r in out if method is None or r["method"] == method and r["role"] != "teacher"]
+def records(results: Path, method: str | None = None) -> list[Record]:
+    """Every job record under a results root (the runner's state files under .slurm/ left out), read by the store;
+    `method`: its students' only."""
+    out = [store.read(p) for p in sorted(Path(results).rglob("s[0-9]*-*.json"))]
+    return [r for r in out if method is None or r.method == method and r.role != "teacher"]
 
 
-def same_training(a: dict, b: dict) -> bool:
+def same_training(a: Record, b: Record) -> bool:
     """Two records trained alike: equal metrics and equal per-epoch curves (losses, dev metrics), timings aside."""
     def strip(curves):
         return [{k: v for k, v in c.items() if not k.endswith("seconds")} for c in curves]
 
-    return a["metrics"] == b["metrics"] and strip(a["curves"]) == strip(b["curves"])
+    return a.result.metrics == b.result.metrics and strip(a.result.curves) == strip(b.result.curves)
 
 
 # The start of a `python -c` program in which torch cannot be imported: a finder that refuses it

@@ -11,6 +11,8 @@ import time
 
 import pytest
 
+from benchmarks import store
+
 from .helpers import NO_TORCH, bench, tiny_suite, tiny_train
 
 TINY_SUITE = tiny_suite(methods=("kdfd", "vanilla-kd", "finetune"), description="test suite",
@@ -25,14 +27,16 @@ def test_run_writes_a_record_per_job_then_skips_them(tmp_path):
     assert first.returncode == 0, first.stderr
     records = sorted(results.rglob("*.json"))
     assert len(records) == 4  # one teacher fine-tuning + three methods
-    recs = [json.loads(p.read_text()) for p in records]
-    assert all(r["status"] == "done" for r in recs)
+    recs = [json.loads(p.read_text()) for p in records]  # the JSON as jq and pandas read it
+    assert all(r["status"] == "done" and r["schema"] == store.SCHEMA for r in recs)
     kdfd = next(r for r in recs if r["method"] == "kdfd")
-    assert set(kdfd["metrics"]["dev"]) == {"accuracy"} and kdfd["teacher_metrics"]["dev"]["accuracy"] > 0
+    result = kdfd["result"]
+    assert set(result["metrics"]["dev"]) == {"accuracy"} and result["teacher_metrics"]["dev"]["accuracy"] > 0
     assert {"git", "packages", "hardware"} <= set(kdfd["provenance"])
-    assert kdfd["config_hash"] == kdfd["id"] and kdfd["method_version"] == "1"
-    assert {"teacher/vae", "student/kd"} <= set(kdfd["curves"][0]["loss"])
-    assert kdfd["params"]["student"] > 0 and kdfd["params"]["teacher"] > kdfd["params"]["student"]
+    assert "config_hash" not in kdfd and kdfd["method_version"] == "1"
+    assert {"teacher/vae", "student/kd"} <= set(result["curves"][0]["loss"])
+    counts = result["param_counts"]  # the method's parameters are config.params
+    assert counts["student"] > 0 and counts["teacher"] > counts["student"] and "params" not in kdfd
     assert len(list(results.rglob("*.pt"))) == 1  # the shared teacher checkpoint
     mtimes = [p.stat().st_mtime_ns for p in records]
 
@@ -49,9 +53,9 @@ def test_a_failing_job_is_recorded_and_the_others_go_on(tmp_path):
     out = bench("run", "--suite", str(suite), "--results", str(results), "--no-progress",
                 env={**os.environ, "KDFD_FAIL_JOBS": "kdfd"})
     assert out.returncode == 1
-    recs = {json.loads(p.read_text())["label"]: json.loads(p.read_text()) for p in results.rglob("*.json")}
-    assert recs["kdfd"]["status"] == "failed" and "failure injected" in recs["kdfd"]["error"]["message"]
-    assert recs["finetune"]["status"] == recs["vanilla-kd"]["status"] == "done"
+    recs = {r.label: r for r in _records(results)}
+    assert recs["kdfd"].status == "failed" and "failure injected" in recs["kdfd"].error["message"]
+    assert recs["kdfd"].result is None and recs["finetune"].status == recs["vanilla-kd"].status == "done"
     rerun = bench("run", "--suite", str(suite), "--results", str(results), "--no-progress")
     assert rerun.returncode == 0 and rerun.stdout.count("│ skipped ") == 3  # only the failed job ran again
 
@@ -245,8 +249,8 @@ def test_an_interrupted_run_ends_with_one_line_that_says_how_to_resume(tmp_path,
     assert list((tmp_path / "results").rglob("*.ckpt")) and not list((tmp_path / "results").rglob("*.tmp"))
     again = bench(*args)  # from the checkpoint, which the interrupt left whole (with its checksum, or its zip CRCs)
     assert again.returncode == 0 and "damaged" not in again.stdout + again.stderr, again.stdout + again.stderr
-    (record,) = (tmp_path / "results").rglob("s1-*.json")
-    assert json.loads(record.read_text())["resumed_from_step"] > 0
+    (record,) = _records(tmp_path / "results")
+    assert record.result.resumed_from_step > 0
 
 
 def _dev_accuracy_with_transformers(folder, task_name: str, n: int) -> float:
@@ -275,13 +279,13 @@ def test_save_model_and_export_give_folders_transformers_loads_and_a_teacher_com
     results = tmp_path / "results"
     run = bench("run", "--suite", str(suite), "--results", str(results), "--no-progress")
     assert run.returncode == 0, run.stderr
-    kdfd = next(r for r in _records(results) if r["method"] == "kdfd")
-    assert "save_model" not in kdfd["config"]["train"]  # out of the job's id and its record
+    kdfd = next(r for r in _records(results) if r.method == "kdfd")
+    assert "save_model" not in kdfd.config["train"]  # out of the job's id and its record
     out, teacher = tmp_path / "student", tmp_path / "teacher"
     job = ["--suite", str(suite), "--task", "synth-single", "--seed", "1", "--results", str(results)]
     assert main(["export", *job, "--method", "kdfd", "--out", str(out)]) == 0
-    assert json.loads((out / "kdfd-export.json").read_text())["job"] == kdfd["id"]
-    assert _dev_accuracy_with_transformers(out, "synth-single", 64) == kdfd["metrics"]["dev"]["accuracy"]
+    assert json.loads((out / "kdfd-export.json").read_text())["job"] == kdfd.id
+    assert _dev_accuracy_with_transformers(out, "synth-single", 64) == kdfd.result.metrics["dev"]["accuracy"]
     assert main(["export", *job, "--method", "teacher", "--out", str(teacher)]) == 0
 
     taught = tmp_path / "taught.toml"  # the exported teacher as a suite's fine-tuned teacher: no fine-tuning job
@@ -291,8 +295,8 @@ def test_save_model_and_export_give_folders_transformers_loads_and_a_teacher_com
     again = bench("run", "--suite", str(taught), "--results", str(tmp_path / "r2"), "--no-progress")
     assert again.returncode == 0, again.stderr
     (rec,) = _records(tmp_path / "r2")
-    teacher_rec = next(r for r in _records(results) if r["role"] == "teacher")
-    assert rec["teacher_metrics_start"] == teacher_rec["metrics"] and rec["teacher_job"] is None
+    teacher_rec = next(r for r in _records(results) if r.role == "teacher")
+    assert rec.result.teacher_metrics_start == teacher_rec.result.metrics and rec.teacher_job is None
 
     capsys.readouterr()
     assert main(["export", "--suite", str(taught), "--task", "synth-single", "--method", "vanilla-kd", "--seed", "1",
@@ -306,7 +310,7 @@ def test_save_model_and_export_give_folders_transformers_loads_and_a_teacher_com
 
 
 def _records(results):
-    return [json.loads(p.read_text()) for p in sorted(results.rglob("s*-*.json"))]
+    return [store.read(p) for p in sorted(results.rglob("s*-*.json"))]
 
 
 def test_a_run_without_a_terminal_logs_a_line_per_job_and_no_control_codes(tmp_path):

@@ -30,8 +30,8 @@ def test_a_changed_loss_stops_the_run_until_accepted_or_bumped(tmp_path):
     first = run()
     assert first.returncode == 0, first.stderr
     [record] = records(results)
-    assert record["status"] == "done" and record["method_version"] == "1"
-    assert set(record["method_code"]["modules"]) == {"lab_weighted.method", "lab_weighted.loss", "kdfd.losses"}
+    assert record.status == "done" and record.method_version == "1"
+    assert set(record.method_code["modules"]) == {"lab_weighted.method", "lab_weighted.loss", "kdfd.losses"}
     path = next(results.rglob("s1-*.json"))
     before = path.read_bytes()
 
@@ -72,7 +72,7 @@ def test_a_changed_loss_stops_the_run_until_accepted_or_bumped(tmp_path):
     method.write_text(method.read_text().replace('version = "1"', 'version = "2"'))
     bumped = run()
     assert bumped.returncode == 0, bumped.stderr
-    versions = sorted(r["method_version"] for r in records(results))
+    versions = sorted(r.method_version for r in records(results))
     assert versions == ["1", "2"] and path.read_bytes() == before
 
 

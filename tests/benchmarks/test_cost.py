@@ -6,6 +6,8 @@ import pandas as pd
 import pytest
 
 from benchmarks import cost
+from benchmarks.store import Record
+from kdfd.result import JobResult
 
 
 def _frame(rows):
@@ -35,14 +37,17 @@ def test_to_finish_sums_the_left_jobs_and_names_kinds_it_cannot_estimate():
 def test_a_resumed_job_counts_the_epochs_its_checkpoint_carried():
     curves = [{"steps": 115, "train_seconds": 300.0, "eval_seconds": 10.0},
               {"steps": 230, "train_seconds": 350.0, "eval_seconds": 10.0}]
-    whole = {"wall_seconds": 700.0, "curves": curves}
-    assert cost.seconds_of(whole) == 700.0  # never resumed: as measured
-    assert cost.seconds_of({**whole, "resumed_from_step": 0}) == 700.0
+
+    def record(wall_seconds, **result):
+        return Record(id="x", status="done", wall_seconds=wall_seconds, result=JobResult(curves=curves, **result))
+
+    assert cost.seconds_of(record(700.0)) == 700.0  # never resumed: as measured
+    assert cost.seconds_of(record(700.0, resumed_from_step=0)) == 700.0
     # the resumed process ran epoch 2 only (380 s); epoch 1's 310 s were spent by the process the sitting stopped
-    assert cost.seconds_of({"wall_seconds": 380.0, "curves": curves, "resumed_from_step": 115}) == 690.0
+    assert cost.seconds_of(record(380.0, resumed_from_step=115)) == 690.0
     # a checkpoint that keeps the seconds spent before it (a mid-epoch one, after 70 s of the stopped process's
     # setup and 400 s of training) counts them as kept, not estimated from the epochs it carried
-    carried = {"wall_seconds": 380.0, "curves": curves, "resumed_from_step": 150, "timing": {"carried_seconds": 470.0}}
+    carried = record(380.0, resumed_from_step=150, timing={"carried_seconds": 470.0})
     assert cost.seconds_of(carried) == 850.0
 
 

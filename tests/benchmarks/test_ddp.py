@@ -81,20 +81,20 @@ def runs(tmp_path_factory, one_thread):
     suite = suites.load(str(path))
     for nproc in (1, 2):
         outcomes = runner.run_suite(suite, RunContext(tmp / f"nproc{nproc}", progress=False, nproc=nproc))
-        assert [o.status for o in outcomes] == ["done", "done"], [o.record.get("error") for o in outcomes]
+        assert [o.status for o in outcomes] == ["done", "done"], [o.record.error for o in outcomes]
     return suite, tmp
 
 
 def by_role(root) -> dict:
-    return {r["config"]["role"]: r for r in records(root)}
+    return {r.role: r for r in records(root)}
 
 
-def differences(a: dict, b: dict) -> tuple[float, float]:
+def differences(a, b) -> tuple[float, float]:
     """The largest relative difference of two records' per-epoch loss terms, and absolute of their dev metrics."""
     loss = max(abs(x["loss"][k] - y["loss"][k]) / max(abs(x["loss"][k]), 1e-12)
-               for x, y in zip(a["curves"], b["curves"]) for k in x["loss"])
+               for x, y in zip(a.result.curves, b.result.curves) for k in x["loss"])
     metric = max(abs(x["dev"][role][split][m] - y["dev"][role][split][m])
-                 for x, y in zip(a["curves"], b["curves"]) for role in x["dev"] for split in x["dev"][role]
+                 for x, y in zip(a.result.curves, b.result.curves) for role in x["dev"] for split in x["dev"][role]
                  for m in x["dev"][role][split])
     return loss, metric
 
@@ -104,17 +104,17 @@ def test_two_processes_train_each_job_as_one_process_does_within_float_rounding(
     one, two = by_role(tmp / "nproc1"), by_role(tmp / "nproc2")
     for role in ("teacher", "student"):
         a, b = one[role], two[role]
-        assert a["id"] == b["id"]  # the number of processes is not part of the job
-        assert "processes" not in a["executor"] and b["executor"]["processes"] == 2
-        assert a["timing"]["steps"] == b["timing"]["steps"] == (9 if role == "teacher" else 18)
-        assert a["data"] == b["data"] and len(a["curves"]) == len(b["curves"])
+        assert a.id == b.id  # the number of processes is not part of the job
+        assert "processes" not in a.executor and b.executor["processes"] == 2
+        assert a.result.timing["steps"] == b.result.timing["steps"] == (9 if role == "teacher" else 18)
+        assert a.result.data == b.result.data and len(a.result.curves) == len(b.result.curves)
         loss, metric = differences(a, b)
         print(f"{role}: 1 vs 2 processes: loss terms within {loss:.1e} relative, dev metrics within {metric:.1e}")
         assert loss < LOSS_RTOL and metric < METRIC_ATOL
-        assert a["metrics"].keys() == b["metrics"].keys()
-        assert all(math.isclose(a["metrics"]["dev"][m], b["metrics"]["dev"][m], abs_tol=METRIC_ATOL)
-                   for m in a["metrics"]["dev"])
-    assert two["student"]["artifacts"] is not None  # process 0 wrote the representations
+        assert a.result.metrics.keys() == b.result.metrics.keys()
+        assert all(math.isclose(a.result.metrics["dev"][m], b.result.metrics["dev"][m], abs_tol=METRIC_ATOL)
+                   for m in a.result.metrics["dev"])
+    assert two["student"].result.artifacts is not None  # process 0 wrote the representations
 
 
 def test_a_job_killed_mid_way_resumes_in_two_processes_or_in_one(runs, tmp_path, monkeypatch):
@@ -127,7 +127,7 @@ def test_a_job_killed_mid_way_resumes_in_two_processes_or_in_one(runs, tmp_path,
         env.setenv("KDFD_CRASH_AT", "train-step:12")  # both processes kill -9 themselves before their 12th step
         (teacher, kdfd) = runner.run_suite(suite, ctx)
     assert teacher.status == "skipped" and kdfd.status == "failed"
-    message = kdfd.record["error"]["message"]
+    message = kdfd.record.error["message"]
     assert "data-parallel processes was killed by SIGKILL" in message and "a re-run resumes" in message
     assert list((killed / "synth-reg" / "kdfd").glob("*.ckpt"))  # a failed job keeps its checkpoint
     in_one = tmp_path / "in-one"
@@ -136,12 +136,12 @@ def test_a_job_killed_mid_way_resumes_in_two_processes_or_in_one(runs, tmp_path,
     reference = by_role(tmp / "nproc2")["student"]
     (_, again) = runner.run_suite(suite, ctx)
     resumed = by_role(killed)["student"]
-    assert again.status == "done" and resumed["resumed_from_step"] == 9
+    assert again.status == "done" and resumed.result.resumed_from_step == 9
     assert same_training(resumed, reference)  # the same number of processes: exactly the uninterrupted run
 
     (_, again) = runner.run_suite(suite, RunContext(in_one, progress=False, checkpoint_every=3))
     resumed = by_role(in_one)["student"]
-    assert again.status == "done" and resumed["resumed_from_step"] == 9
+    assert again.status == "done" and resumed.result.resumed_from_step == 9
     loss, metric = differences(resumed, reference)
     assert loss < LOSS_RTOL and metric < METRIC_ATOL  # one process takes up two processes' checkpoint
 

@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 
 from benchmarks import figures
+from benchmarks.store import Record
+from kdfd.result import JobResult
 
 
 @pytest.fixture
@@ -22,11 +24,11 @@ def drawn(monkeypatch):
     return kept
 
 
-def one_epoch_record() -> dict:
-    return {"task": "synth-single", "label": "kdfd", "seed": 3, "majority_metrics": {"dev": {"accuracy": 0.5}},
-            "teacher_metrics_start": {"dev": {"accuracy": 0.6}},
-            "curves": [{"steps": 40, "loss": {"student/ce": 0.6, "student/kd": 0.1, "teacher/ce": 0.5},
-                        "dev": {"student": {"dev": {"accuracy": 0.7}}, "teacher": {"dev": {"accuracy": 0.8}}}}]}
+def one_epoch_record() -> Record:
+    result = JobResult(majority_metrics={"dev": {"accuracy": 0.5}}, teacher_metrics_start={"dev": {"accuracy": 0.6}},
+                       curves=[{"steps": 40, "loss": {"student/ce": 0.6, "student/kd": 0.1, "teacher/ce": 0.5},
+                                "dev": {"student": {"dev": {"accuracy": 0.7}}, "teacher": {"dev": {"accuracy": 0.8}}}}])
+    return Record(id="x", label="kdfd", config={"task": "synth-single", "seed": 3}, status="done", result=result)
 
 
 def test_a_one_epoch_run_draws_its_losses_over_the_epochs_steps_and_its_teacher_from_its_start(tmp_path, drawn):

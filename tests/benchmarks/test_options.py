@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from benchmarks import store
 from benchmarks.options import RunContext, SlurmOptions
 from kdfd.errors import ConfigError
 
@@ -62,5 +63,5 @@ def test_a_slurm_task_runs_its_jobs_with_the_runs_context_as_submitit_hands_it_o
     told = json.loads(out.stdout.strip().splitlines()[-1])
     assert told == {"statuses": ["done"], "env": []}
     (path,) = results.rglob("s1-*.json")
-    record = json.loads(path.read_text())
-    assert record["deterministic"] is True and record["executor"]["kind"] == "slurm"
+    record = store.read(path)
+    assert record.result.deterministic is True and record.executor["kind"] == "slurm"

@@ -9,9 +9,11 @@ import pytest
 from benchmarks import paper, report, report_analysis, report_writer, stats, store, verdicts
 from benchmarks import suite as suites
 from benchmarks.record_set import RecordSet
+from benchmarks.store import Record
 from kdfd import losses
 from kdfd.distiller import Distiller, Needs
 from kdfd.registry import METHODS, register
+from kdfd.result import JobResult
 
 from .helpers import records
 
@@ -63,10 +65,10 @@ def write_report(out, suite, root, checkpoint="last"):
 def _write(results, job, status="done", metrics=None, version=None, curves=None):
     # a method version lives in the job's config (as a real record's, whose id then differs with it)
     config = {**job.config.to_dict(), "method_version": version or job.config.method_version}
-    rec = {"id": job.id, "config_hash": job.id, "status": status, "task": job.config.task, "method": job.config.method,
-           "method_version": config["method_version"], "config": config,
-           "metrics": metrics, "curves": curves or [], "error": None if status == "done" else {"message": "NaN loss"}}
-    store.write_json(store.record_path(results, job), rec)
+    done = status == "done"
+    result = JobResult(metrics=metrics, curves=curves or []) if done else None
+    store.write(store.record_path(results, job), Record(id=job.id, config=config, status=status, result=result,
+                                                        error=None if done else {"message": "NaN loss"}))
 
 
 @pytest.fixture
@@ -404,11 +406,11 @@ def test_a_method_added_after_the_suite_was_written_appears_in_its_report(half_c
     assert cli.main(["report", "--suite", "smoke", "--tasks", "synth-single", "--results", str(results),
                      "--out", str(out)]) == 0
     terminal = capsys.readouterr().out
-    (record,) = [r for r in records(results) if r["method"] == half_ce.name]
+    (record,) = [r for r in records(results) if r.method == half_ce.name]
     md = (out / "smoke" / "report.md").read_text()
     every = md.split("## Every task and method", 1)[1].split("\n## ", 1)[0]
     # paper row, synth-single accuracy, avg
-    cells = ["-", f"{100 * record['metrics']['dev']['accuracy']:.1f} (n=1)", "-"]
+    cells = ["-", f"{100 * record.result.metrics['dev']['accuracy']:.1f} (n=1)", "-"]
     assert md_rows(every)[half_ce.name] == cells
     assert md_rows(terminal.split("Every task and method", 1)[1])[half_ce.name] == cells  # as report.md has it
     assert "- not run: synth-single kdfd seed 1" in md  # the suite's own methods, never run here, are listed

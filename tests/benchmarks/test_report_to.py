@@ -26,15 +26,15 @@ def test_a_run_reported_to_mlflow_and_wandb_leaves_offline_runs_with_the_jobs_pa
     jobs = records(results)
     assert len(runs) == len(jobs) == 2  # the teacher fine-tuning job and kdfd
     for rec in jobs:
-        role = rec["role"]
-        run = runs[f"synth-single/{rec['label']}/s1-{rec['id'][:8]}"]
+        role = rec.role
+        run = runs[f"synth-single/{rec.label}/s1-{rec.id[:8]}"]
         assert run.info.status == "FINISHED"
-        assert run.data.params == {k: str(v) for k, v in flatten(rec["config"]).items()}  # config and params
-        assert {"task": "synth-single", "method": rec["method"], "role": role, "seed": "1", "job": rec["id"],
+        assert run.data.params == {k: str(v) for k, v in flatten(rec.config).items()}  # config and params
+        assert {"task": "synth-single", "method": rec.method, "role": role, "seed": "1", "job": rec.id,
                 "suite": "tracked"}.items() <= run.data.tags.items()
-        assert run.data.metrics[f"{role}/dev/accuracy"] == pytest.approx(rec["metrics"]["dev"]["accuracy"])
+        assert run.data.metrics[f"{role}/dev/accuracy"] == pytest.approx(rec.result.metrics["dev"]["accuracy"])
         history = client.get_metric_history(run.info.run_id, f"{role}/loss/total")
-        assert [m.step for m in history] == list(range(1, rec["timing"]["steps"] + 1))
+        assert [m.step for m in history] == list(range(1, rec.result.timing["steps"] + 1))
         assert not any(k.startswith(("dev/", "loss/student")) for k in run.data.metrics)  # by role, no repeats
     kdfd = runs[next(name for name in runs if "/kdfd/" in name)]
     assert {"student/loss/vae", "teacher/loss/vae", "student/lr", "teacher/dev/accuracy"} <= set(kdfd.data.metrics)
@@ -44,7 +44,7 @@ def test_a_run_reported_to_mlflow_and_wandb_leaves_offline_runs_with_the_jobs_pa
     assert len(files) == 2
     kept = b"".join(f.read_bytes() for f in files)
     for rec in jobs:
-        assert f"synth-single/{rec['label']}/s1-{rec['id'][:8]}".encode() in kept
+        assert f"synth-single/{rec.label}/s1-{rec.id[:8]}".encode() in kept
     assert b"params.latent_dim" in kept and b"student/dev/accuracy" in kept
 
 

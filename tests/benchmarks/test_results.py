@@ -1,10 +1,10 @@
 """Records as a DataFrame: one row per record, metrics in points, config flattened; `bench results` writes it."""
 
-import json
-
 import pandas as pd
 
-from benchmarks import results
+from benchmarks import results, store
+from benchmarks.store import Record
+from kdfd.result import JobResult
 
 from ..conftest import ROOT
 from .helpers import bench
@@ -12,11 +12,12 @@ from .helpers import bench
 
 def write_record(root, task, method, seed, rid, metrics, status="done", **extra):
     path = root / task / method / f"s{seed}-{rid}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    record = {"task": task, "method": method, "method_version": "1", "seed": seed, "role": "student", "id": rid,
-              "status": status, "label": method, "metrics": metrics, "majority_metrics": {"dev": {"accuracy": 0.5}},
-              "config": {"params": {"temperature": 2.0}, "train": {"lr": 1e-4}}, "timing": {"steps": 10}, **extra}
-    path.write_text(json.dumps(record))
+    config = {"task": task, "method": method, "method_version": "1", "seed": seed, "role": "student",
+              "params": {"temperature": 2.0}, "train": {"lr": 1e-4}}
+    result = JobResult(metrics=metrics, majority_metrics={"dev": {"accuracy": 0.5}}, timing={"steps": 10},
+                       param_counts={"student": 100, "teacher": 400})
+    store.write(path, Record(id=rid, label=method, config=config, status=status,
+                             result=result if status == "done" else None, **extra))
     return path
 
 
@@ -30,6 +31,7 @@ def test_one_row_per_record_with_scores_in_points(tmp_path):
     done = df[df.status == "done"].sort_values("seed")
     assert list(done["score"].round(6)) == [60.0, 70.0]
     assert list(done["param.temperature"]) == [2.0, 2.0] and list(done["train.lr"]) == [1e-4, 1e-4]
+    assert list(done["param_counts.student"]) == [100, 100]  # apart from the method's parameters (`param.*`)
     assert done["majority.dev.accuracy"].iloc[0] == 50.0
     assert df[df.status == "failed"]["error"].iloc[0] == "boom"
     assert results.load(tmp_path, ids={"a2"})["seed"].tolist() == [2]

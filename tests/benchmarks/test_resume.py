@@ -36,9 +36,9 @@ def test_kill_9_mid_job_then_a_rerun_resumes_and_ends_with_the_same_metrics(tmp_
     assert rerun.returncode == 0, rerun.stderr
     assert "synth-single/kdfd: resumed from checkpoint" in rerun.stdout + rerun.stderr
     (resumed,), (reference,) = records(results, "kdfd"), records(tmp_path / "whole", "kdfd")
-    assert resumed["resumed_from_step"] >= 3 and reference["resumed_from_step"] is None
+    assert resumed.result.resumed_from_step >= 3 and reference.result.resumed_from_step is None
     # the killed process's seconds up to its checkpoint are kept (loading data and models took part of them)
-    assert resumed["timing"]["carried_seconds"] > 0 and reference["timing"]["carried_seconds"] is None
+    assert resumed.result.timing["carried_seconds"] > 0 and reference.result.timing["carried_seconds"] is None
     assert same_training(resumed, reference)
     assert not list(results.rglob("*.ckpt"))  # a finished job drops its checkpoint
 
@@ -55,4 +55,4 @@ def test_two_runs_on_one_results_root_run_each_job_once(tmp_path):
     # every job was trained by exactly one of the two processes; the other found it done and skipped it
     assert sum(o[0].count("│ done ") for o in outs) == 2
     assert sum(o[0].count("│ skipped ") for o in outs) == 2
-    assert {r["executor"]["pid"] for r in recs} <= {p.pid for p in procs}
+    assert {r.executor["pid"] for r in recs} <= {p.pid for p in procs}

@@ -53,7 +53,7 @@ def test_a_job_two_suites_share_keeps_the_record_of_the_suite_that_ran_it_and_co
     before = path.read_bytes()
     again = bench("run", "--suite", str(second), "--results", str(root), "--no-progress")
     assert again.returncode == 0 and "skipped" in again.stdout
-    assert record["suite"] == "first" and path.read_bytes() == before
+    assert record.suite == "first" and path.read_bytes() == before
     out = bench("results", "--suite", str(second), "--results", str(root))
     rows = pd.read_csv(io.StringIO(out.stdout))
     assert list(rows["suite"]) == ["first"] and list(rows["status"]) == ["done"]
@@ -75,11 +75,11 @@ def test_a_job_that_asked_for_a_gpu_and_sees_none_fails_in_its_record_instead_of
     (job,) = suites.load(str(path)).jobs
     ctx = RunContext(tmp_path / "results", progress=False, executor="slurm", gpus=1)
     failed = runner.execute("gpu", job, ctx, provenance.collect(), block=True)
-    assert failed.status == "failed" and failed.record.curves is None
+    assert failed.status == "failed" and failed.record.result is None
     message = failed.record.error["message"]
     assert "\n" not in message and "asked for 1 GPU" in message and "torch sees none" in message
     done = runner.execute("gpu", job, ctx.replace(device="cpu"), provenance.collect(), block=True)
-    assert done.status == "done" and (done.record.device, done.record.precision) == ("cpu", "fp32")
+    assert done.status == "done" and (done.record.result.device, done.record.result.precision) == ("cpu", "fp32")
 
 
 def test_two_workers_share_the_jobs_and_write_the_records_one_process_writes(tmp_path):
@@ -97,11 +97,11 @@ def test_two_workers_share_the_jobs_and_write_the_records_one_process_writes(tmp
     assert len(records(tmp_path / "one")) == 6  # 2 teachers, 2 students each
     out = bench(*common, "2", "--results", str(tmp_path / "two"), env={**os.environ, "OMP_NUM_THREADS": "2"})
     assert out.returncode == 0, out.stdout + out.stderr
-    first, two = ({r["id"]: r for r in records(tmp_path / root)} for root in ("one", "two"))
+    first, two = ({r.id: r for r in records(tmp_path / root)} for root in ("one", "two"))
     assert set(two) == set(first)
     for job_id, r in first.items():
-        assert same_training(r, two[job_id]), r["label"]
-    assert len({r["executor"]["pid"] for r in two.values()}) == 2  # both workers ran jobs
+        assert same_training(r, two[job_id]), r.label
+    assert len({r.executor["pid"] for r in two.values()}) == 2  # both workers ran jobs
     for r in two.values():
-        if r["config"]["teacher_job"]:
-            assert r["started"] >= two[r["config"]["teacher_job"]]["finished"]
+        if r.config["teacher_job"]:
+            assert r.started >= two[r.config["teacher_job"]].finished

@@ -9,13 +9,16 @@ import pytest
 from benchmarks import selection, store
 from benchmarks import suite as suites
 from benchmarks.record_set import RecordSet
+from benchmarks.store import Record
 from kdfd.errors import ConfigError
+from kdfd.result import JobResult
 
 from .helpers import bench, records, tiny_train
 
 
-def record(held: float, dev: float, status: str = "done") -> dict:
-    return {"status": status, "heldout_metrics": {"heldout": {"accuracy": held}}, "metrics": {"dev": {"accuracy": dev}}}
+def record(held: float, dev: float) -> Record:
+    return Record(id="x", status="done", result=JobResult(heldout_metrics={"heldout": {"accuracy": held}},
+                                                           metrics={"dev": {"accuracy": dev}}))
 
 
 def test_choose_reads_the_held_out_split_never_dev():
@@ -31,7 +34,7 @@ def test_choose_reads_the_held_out_split_never_dev():
 def test_choose_waits_for_every_tuning_job_and_drops_failed_points():
     pending = selection.choose("m", "sst2", {"[a]": [record(0.9, 0.5), None], "[b]": [record(0.1, 0.5)] * 2}, [1, 2])
     assert pending.point is None and pending.waiting == 1
-    failed = selection.choose("m", "sst2", {"[a]": [record(0.9, 0.5), {"status": "failed"}],
+    failed = selection.choose("m", "sst2", {"[a]": [record(0.9, 0.5), Record(id="x")],
                                             "[b]": [record(0.1, 0.5)] * 2}, [1, 2])
     assert failed.point == "[b]" and failed.scores["[a]"] is None
     tie = selection.choose("m", "sst2", {"[a]": [record(0.5, 0.1)] * 2, "[b]": [record(0.5, 0.9)] * 2}, [1, 2])
@@ -111,15 +114,15 @@ def test_a_select_suite_runs_end_to_end(tmp_path):
     done = bench("run", "--suite", str(path), "--results", str(results), "--no-progress")
     assert done.returncode == 0, done.stderr
     students = records(results)
-    students = [r for r in students if r["role"] != "teacher"]
+    students = [r for r in students if r.role != "teacher"]
     s = suites.load(str(path))
     choice = selection.choices(s.jobs, s.select, RecordSet([results]))[("kdfd", "synth-single")]
-    chosen = {r["label"] for r in students if r["method"] == "kdfd" and r["seed"] in (3, 4)}
+    chosen = {r.label for r in students if r.method == "kdfd" and r.seed in (3, 4)}
     assert chosen == {f"kdfd{choice.point}", f"kdfd-no-vae{choice.point}"}
-    assert all(r["heldout_metrics"] and r["data"]["heldout_examples"] == 24 for r in students)
-    assert {r["data"]["train_examples"] for r in students} == {72}
-    teachers = [r for r in records(results) if r["role"] == "teacher"]
-    assert sorted(r["seed"] for r in teachers) == [1, 2] and all(r["data"]["train_examples"] == 72 for r in teachers)
+    assert all(r.result.heldout_metrics and r.result.data["heldout_examples"] == 24 for r in students)
+    assert {r.result.data["train_examples"] for r in students} == {72}
+    teachers = [r for r in records(results) if r.role == "teacher"]
+    assert sorted(r.seed for r in teachers) == [1, 2] and all(r.result.data["train_examples"] == 72 for r in teachers)
     jobs, pending = selection.narrow(s.jobs, s.select, [results])
     assert not pending and all(store.is_done(results, j) for j in jobs)
     out = bench("report", "--suite", str(path), "--results", str(results), "--out", str(tmp_path / "out"))

@@ -76,7 +76,7 @@ def test_submit_returns_at_once_then_wait_and_status_show_the_local_metrics(clus
     status = bench("status", "--suite", suite, "--results", results)
     assert status.returncode == 0 and "2 done" in status.stdout
     (on_slurm,), (here,) = records(results, "kdfd"), records(tmp_path / "local", "kdfd")
-    assert on_slurm["executor"]["kind"] == "slurm" and on_slurm["executor"]["slurm_job_id"]
+    assert on_slurm.executor["kind"] == "slurm" and on_slurm.executor["slurm_job_id"]
     assert same_training(on_slurm, here)
     again = bench("run", "--suite", suite, "--results", results, "--executor", "slurm", *RESOURCES)
     assert "submitted 0 jobs" in again.stdout  # nothing left to do
@@ -104,7 +104,7 @@ def test_a_failing_job_shows_as_failed_the_others_finish_and_a_rerun_retries_onl
     wait = bench("wait", "--suite", suite, "--methods", "kdfd", "finetune", "--results", results, "--poll", "1",
                  "--no-progress")
     assert wait.returncode == 0, wait.stdout
-    assert records(results, "finetune")[0]["started"] == finetune["started"]  # not run again
+    assert records(results, "finetune")[0].started == finetune.started  # not run again
 
 
 def test_cancel_stops_what_is_queued(cluster, tmp_path):
@@ -195,4 +195,4 @@ def test_the_readme_slurm_example_submits_and_finishes_on_a_two_cpu_node(cluster
     wait = bench(*_readme_commands("bench wait --suite smoke"), *own, "--poll", "2")
     assert wait.returncode == 0, wait.stdout + wait.stderr
     assert "\r" not in wait.stderr and wait.stderr.strip().splitlines()[-1] == "suite smoke: 2 done", wait.stderr
-    assert all(r["status"] == "done" and r["executor"]["kind"] == "slurm" for r in records(results))
+    assert all(r.status == "done" and r.executor["kind"] == "slurm" for r in records(results))

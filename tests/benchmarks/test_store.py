@@ -1,5 +1,5 @@
-"""The results store: where a job's files go, what counts as done, and the record read back typed and written back
-byte for byte (every committed record, written before the store existed, included)."""
+"""The results store: where a job's files go, what counts as done, and the record: the job's typed result embedded,
+written as one nested JSON object, and read back typed, from this schema or the one before it."""
 
 import json
 import subprocess
@@ -11,10 +11,9 @@ import pytest
 from benchmarks import store
 from benchmarks import suite as suites
 from benchmarks.store import Record
+from kdfd.result import JobResult
 
 from ..conftest import ROOT
-
-COMMITTED = sorted(p for p in (ROOT / "reports").glob("*/*/*/*/s*-*.json") if not p.name.endswith(".test.json"))
 
 
 def _smoke(role: str):
@@ -82,7 +81,8 @@ def test_a_done_record_holds_its_files_checksums_and_counts_as_done_only_while_t
 
 
 @pytest.mark.parametrize("text", ['{"status": "do', "[1, 2]", '"done"', '{"status": 1}', '{"config": "x"}',
-                                  '{"status": "done", "checksums": {".pt": 5}}'])
+                                  '{"status": "done", "checksums": {".pt": 5}}', '{"schema": 2, "result": [1]}',
+                                  '{"schema": 2, "status": "done", "result": {"metrics": 5}}'])
 def test_a_record_that_is_no_record_is_unreadable_and_named(tmp_path, text):
     job = _smoke("student")
     path = store.record_path(tmp_path, job)
@@ -113,40 +113,71 @@ def test_a_jobs_files_sit_beside_its_record(tmp_path):
     assert [p.name for p in store.temporaries(tmp_path, job)] == [f".{record.name}.123.tmp"]
 
 
-def test_a_record_is_typed_once_and_reads_as_its_json(tmp_path):
+def test_a_record_embeds_the_jobs_typed_result_and_is_written_as_one_nested_json_object(tmp_path):
     job = _smoke("student")
     c = job.config
     fresh = Record(id=job.id, suite="smoke", label=job.label, config=c.to_dict(), started="t0")
-    done = fresh.finish("done", {"metrics": {"dev": {"accuracy": 0.5}}, "timing": {"steps": 3}, "new_key": [1]},
-                       finished="t1", wall_seconds=2.0)
+    result = JobResult(metrics={"dev": {"accuracy": 0.5}}, timing={"steps": 3}, param_counts={"student": 7})
+    done = fresh.finish("done", result, finished="t1", wall_seconds=2.0)
     assert (done.task, done.method, done.seed, done.role) == (c.task, "finetune", c.seed, "student")
-    assert done["task"] == c.task and done["config"]["task"] == c.task  # beside the config, for readers of the JSON
-    assert done["metrics"] == {"dev": {"accuracy": 0.5}} and done.extra == {"new_key": [1]} and done["new_key"] == [1]
-    assert "step_curves" not in done and done["teacher_metrics"] is None  # every result key of a done record
+    assert done.result is result and fresh.result is None
+    assert done.finish("done", finished="t2").result is result  # a later change keeps the result
     failed = fresh.finish("failed", error={"type": "RuntimeError", "message": "x", "traceback": ""})
-    assert "metrics" not in failed and failed.get("error")["message"] == "x"
     path = store.record_path(tmp_path, job)
     store.write(path, done)
     back = store.read(path)
     assert back == done and back.to_dict() == done.to_dict() and store.find(tmp_path, job) == done
     assert [(p, r.id) for p, r in store.records(tmp_path)] == [(path, job.id)]
     text = path.read_text()
-    assert json.loads(text)[store.SEAL] and store.damaged(tmp_path) == []
+    data = json.loads(text)  # what jq and pandas read
+    assert data[store.SEAL] and store.damaged(tmp_path) == []
+    assert data["schema"] == store.SCHEMA and data["id"] == job.id and "config_hash" not in data
+    assert data["task"] == data["config"]["task"] == c.task  # beside the config, for readers of the JSON
+    assert data["result"]["metrics"] == {"dev": {"accuracy": 0.5}} and data["result"]["param_counts"] == {"student": 7}
+    assert set(data["result"]) == set(JobResult.__dataclass_fields__)  # every field, null where it has none
+    assert data["config"]["params"] == c.to_dict()["params"] and "params" not in data  # the method's, by name
+    assert store.read(_written(tmp_path / "failed.json", failed)).result is None
+    assert json.loads((tmp_path / "failed.json").read_text())["result"] is None
     path.write_text(text.replace('"accuracy": 0.5', '"accuracy": 0.6'))  # still a record, not the one written
     assert store.read(path) is None and not store.is_done(tmp_path, job)
     (found,) = store.damaged(tmp_path)
     assert found.path == path and found.why.startswith("checksum mismatch")
 
 
-@pytest.mark.skipif(not COMMITTED, reason="no committed records in this checkout")
-def test_every_committed_record_reads_typed_and_writes_back_byte_for_byte(tmp_path):
-    for path in COMMITTED:
-        record = store.read(path)
-        assert record is not None and record.id == path.stem.split("-", 1)[1], path
-        assert record.task == path.parts[-3] and record.seed == int(path.stem.split("-")[0][1:]), path
-        copy = tmp_path / "copy.json"
-        store.write(copy, record)
-        assert copy.read_bytes() == path.read_bytes(), path
+def _written(path, record):
+    store.write(path, record)
+    return path
+
+
+def test_keys_of_a_newer_writer_are_kept_and_written_back(tmp_path):
+    job = _smoke("student")
+    record = Record(id=job.id, config=job.config.to_dict(), status="done", result=JobResult(metrics={}))
+    data = {**record.to_dict(), "schema": store.SCHEMA + 1, "new_key": [1]}
+    data["result"]["new_field"] = 2  # a result field this version does not know: left out
+    back = Record.from_dict(data)
+    assert back.extra == {"new_key": [1]} and back.result == record.result
+    assert back.to_dict() == {**record.to_dict(), "new_key": [1]}
+
+
+def test_a_schema_1_record_reads_into_the_same_types_and_its_seal_still_holds(tmp_path):
+    """Schema 1 kept the result's fields at the top level, parameter counts as `params` and the id twice
+    (`config_hash`); its seal is over its own text, checked as any record's."""
+    job = _smoke("student")
+    config = job.config.to_dict()
+    old = {"schema": 1, "id": job.id, "config_hash": job.id, "status": "done", "config": config,
+           "task": config["task"], "metrics": {"dev": {"accuracy": 0.5}}, "params": {"student": 7},
+           "curves": [], "checksums": {}, "wall_seconds": 2.0}
+    path = store.record_path(tmp_path, job)
+    store.write_sealed(path, old)
+    text = path.read_text()
+    record = store.read(path)
+    assert path.read_text() == text  # a read never rewrites it
+    assert record.id == job.id and record.wall_seconds == 2.0 and record.checksums == {} and record.extra == {}
+    assert record.result == JobResult(metrics={"dev": {"accuracy": 0.5}}, param_counts={"student": 7}, curves=[])
+    path.write_text(text.replace('"accuracy": 0.5', '"accuracy": 0.6'))
+    assert store.read(path) is None and store.record_damage(path).startswith("checksum mismatch")
+    failed = Record.from_dict({"config_hash": job.id, "status": "failed", "error": {"message": "x"}})
+    assert failed.id == job.id and failed.result is None and failed.extra == {}
 
 
 def test_the_store_reads_records_without_torch():

@@ -35,22 +35,22 @@ def test_a_glue_tiny_run_with_tensorboard_shows_each_job_by_label_with_its_losse
     assert set(mux.Runs()) == {f"rte/{j.label}/s1-{j.id[:8]}" for j in jobs}
     for job in jobs:
         record = store.find(results, job)
-        assert record["status"] == "done" and "tensorboard" not in record["config"]["train"]
+        assert record.status == "done" and "tensorboard" not in record.config["train"]
         acc = mux.GetAccumulator(str(store.events_path(results, job).relative_to(results / ".tensorboard")))
         tags = set(acc.Tags()["scalars"])
         role = job.config.role  # a teacher fine-tuning job's model is tagged teacher, not the engine's student
-        terms = {k.replace("student/", f"{role}/") for k in record["curves"][0]["loss"]}  # every term, per role
+        terms = {k.replace("student/", f"{role}/") for k in record.result.curves[0]["loss"]}  # every term, per role
         assert {t for t in tags if "/loss/" in t} == {"{}/loss/{}".format(*k.split("/", 1)) for k in terms}
-        steps = record["timing"]["steps"]
+        steps = record.result.timing["steps"]
         assert [e.step for e in acc.Scalars(f"{role}/loss/total")] == list(range(1, steps + 1))
         assert len(acc.Scalars(f"{role}/lr")) == steps
         last = acc.Scalars(f"{role}/dev/accuracy")[-1]
-        assert last.step == steps and abs(last.value - record["metrics"]["dev"]["accuracy"]) < 1e-6
+        assert last.step == steps and abs(last.value - record.result.metrics["dev"]["accuracy"]) < 1e-6
         assert not any(t.startswith("dev/") or "/dev/dev/" in t for t in tags)  # no repeated words
         start = plugin_data_pb2.HParamsPluginData.FromString(
             acc.PluginTagToContent("hparams")["_hparams_/session_start_info"]).session_start_info
         assert start.hparams["task"].string_value == "rte" and start.hparams["seed"].number_value == 1  # config
-        assert start.hparams["train.lr"].number_value == record["config"]["train"]["lr"]
+        assert start.hparams["train.lr"].number_value == record.config["train"]["lr"]
     assert {"teacher/loss/total", "teacher/lr", "teacher/dev/accuracy", "student/loss/total"} <= set(
         mux.GetAccumulator(next(r for r in mux.Runs() if "/kdfd/" in r)).Tags()["scalars"])  # online teacher
 
@@ -73,7 +73,7 @@ def test_a_job_killed_mid_training_resumes_its_events_as_an_uninterrupted_run_wr
     rerun = bench(*common, "--results", str(results))
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     (resumed,) = records(results, "kdfd")
-    assert resumed["resumed_from_step"] == 12
+    assert resumed.result.resumed_from_step == 12
 
     (job,) = [j for j in suites.load(str(suite)).jobs if j.label == "kdfd"]
     folder = store.events_path(results, job)

@@ -85,5 +85,5 @@ def test_a_job_trains_on_the_training_set_less_its_quiz_split():
                     train=TrainConfig(epochs=1, batch_size=8, max_length=32, max_train_examples=40,
                                       max_eval_examples=16, device="cpu"))
     out = run(resolve(cfg), progress=False)
-    assert out["data"]["train_examples"] == 30 and out["data"]["quiz_examples"] == 10
-    assert out["timing"]["steps"] == 4  # 30 examples in batches of 8
+    assert out.data["train_examples"] == 30 and out.data["quiz_examples"] == 10
+    assert out.timing["steps"] == 4  # 30 examples in batches of 8

@@ -44,8 +44,8 @@ def test_a_method_of_an_installed_package_runs_on_smoke_and_is_listed(tmp_path):
                 "--no-progress", env=env)
     assert out.returncode == 0, out.stderr
     recs = records(results, "lab-pip")
-    assert [r["task"] for r in recs] == ["synth-pair"]
-    assert all(r["status"] == "done" and set(r["method_code"]["modules"]) == {"lab_pip.method", "lab_pip.loss",
+    assert [r.task for r in recs] == ["synth-pair"]
+    assert all(r.status == "done" and set(r.method_code["modules"]) == {"lab_pip.method", "lab_pip.loss",
                                                                                 "kdfd.losses"} for r in recs)
     # without the package on the path, the method is unknown again: nothing of it was left behind
     gone = bench("run", "--suite", "smoke", "--methods", "lab-pip", "--dry-run")

@@ -129,13 +129,13 @@ def test_kd_from_the_cache_trains_the_student_as_kd_from_the_live_teacher(tmp_pa
         suite.write_text(tiny_suite(methods=("vanilla-kd",), train=tiny_train(teacher_cache=cache), methods_tables=""))
         run = bench("run", "--suite", str(suite), "--results", str(results), "--no-progress")
         assert run.returncode == 0, run.stderr
-    runs = {r["config"]["train"].get("teacher_cache", False): r for r in records(results, "vanilla-kd")}
+    runs = {r.config["train"].get("teacher_cache", False): r for r in records(results, "vanilla-kd")}
     assert len(records(results)) == 3  # one teacher, two students
     live, cached = runs[False], runs[True]
-    assert live["teacher_cache"] is None
-    assert cached["teacher_cache"]["computed"] == 320 and cached["teacher_cache"]["found"] == 0
-    assert (results / "synth-single" / "teacher-cache" / cached["teacher_cache"]["file"]).is_file()
-    assert cached["metrics"] == live["metrics"]
-    for a, b in zip(cached["curves"], live["curves"]):
+    assert live.result.teacher_cache is None
+    assert cached.result.teacher_cache["computed"] == 320 and cached.result.teacher_cache["found"] == 0
+    assert (results / "synth-single" / "teacher-cache" / cached.result.teacher_cache["file"]).is_file()
+    assert cached.result.metrics == live.result.metrics
+    for a, b in zip(cached.result.curves, live.result.curves):
         for term, value in b["loss"].items():
             assert a["loss"][term] == pytest.approx(value, rel=1e-3, abs=1e-4), term
