@@ -281,6 +281,9 @@ def draw(out: Path, shown: list[Figure]) -> list[str]:
     return md
 
 
+OWNED = ("figures",)  # folders every report writes into when it has something to show
+
+
 @contextlib.contextmanager
 def staged(out: Path):
     """A folder beside `out` to write a report into; once the block ends without an error, each of its entries
@@ -299,11 +302,15 @@ def staged(out: Path):
     out.mkdir(exist_ok=True)
     old = out.with_name(f".{out.name}.old-{os.getpid()}")
     old.mkdir(exist_ok=True)
-    for entry in sorted(staging.iterdir()):
+    written = sorted(staging.iterdir())
+    for entry in written:
         target = out / entry.name
         if target.is_dir() and not target.is_symlink():
             os.replace(target, old / entry.name)  # a folder (figures/) is replaced whole: no stale figure stays
         os.replace(entry, target)
+    for name in OWNED:  # the report's own folders that the new report does not write: none of them stays either
+        if (out / name).is_dir() and name not in {e.name for e in written}:
+            os.replace(out / name, old / name)
     shutil.rmtree(old, ignore_errors=True)
     staging.rmdir()
 

@@ -20,8 +20,8 @@ for suite in benchmarks/suites/protocol-*.toml; do
   name="$(basename "$suite" .toml)"
   if [ -d "reports/protocol/$name" ]; then
     args[$name]="--suite $suite --results reports/protocol/results"
-    # these two experiments' jobs are glue-cpu's own (its teacher_init grid): their records are glue-cpu's
-    case $name in protocol-lgtm-cola|protocol-prokt-cola) args[$name]+=" --also reports/glue-cpu/results";; esac
+    # these experiments' jobs are glue-cpu's own (its teacher_init and vae_grad grids): their records are glue-cpu's
+    case $name in protocol-lgtm-cola|protocol-prokt-cola|protocol-kdfd-vae-grad) args[$name]+=" --also reports/glue-cpu/results";; esac
     into[$name]=reports/protocol
   fi
 done

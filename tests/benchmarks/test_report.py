@@ -513,3 +513,7 @@ def test_a_report_replaces_the_old_one_only_once_it_is_complete(tmp_path):
     assert (out / "report.md").read_text() == "new report"
     assert [p.name for p in (out / "figures").iterdir()] == ["new.png"]  # no stale figure outlives its cell
     assert (out / "results" / "r.json").is_file() and sorted(p.name for p in out.parent.iterdir()) == ["smoke"]
+
+    with staged(out) as staging:  # a report with no figure to show: the old figures go too
+        (staging / "report.md").write_text("a report without figures")
+    assert not (out / "figures").exists() and (out / "results" / "r.json").is_file()
