@@ -20,8 +20,8 @@ for suite in benchmarks/suites/protocol-*.toml; do
   name="$(basename "$suite" .toml)"
   if [ -d "reports/protocol/$name" ]; then
     args[$name]="--suite $suite --results reports/protocol/results"
-    # these experiments' jobs are glue-cpu's own (its teacher_init and vae_grad grids): their records are glue-cpu's
-    case $name in protocol-lgtm-cola|protocol-prokt-cola|protocol-kdfd-vae-grad) args[$name]+=" --also reports/glue-cpu/results";; esac
+    # these experiments' jobs are glue-cpu's own (teacher_init, vae_grad, the stage split): their records are glue-cpu's
+    case $name in protocol-lgtm-cola|protocol-prokt-cola|protocol-kdfd-vae-grad|protocol-tinybert-mrpc) args[$name]+=" --also reports/glue-cpu/results";; esac
     into[$name]=reports/protocol
   fi
 done
