@@ -47,6 +47,12 @@ def test_a_method_of_an_installed_package_runs_on_smoke_and_is_listed(tmp_path):
     assert [r.task for r in recs] == ["synth-pair"]
     assert all(r.status == "done" and set(r.method_code["modules"]) == {"lab_pip.method", "lab_pip.loss",
                                                                                 "kdfd.losses"} for r in recs)
+    # the report of the suite it ran on shows it, in the terminal's every-method table too
+    report = bench("report", "--suite", "smoke", "--tasks", "synth-pair", "--results", str(results), "--out",
+                   str(tmp_path / "reports"), env=env)
+    assert report.returncode == 0, report.stderr
+    assert "lab-pip" in report.stdout, report.stdout
+    assert "lab-pip" in (tmp_path / "reports" / "smoke" / "report.md").read_text()
     # without the package on the path, the method is unknown again: nothing of it was left behind
     gone = bench("run", "--suite", "smoke", "--methods", "lab-pip", "--dry-run")
     assert gone.returncode == 2 and "unknown method 'lab-pip'" in gone.stderr
